@@ -1,0 +1,15 @@
+//! sessiond's domain: sessions, policies, tokens, keyring, refresh rotation and audit.
+//! No HTTP and no SQL here: storage is reached only through the `sessiond-store` traits.
+
+pub mod clock;
+pub mod engine;
+mod error;
+pub mod password;
+pub mod policy;
+pub mod secret;
+pub mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{Authenticated, Engine, EngineConfig, Issued, RequestContext, TenantPolicy};
+pub use error::{CoreError, CoreResult};
+pub use policy::Policy;

@@ -1,0 +1,327 @@
+//! Session tokens (DESIGN §3): EdDSA JWTs with `typ: at+jwt`, and the keyring that signs and
+//! verifies them. Verification takes the algorithm from the key named by `kid`, never from
+//! the token, and refuses any header parameter but `alg`, `typ` and `kid`.
+
+use crate::CoreError;
+use crate::secret::{MasterKey, b64, b64_decode, random_bytes};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sessiond_store::{CustomerId, KeyState, SessionId, StoredKey, TenantId, UnixTime, UserId};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+pub const TOKEN_TYPE: &str = "at+jwt";
+pub const ALG_EDDSA: &str = "EdDSA";
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Clock skew tolerated on `nbf`/`iat` (seconds). `exp` is enforced exactly.
+pub const NBF_LEEWAY: i64 = 30;
+/// The longest lifetime a session token can have (the policy caps it): a key retired by a
+/// rotation stays published this long after it stopped signing.
+pub const MAX_TOKEN_TTL: u32 = 24 * 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: UserId,
+    pub sid: SessionId,
+    pub tid: TenantId,
+    pub cid: CustomerId,
+    pub scope: String,
+    pub jti: String,
+    pub iat: UnixTime,
+    pub nbf: UnixTime,
+    pub exp: UnixTime,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed, unsigned, or signed by an unknown key")]
+    Invalid,
+    #[error("token has expired")]
+    Expired,
+}
+
+struct PublishedKey {
+    alg: &'static str,
+    key: VerifyingKey,
+}
+
+/// The signing key, the published keys, and their stored form.
+pub struct Keyring {
+    signing: SigningKey,
+    signing_kid: String,
+    header_b64: String,
+    published: HashMap<String, PublishedKey>,
+    stored: Vec<StoredKey>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("signing_kid", &self.signing_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public key.
+fn thumbprint(public: &[u8; 32]) -> String {
+    let jwk = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(public));
+    b64(&Sha256::digest(jwk.as_bytes()))
+}
+
+fn new_stored_key(master: &MasterKey, state: KeyState, now: UnixTime) -> Result<StoredKey, CoreError> {
+    let key = SigningKey::from_bytes(&random_bytes::<32>()?);
+    let public = key.verifying_key().to_bytes();
+    let kid = thumbprint(&public);
+    Ok(StoredKey {
+        sealed_private: master.seal(kid.as_bytes(), key.as_bytes())?,
+        kid,
+        alg: ALG_EDDSA.to_owned(),
+        public: public.to_vec(),
+        state,
+        created_at: now,
+        retire_at: None,
+    })
+}
+
+impl Keyring {
+    /// A first keyring: a signing key and a published next key.
+    pub fn generate(master: &MasterKey, now: UnixTime) -> Result<Vec<StoredKey>, CoreError> {
+        Ok(vec![
+            new_stored_key(master, KeyState::Signing, now)?,
+            new_stored_key(master, KeyState::Next, now)?,
+        ])
+    }
+
+    /// Opens a stored keyring; fails if the master key does not open the signing key.
+    pub fn load(master: &MasterKey, stored: Vec<StoredKey>) -> Result<Self, CoreError> {
+        let mut published = HashMap::new();
+        for k in &stored {
+            if k.alg != ALG_EDDSA {
+                return Err(CoreError::Internal(format!("key {} has unknown alg {}", k.kid, k.alg)));
+            }
+            let public: [u8; 32] = k.public.as_slice().try_into().map_err(|_| bad_key(&k.kid))?;
+            let key = VerifyingKey::from_bytes(&public).map_err(|_| bad_key(&k.kid))?;
+            published.insert(k.kid.clone(), PublishedKey { alg: ALG_EDDSA, key });
+        }
+        let signing_stored = stored
+            .iter()
+            .find(|k| k.state == KeyState::Signing)
+            .ok_or_else(|| CoreError::Internal("keyring has no signing key".into()))?;
+        let private = master
+            .open(signing_stored.kid.as_bytes(), &signing_stored.sealed_private)
+            .ok_or_else(|| {
+                CoreError::Internal(
+                    "the master key does not open the signing key (wrong SESSIOND_MASTER_KEY?)".into(),
+                )
+            })?;
+        let seed: [u8; 32] = private.as_slice().try_into().map_err(|_| bad_key(&signing_stored.kid))?;
+        let signing = SigningKey::from_bytes(&seed);
+        let signing_kid = signing_stored.kid.clone();
+        let header = serde_json::to_vec(&Header { alg: ALG_EDDSA, typ: TOKEN_TYPE, kid: &signing_kid })
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        Ok(Self {
+            signing,
+            header_b64: b64(&header),
+            signing_kid,
+            published,
+            stored,
+        })
+    }
+
+    /// The keyring after a rotation: next → signing, signing → retiring (published until the
+    /// tokens it signed have expired), a fresh next key; retiring keys past their time go.
+    pub fn rotated(&self, master: &MasterKey, now: UnixTime) -> Result<Vec<StoredKey>, CoreError> {
+        let mut keys: Vec<StoredKey> = self
+            .stored
+            .iter()
+            .filter(|k| k.retire_at.is_none_or(|t| t > now))
+            .cloned()
+            .collect();
+        for k in &mut keys {
+            match k.state {
+                KeyState::Signing => {
+                    k.state = KeyState::Retiring;
+                    k.retire_at = Some(now + i64::from(MAX_TOKEN_TTL) + NBF_LEEWAY);
+                }
+                KeyState::Next => k.state = KeyState::Signing,
+                KeyState::Retiring => {}
+            }
+        }
+        keys.push(new_stored_key(master, KeyState::Next, now)?);
+        Ok(keys)
+    }
+
+    pub fn stored(&self) -> &[StoredKey] {
+        &self.stored
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    pub fn sign(&self, claims: &Claims) -> Result<String, CoreError> {
+        let payload = serde_json::to_vec(claims).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        token.push_str(&b64(&payload));
+        let sig = self.signing.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&b64(&sig.to_bytes()));
+        Ok(token)
+    }
+
+    /// Verifies signature, type, issuer, audience and time. The caller checks the tenant and
+    /// the session's state.
+    pub fn verify(&self, token: &str, iss: &str, aud: &str, now: UnixTime) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(TokenError::Invalid);
+        };
+        let header_bytes = b64_decode(h).ok_or(TokenError::Invalid)?;
+        let header: Header<'_> = serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Invalid)?;
+        if header.typ != TOKEN_TYPE && header.typ != "application/at+jwt" {
+            return Err(TokenError::Invalid);
+        }
+        let key = self.published.get(header.kid).ok_or(TokenError::Invalid)?;
+        if header.alg != key.alg {
+            return Err(TokenError::Invalid);
+        }
+        let sig: [u8; 64] = b64_decode(s)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(TokenError::Invalid)?;
+        let signed_len = h.len() + 1 + p.len();
+        key.key
+            .verify_strict(&token.as_bytes()[..signed_len], &Signature::from_bytes(&sig))
+            .map_err(|_| TokenError::Invalid)?;
+        let claims: Claims = b64_decode(p)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Invalid)?;
+        if claims.iss != iss || claims.aud != aud || claims.nbf > now + NBF_LEEWAY || claims.iat > now + NBF_LEEWAY {
+            return Err(TokenError::Invalid);
+        }
+        if now >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// The public keys as a JWK Set.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .stored
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "alg": k.alg, "use": "sig",
+                    "kid": k.kid, "x": b64(&k.public),
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+fn bad_key(kid: &str) -> CoreError {
+    CoreError::Internal(format!("stored key {kid} is corrupt"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn keyring() -> (MasterKey, Keyring) {
+        let m = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let stored = Keyring::generate(&m, 1000).unwrap_or_else(|e| panic!("{e}"));
+        let k = Keyring::load(&m, stored).unwrap_or_else(|e| panic!("{e}"));
+        (m, k)
+    }
+
+    fn claims(now: UnixTime) -> Claims {
+        Claims {
+            iss: "iss".into(),
+            aud: "aud".into(),
+            sub: Uuid::new_v4(),
+            sid: SessionId::from_generated("s".repeat(22)),
+            tid: TenantId::parse("t1").unwrap_or_else(|e| panic!("{e}")),
+            cid: Uuid::new_v4(),
+            scope: "session".into(),
+            jti: "j".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            auth_time: now,
+            amr: vec!["pwd".into()],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_time_checks() {
+        let (_, k) = keyring();
+        let t = k.sign(&claims(1000)).unwrap_or_default();
+        assert_eq!(k.verify(&t, "iss", "aud", 1000).map(|c| c.jti), Ok("j".into()));
+        assert_eq!(k.verify(&t, "iss", "aud", 1060), Err(TokenError::Expired));
+        assert_eq!(k.verify(&t, "iss", "aud", 900), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&t, "other", "aud", 1000), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&t, "iss", "other", 1000), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn forged_headers_and_payloads_are_refused() {
+        let (_, k) = keyring();
+        let t = k.sign(&claims(1000)).unwrap_or_default();
+        let parts: Vec<&str> = t.split('.').collect();
+        let hdr = |json: &str| b64(json.as_bytes());
+        let kid = k.signing_kid().to_owned();
+        for header in [
+            format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#),
+            format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#),
+            format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{kid}"}}"#),
+            format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}","jku":"http://x"}}"#),
+            r#"{"alg":"EdDSA","typ":"at+jwt","kid":"unknown"}"#.to_owned(),
+        ] {
+            let forged = format!("{}.{}.{}", hdr(&header), parts[1], parts[2]);
+            assert_eq!(k.verify(&forged, "iss", "aud", 1000), Err(TokenError::Invalid), "{header}");
+        }
+        let mut c = claims(1000);
+        c.tid = TenantId::parse("t2").unwrap_or_else(|e| panic!("{e}"));
+        let tampered = format!("{}.{}.{}", parts[0], b64(&serde_json::to_vec(&c).unwrap_or_default()), parts[2]);
+        assert_eq!(k.verify(&tampered, "iss", "aud", 1000), Err(TokenError::Invalid));
+        let stripped = format!("{}.{}.", parts[0], parts[1]);
+        assert_eq!(k.verify(&stripped, "iss", "aud", 1000), Err(TokenError::Invalid));
+        for garbage in ["", "a.b", "a.b.c.d", "....", &"x".repeat(MAX_TOKEN_LEN + 1)] {
+            assert_eq!(k.verify(garbage, "iss", "aud", 1000), Err(TokenError::Invalid));
+        }
+    }
+
+    #[test]
+    fn rotation_promotes_the_published_next_key_and_keeps_the_old_one() {
+        let (m, k) = keyring();
+        let old = k.sign(&claims(1000)).unwrap_or_default();
+        let next_kid = k.stored().iter().find(|s| s.state == KeyState::Next).map(|s| s.kid.clone());
+        let k2 = Keyring::load(&m, k.rotated(&m, 1000).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Some(k2.signing_kid().to_owned()), next_kid);
+        assert_eq!(k2.stored().len(), 3);
+        assert!(k2.verify(&old, "iss", "aud", 1000).is_ok());
+        let wrong = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        assert!(Keyring::load(&wrong, k2.stored().to_vec()).is_err());
+    }
+}

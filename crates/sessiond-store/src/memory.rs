@@ -1,0 +1,383 @@
+//! The in-memory backend: one mutex over plain maps. For tests and single-process trials;
+//! nothing survives a restart.
+
+use crate::model::*;
+use crate::{IdentityStore, SessionStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+struct Data {
+    sessions: HashMap<SessionId, Session>,
+    refresh: HashMap<TokenHash, RefreshRecord>,
+    tenants: HashMap<TenantId, Tenant>,
+    users: HashMap<(TenantId, UserId), User>,
+    keys: Vec<StoredKey>,
+    audit: Vec<AuditEvent>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    data: Mutex<Data>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, Data>> {
+        self.data
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store poisoned".into()))
+    }
+}
+
+impl Data {
+    fn session_mut(&mut self, tenant: &TenantId, id: &SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(id).filter(|s| &s.tenant_id == tenant)
+    }
+
+    fn revoke(&mut self, id: &SessionId, reason: RevokeReason, now: UnixTime) -> Option<Session> {
+        let s = self.sessions.get_mut(id)?;
+        if !s.is_active_at(now) {
+            return None;
+        }
+        s.state = SessionState::Revoked { reason, at: now };
+        Some(s.clone())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create_session(
+        &self,
+        new: NewSession,
+        limit: SessionLimit,
+        now: UnixTime,
+    ) -> StoreResult<Vec<SessionId>> {
+        let mut d = self.lock()?;
+        let s = new.session;
+        let mut active: Vec<(UnixTime, SessionId)> = d
+            .sessions
+            .values()
+            .filter(|o| o.tenant_id == s.tenant_id && o.user_id == s.user_id && o.is_active_at(now))
+            .map(|o| (o.created_at, o.id.clone()))
+            .collect();
+        active.sort();
+        let mut evicted = Vec::new();
+        match limit {
+            SessionLimit::Unlimited => {}
+            SessionLimit::Reject(max) if active.len() >= max as usize => {
+                return Err(StoreError::LimitReached);
+            }
+            SessionLimit::Reject(_) => {}
+            SessionLimit::EvictOldest(max) => {
+                let excess = (active.len() + 1).saturating_sub(max.max(1) as usize);
+                for (_, id) in active.into_iter().take(excess) {
+                    d.revoke(&id, RevokeReason::Displaced, now);
+                    evicted.push(id);
+                }
+            }
+        }
+        if let Some(r) = new.refresh {
+            d.refresh.insert(
+                r.hash,
+                RefreshRecord {
+                    hash: r.hash,
+                    tenant_id: s.tenant_id.clone(),
+                    session_id: s.id.clone(),
+                    expires_at: r.expires_at,
+                    rotated: None,
+                },
+            );
+        }
+        d.sessions.insert(s.id.clone(), s);
+        Ok(evicted)
+    }
+
+    async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> StoreResult<Option<Session>> {
+        let d = self.lock()?;
+        Ok(d.sessions.get(id).filter(|s| &s.tenant_id == tenant).cloned())
+    }
+
+    async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        let mut d = self.lock()?;
+        if let Some(s) = d.session_mut(tenant, id)
+            && s.is_active_at(now)
+            && s.last_seen_at < now
+        {
+            s.last_seen_at = now;
+        }
+        Ok(())
+    }
+
+    async fn rotate_refresh(&self, r: Rotation) -> StoreResult<RotateOutcome> {
+        let mut d = self.lock()?;
+        let Some(presented) = d.refresh.get(&r.presented).cloned() else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        let Some(session) = d.sessions.get(&presented.session_id).cloned() else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        let successor_is_current = presented
+            .rotated
+            .as_ref()
+            .and_then(|rot| d.refresh.get(&rot.successor))
+            .is_some_and(|s| s.rotated.is_none());
+        Ok(match r.step(&presented, &session, successor_is_current) {
+            RotationStep::Invalid => RotateOutcome::Invalid,
+            RotationStep::SessionInactive => RotateOutcome::SessionInactive { session },
+            RotationStep::Rotate => {
+                d.refresh.insert(
+                    r.successor.hash,
+                    RefreshRecord {
+                        hash: r.successor.hash,
+                        tenant_id: r.tenant_id.clone(),
+                        session_id: session.id.clone(),
+                        expires_at: r.successor.expires_at,
+                        rotated: None,
+                    },
+                );
+                if let Some(p) = d.refresh.get_mut(&r.presented) {
+                    p.rotated = Some(Rotated {
+                        at: r.now,
+                        successor: r.successor.hash,
+                        sealed_successor: r.sealed_successor,
+                    });
+                }
+                let s = d.session_mut(&r.tenant_id, &session.id);
+                let session = match s {
+                    Some(s) => {
+                        s.last_seen_at = s.last_seen_at.max(r.now);
+                        s.clone()
+                    }
+                    None => session,
+                };
+                RotateOutcome::Rotated { session }
+            }
+            RotationStep::Replay => RotateOutcome::Replayed {
+                session,
+                sealed_successor: presented
+                    .rotated
+                    .map(|rot| rot.sealed_successor)
+                    .unwrap_or_default(),
+            },
+            RotationStep::Reuse => {
+                let revoked = d.revoke(&session.id, RevokeReason::ReuseDetected, r.now);
+                RotateOutcome::Reused {
+                    revoked: revoked.is_some(),
+                    session: revoked.unwrap_or(session),
+                }
+            }
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        reason: RevokeReason,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>> {
+        let mut d = self.lock()?;
+        if d.session_mut(tenant, id).is_none() {
+            return Ok(None);
+        }
+        Ok(d.revoke(id, reason, now))
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        reason: RevokeReason,
+        keep: Option<&SessionId>,
+        now: UnixTime,
+    ) -> StoreResult<Vec<Session>> {
+        let mut d = self.lock()?;
+        let ids: Vec<SessionId> = d
+            .sessions
+            .values()
+            .filter(|s| &s.tenant_id == tenant && &s.user_id == user && Some(&s.id) != keep)
+            .map(|s| s.id.clone())
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| d.revoke(id, reason, now))
+            .collect())
+    }
+
+    async fn mark_expired(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut d = self.lock()?;
+        Ok(match d.session_mut(tenant, id) {
+            Some(s) if s.state == SessionState::Active && !s.is_active_at(now) => {
+                s.state = SessionState::Expired { at: now };
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn find_sessions(
+        &self,
+        tenant: &TenantId,
+        query: &SessionQuery,
+        now: UnixTime,
+    ) -> StoreResult<Vec<Session>> {
+        let d = self.lock()?;
+        let mut found: Vec<Session> = d
+            .sessions
+            .values()
+            .filter(|s| &s.tenant_id == tenant && query.matches(s, now))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.lock().map(|_| ())
+    }
+}
+
+#[async_trait]
+impl IdentityStore for MemoryStore {
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        let mut d = self.lock()?;
+        if d.tenants.contains_key(&tenant.id) {
+            return Err(StoreError::Conflict);
+        }
+        d.tenants.insert(tenant.id.clone(), tenant);
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        Ok(self.lock()?.tenants.get(id).cloned())
+    }
+
+    async fn set_tenant_policy(
+        &self,
+        id: &TenantId,
+        overrides: PolicyOverrides,
+    ) -> StoreResult<Option<Tenant>> {
+        let mut d = self.lock()?;
+        Ok(d.tenants.get_mut(id).map(|t| {
+            t.overrides = overrides;
+            t.clone()
+        }))
+    }
+
+    async fn create_user(&self, user: User) -> StoreResult<()> {
+        let mut d = self.lock()?;
+        let taken = d.users.values().any(|u| {
+            u.tenant_id == user.tenant_id
+                && (u.id == user.id
+                    || (user.username.is_some() && u.username == user.username)
+                    || (user.external_id.is_some() && u.external_id == user.external_id))
+        });
+        if taken {
+            return Err(StoreError::Conflict);
+        }
+        d.users.insert((user.tenant_id.clone(), user.id), user);
+        Ok(())
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> StoreResult<Option<User>> {
+        Ok(self.lock()?.users.get(&(tenant.clone(), *id)).cloned())
+    }
+
+    async fn find_user_by_username(
+        &self,
+        tenant: &TenantId,
+        username: &str,
+    ) -> StoreResult<Option<User>> {
+        Ok(self
+            .lock()?
+            .users
+            .values()
+            .find(|u| &u.tenant_id == tenant && u.username.as_deref() == Some(username))
+            .cloned())
+    }
+
+    async fn set_password_hash(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        hash: String,
+    ) -> StoreResult<bool> {
+        let mut d = self.lock()?;
+        Ok(d.users
+            .get_mut(&(tenant.clone(), *id))
+            .map(|u| u.password_hash = Some(hash))
+            .is_some())
+    }
+
+    async fn set_user_status(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        status: UserStatus,
+    ) -> StoreResult<bool> {
+        let mut d = self.lock()?;
+        Ok(d.users
+            .get_mut(&(tenant.clone(), *id))
+            .map(|u| u.status = status)
+            .is_some())
+    }
+
+    async fn load_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        Ok(self.lock()?.keys.clone())
+    }
+
+    async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()> {
+        self.lock()?.keys = keys;
+        Ok(())
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
+        let mut d = self.lock()?;
+        for mut e in events {
+            e.id = d.audit.len() as i64 + 1;
+            d.audit.push(e);
+        }
+        Ok(())
+    }
+
+    async fn find_audit(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let d = self.lock()?;
+        Ok(d.audit
+            .iter()
+            .rev()
+            .filter(|e| &e.tenant_id == tenant && query.matches(e))
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryStore;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        crate::conformance::run_all(|| async { MemoryStore::new() }).await;
+    }
+}

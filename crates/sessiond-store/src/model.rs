@@ -1,0 +1,547 @@
+//! Records the stores persist. Times are unix seconds.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Unix time in seconds.
+pub type UnixTime = i64;
+
+macro_rules! string_id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A tenant's id (`X-Tenant-ID`): 1–64 characters of `[A-Za-z0-9_-]`.
+    TenantId
+);
+string_id!(
+    /// An opaque session id: 128 bits from the OS CSPRNG, base64url.
+    SessionId
+);
+
+/// Why a value could not become an id.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {0}")]
+pub struct InvalidId(pub &'static str);
+
+impl TenantId {
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_owned())).ok_or(InvalidId("tenant id"))
+    }
+}
+
+impl SessionId {
+    /// Accepts the shape sessiond generates (22 base64url characters) and nothing else.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let ok = s.len() == 22
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_owned())).ok_or(InvalidId("session id"))
+    }
+
+    /// Wraps an id the caller generated from the CSPRNG (see `sessiond-core`).
+    pub fn from_generated(s: String) -> Self {
+        Self(s)
+    }
+}
+
+pub type UserId = uuid::Uuid;
+pub type CustomerId = uuid::Uuid;
+
+/// SHA-256 of a secret token; the only form in which refresh tokens are stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Playground,
+    Integration,
+    Production,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Playground => "playground",
+            Profile::Integration => "integration",
+            Profile::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    #[default]
+    EvictOldest,
+    Reject,
+}
+
+/// Per-tenant policy overrides; `None` means "the profile's default".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_tokens: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute_ttl: Option<u32>,
+    /// `Some(0)` turns the idle timeout off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ttl: Option<u32>,
+    /// `Some(0)` means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_user: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_limit: Option<OnLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_headers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_grace_seconds: Option<u32>,
+    /// Refuse requests that did not arrive over HTTPS (directly or via a trusted proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_only: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: Option<String>,
+    pub profile: Profile,
+    pub overrides: PolicyOverrides,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub customer_id: CustomerId,
+    pub username: Option<String>,
+    /// Argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub external_id: Option<String>,
+    pub status: UserStatus,
+    pub created_at: UnixTime,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("username", &self.username)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    Password,
+    Sso,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    Logout,
+    LogoutAll,
+    Displaced,
+    PartnerLogout,
+    Admin,
+    ReuseDetected,
+    PasswordChanged,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::LogoutAll => "logout_all",
+            RevokeReason::Displaced => "displaced",
+            RevokeReason::PartnerLogout => "partner_logout",
+            RevokeReason::Admin => "admin",
+            RevokeReason::ReuseDetected => "reuse_detected",
+            RevokeReason::PasswordChanged => "password_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Logout,
+            Self::LogoutAll,
+            Self::Displaced,
+            Self::PartnerLogout,
+            Self::Admin,
+            Self::ReuseDetected,
+            Self::PasswordChanged,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// The stored state. `Active` sessions may still have timed out: see [`Session::status_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Active,
+    Revoked { reason: RevokeReason, at: UnixTime },
+    Expired { at: UnixTime },
+}
+
+/// What a session is at a given instant, timeouts included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Active,
+    Revoked(RevokeReason),
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub customer_id: CustomerId,
+    pub auth_method: AuthMethod,
+    pub created_at: UnixTime,
+    pub last_seen_at: UnixTime,
+    pub absolute_expires_at: UnixTime,
+    /// Idle timeout in seconds, fixed when the session was created; `None`: no idle timeout.
+    pub idle_ttl: Option<u32>,
+    pub device: DeviceInfo,
+    pub state: SessionState,
+}
+
+impl Session {
+    pub fn idle_expires_at(&self) -> Option<UnixTime> {
+        self.idle_ttl
+            .map(|ttl| (self.last_seen_at + i64::from(ttl)).min(self.absolute_expires_at))
+    }
+
+    /// The instant the session times out, whichever timeout comes first.
+    pub fn expires_at(&self) -> UnixTime {
+        self.idle_expires_at().unwrap_or(self.absolute_expires_at)
+    }
+
+    pub fn status_at(&self, now: UnixTime) -> SessionStatus {
+        match self.state {
+            SessionState::Revoked { reason, .. } => SessionStatus::Revoked(reason),
+            SessionState::Expired { .. } => SessionStatus::Expired,
+            SessionState::Active if now >= self.expires_at() => SessionStatus::Expired,
+            SessionState::Active => SessionStatus::Active,
+        }
+    }
+
+    pub fn is_active_at(&self, now: UnixTime) -> bool {
+        self.status_at(now) == SessionStatus::Active
+    }
+}
+
+/// How many active sessions a user may hold, and what happens at the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionLimit {
+    Unlimited,
+    EvictOldest(u32),
+    Reject(u32),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub hash: TokenHash,
+    pub expires_at: UnixTime,
+}
+
+/// A session to create, with its first refresh token if the policy issues one.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub session: Session,
+    pub refresh: Option<NewRefreshToken>,
+}
+
+/// One refresh-token rotation, applied atomically by [`crate::SessionStore::rotate_refresh`].
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub tenant_id: TenantId,
+    pub presented: TokenHash,
+    pub successor: NewRefreshToken,
+    /// The successor token, sealed with a key only the presented token derives; returned as
+    /// is when the presented token is replayed within the grace window.
+    pub sealed_successor: Vec<u8>,
+    pub grace_seconds: u32,
+    pub now: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The presented token was current: it is now rotated, the successor is current and the
+    /// session's last-seen time is `now`.
+    Rotated { session: Session },
+    /// The presented token was rotated within the grace window and its successor is still
+    /// current: the same successor is handed out again.
+    Replayed {
+        session: Session,
+        sealed_successor: Vec<u8>,
+    },
+    /// A rotated token came back outside the grace window: the session is now revoked with
+    /// reason `reuse_detected` (`revoked` tells whether this call revoked it).
+    Reused { session: Session, revoked: bool },
+    /// The session the token belongs to is revoked or timed out.
+    SessionInactive { session: Session },
+    /// Unknown token, another tenant's, or past its expiry.
+    Invalid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateFilter {
+    Active,
+    Revoked,
+    Expired,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub user_id: Option<UserId>,
+    pub state: Option<StateFilter>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published, signs new tokens.
+    Signing,
+    /// Published, will sign after the next rotation.
+    Next,
+    /// Published until `retire_at`, signs nothing.
+    Retiring,
+}
+
+/// A signing key as stored: the private half sealed with the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub public: Vec<u8>,
+    pub sealed_private: Vec<u8>,
+    pub state: KeyState,
+    pub created_at: UnixTime,
+    pub retire_at: Option<UnixTime>,
+}
+
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    LoginSucceeded,
+    LoginFailed,
+    SessionCreated,
+    SessionRefreshed,
+    RefreshTokenReused,
+    SessionRevoked,
+    SessionExpired,
+    SuspiciousActivity,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::LoginSucceeded => "login_succeeded",
+            AuditKind::LoginFailed => "login_failed",
+            AuditKind::SessionCreated => "session_created",
+            AuditKind::SessionRefreshed => "session_refreshed",
+            AuditKind::RefreshTokenReused => "refresh_token_reused",
+            AuditKind::SessionRevoked => "session_revoked",
+            AuditKind::SessionExpired => "session_expired",
+            AuditKind::SuspiciousActivity => "suspicious_activity",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::LoginSucceeded,
+            Self::LoginFailed,
+            Self::SessionCreated,
+            Self::SessionRefreshed,
+            Self::RefreshTokenReused,
+            Self::SessionRevoked,
+            Self::SessionExpired,
+            Self::SuspiciousActivity,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One append-only audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Assigned by the store on append; ascending in append order.
+    #[serde(default)]
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: AuditKind,
+    pub tenant_id: TenantId,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
+    pub activity_id: String,
+    pub correlation_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub reason: Option<String>,
+    pub at: UnixTime,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
+    pub activity_id: Option<String>,
+    pub kind: Option<AuditKind>,
+    pub since: Option<UnixTime>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    pub fn matches(&self, e: &AuditEvent) -> bool {
+        self.user_id.is_none_or(|u| e.user_id == Some(u))
+            && self
+                .session_id
+                .as_ref()
+                .is_none_or(|s| e.session_id.as_ref() == Some(s))
+            && self.activity_id.as_ref().is_none_or(|a| &e.activity_id == a)
+            && self.kind.is_none_or(|k| e.kind == k)
+            && self.since.is_none_or(|t| e.at >= t)
+    }
+}
+
+impl SessionQuery {
+    pub fn matches(&self, s: &Session, now: UnixTime) -> bool {
+        self.user_id.is_none_or(|u| s.user_id == u)
+            && self.state.is_none_or(|f| {
+                matches!(
+                    (f, s.status_at(now)),
+                    (StateFilter::Active, SessionStatus::Active)
+                        | (StateFilter::Revoked, SessionStatus::Revoked(_))
+                        | (StateFilter::Expired, SessionStatus::Expired)
+                )
+            })
+    }
+}
+
+/// A stored refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub hash: TokenHash,
+    pub tenant_id: TenantId,
+    pub session_id: SessionId,
+    pub expires_at: UnixTime,
+    pub rotated: Option<Rotated>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub at: UnixTime,
+    pub successor: TokenHash,
+    pub sealed_successor: Vec<u8>,
+}
+
+/// What a rotation does, decided from the records a backend read inside its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationStep {
+    Invalid,
+    SessionInactive,
+    Rotate,
+    Replay,
+    Reuse,
+}
+
+impl Rotation {
+    /// `successor_is_current`: the presented token's successor exists and is not rotated.
+    pub fn step(
+        &self,
+        presented: &RefreshRecord,
+        session: &Session,
+        successor_is_current: bool,
+    ) -> RotationStep {
+        if presented.tenant_id != self.tenant_id || session.tenant_id != self.tenant_id {
+            return RotationStep::Invalid;
+        }
+        if !session.is_active_at(self.now) {
+            return RotationStep::SessionInactive;
+        }
+        match &presented.rotated {
+            None if self.now >= presented.expires_at => RotationStep::Invalid,
+            None => RotationStep::Rotate,
+            Some(r)
+                if successor_is_current
+                    && self.now - r.at <= i64::from(self.grace_seconds) =>
+            {
+                RotationStep::Replay
+            }
+            Some(_) => RotationStep::Reuse,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The store traits. Each method is one atomic operation: a backend makes it atomic in its
+//! own way (a transaction, a single statement, a script) so that no race reaches the caller.
+
+use crate::model::*;
+use crate::StoreResult;
+use async_trait::async_trait;
+
+/// Hot, per-request session state.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Creates a session (and its first refresh token) under the user's limit. With
+    /// `EvictOldest(n)` the oldest active sessions are revoked (`displaced`) until the new one
+    /// fits, and their ids are returned; with `Reject(n)` a full user gets
+    /// [`crate::StoreError::LimitReached`] and nothing is written.
+    async fn create_session(
+        &self,
+        new: NewSession,
+        limit: SessionLimit,
+        now: UnixTime,
+    ) -> StoreResult<Vec<SessionId>>;
+
+    async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> StoreResult<Option<Session>>;
+
+    /// Moves `last_seen_at` forward to `now` if the session is still active.
+    async fn touch_session(&self, tenant: &TenantId, id: &SessionId, now: UnixTime)
+    -> StoreResult<()>;
+
+    /// Rotates a refresh token: see [`RotateOutcome`] for every case.
+    async fn rotate_refresh(&self, rotation: Rotation) -> StoreResult<RotateOutcome>;
+
+    /// Revokes one session. Returns the session if this call revoked it (idempotent: a
+    /// revoked or unknown session gives `None`).
+    async fn revoke_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        reason: RevokeReason,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>>;
+
+    /// Revokes every active session of a user, except `keep`; returns those it revoked.
+    async fn revoke_user_sessions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        reason: RevokeReason,
+        keep: Option<&SessionId>,
+        now: UnixTime,
+    ) -> StoreResult<Vec<Session>>;
+
+    /// Records that an active session has timed out. Returns true if this call recorded it.
+    async fn mark_expired(&self, tenant: &TenantId, id: &SessionId, now: UnixTime)
+    -> StoreResult<bool>;
+
+    /// Sessions of a tenant, newest first.
+    async fn find_sessions(
+        &self,
+        tenant: &TenantId,
+        query: &SessionQuery,
+        now: UnixTime,
+    ) -> StoreResult<Vec<Session>>;
+
+    /// Is the store reachable?
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Tenants, users, signing keys and the audit trail.
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    /// [`crate::StoreError::Conflict`] if the id is taken.
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
+    /// Replaces the tenant's overrides; `None` if there is no such tenant.
+    async fn set_tenant_policy(
+        &self,
+        id: &TenantId,
+        overrides: PolicyOverrides,
+    ) -> StoreResult<Option<Tenant>>;
+
+    /// [`crate::StoreError::Conflict`] if the username (or external id) is taken in the tenant.
+    async fn create_user(&self, user: User) -> StoreResult<()>;
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> StoreResult<Option<User>>;
+    async fn find_user_by_username(
+        &self,
+        tenant: &TenantId,
+        username: &str,
+    ) -> StoreResult<Option<User>>;
+    /// Returns false if there is no such user.
+    async fn set_password_hash(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        hash: String,
+    ) -> StoreResult<bool>;
+    async fn set_user_status(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        status: UserStatus,
+    ) -> StoreResult<bool>;
+
+    async fn load_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Replaces the whole keyring in one step.
+    async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()>;
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
+    /// Events of a tenant matching the query, newest first.
+    async fn find_audit(&self, tenant: &TenantId, query: &AuditQuery)
+    -> StoreResult<Vec<AuditEvent>>;
+}
