@@ -169,7 +169,9 @@ impl Engine {
             created_at: self.now(),
         };
         match self.identity.create_tenant(tenant).await {
-            Err(StoreError::Conflict) => Err(CoreError::Conflict("the tenant already exists".into())),
+            Err(StoreError::Conflict) => {
+                Err(CoreError::Conflict("the tenant already exists".into()))
+            }
             r => r.map_err(CoreError::from),
         }?;
         self.tenant(&id).await
@@ -183,8 +185,16 @@ impl Engine {
             ($($f:ident),*) => { $( if patch.$f.is_some() { o.$f = patch.$f; } )* };
         }
         merge!(
-            session_token_ttl, refresh_tokens, refresh_token_ttl, absolute_ttl, idle_ttl,
-            max_sessions_per_user, on_limit, required_headers, refresh_grace_seconds, https_only
+            session_token_ttl,
+            refresh_tokens,
+            refresh_token_ttl,
+            absolute_ttl,
+            idle_ttl,
+            max_sessions_per_user,
+            on_limit,
+            required_headers,
+            refresh_grace_seconds,
+            https_only
         );
         let policy = Policy::effective(current.tenant.profile, &o)?;
         self.identity
@@ -199,12 +209,16 @@ impl Engine {
 
     async fn hash_password(&self, password: String) -> CoreResult<String> {
         password::check_password_policy(&password)?;
-        self.off_thread(move || password::hash_password(&password)).await?
+        self.off_thread(move || password::hash_password(&password))
+            .await?
     }
 
     /// Runs Argon2 on the blocking pool, at most `hash_concurrency` at a time, so logins queue
     /// instead of starving token validation.
-    async fn off_thread<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> CoreResult<T> {
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> CoreResult<T> {
         let _permit = self
             .hashing
             .acquire()
@@ -256,10 +270,15 @@ impl Engine {
         keep: Option<&SessionId>,
     ) -> CoreResult<usize> {
         let hash = self.hash_password(password).await?;
-        if !self.identity.set_password_hash(&ctx.tenant_id, user, hash).await? {
+        if !self
+            .identity
+            .set_password_hash(&ctx.tenant_id, user, hash)
+            .await?
+        {
             return Err(CoreError::NotFound("user"));
         }
-        self.revoke_user(ctx, user, RevokeReason::PasswordChanged, keep).await
+        self.revoke_user(ctx, user, RevokeReason::PasswordChanged, keep)
+            .await
     }
 
     pub async fn disable_user(&self, ctx: &RequestContext, user: &UserId) -> CoreResult<usize> {
@@ -283,7 +302,10 @@ impl Engine {
         password: &str,
         device: DeviceInfo,
     ) -> CoreResult<Issued> {
-        let user = self.identity.find_user_by_username(&ctx.tenant_id, username).await?;
+        let user = self
+            .identity
+            .find_user_by_username(&ctx.tenant_id, username)
+            .await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let pw = password.to_owned();
         let ok = self
@@ -335,7 +357,8 @@ impl Engine {
         };
         let refresh = if p.refresh_tokens {
             let token = secret::new_secret()?;
-            let expires_at = (now + i64::from(p.refresh_token_ttl)).min(session.absolute_expires_at);
+            let expires_at =
+                (now + i64::from(p.refresh_token_ttl)).min(session.absolute_expires_at);
             Some((token, expires_at))
         } else {
             None
@@ -347,7 +370,11 @@ impl Engine {
                 expires_at: *exp,
             }),
         };
-        let evicted = match self.sessions.create_session(new, p.session_limit(), now).await {
+        let evicted = match self
+            .sessions
+            .create_session(new, p.session_limit(), now)
+            .await
+        {
             Err(StoreError::LimitReached) => {
                 let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
                 e.reason = Some("session_limit".into());
@@ -361,16 +388,27 @@ impl Engine {
         let mut events = Vec::with_capacity(2 + evicted.len());
         for id in &evicted {
             self.invalidate(id);
-            let mut e = self.event(ctx, AuditKind::SessionRevoked, Some(user.id), Some(id.clone()));
+            let mut e = self.event(
+                ctx,
+                AuditKind::SessionRevoked,
+                Some(user.id),
+                Some(id.clone()),
+            );
             e.reason = Some(RevokeReason::Displaced.as_str().into());
             events.push(e);
         }
-        let login_kind = match method {
-            AuthMethod::Password => AuditKind::LoginSucceeded,
-            AuthMethod::Sso => AuditKind::LoginSucceeded,
-        };
-        events.push(self.event(ctx, login_kind, Some(user.id), Some(session.id.clone())));
-        events.push(self.event(ctx, AuditKind::SessionCreated, Some(user.id), Some(session.id.clone())));
+        events.push(self.event(
+            ctx,
+            AuditKind::LoginSucceeded,
+            Some(user.id),
+            Some(session.id.clone()),
+        ));
+        events.push(self.event(
+            ctx,
+            AuditKind::SessionCreated,
+            Some(user.id),
+            Some(session.id.clone()),
+        ));
         self.record(events).await?;
         self.issue(session, p, refresh, now)
     }
@@ -415,7 +453,12 @@ impl Engine {
         })
     }
 
-    pub async fn refresh(&self, ctx: &RequestContext, tp: &TenantPolicy, presented: &str) -> CoreResult<Issued> {
+    pub async fn refresh(
+        &self,
+        ctx: &RequestContext,
+        tp: &TenantPolicy,
+        presented: &str,
+    ) -> CoreResult<Issued> {
         let p = &tp.policy;
         if !p.refresh_tokens {
             return Err(CoreError::RefreshNotEnabled);
@@ -444,15 +487,28 @@ impl Engine {
         match outcome {
             RotateOutcome::Rotated { session } => {
                 self.cache_session(session.clone(), epoch);
-                let e = self.event(ctx, AuditKind::SessionRefreshed, Some(session.user_id), Some(session.id.clone()));
+                let e = self.event(
+                    ctx,
+                    AuditKind::SessionRefreshed,
+                    Some(session.user_id),
+                    Some(session.id.clone()),
+                );
                 self.record(vec![e]).await?;
                 let exp = successor_expires.min(session.absolute_expires_at);
                 self.issue(session, p, Some((successor, exp)), now)
             }
-            RotateOutcome::Replayed { session, sealed_successor } => {
+            RotateOutcome::Replayed {
+                session,
+                sealed_successor,
+            } => {
                 let again = secret::open_successor(presented, &sealed_successor)
                     .ok_or(CoreError::RefreshTokenInvalid)?;
-                let mut e = self.event(ctx, AuditKind::SessionRefreshed, Some(session.user_id), Some(session.id.clone()));
+                let mut e = self.event(
+                    ctx,
+                    AuditKind::SessionRefreshed,
+                    Some(session.user_id),
+                    Some(session.id.clone()),
+                );
                 e.reason = Some("grace_replay".into());
                 self.record(vec![e]).await?;
                 let exp = successor_expires.min(session.absolute_expires_at);
@@ -460,16 +516,28 @@ impl Engine {
             }
             RotateOutcome::Reused { session, revoked } => {
                 self.invalidate(&session.id);
-                let mut events = vec![self.event(ctx, AuditKind::RefreshTokenReused, Some(session.user_id), Some(session.id.clone()))];
+                let mut events = vec![self.event(
+                    ctx,
+                    AuditKind::RefreshTokenReused,
+                    Some(session.user_id),
+                    Some(session.id.clone()),
+                )];
                 if revoked {
-                    let mut e = self.event(ctx, AuditKind::SessionRevoked, Some(session.user_id), Some(session.id.clone()));
+                    let mut e = self.event(
+                        ctx,
+                        AuditKind::SessionRevoked,
+                        Some(session.user_id),
+                        Some(session.id.clone()),
+                    );
                     e.reason = Some(RevokeReason::ReuseDetected.as_str().into());
                     events.push(e);
                 }
                 self.record(events).await?;
                 Err(CoreError::RefreshTokenReused)
             }
-            RotateOutcome::SessionInactive { session } => Err(self.inactive(ctx, &session, now).await),
+            RotateOutcome::SessionInactive { session } => {
+                Err(self.inactive(ctx, &session, now).await)
+            }
             RotateOutcome::Invalid => Err(CoreError::RefreshTokenInvalid),
         }
     }
@@ -481,7 +549,11 @@ impl Engine {
         let now = self.now();
         let key: [u8; 32] = secret::hash_token(token).0;
         if let Some(c) = self.verified.get(&key) {
-            return if now < c.exp { Ok(c) } else { Err(CoreError::TokenExpired) };
+            return if now < c.exp {
+                Ok(c)
+            } else {
+                Err(CoreError::TokenExpired)
+            };
         }
         let claims = self
             .keyring()?
@@ -497,7 +569,11 @@ impl Engine {
 
     /// The stateful check of every authenticated request: token, tenant, live session. Counts
     /// as activity for the idle timeout (written to the store only when it has moved enough).
-    pub async fn authenticate(&self, ctx: &RequestContext, token: &str) -> CoreResult<Authenticated> {
+    pub async fn authenticate(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> CoreResult<Authenticated> {
         let claims = self.verify_token(token)?;
         if claims.tid != ctx.tenant_id {
             return Err(CoreError::TenantMismatch);
@@ -513,7 +589,9 @@ impl Engine {
         }
         if now - session.last_seen_at >= touch_interval(session.idle_ttl) {
             let epoch = self.invalidations.load(Ordering::SeqCst);
-            self.sessions.touch_session(&ctx.tenant_id, &session.id, now).await?;
+            self.sessions
+                .touch_session(&ctx.tenant_id, &session.id, now)
+                .await?;
             session.last_seen_at = now;
             self.cache_session(session.clone(), epoch);
         }
@@ -565,7 +643,12 @@ impl Engine {
                     match self.sessions.mark_expired(&ctx.tenant_id, &s.id, now).await {
                         Ok(true) => {
                             self.invalidate(&s.id);
-                            let e = self.event(ctx, AuditKind::SessionExpired, Some(s.user_id), Some(s.id.clone()));
+                            let e = self.event(
+                                ctx,
+                                AuditKind::SessionExpired,
+                                Some(s.user_id),
+                                Some(s.id.clone()),
+                            );
                             if let Err(err) = self.record(vec![e]).await {
                                 return err;
                             }
@@ -588,7 +671,7 @@ impl Engine {
             Ok(c) => (*c).clone(),
             Err(CoreError::TokenExpired) => self
                 .keyring()?
-                .verify(token, &self.cfg.issuer, &self.cfg.audience, i64::MIN / 2)
+                .verify_ignoring_expiry(token, &self.cfg.issuer, &self.cfg.audience, self.now())
                 .map_err(|_| CoreError::TokenInvalid)?,
             Err(e) => return Err(e),
         };
@@ -599,12 +682,22 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn logout_all(&self, ctx: &RequestContext, auth: &Authenticated) -> CoreResult<usize> {
-        self.revoke_user(ctx, &auth.session.user_id, RevokeReason::LogoutAll, None).await
+    pub async fn logout_all(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authenticated,
+    ) -> CoreResult<usize> {
+        self.revoke_user(ctx, &auth.session.user_id, RevokeReason::LogoutAll, None)
+            .await
     }
 
     /// Revokes one session of the authenticated user.
-    pub async fn revoke_own(&self, ctx: &RequestContext, auth: &Authenticated, id: &SessionId) -> CoreResult<()> {
+    pub async fn revoke_own(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authenticated,
+        id: &SessionId,
+    ) -> CoreResult<()> {
         match self.sessions.get_session(&ctx.tenant_id, id).await? {
             Some(s) if s.user_id == auth.session.user_id => {
                 self.revoke(ctx, id, RevokeReason::Logout).await?;
@@ -614,14 +707,31 @@ impl Engine {
         }
     }
 
-    pub async fn revoke_others(&self, ctx: &RequestContext, auth: &Authenticated) -> CoreResult<usize> {
-        self.revoke_user(ctx, &auth.session.user_id, RevokeReason::LogoutAll, Some(&auth.session.id))
-            .await
+    pub async fn revoke_others(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authenticated,
+    ) -> CoreResult<usize> {
+        self.revoke_user(
+            ctx,
+            &auth.session.user_id,
+            RevokeReason::LogoutAll,
+            Some(&auth.session.id),
+        )
+        .await
     }
 
     /// Revokes one session by id (idempotent); true if this call revoked it.
-    pub async fn revoke(&self, ctx: &RequestContext, id: &SessionId, reason: RevokeReason) -> CoreResult<bool> {
-        let revoked = self.sessions.revoke_session(&ctx.tenant_id, id, reason, self.now()).await?;
+    pub async fn revoke(
+        &self,
+        ctx: &RequestContext,
+        id: &SessionId,
+        reason: RevokeReason,
+    ) -> CoreResult<bool> {
+        let revoked = self
+            .sessions
+            .revoke_session(&ctx.tenant_id, id, reason, self.now())
+            .await?;
         self.invalidate(id);
         match revoked {
             Some(s) => {
@@ -650,14 +760,24 @@ impl Engine {
         Ok(revoked.len())
     }
 
-    async fn record_revocations(&self, ctx: &RequestContext, revoked: &[Session], reason: RevokeReason) -> CoreResult<()> {
+    async fn record_revocations(
+        &self,
+        ctx: &RequestContext,
+        revoked: &[Session],
+        reason: RevokeReason,
+    ) -> CoreResult<()> {
         if revoked.is_empty() {
             return Ok(());
         }
         let events = revoked
             .iter()
             .map(|s| {
-                let mut e = self.event(ctx, AuditKind::SessionRevoked, Some(s.user_id), Some(s.id.clone()));
+                let mut e = self.event(
+                    ctx,
+                    AuditKind::SessionRevoked,
+                    Some(s.user_id),
+                    Some(s.id.clone()),
+                );
                 e.reason = Some(reason.as_str().into());
                 e
             })
@@ -673,19 +793,34 @@ impl Engine {
             state: Some(StateFilter::Active),
             limit: 1000,
         };
-        Ok(self.sessions.find_sessions(&auth.session.tenant_id, &q, self.now()).await?)
+        Ok(self
+            .sessions
+            .find_sessions(&auth.session.tenant_id, &q, self.now())
+            .await?)
     }
 
-    pub async fn find_sessions(&self, tenant: &TenantId, q: &SessionQuery) -> CoreResult<Vec<Session>> {
+    pub async fn find_sessions(
+        &self,
+        tenant: &TenantId,
+        q: &SessionQuery,
+    ) -> CoreResult<Vec<Session>> {
         self.tenant(tenant).await?;
         Ok(self.sessions.find_sessions(tenant, q, self.now()).await?)
     }
 
-    pub async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> CoreResult<Option<Session>> {
+    pub async fn get_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+    ) -> CoreResult<Option<Session>> {
         Ok(self.sessions.get_session(tenant, id).await?)
     }
 
-    pub async fn find_audit(&self, tenant: &TenantId, q: &AuditQuery) -> CoreResult<Vec<AuditEvent>> {
+    pub async fn find_audit(
+        &self,
+        tenant: &TenantId,
+        q: &AuditQuery,
+    ) -> CoreResult<Vec<AuditEvent>> {
         self.tenant(tenant).await?;
         Ok(self.identity.find_audit(tenant, q).await?)
     }
@@ -718,7 +853,13 @@ impl Engine {
 
     // ---- audit ---------------------------------------------------------------------------
 
-    fn event(&self, ctx: &RequestContext, kind: AuditKind, user: Option<UserId>, session: Option<SessionId>) -> AuditEvent {
+    fn event(
+        &self,
+        ctx: &RequestContext,
+        kind: AuditKind,
+        user: Option<UserId>,
+        session: Option<SessionId>,
+    ) -> AuditEvent {
         AuditEvent {
             id: 0,
             kind,

@@ -72,10 +72,7 @@ impl Policy {
             idle_ttl: o.idle_ttl.unwrap_or(d.idle_ttl),
             max_sessions_per_user: o.max_sessions_per_user.unwrap_or(d.max_sessions_per_user),
             on_limit: o.on_limit.unwrap_or(d.on_limit),
-            required_headers: o
-                .required_headers
-                .clone()
-                .unwrap_or(d.required_headers),
+            required_headers: o.required_headers.clone().unwrap_or(d.required_headers),
             refresh_grace_seconds: o.refresh_grace_seconds.unwrap_or(d.refresh_grace_seconds),
             https_only: o.https_only.unwrap_or(d.https_only),
         };
@@ -99,7 +96,9 @@ impl Policy {
         }
         for h in &self.required_headers {
             if !KNOWN_HEADERS.iter().any(|k| k.eq_ignore_ascii_case(h)) {
-                return bad("requiredHeaders may name only Authorization, X-Activity-ID and X-Tenant-ID");
+                return bad(
+                    "requiredHeaders may name only Authorization, X-Activity-ID and X-Tenant-ID",
+                );
             }
         }
         Ok(())
@@ -131,13 +130,22 @@ mod tests {
     #[test]
     fn profile_defaults_follow_the_design_table() {
         let p = Policy::defaults(Profile::Playground);
-        assert_eq!((p.session_token_ttl, p.refresh_tokens, p.idle_ttl), (10_000, false, 0));
+        assert_eq!(
+            (p.session_token_ttl, p.refresh_tokens, p.idle_ttl),
+            (10_000, false, 0)
+        );
         assert!(!p.requires_activity_id());
         let i = Policy::defaults(Profile::Integration);
-        assert_eq!((i.session_token_ttl, i.refresh_tokens, i.idle_ttl), (3600, true, 3600));
+        assert_eq!(
+            (i.session_token_ttl, i.refresh_tokens, i.idle_ttl),
+            (3600, true, 3600)
+        );
         assert!(i.requires_activity_id() && !i.https_only);
         let p = Policy::defaults(Profile::Production);
-        assert_eq!((p.idle_ttl, p.absolute_ttl, p.https_only), (1800, 86_400, true));
+        assert_eq!(
+            (p.idle_ttl, p.absolute_ttl, p.https_only),
+            (1800, 86_400, true)
+        );
         assert_eq!(p.session_limit(), SessionLimit::Unlimited);
     }
 

@@ -46,7 +46,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
     let nonce = random_bytes::<24>()?;
     let ct = XChaCha20Poly1305::new(key.into())
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .map_err(|_| CoreError::Internal("sealing failed".into()))?;
     Ok([nonce.as_slice(), &ct].concat())
 }

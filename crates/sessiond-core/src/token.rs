@@ -82,7 +82,11 @@ fn thumbprint(public: &[u8; 32]) -> String {
     b64(&Sha256::digest(jwk.as_bytes()))
 }
 
-fn new_stored_key(master: &MasterKey, state: KeyState, now: UnixTime) -> Result<StoredKey, CoreError> {
+fn new_stored_key(
+    master: &MasterKey,
+    state: KeyState,
+    now: UnixTime,
+) -> Result<StoredKey, CoreError> {
     let key = SigningKey::from_bytes(&random_bytes::<32>()?);
     let public = key.verifying_key().to_bytes();
     let kid = thumbprint(&public);
@@ -111,28 +115,52 @@ impl Keyring {
         let mut published = HashMap::new();
         for k in &stored {
             if k.alg != ALG_EDDSA {
-                return Err(CoreError::Internal(format!("key {} has unknown alg {}", k.kid, k.alg)));
+                return Err(CoreError::Internal(format!(
+                    "key {} has unknown alg {}",
+                    k.kid, k.alg
+                )));
             }
-            let public: [u8; 32] = k.public.as_slice().try_into().map_err(|_| bad_key(&k.kid))?;
+            let public: [u8; 32] = k
+                .public
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad_key(&k.kid))?;
             let key = VerifyingKey::from_bytes(&public).map_err(|_| bad_key(&k.kid))?;
-            published.insert(k.kid.clone(), PublishedKey { alg: ALG_EDDSA, key });
+            published.insert(
+                k.kid.clone(),
+                PublishedKey {
+                    alg: ALG_EDDSA,
+                    key,
+                },
+            );
         }
         let signing_stored = stored
             .iter()
             .find(|k| k.state == KeyState::Signing)
             .ok_or_else(|| CoreError::Internal("keyring has no signing key".into()))?;
         let private = master
-            .open(signing_stored.kid.as_bytes(), &signing_stored.sealed_private)
+            .open(
+                signing_stored.kid.as_bytes(),
+                &signing_stored.sealed_private,
+            )
             .ok_or_else(|| {
                 CoreError::Internal(
-                    "the master key does not open the signing key (wrong SESSIOND_MASTER_KEY?)".into(),
+                    "the master key does not open the signing key (wrong SESSIOND_MASTER_KEY?)"
+                        .into(),
                 )
             })?;
-        let seed: [u8; 32] = private.as_slice().try_into().map_err(|_| bad_key(&signing_stored.kid))?;
+        let seed: [u8; 32] = private
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad_key(&signing_stored.kid))?;
         let signing = SigningKey::from_bytes(&seed);
         let signing_kid = signing_stored.kid.clone();
-        let header = serde_json::to_vec(&Header { alg: ALG_EDDSA, typ: TOKEN_TYPE, kid: &signing_kid })
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let header = serde_json::to_vec(&Header {
+            alg: ALG_EDDSA,
+            typ: TOKEN_TYPE,
+            kid: &signing_kid,
+        })
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
         Ok(Self {
             signing,
             header_b64: b64(&header),
@@ -187,16 +215,41 @@ impl Keyring {
 
     /// Verifies signature, type, issuer, audience and time. The caller checks the tenant and
     /// the session's state.
-    pub fn verify(&self, token: &str, iss: &str, aud: &str, now: UnixTime) -> Result<Claims, TokenError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        iss: &str,
+        aud: &str,
+        now: UnixTime,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.verify_ignoring_expiry(token, iss, aud, now)?;
+        if now >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Every check of [`Keyring::verify`] but `exp`: for ending a session with its own
+    /// expired token.
+    pub fn verify_ignoring_expiry(
+        &self,
+        token: &str,
+        iss: &str,
+        aud: &str,
+        now: UnixTime,
+    ) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(TokenError::Invalid);
         };
         let header_bytes = b64_decode(h).ok_or(TokenError::Invalid)?;
-        let header: Header<'_> = serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Invalid)?;
+        let header: Header<'_> =
+            serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Invalid)?;
         if header.typ != TOKEN_TYPE && header.typ != "application/at+jwt" {
             return Err(TokenError::Invalid);
         }
@@ -209,16 +262,20 @@ impl Keyring {
             .ok_or(TokenError::Invalid)?;
         let signed_len = h.len() + 1 + p.len();
         key.key
-            .verify_strict(&token.as_bytes()[..signed_len], &Signature::from_bytes(&sig))
+            .verify_strict(
+                &token.as_bytes()[..signed_len],
+                &Signature::from_bytes(&sig),
+            )
             .map_err(|_| TokenError::Invalid)?;
         let claims: Claims = b64_decode(p)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(TokenError::Invalid)?;
-        if claims.iss != iss || claims.aud != aud || claims.nbf > now + NBF_LEEWAY || claims.iat > now + NBF_LEEWAY {
+        if claims.iss != iss
+            || claims.aud != aud
+            || claims.nbf > now + NBF_LEEWAY
+            || claims.iat > now + NBF_LEEWAY
+        {
             return Err(TokenError::Invalid);
-        }
-        if now >= claims.exp {
-            return Err(TokenError::Expired);
         }
         Ok(claims)
     }
@@ -277,7 +334,10 @@ mod tests {
     fn round_trip_and_time_checks() {
         let (_, k) = keyring();
         let t = k.sign(&claims(1000)).unwrap_or_default();
-        assert_eq!(k.verify(&t, "iss", "aud", 1000).map(|c| c.jti), Ok("j".into()));
+        assert_eq!(
+            k.verify(&t, "iss", "aud", 1000).map(|c| c.jti),
+            Ok("j".into())
+        );
         assert_eq!(k.verify(&t, "iss", "aud", 1060), Err(TokenError::Expired));
         assert_eq!(k.verify(&t, "iss", "aud", 900), Err(TokenError::Invalid));
         assert_eq!(k.verify(&t, "other", "aud", 1000), Err(TokenError::Invalid));
@@ -299,16 +359,34 @@ mod tests {
             r#"{"alg":"EdDSA","typ":"at+jwt","kid":"unknown"}"#.to_owned(),
         ] {
             let forged = format!("{}.{}.{}", hdr(&header), parts[1], parts[2]);
-            assert_eq!(k.verify(&forged, "iss", "aud", 1000), Err(TokenError::Invalid), "{header}");
+            assert_eq!(
+                k.verify(&forged, "iss", "aud", 1000),
+                Err(TokenError::Invalid),
+                "{header}"
+            );
         }
         let mut c = claims(1000);
         c.tid = TenantId::parse("t2").unwrap_or_else(|e| panic!("{e}"));
-        let tampered = format!("{}.{}.{}", parts[0], b64(&serde_json::to_vec(&c).unwrap_or_default()), parts[2]);
-        assert_eq!(k.verify(&tampered, "iss", "aud", 1000), Err(TokenError::Invalid));
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&serde_json::to_vec(&c).unwrap_or_default()),
+            parts[2]
+        );
+        assert_eq!(
+            k.verify(&tampered, "iss", "aud", 1000),
+            Err(TokenError::Invalid)
+        );
         let stripped = format!("{}.{}.", parts[0], parts[1]);
-        assert_eq!(k.verify(&stripped, "iss", "aud", 1000), Err(TokenError::Invalid));
+        assert_eq!(
+            k.verify(&stripped, "iss", "aud", 1000),
+            Err(TokenError::Invalid)
+        );
         for garbage in ["", "a.b", "a.b.c.d", "....", &"x".repeat(MAX_TOKEN_LEN + 1)] {
-            assert_eq!(k.verify(garbage, "iss", "aud", 1000), Err(TokenError::Invalid));
+            assert_eq!(
+                k.verify(garbage, "iss", "aud", 1000),
+                Err(TokenError::Invalid)
+            );
         }
     }
 
@@ -316,8 +394,13 @@ mod tests {
     fn rotation_promotes_the_published_next_key_and_keeps_the_old_one() {
         let (m, k) = keyring();
         let old = k.sign(&claims(1000)).unwrap_or_default();
-        let next_kid = k.stored().iter().find(|s| s.state == KeyState::Next).map(|s| s.kid.clone());
-        let k2 = Keyring::load(&m, k.rotated(&m, 1000).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        let next_kid = k
+            .stored()
+            .iter()
+            .find(|s| s.state == KeyState::Next)
+            .map(|s| s.kid.clone());
+        let k2 = Keyring::load(&m, k.rotated(&m, 1000).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(Some(k2.signing_kid().to_owned()), next_kid);
         assert_eq!(k2.stored().len(), 3);
         assert!(k2.verify(&old, "iss", "aud", 1000).is_ok());

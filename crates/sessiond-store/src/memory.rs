@@ -66,20 +66,27 @@ impl SessionStore for MemoryStore {
             .map(|o| (o.created_at, o.id.clone()))
             .collect();
         active.sort();
-        let mut evicted = Vec::new();
-        match limit {
-            SessionLimit::Unlimited => {}
+        let evicted: Vec<SessionId> = match limit {
+            SessionLimit::Unlimited => Vec::new(),
             SessionLimit::Reject(max) if active.len() >= max as usize => {
                 return Err(StoreError::LimitReached);
             }
-            SessionLimit::Reject(_) => {}
+            SessionLimit::Reject(_) => Vec::new(),
             SessionLimit::EvictOldest(max) => {
                 let excess = (active.len() + 1).saturating_sub(max.max(1) as usize);
-                for (_, id) in active.into_iter().take(excess) {
-                    d.revoke(&id, RevokeReason::Displaced, now);
-                    evicted.push(id);
-                }
+                active.into_iter().take(excess).map(|(_, id)| id).collect()
             }
+        };
+        // Checked before any write: a failed create changes nothing.
+        let token_taken = new
+            .refresh
+            .as_ref()
+            .is_some_and(|r| d.refresh.contains_key(&r.hash));
+        if d.sessions.contains_key(&s.id) || token_taken {
+            return Err(StoreError::Conflict);
+        }
+        for id in &evicted {
+            d.revoke(id, RevokeReason::Displaced, now);
         }
         if let Some(r) = new.refresh {
             d.refresh.insert(
@@ -99,7 +106,10 @@ impl SessionStore for MemoryStore {
 
     async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> StoreResult<Option<Session>> {
         let d = self.lock()?;
-        Ok(d.sessions.get(id).filter(|s| &s.tenant_id == tenant).cloned())
+        Ok(d.sessions
+            .get(id)
+            .filter(|s| &s.tenant_id == tenant)
+            .cloned())
     }
 
     async fn touch_session(
@@ -135,6 +145,9 @@ impl SessionStore for MemoryStore {
             RotationStep::Invalid => RotateOutcome::Invalid,
             RotationStep::SessionInactive => RotateOutcome::SessionInactive { session },
             RotationStep::Rotate => {
+                if d.refresh.contains_key(&r.successor.hash) {
+                    return Err(StoreError::Conflict);
+                }
                 d.refresh.insert(
                     r.successor.hash,
                     RefreshRecord {

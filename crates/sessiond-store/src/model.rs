@@ -51,7 +51,8 @@ impl TenantId {
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| Self(s.to_owned())).ok_or(InvalidId("tenant id"))
     }
 }
@@ -60,8 +61,10 @@ impl SessionId {
     /// Accepts the shape sessiond generates (22 base64url characters) and nothing else.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         let ok = s.len() == 22
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| Self(s.to_owned())).ok_or(InvalidId("session id"))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_owned()))
+            .ok_or(InvalidId("session id"))
     }
 
     /// Wraps an id the caller generated from the CSPRNG (see `sessiond-core`).
@@ -319,6 +322,7 @@ pub struct Rotation {
     /// The successor token, sealed with a key only the presented token derives; returned as
     /// is when the presented token is replayed within the grace window.
     pub sealed_successor: Vec<u8>,
+    /// A replay `now - rotated_at < grace_seconds` after the rotation is idempotent.
     pub grace_seconds: u32,
     pub now: UnixTime,
 }
@@ -471,7 +475,10 @@ impl AuditQuery {
                 .session_id
                 .as_ref()
                 .is_none_or(|s| e.session_id.as_ref() == Some(s))
-            && self.activity_id.as_ref().is_none_or(|a| &e.activity_id == a)
+            && self
+                .activity_id
+                .as_ref()
+                .is_none_or(|a| &e.activity_id == a)
             && self.kind.is_none_or(|k| e.kind == k)
             && self.since.is_none_or(|t| e.at >= t)
     }
@@ -535,10 +542,7 @@ impl Rotation {
         match &presented.rotated {
             None if self.now >= presented.expires_at => RotationStep::Invalid,
             None => RotationStep::Rotate,
-            Some(r)
-                if successor_is_current
-                    && self.now - r.at <= i64::from(self.grace_seconds) =>
-            {
+            Some(r) if successor_is_current && self.now - r.at < i64::from(self.grace_seconds) => {
                 RotationStep::Replay
             }
             Some(_) => RotationStep::Reuse,

@@ -1,8 +1,8 @@
 //! The store traits. Each method is one atomic operation: a backend makes it atomic in its
 //! own way (a transaction, a single statement, a script) so that no race reaches the caller.
 
-use crate::model::*;
 use crate::StoreResult;
+use crate::model::*;
 use async_trait::async_trait;
 
 /// Hot, per-request session state.
@@ -11,7 +11,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Creates a session (and its first refresh token) under the user's limit. With
     /// `EvictOldest(n)` the oldest active sessions are revoked (`displaced`) until the new one
     /// fits, and their ids are returned; with `Reject(n)` a full user gets
-    /// [`crate::StoreError::LimitReached`] and nothing is written.
+    /// [`crate::StoreError::LimitReached`] and nothing is written. A taken session id or
+    /// refresh token hash gives [`crate::StoreError::Conflict`], and nothing is written either.
     async fn create_session(
         &self,
         new: NewSession,
@@ -22,8 +23,12 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> StoreResult<Option<Session>>;
 
     /// Moves `last_seen_at` forward to `now` if the session is still active.
-    async fn touch_session(&self, tenant: &TenantId, id: &SessionId, now: UnixTime)
-    -> StoreResult<()>;
+    async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<()>;
 
     /// Rotates a refresh token: see [`RotateOutcome`] for every case.
     async fn rotate_refresh(&self, rotation: Rotation) -> StoreResult<RotateOutcome>;
@@ -49,8 +54,12 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Session>>;
 
     /// Records that an active session has timed out. Returns true if this call recorded it.
-    async fn mark_expired(&self, tenant: &TenantId, id: &SessionId, now: UnixTime)
-    -> StoreResult<bool>;
+    async fn mark_expired(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
 
     /// Sessions of a tenant, newest first.
     async fn find_sessions(
@@ -105,6 +114,9 @@ pub trait IdentityStore: Send + Sync + 'static {
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
     /// Events of a tenant matching the query, newest first.
-    async fn find_audit(&self, tenant: &TenantId, query: &AuditQuery)
-    -> StoreResult<Vec<AuditEvent>>;
+    async fn find_audit(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+    ) -> StoreResult<Vec<AuditEvent>>;
 }

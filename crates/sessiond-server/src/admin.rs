@@ -1,0 +1,220 @@
+//! The operator API under `/admin/v1` (DESIGN §9).
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Admin, Body, Params};
+use crate::wire::*;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sessiond_core::Policy;
+use sessiond_store::{
+    AuditKind, AuditQuery, PolicyOverrides, SessionId, SessionQuery, StateFilter, TenantId, UserId,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/tenants", post(create_tenant))
+        .route("/admin/v1/tenants/{tenant}", get(get_tenant))
+        .route("/admin/v1/tenants/{tenant}/policy", patch(patch_policy))
+        .route("/admin/v1/tenants/{tenant}/users", post(create_user))
+        .route(
+            "/admin/v1/tenants/{tenant}/users/{user}/password",
+            post(set_password),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/users/{user}/disable",
+            post(disable_user),
+        )
+        .route("/admin/v1/tenants/{tenant}/sessions", get(find_sessions))
+        .route(
+            "/admin/v1/tenants/{tenant}/sessions/{session}",
+            delete(revoke_session),
+        )
+        .route("/admin/v1/tenants/{tenant}/audit", get(audit))
+        .route("/admin/v1/keys", get(keys))
+        .route("/admin/v1/keys/rotate", post(rotate_keys))
+}
+
+fn tenant_id(s: &str) -> ApiResult<TenantId> {
+    TenantId::parse(s).map_err(|_| ApiError::not_found("tenant"))
+}
+
+fn ids(tenant: &str, user: &str) -> ApiResult<(TenantId, UserId)> {
+    let user = uuid::Uuid::try_parse(user).map_err(|_| ApiError::not_found("user"))?;
+    Ok((tenant_id(tenant)?, user))
+}
+
+async fn create_tenant(
+    State(st): State<AppState>,
+    _: Admin,
+    Body(req): Body<CreateTenantRequest>,
+) -> ApiResult<(StatusCode, Json<TenantResponse>)> {
+    let id = TenantId::parse(&req.id).map_err(|_| {
+        ApiError::invalid_request("id must be 1 to 64 characters of A-Z, a-z, 0-9, - and _")
+    })?;
+    let t = st
+        .engine
+        .create_tenant(id, req.name, req.profile, req.policy)
+        .await?;
+    Ok((StatusCode::CREATED, Json(t.as_ref().into())))
+}
+
+async fn get_tenant(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+) -> ApiResult<Json<TenantResponse>> {
+    let t = match st.engine.tenant(&tenant_id(&t)?).await {
+        Err(sessiond_core::CoreError::UnknownTenant) => return Err(ApiError::not_found("tenant")),
+        r => r?,
+    };
+    Ok(Json(t.as_ref().into()))
+}
+
+async fn patch_policy(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+    Body(patch): Body<PolicyOverrides>,
+) -> ApiResult<Json<Policy>> {
+    Ok(Json(st.engine.patch_policy(&tenant_id(&t)?, patch).await?))
+}
+
+async fn create_user(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+    Body(req): Body<CreateUserRequest>,
+) -> ApiResult<(StatusCode, Json<UserResponse>)> {
+    let user = st
+        .engine
+        .create_user(
+            &tenant_id(&t)?,
+            req.username,
+            req.password,
+            req.customer_id,
+            req.external_id,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+async fn set_password(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((t, u)): Path<(String, String)>,
+    Body(req): Body<PasswordRequest>,
+) -> ApiResult<StatusCode> {
+    let (t, u) = ids(&t, &u)?;
+    st.engine
+        .set_password(&admin.ctx(&t), &u, req.password, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn disable_user(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((t, u)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (t, u) = ids(&t, &u)?;
+    st.engine.disable_user(&admin.ctx(&t), &u).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SessionParams {
+    user_id: Option<UserId>,
+    state: Option<StateFilter>,
+    limit: Option<usize>,
+}
+
+async fn find_sessions(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+    Params(p): Params<SessionParams>,
+) -> ApiResult<Json<SessionsResponse>> {
+    let q = SessionQuery {
+        user_id: p.user_id,
+        state: p.state,
+        limit: p.limit.unwrap_or(100).min(1000),
+    };
+    let now = st.engine.now();
+    let sessions = st.engine.find_sessions(&tenant_id(&t)?, &q).await?;
+    Ok(Json(SessionsResponse {
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView::new(s, now, None))
+            .collect(),
+    }))
+}
+
+async fn revoke_session(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((t, s)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let t = tenant_id(&t)?;
+    let sid = SessionId::parse(&s).map_err(|_| ApiError::not_found("session"))?;
+    if st.engine.get_session(&t, &sid).await?.is_none() {
+        return Err(ApiError::not_found("session"));
+    }
+    st.engine
+        .revoke(&admin.ctx(&t), &sid, sessiond_store::RevokeReason::Admin)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuditParams {
+    user_id: Option<UserId>,
+    session_id: Option<String>,
+    activity_id: Option<String>,
+    r#type: Option<String>,
+    since: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+    Params(p): Params<AuditParams>,
+) -> ApiResult<Json<AuditResponse>> {
+    let kind = p
+        .r#type
+        .map(|k| {
+            AuditKind::parse(&k)
+                .ok_or_else(|| ApiError::invalid_request(format!("unknown event type {k}")))
+        })
+        .transpose()?;
+    let session_id = p
+        .session_id
+        .map(|s| SessionId::parse(&s).map_err(|_| ApiError::invalid_request("malformed sessionId")))
+        .transpose()?;
+    let q = AuditQuery {
+        user_id: p.user_id,
+        session_id,
+        activity_id: p.activity_id,
+        kind,
+        since: p.since,
+        limit: p.limit.unwrap_or(100).min(1000),
+    };
+    Ok(Json(AuditResponse {
+        events: st.engine.find_audit(&tenant_id(&t)?, &q).await?,
+    }))
+}
+
+async fn keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
+    Ok(Json(st.engine.keys()?.into()))
+}
+
+async fn rotate_keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
+    Ok(Json(st.engine.rotate_keys().await?.into()))
+}

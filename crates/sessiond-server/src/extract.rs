@@ -1,0 +1,250 @@
+//! Extractors: tenant and request context, bearer authentication, admin authentication and
+//! JSON bodies, each turning bad input into the contract's error once.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::middleware::ActivityId;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+use sessiond_core::{Authenticated, RequestContext, TenantPolicy, secret};
+use sessiond_store::TenantId;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+pub const X_TENANT_ID: &str = "x-tenant-id";
+pub const X_USER_SESSION_TOKEN: &str = "x-user-session-token";
+
+/// A JSON body; malformed JSON, wrong types or a missing content type give `invalid_request`,
+/// an oversized body `payload_too_large`.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(r))
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body exceeds 64 KiB",
+                ))
+            }
+            Err(r @ JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                r.body_text(),
+            )),
+            Err(r) => Err(ApiError::invalid_request(r.body_text())),
+        }
+    }
+}
+
+fn activity(parts: &Parts) -> ActivityId {
+    parts
+        .extensions
+        .get::<ActivityId>()
+        .cloned()
+        .unwrap_or_else(|| ActivityId {
+            value: uuid::Uuid::new_v4().to_string(),
+            generated: true,
+        })
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid_header(name, "is not visible ASCII"))
+        })
+        .transpose()
+}
+
+/// The client's address: the socket peer, or the last `X-Forwarded-For` hop when the peer is
+/// a configured trusted proxy.
+pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !state.trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .or(Some(peer))
+}
+
+fn is_https(parts: &Parts, state: &AppState) -> bool {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    peer.is_some_and(|p| state.trusted_proxies.contains(&p))
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// An end-user request's context: its tenant (from `X-Tenant-ID`), that tenant's policy, and
+/// the audit context. Enforces the policy's required headers and HTTPS rule.
+pub struct Ctx {
+    pub ctx: RequestContext,
+    pub tenant: Arc<TenantPolicy>,
+}
+
+impl Ctx {
+    pub fn device_user_agent(&self) -> Option<String> {
+        self.ctx.user_agent.clone()
+    }
+}
+
+pub fn request_context(parts: &Parts, state: &AppState, tenant_id: TenantId) -> RequestContext {
+    let headers = &parts.headers;
+    let text = |name: &str, max: usize| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(max).collect::<String>())
+    };
+    RequestContext {
+        tenant_id,
+        activity_id: activity(parts).value,
+        correlation_id: text(crate::middleware::X_CORRELATION_ID, 128),
+        ip: client_ip(parts, state).map(|ip| ip.to_string()),
+        user_agent: text(header::USER_AGENT.as_str(), 512),
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let raw = header_str(&parts.headers, X_TENANT_ID)?
+            .ok_or_else(|| ApiError::missing_header("X-Tenant-ID"))?;
+        let tenant_id = TenantId::parse(raw).map_err(|_| {
+            ApiError::invalid_header(
+                "X-Tenant-ID",
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, - and _",
+            )
+        })?;
+        let tenant = state.engine.tenant(&tenant_id).await?;
+        if tenant.policy.requires_activity_id() && activity(parts).generated {
+            return Err(ApiError::missing_header("X-Activity-ID"));
+        }
+        if tenant.policy.https_only && !is_https(parts, state) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this tenant accepts requests over HTTPS only (directly or via a trusted proxy)",
+            ));
+        }
+        Ok(Ctx {
+            ctx: request_context(parts, state, tenant_id),
+            tenant,
+        })
+    }
+}
+
+/// The bearer token of `Authorization: Bearer …`, or of the FinHub seed's
+/// `X-User-Session-Token` header when `alt_header` allows it.
+pub fn bearer_token(headers: &HeaderMap, alt_header: bool) -> Result<&str, ApiError> {
+    if let Some(v) = header_str(headers, header::AUTHORIZATION.as_str())? {
+        let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_header",
+                "the Authorization header must be `Bearer <token>`",
+            ));
+        }
+        return Ok(token);
+    }
+    if alt_header && let Some(t) = header_str(headers, X_USER_SESSION_TOKEN)? {
+        return Ok(t.trim());
+    }
+    Err(ApiError::missing_header("Authorization"))
+}
+
+/// An authenticated end-user request: a valid token of this tenant whose session is active.
+pub struct Auth {
+    pub ctx: RequestContext,
+    pub tenant: Arc<TenantPolicy>,
+    pub auth: Authenticated,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ctx { ctx, tenant } = Ctx::from_request_parts(parts, state).await?;
+        let token = bearer_token(&parts.headers, false)?;
+        let auth = state.engine.authenticate(&ctx, token).await?;
+        Ok(Auth { ctx, tenant, auth })
+    }
+}
+
+/// An operator request: `Authorization: Bearer <admin token>`, compared in constant time.
+pub struct Admin {
+    ctx: RequestContext,
+}
+
+impl Admin {
+    /// The audit context of this operator request, acting on `tenant`.
+    pub fn ctx(&self, tenant: &TenantId) -> RequestContext {
+        RequestContext {
+            tenant_id: tenant.clone(),
+            ..self.ctx.clone()
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers, false)?;
+        if !secret::constant_time_eq(
+            &secret::hash_token(token).0,
+            &secret::hash_token(&state.admin_token).0,
+        ) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "invalid admin token",
+            ));
+        }
+        let placeholder =
+            TenantId::parse("admin").map_err(|e| ApiError::invalid_request(e.to_string()))?;
+        Ok(Admin {
+            ctx: request_context(parts, state, placeholder),
+        })
+    }
+}
+
+/// A query string; anything that does not parse gives `invalid_request`.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|r| ApiError::invalid_request(r.body_text()))
+    }
+}

@@ -1,0 +1,135 @@
+//! Cross-cutting request work: the activity id, echoed headers, problem+json rendering.
+
+use crate::error::ApiError;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+pub const X_ACTIVITY_ID: &str = "x-activity-id";
+pub const X_CORRELATION_ID: &str = "x-correlation-id";
+pub const X_SESSION_ID: &str = "x-session-id";
+
+/// The request's activity id; `generated` when the client sent none.
+#[derive(Debug, Clone)]
+pub struct ActivityId {
+    pub value: String,
+    pub generated: bool,
+}
+
+/// Echo headers the client may send for tracing (length-checked, visible ASCII).
+fn echo_value(headers: &HeaderMap, name: &str) -> Result<Option<HeaderValue>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let ok = !v.is_empty()
+                && v.len() <= 128
+                && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+            if ok {
+                Ok(Some(v.clone()))
+            } else {
+                Err(ApiError::invalid_header(
+                    name,
+                    "must be 1 to 128 visible ASCII characters",
+                ))
+            }
+        }
+    }
+}
+
+fn activity_id(headers: &HeaderMap) -> Result<ActivityId, ApiError> {
+    match headers.get(X_ACTIVITY_ID) {
+        None => Ok(ActivityId {
+            value: uuid::Uuid::new_v4().to_string(),
+            generated: true,
+        }),
+        Some(v) => {
+            let parsed = v
+                .to_str()
+                .ok()
+                .and_then(|s| uuid::Uuid::try_parse(s).ok())
+                .filter(|u| u.get_version_num() == 4);
+            match parsed {
+                Some(u) => Ok(ActivityId {
+                    value: u.to_string(),
+                    generated: false,
+                }),
+                None => Err(ApiError::invalid_header(
+                    "X-Activity-ID",
+                    "must be a UUID v4",
+                )),
+            }
+        }
+    }
+}
+
+/// Assigns the activity id, runs the request, then echoes the tracing headers, renders any
+/// [`ApiError`] as problem+json and sets the headers every response carries.
+pub async fn echo_headers(mut req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let echoed = (|| {
+        Ok::<_, ApiError>((
+            echo_value(headers, X_CORRELATION_ID)?,
+            echo_value(headers, X_SESSION_ID)?,
+        ))
+    })();
+    let activity = activity_id(headers);
+    let (activity, mut res) = match (activity, echoed) {
+        (Ok(a), Ok(echo)) => {
+            req.extensions_mut().insert(a.clone());
+            let mut res = next.run(req).await;
+            let h = res.headers_mut();
+            for (name, value) in [(X_CORRELATION_ID, echo.0), (X_SESSION_ID, echo.1)] {
+                if let Some(v) = value {
+                    h.insert(HeaderName::from_static(name), v);
+                }
+            }
+            (a.value, res)
+        }
+        (Err(e), _) | (_, Err(e)) => (uuid::Uuid::new_v4().to_string(), e.into_response()),
+    };
+    if let Some(problem) = res.extensions_mut().remove::<ApiError>() {
+        let body = serde_json::json!({
+            "type": format!("https://sessiond.dev/problems/{}", problem.code),
+            "title": problem.title(),
+            "status": problem.status.as_u16(),
+            "detail": problem.detail,
+            "code": problem.code,
+            "activityId": activity,
+        });
+        let (mut parts, _) = res.into_parts();
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        parts.headers.remove(header::CONTENT_LENGTH);
+        res = Response::from_parts(parts, axum::body::Body::from(body.to_string()));
+    }
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&activity) {
+        h.insert(HeaderName::from_static(X_ACTIVITY_ID), v);
+    }
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+/// Panics become a 500 problem, never a dropped connection.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the server failed; see its log",
+    )
+    .into_response()
+}

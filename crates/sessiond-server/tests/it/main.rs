@@ -1,0 +1,7 @@
+//! Integration tests: the real server on an ephemeral port, over real HTTP, on SQLite.
+
+mod admin;
+mod errors;
+mod lifecycle;
+mod refresh;
+mod testkit;

@@ -1,0 +1,211 @@
+//! Boots a real sessiond (SQLite in a temp dir, a hand-moved clock) on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use sessiond_core::{Engine, EngineConfig, ManualClock, secret::MasterKey};
+use sessiond_server::AppState;
+use sessiond_store_sqlite::SqliteStore;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const START: i64 = 1_800_000_000;
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestServer {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    pub store: Arc<SqliteStore>,
+    _dir: TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts a problem+json error with this status and contract code.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert_eq!(
+            self.headers["content-type"], "application/problem+json",
+            "problem responses are RFC 9457"
+        );
+        assert!(
+            self.body["activityId"].is_string()
+                && self.body["title"].is_string()
+                && self.body["type"].is_string()
+        );
+    }
+
+    pub fn str(&self, key: &str) -> String {
+        self.body[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {}", self.body))
+            .to_owned()
+    }
+}
+
+pub fn activity() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut AppState)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("sessiond.db")).unwrap());
+        let clock = Arc::new(ManualClock::new(START));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let engine = Engine::start(
+            store.clone(),
+            store.clone(),
+            clock.clone(),
+            MasterKey::generate().unwrap(),
+            EngineConfig {
+                issuer: base.clone(),
+                hash_concurrency: 2,
+                ..EngineConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut state = AppState {
+            engine: Arc::new(engine),
+            admin_token: ADMIN_TOKEN.into(),
+            trusted_proxies: Vec::new().into(),
+        };
+        tune(&mut state);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(sessiond_server::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            clock,
+            http: reqwest::Client::new(),
+            store,
+            _dir: dir,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// An end-user request with the integration profile's required headers.
+    pub fn api(&self, method: Method, path: &str, tenant: &str) -> RequestBuilder {
+        self.req(method, path)
+            .header("X-Tenant-ID", tenant)
+            .header("X-Activity-ID", activity())
+    }
+
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.req(method, path).bearer_auth(ADMIN_TOKEN)
+    }
+
+    pub async fn send(rb: RequestBuilder) -> Reply {
+        let res = rb.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn tenant(&self, id: &str, profile: &str, policy: Value) -> Reply {
+        let r = Self::send(
+            self.admin(Method::POST, "/admin/v1/tenants")
+                .json(&json!({"id": id, "profile": profile, "policy": policy})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r
+    }
+
+    pub async fn user(&self, tenant: &str, username: &str) -> String {
+        let r = Self::send(
+            self.admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/users"))
+                .json(&json!({"username": username, "password": PASSWORD})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.str("userId")
+    }
+
+    /// A tenant with the given profile and one user `alice`; returns alice's user id.
+    pub async fn tenant_with_user(&self, id: &str, profile: &str, policy: Value) -> String {
+        self.tenant(id, profile, policy).await;
+        self.user(id, "alice").await
+    }
+
+    pub async fn login(&self, tenant: &str, username: &str) -> Reply {
+        Self::send(
+            self.api(Method::POST, "/api/v2/auth/login", tenant)
+                .json(&json!({"username": username, "password": PASSWORD})),
+        )
+        .await
+    }
+
+    pub async fn login_ok(&self, tenant: &str, username: &str) -> Reply {
+        let r = self.login(tenant, username).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r
+    }
+
+    pub async fn whoami(&self, tenant: &str, token: &str) -> Reply {
+        Self::send(
+            self.api(Method::GET, "/api/v2/session", tenant)
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, tenant: &str, refresh_token: &str) -> Reply {
+        Self::send(
+            self.api(Method::POST, "/api/v2/auth/refresh", tenant)
+                .json(&json!({"refreshToken": refresh_token})),
+        )
+        .await
+    }
+
+    pub async fn logout(&self, tenant: &str, token: &str) -> Reply {
+        Self::send(
+            self.api(Method::POST, "/api/v2/auth/logout", tenant)
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn audit(&self, tenant: &str, query: &str) -> Vec<Value> {
+        let r = Self::send(self.admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{tenant}/audit?{query}"),
+        ))
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["events"].as_array().unwrap().clone()
+    }
+}

@@ -1,0 +1,297 @@
+//! The `IdentityStore` operations: tenants, users, signing keys and the audit trail.
+
+use crate::codec::{
+    enum_col, key_state_str, opt_uuid_col, parse_key_state, parse_profile, parse_user_status,
+    session_id_col, tenant_col, user_status_str, uuid_col,
+};
+use crate::error::DbResult;
+use crate::filter::Filter;
+use rusqlite::{Connection, OptionalExtension, Row, named_params};
+use sessiond_store::{
+    AuditEvent, AuditKind, AuditQuery, PolicyOverrides, StoredKey, Tenant, TenantId, User, UserId,
+    UserStatus,
+};
+
+fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
+    let overrides: String = row.get(3)?;
+    Ok(Tenant {
+        id: tenant_col(row, 0)?,
+        name: row.get(1)?,
+        profile: enum_col(row, 2, "profile", parse_profile)?,
+        overrides: serde_json::from_str(&overrides).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        created_at: row.get(4)?,
+    })
+}
+
+pub(crate) fn create_tenant(c: &Connection, t: &Tenant) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO tenants (id, name, profile, overrides, created_at)
+         VALUES (:id, :name, :profile, :overrides, :created_at)",
+    )?
+    .execute(named_params! {
+        ":id": t.id.as_str(),
+        ":name": t.name,
+        ":profile": t.profile.as_str(),
+        ":overrides": serde_json::to_string(&t.overrides)?,
+        ":created_at": t.created_at,
+    })?;
+    Ok(())
+}
+
+pub(crate) fn get_tenant(c: &Connection, id: &TenantId) -> DbResult<Option<Tenant>> {
+    let tenant = c
+        .prepare_cached(
+            "SELECT id, name, profile, overrides, created_at FROM tenants WHERE id = :id",
+        )?
+        .query_row(named_params! {":id": id.as_str()}, tenant_from_row)
+        .optional()?;
+    Ok(tenant)
+}
+
+pub(crate) fn set_tenant_policy(
+    c: &Connection,
+    id: &TenantId,
+    overrides: &PolicyOverrides,
+) -> DbResult<Option<Tenant>> {
+    let tenant = c
+        .prepare_cached(
+            "UPDATE tenants SET overrides = :overrides WHERE id = :id
+             RETURNING id, name, profile, overrides, created_at",
+        )?
+        .query_row(
+            named_params! {":id": id.as_str(), ":overrides": serde_json::to_string(overrides)?},
+            tenant_from_row,
+        )
+        .optional()?;
+    Ok(tenant)
+}
+
+macro_rules! user_columns {
+    () => {
+        "tenant_id, id, customer_id, username, password_hash, external_id, status, created_at"
+    };
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        tenant_id: tenant_col(row, 0)?,
+        id: uuid_col(row, 1)?,
+        customer_id: uuid_col(row, 2)?,
+        username: row.get(3)?,
+        password_hash: row.get(4)?,
+        external_id: row.get(5)?,
+        status: enum_col(row, 6, "user status", parse_user_status)?,
+        created_at: row.get(7)?,
+    })
+}
+
+pub(crate) fn create_user(c: &Connection, u: &User) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO users (tenant_id, id, customer_id, username, password_hash, external_id,
+                            status, created_at)
+         VALUES (:tenant, :id, :customer, :username, :password_hash, :external_id, :status,
+                 :created_at)",
+    )?
+    .execute(named_params! {
+        ":tenant": u.tenant_id.as_str(),
+        ":id": u.id.to_string(),
+        ":customer": u.customer_id.to_string(),
+        ":username": u.username,
+        ":password_hash": u.password_hash,
+        ":external_id": u.external_id,
+        ":status": user_status_str(u.status),
+        ":created_at": u.created_at,
+    })?;
+    Ok(())
+}
+
+pub(crate) fn get_user(c: &Connection, tenant: &TenantId, id: &UserId) -> DbResult<Option<User>> {
+    let user = c
+        .prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE tenant_id = :tenant AND id = :id"
+        ))?
+        .query_row(
+            named_params! {":tenant": tenant.as_str(), ":id": id.to_string()},
+            user_from_row,
+        )
+        .optional()?;
+    Ok(user)
+}
+
+pub(crate) fn find_user_by_username(
+    c: &Connection,
+    tenant: &TenantId,
+    username: &str,
+) -> DbResult<Option<User>> {
+    let user = c
+        .prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE tenant_id = :tenant AND username = :username"
+        ))?
+        .query_row(
+            named_params! {":tenant": tenant.as_str(), ":username": username},
+            user_from_row,
+        )
+        .optional()?;
+    Ok(user)
+}
+
+pub(crate) fn set_password_hash(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &UserId,
+    hash: &str,
+) -> DbResult<bool> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE users SET password_hash = :hash WHERE tenant_id = :tenant AND id = :id",
+        )?
+        .execute(named_params! {
+            ":tenant": tenant.as_str(),
+            ":id": id.to_string(),
+            ":hash": hash,
+        })?;
+    Ok(changed > 0)
+}
+
+pub(crate) fn set_user_status(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &UserId,
+    status: UserStatus,
+) -> DbResult<bool> {
+    let changed = c
+        .prepare_cached("UPDATE users SET status = :status WHERE tenant_id = :tenant AND id = :id")?
+        .execute(named_params! {
+            ":tenant": tenant.as_str(),
+            ":id": id.to_string(),
+            ":status": user_status_str(status),
+        })?;
+    Ok(changed > 0)
+}
+
+pub(crate) fn load_keys(c: &Connection) -> DbResult<Vec<StoredKey>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT kid, alg, public, sealed_private, state, created_at, retire_at
+         FROM signing_keys ORDER BY position",
+    )?;
+    let keys = stmt
+        .query_map([], |row| {
+            Ok(StoredKey {
+                kid: row.get(0)?,
+                alg: row.get(1)?,
+                public: row.get(2)?,
+                sealed_private: row.get(3)?,
+                state: enum_col(row, 4, "key state", parse_key_state)?,
+                created_at: row.get(5)?,
+                retire_at: row.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(keys)
+}
+
+pub(crate) fn replace_keys(c: &Connection, keys: &[StoredKey]) -> DbResult<()> {
+    c.prepare_cached("DELETE FROM signing_keys")?.execute([])?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO signing_keys (position, kid, alg, public, sealed_private, state, created_at,
+                                   retire_at)
+         VALUES (:position, :kid, :alg, :public, :sealed_private, :state, :created_at, :retire_at)",
+    )?;
+    for (position, k) in (0_i64..).zip(keys) {
+        insert.execute(named_params! {
+            ":position": position,
+            ":kid": k.kid,
+            ":alg": k.alg,
+            ":public": k.public,
+            ":sealed_private": k.sealed_private,
+            ":state": key_state_str(k.state),
+            ":created_at": k.created_at,
+            ":retire_at": k.retire_at,
+        })?;
+    }
+    Ok(())
+}
+
+pub(crate) fn append_audit(c: &Connection, events: &[AuditEvent]) -> DbResult<()> {
+    let mut insert = c.prepare_cached(
+        "INSERT INTO audit_events (tenant_id, kind, user_id, session_id, activity_id,
+                                   correlation_id, ip, user_agent, reason, at)
+         VALUES (:tenant, :kind, :user, :session, :activity, :correlation, :ip, :user_agent,
+                 :reason, :at)",
+    )?;
+    for e in events {
+        insert.execute(named_params! {
+            ":tenant": e.tenant_id.as_str(),
+            ":kind": e.kind.as_str(),
+            ":user": e.user_id.map(|u| u.to_string()),
+            ":session": e.session_id.as_ref().map(|s| s.as_str()),
+            ":activity": e.activity_id,
+            ":correlation": e.correlation_id,
+            ":ip": e.ip,
+            ":user_agent": e.user_agent,
+            ":reason": e.reason,
+            ":at": e.at,
+        })?;
+    }
+    Ok(())
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.get(0)?,
+        tenant_id: tenant_col(row, 1)?,
+        kind: enum_col(row, 2, "audit kind", AuditKind::parse)?,
+        user_id: opt_uuid_col(row, 3)?,
+        session_id: match row.get_ref(4)?.as_str_or_null()? {
+            None => None,
+            Some(_) => Some(session_id_col(row, 4)?),
+        },
+        activity_id: row.get(5)?,
+        correlation_id: row.get(6)?,
+        ip: row.get(7)?,
+        user_agent: row.get(8)?,
+        reason: row.get(9)?,
+        at: row.get(10)?,
+    })
+}
+
+pub(crate) fn find_audit(
+    c: &Connection,
+    tenant: &TenantId,
+    query: &AuditQuery,
+) -> DbResult<Vec<AuditEvent>> {
+    let mut f = Filter::new(
+        "SELECT id, tenant_id, kind, user_id, session_id, activity_id, correlation_id, ip,
+                user_agent, reason, at
+         FROM audit_events WHERE tenant_id = :tenant",
+        ":tenant",
+        tenant.as_str().to_owned(),
+    );
+    if let Some(user) = query.user_id {
+        f.and("user_id = :user", ":user", user.to_string());
+    }
+    if let Some(session) = &query.session_id {
+        f.and(
+            "session_id = :session",
+            ":session",
+            session.as_str().to_owned(),
+        );
+    }
+    if let Some(activity) = &query.activity_id {
+        f.and("activity_id = :activity", ":activity", activity.clone());
+    }
+    if let Some(kind) = query.kind {
+        f.and("kind = :kind", ":kind", kind.as_str().to_owned());
+    }
+    if let Some(since) = query.since {
+        f.and("at >= :since", ":since", since);
+    }
+    f.finish("id DESC", query.limit);
+    f.query(c, audit_from_row)
+}

@@ -1,0 +1,258 @@
+//! The SQLite backend of sessiond's stores: one database file in WAL mode holds tenants, users,
+//! keys, the audit trail and sessions.
+//!
+//! SQLite is synchronous, so none of it runs on the async executor. Writes go to one writer
+//! thread that group-commits them; reads go to a few reader threads. Every
+//! trait method is one closure run on one of those connections: for writes, inside one
+//! transaction, so each is atomic.
+
+mod codec;
+mod error;
+mod filter;
+mod identity;
+mod readers;
+mod schema;
+mod sessions;
+mod writer;
+
+use async_trait::async_trait;
+use readers::Readers;
+use sessiond_store::{
+    AuditEvent, AuditQuery, IdentityStore, NewSession, PolicyOverrides, RevokeReason,
+    RotateOutcome, Rotation, Session, SessionId, SessionLimit, SessionQuery, SessionStore,
+    StoreError, StoreResult, StoredKey, Tenant, TenantId, UnixTime, User, UserId, UserStatus,
+};
+use std::path::Path;
+use writer::Writer;
+
+/// How many connections serve reads.
+const READERS: usize = 4;
+
+/// Sessions and identity data in one SQLite file. A write that returned `Ok` is on disk
+/// (WAL, `synchronous = FULL`): it survives a crash of the process or the machine.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file and migrating its schema as needed, and
+    /// starts the writer and reader threads. They stop when the store is dropped.
+    ///
+    /// Blocks while it opens and migrates: call it at startup, or from `spawn_blocking`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let writer_conn = schema::open_writer(path)?;
+        let reader_conns = (0..READERS)
+            .map(|_| schema::open_reader(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let thread_error =
+            |e: std::io::Error| StoreError::Backend(format!("cannot start a thread: {e}"));
+        Ok(Self {
+            readers: Readers::spawn(reader_conns).map_err(thread_error)?,
+            writer: Writer::spawn(writer_conn).map_err(thread_error)?,
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(
+        &self,
+        new: NewSession,
+        limit: SessionLimit,
+        now: UnixTime,
+    ) -> StoreResult<Vec<SessionId>> {
+        self.writer
+            .call(move |c| sessions::create(c, &new, limit, now))
+            .await
+    }
+
+    async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> StoreResult<Option<Session>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.readers
+            .call(move |c| sessions::get(c, &tenant, &id))
+            .await
+    }
+
+    async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.writer
+            .call(move |c| sessions::touch(c, &tenant, &id, now))
+            .await
+    }
+
+    async fn rotate_refresh(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {
+        self.writer
+            .call(move |c| sessions::rotate(c, &rotation))
+            .await
+    }
+
+    async fn revoke_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        reason: RevokeReason,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.writer
+            .call(move |c| sessions::revoke(c, &tenant, &id, reason, now))
+            .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        reason: RevokeReason,
+        keep: Option<&SessionId>,
+        now: UnixTime,
+    ) -> StoreResult<Vec<Session>> {
+        let (tenant, user, keep) = (tenant.clone(), *user, keep.cloned());
+        self.writer
+            .call(move |c| sessions::revoke_user(c, &tenant, &user, reason, keep.as_ref(), now))
+            .await
+    }
+
+    async fn mark_expired(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.writer
+            .call(move |c| sessions::mark_expired(c, &tenant, &id, now))
+            .await
+    }
+
+    async fn find_sessions(
+        &self,
+        tenant: &TenantId,
+        query: &SessionQuery,
+        now: UnixTime,
+    ) -> StoreResult<Vec<Session>> {
+        let (tenant, query) = (tenant.clone(), query.clone());
+        self.readers
+            .call(move |c| sessions::find(c, &tenant, &query, now))
+            .await
+    }
+
+    /// Both the readers and the writer answer.
+    async fn ping(&self) -> StoreResult<()> {
+        self.readers
+            .call(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await?;
+        self.writer.call(|_| Ok(())).await
+    }
+}
+
+#[async_trait]
+impl IdentityStore for SqliteStore {
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        self.writer
+            .call(move |c| identity::create_tenant(c, &tenant))
+            .await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let id = id.clone();
+        self.readers
+            .call(move |c| identity::get_tenant(c, &id))
+            .await
+    }
+
+    async fn set_tenant_policy(
+        &self,
+        id: &TenantId,
+        overrides: PolicyOverrides,
+    ) -> StoreResult<Option<Tenant>> {
+        let id = id.clone();
+        self.writer
+            .call(move |c| identity::set_tenant_policy(c, &id, &overrides))
+            .await
+    }
+
+    async fn create_user(&self, user: User) -> StoreResult<()> {
+        self.writer
+            .call(move |c| identity::create_user(c, &user))
+            .await
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> StoreResult<Option<User>> {
+        let (tenant, id) = (tenant.clone(), *id);
+        self.readers
+            .call(move |c| identity::get_user(c, &tenant, &id))
+            .await
+    }
+
+    async fn find_user_by_username(
+        &self,
+        tenant: &TenantId,
+        username: &str,
+    ) -> StoreResult<Option<User>> {
+        let (tenant, username) = (tenant.clone(), username.to_owned());
+        self.readers
+            .call(move |c| identity::find_user_by_username(c, &tenant, &username))
+            .await
+    }
+
+    async fn set_password_hash(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        hash: String,
+    ) -> StoreResult<bool> {
+        let (tenant, id) = (tenant.clone(), *id);
+        self.writer
+            .call(move |c| identity::set_password_hash(c, &tenant, &id, &hash))
+            .await
+    }
+
+    async fn set_user_status(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        status: UserStatus,
+    ) -> StoreResult<bool> {
+        let (tenant, id) = (tenant.clone(), *id);
+        self.writer
+            .call(move |c| identity::set_user_status(c, &tenant, &id, status))
+            .await
+    }
+
+    async fn load_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.readers.call(identity::load_keys).await
+    }
+
+    async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()> {
+        self.writer
+            .call(move |c| identity::replace_keys(c, &keys))
+            .await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .call(move |c| identity::append_audit(c, &events))
+            .await
+    }
+
+    async fn find_audit(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let (tenant, query) = (tenant.clone(), query.clone());
+        self.readers
+            .call(move |c| identity::find_audit(c, &tenant, &query))
+            .await
+    }
+}

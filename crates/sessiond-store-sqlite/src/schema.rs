@@ -1,0 +1,218 @@
+//! The schema, its migrations, and the settings every connection is opened with.
+
+use crate::error::{DbError, DbResult};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use sessiond_store::StoreError;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a connection waits for a lock another process holds before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every connection keeps this many prepared statements.
+const STATEMENT_CACHE: usize = 64;
+
+/// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
+/// a released migration never changes.
+const MIGRATIONS: &[&str] = &[V1];
+
+const V1: &str = "
+CREATE TABLE tenants (
+    id         TEXT PRIMARY KEY,
+    name       TEXT,
+    profile    TEXT NOT NULL,
+    overrides  TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE users (
+    tenant_id     TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    customer_id   TEXT NOT NULL,
+    username      TEXT,
+    password_hash TEXT,
+    external_id   TEXT,
+    status        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) STRICT;
+CREATE UNIQUE INDEX users_by_username ON users (tenant_id, username);
+CREATE UNIQUE INDEX users_by_external_id ON users (tenant_id, external_id);
+
+CREATE TABLE sessions (
+    id                  TEXT PRIMARY KEY,
+    tenant_id           TEXT NOT NULL,
+    user_id             TEXT NOT NULL,
+    customer_id         TEXT NOT NULL,
+    auth_method         TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    last_seen_at        INTEGER NOT NULL,
+    absolute_expires_at INTEGER NOT NULL,
+    idle_ttl            INTEGER,
+    user_agent          TEXT,
+    ip                  TEXT,
+    label               TEXT,
+    state               TEXT NOT NULL CHECK (state IN ('active', 'revoked', 'expired')),
+    revoke_reason       TEXT,
+    state_at            INTEGER,
+    CHECK ((state = 'active') = (state_at IS NULL)),
+    CHECK ((state = 'revoked') = (revoke_reason IS NOT NULL))
+) STRICT;
+CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id);
+CREATE INDEX sessions_by_created ON sessions (tenant_id, created_at);
+
+CREATE TABLE refresh_tokens (
+    hash             BLOB PRIMARY KEY CHECK (length(hash) = 32),
+    tenant_id        TEXT NOT NULL,
+    session_id       TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    expires_at       INTEGER NOT NULL,
+    rotated_at       INTEGER,
+    successor        BLOB,
+    sealed_successor BLOB,
+    CHECK ((rotated_at IS NULL) = (successor IS NULL)),
+    CHECK ((rotated_at IS NULL) = (sealed_successor IS NULL))
+) STRICT;
+CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
+
+CREATE TABLE signing_keys (
+    position       INTEGER PRIMARY KEY,
+    kid            TEXT NOT NULL,
+    alg            TEXT NOT NULL,
+    public         BLOB NOT NULL,
+    sealed_private BLOB NOT NULL,
+    state          TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    retire_at      INTEGER
+) STRICT;
+
+CREATE TABLE audit_events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id      TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    user_id        TEXT,
+    session_id     TEXT,
+    activity_id    TEXT NOT NULL,
+    correlation_id TEXT,
+    ip             TEXT,
+    user_agent     TEXT,
+    reason         TEXT,
+    at             INTEGER NOT NULL
+) STRICT;
+CREATE INDEX audit_by_user ON audit_events (tenant_id, user_id);
+CREATE INDEX audit_by_session ON audit_events (tenant_id, session_id);
+CREATE INDEX audit_by_activity ON audit_events (tenant_id, activity_id);
+CREATE INDEX audit_by_time ON audit_events (tenant_id, at);
+CREATE TRIGGER audit_events_are_append_only BEFORE UPDATE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit events are append-only');
+END;
+";
+
+/// Opens the writing connection, creating the file, and brings the schema up to date.
+pub(crate) fn open_writer(path: &Path) -> DbResult<Connection> {
+    let mut conn = Connection::open(path)?;
+    configure(&conn)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(backend(format!(
+            "cannot use WAL mode (journal_mode is {mode})"
+        )));
+    }
+    // In WAL mode FULL syncs the log on every commit: a committed write survives a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a connection that only reads; the file must exist (the writer opens first).
+pub(crate) fn open_reader(path: &Path) -> DbResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    configure(&conn)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> DbResult<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Applies the migrations the file has not seen, each in its own transaction. The version is
+/// read under the write lock, so two processes opening one new file migrate it once.
+fn migrate(conn: &mut Connection) -> DbResult<()> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let next = usize::try_from(version)
+            .map_err(|_| backend(format!("invalid schema version {version}")))?;
+        let Some(sql) = MIGRATIONS.get(next) else {
+            if next > MIGRATIONS.len() {
+                return Err(backend(format!(
+                    "the database has schema version {version}, newer than this sessiond's {}",
+                    MIGRATIONS.len()
+                )));
+            }
+            return Ok(());
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+fn backend(message: String) -> DbError {
+    DbError::Store(StoreError::Backend(message))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_gets_the_latest_schema_and_reopening_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(open_writer(&path).unwrap());
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+        let fk: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(fk);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let conn = open_writer(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = open_writer(&path).map(|_| ()).unwrap_err();
+        assert!(matches!(err, DbError::Store(StoreError::Backend(m)) if m.contains("newer")));
+    }
+
+    #[test]
+    fn readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let _writer = open_writer(&path).unwrap();
+        let reader = open_reader(&path).unwrap();
+        assert!(reader.execute("DELETE FROM tenants", []).is_err());
+    }
+}

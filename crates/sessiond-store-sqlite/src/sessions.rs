@@ -1,0 +1,447 @@
+//! The `SessionStore` operations, each a function over one connection. Writers run inside the
+//! writer's transaction, so each function is atomic as a whole.
+
+use crate::codec::{
+    auth_method_str, enum_col, hash_col, opt_hash_col, parse_auth_method, session_id_col,
+    tenant_col, uuid_col,
+};
+use crate::error::{DbResult, bad_column};
+use crate::filter::Filter;
+use rusqlite::{Connection, OptionalExtension, Row, named_params};
+use sessiond_store::{
+    NewSession, RefreshRecord, RevokeReason, RotateOutcome, Rotated, Rotation, RotationStep,
+    Session, SessionId, SessionLimit, SessionQuery, SessionState, StateFilter, StoreError,
+    TenantId, TokenHash, UnixTime, UserId,
+};
+
+macro_rules! session_columns {
+    () => {
+        "id, tenant_id, user_id, customer_id, auth_method, created_at, last_seen_at, \
+         absolute_expires_at, idle_ttl, user_agent, ip, label, state, revoke_reason, state_at"
+    };
+}
+
+/// True for a session row active at `:now`: the SQL twin of `Session::is_active_at`.
+macro_rules! active_at_now {
+    () => {
+        "(state = 'active' AND :now < absolute_expires_at \
+          AND (idle_ttl IS NULL OR :now < last_seen_at + idle_ttl))"
+    };
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+    let state = match row.get_ref(12)?.as_str()? {
+        "active" => SessionState::Active,
+        "revoked" => SessionState::Revoked {
+            reason: enum_col(row, 13, "revoke reason", RevokeReason::parse)?,
+            at: row.get(14)?,
+        },
+        "expired" => SessionState::Expired { at: row.get(14)? },
+        other => return Err(bad_column(12, "session state", other)),
+    };
+    Ok(Session {
+        id: session_id_col(row, 0)?,
+        tenant_id: tenant_col(row, 1)?,
+        user_id: uuid_col(row, 2)?,
+        customer_id: uuid_col(row, 3)?,
+        auth_method: enum_col(row, 4, "auth method", parse_auth_method)?,
+        created_at: row.get(5)?,
+        last_seen_at: row.get(6)?,
+        absolute_expires_at: row.get(7)?,
+        idle_ttl: row.get(8)?,
+        device: sessiond_store::DeviceInfo {
+            user_agent: row.get(9)?,
+            ip: row.get(10)?,
+            label: row.get(11)?,
+        },
+        state,
+    })
+}
+
+/// `(state, revoke_reason, state_at)` columns of a state.
+fn state_columns(state: &SessionState) -> (&'static str, Option<&'static str>, Option<UnixTime>) {
+    match *state {
+        SessionState::Active => ("active", None, None),
+        SessionState::Revoked { reason, at } => ("revoked", Some(reason.as_str()), Some(at)),
+        SessionState::Expired { at } => ("expired", None, Some(at)),
+    }
+}
+
+pub(crate) fn create(
+    c: &Connection,
+    new: &NewSession,
+    limit: SessionLimit,
+    now: UnixTime,
+) -> DbResult<Vec<SessionId>> {
+    let s = &new.session;
+    let evict = match limit {
+        SessionLimit::Unlimited => Vec::new(),
+        SessionLimit::Reject(max) => {
+            if active_oldest_first(c, &s.tenant_id, &s.user_id, now)?.len() >= max as usize {
+                return Err(StoreError::LimitReached.into());
+            }
+            Vec::new()
+        }
+        SessionLimit::EvictOldest(max) => {
+            let active = active_oldest_first(c, &s.tenant_id, &s.user_id, now)?;
+            let excess = (active.len() + 1).saturating_sub(max.max(1) as usize);
+            active.into_iter().take(excess).collect()
+        }
+    };
+    for id in &evict {
+        c.prepare_cached(
+            "UPDATE sessions SET state = 'revoked', revoke_reason = :reason, state_at = :now
+             WHERE id = :id",
+        )?
+        .execute(named_params! {
+            ":id": id.as_str(),
+            ":reason": RevokeReason::Displaced.as_str(),
+            ":now": now,
+        })?;
+    }
+    insert(c, s)?;
+    if let Some(r) = &new.refresh {
+        insert_refresh(c, &r.hash, &s.tenant_id, &s.id, r.expires_at)?;
+    }
+    Ok(evict)
+}
+
+fn active_oldest_first(
+    c: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    now: UnixTime,
+) -> DbResult<Vec<SessionId>> {
+    let mut stmt = c.prepare_cached(concat!(
+        "SELECT id FROM sessions WHERE tenant_id = :tenant AND user_id = :user AND ",
+        active_at_now!(),
+        " ORDER BY created_at, id"
+    ))?;
+    let ids = stmt
+        .query_map(
+            named_params! {":tenant": tenant.as_str(), ":user": user.to_string(), ":now": now},
+            |row| session_id_col(row, 0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+fn insert(c: &Connection, s: &Session) -> DbResult<()> {
+    let (state, reason, state_at) = state_columns(&s.state);
+    c.prepare_cached(concat!(
+        "INSERT INTO sessions (",
+        session_columns!(),
+        ") VALUES (:id, :tenant, :user, :customer, :auth_method, :created_at, :last_seen_at,
+                   :absolute_expires_at, :idle_ttl, :user_agent, :ip, :label, :state,
+                   :revoke_reason, :state_at)"
+    ))?
+    .execute(named_params! {
+        ":id": s.id.as_str(),
+        ":tenant": s.tenant_id.as_str(),
+        ":user": s.user_id.to_string(),
+        ":customer": s.customer_id.to_string(),
+        ":auth_method": auth_method_str(s.auth_method),
+        ":created_at": s.created_at,
+        ":last_seen_at": s.last_seen_at,
+        ":absolute_expires_at": s.absolute_expires_at,
+        ":idle_ttl": s.idle_ttl,
+        ":user_agent": s.device.user_agent,
+        ":ip": s.device.ip,
+        ":label": s.device.label,
+        ":state": state,
+        ":revoke_reason": reason,
+        ":state_at": state_at,
+    })?;
+    Ok(())
+}
+
+pub(crate) fn get(c: &Connection, tenant: &TenantId, id: &SessionId) -> DbResult<Option<Session>> {
+    let session = c
+        .prepare_cached(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = :id AND tenant_id = :tenant"
+        ))?
+        .query_row(
+            named_params! {":id": id.as_str(), ":tenant": tenant.as_str()},
+            session_from_row,
+        )
+        .optional()?;
+    Ok(session)
+}
+
+/// The session a refresh token points at, whatever the tenant: `Rotation::step` judges that.
+fn get_any_tenant(c: &Connection, id: &SessionId) -> DbResult<Option<Session>> {
+    let session = c
+        .prepare_cached(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = :id"
+        ))?
+        .query_row(named_params! {":id": id.as_str()}, session_from_row)
+        .optional()?;
+    Ok(session)
+}
+
+pub(crate) fn touch(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &SessionId,
+    now: UnixTime,
+) -> DbResult<()> {
+    c.prepare_cached(concat!(
+        "UPDATE sessions SET last_seen_at = :now
+         WHERE id = :id AND tenant_id = :tenant AND last_seen_at < :now AND ",
+        active_at_now!()
+    ))?
+    .execute(named_params! {":id": id.as_str(), ":tenant": tenant.as_str(), ":now": now})?;
+    Ok(())
+}
+
+pub(crate) fn revoke(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &SessionId,
+    reason: RevokeReason,
+    now: UnixTime,
+) -> DbResult<Option<Session>> {
+    let session = c
+        .prepare_cached(concat!(
+            "UPDATE sessions SET state = 'revoked', revoke_reason = :reason, state_at = :now
+             WHERE id = :id AND tenant_id = :tenant AND ",
+            active_at_now!(),
+            " RETURNING ",
+            session_columns!()
+        ))?
+        .query_row(
+            named_params! {
+                ":id": id.as_str(),
+                ":tenant": tenant.as_str(),
+                ":reason": reason.as_str(),
+                ":now": now,
+            },
+            session_from_row,
+        )
+        .optional()?;
+    Ok(session)
+}
+
+pub(crate) fn revoke_user(
+    c: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    reason: RevokeReason,
+    keep: Option<&SessionId>,
+    now: UnixTime,
+) -> DbResult<Vec<Session>> {
+    let mut stmt = c.prepare_cached(concat!(
+        "UPDATE sessions SET state = 'revoked', revoke_reason = :reason, state_at = :now
+         WHERE tenant_id = :tenant AND user_id = :user AND (:keep IS NULL OR id <> :keep) AND ",
+        active_at_now!(),
+        " RETURNING ",
+        session_columns!()
+    ))?;
+    let revoked = stmt
+        .query_map(
+            named_params! {
+                ":tenant": tenant.as_str(),
+                ":user": user.to_string(),
+                ":keep": keep.map(SessionId::as_str),
+                ":reason": reason.as_str(),
+                ":now": now,
+            },
+            session_from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(revoked)
+}
+
+pub(crate) fn mark_expired(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &SessionId,
+    now: UnixTime,
+) -> DbResult<bool> {
+    let changed = c
+        .prepare_cached(concat!(
+            "UPDATE sessions SET state = 'expired', state_at = :now
+             WHERE id = :id AND tenant_id = :tenant AND state = 'active' AND NOT ",
+            active_at_now!()
+        ))?
+        .execute(named_params! {":id": id.as_str(), ":tenant": tenant.as_str(), ":now": now})?;
+    Ok(changed > 0)
+}
+
+pub(crate) fn find(
+    c: &Connection,
+    tenant: &TenantId,
+    query: &SessionQuery,
+    now: UnixTime,
+) -> DbResult<Vec<Session>> {
+    let mut f = Filter::new(
+        concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE tenant_id = :tenant"
+        ),
+        ":tenant",
+        tenant.as_str().to_owned(),
+    );
+    if let Some(user) = query.user_id {
+        f.and("user_id = :user", ":user", user.to_string());
+    }
+    match query.state {
+        None => {}
+        Some(StateFilter::Active) => f.and(active_at_now!(), ":now", now),
+        Some(StateFilter::Revoked) => f.and_const("state = 'revoked'"),
+        Some(StateFilter::Expired) => f.and(
+            concat!(
+                "(state = 'expired' OR (state = 'active' AND NOT ",
+                active_at_now!(),
+                "))"
+            ),
+            ":now",
+            now,
+        ),
+    }
+    f.finish("created_at DESC, id DESC", query.limit);
+    f.query(c, session_from_row)
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh tokens
+
+fn insert_refresh(
+    c: &Connection,
+    hash: &TokenHash,
+    tenant: &TenantId,
+    session: &SessionId,
+    expires_at: UnixTime,
+) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO refresh_tokens (hash, tenant_id, session_id, expires_at)
+         VALUES (:hash, :tenant, :session, :expires_at)",
+    )?
+    .execute(named_params! {
+        ":hash": hash.0,
+        ":tenant": tenant.as_str(),
+        ":session": session.as_str(),
+        ":expires_at": expires_at,
+    })?;
+    Ok(())
+}
+
+fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
+    let rotated_at: Option<UnixTime> = row.get(4)?;
+    let successor = opt_hash_col(row, 5)?;
+    let sealed: Option<Vec<u8>> = row.get(6)?;
+    let rotated = match (rotated_at, successor, sealed) {
+        (None, None, None) => None,
+        (Some(at), Some(successor), Some(sealed_successor)) => Some(Rotated {
+            at,
+            successor,
+            sealed_successor,
+        }),
+        _ => return Err(bad_column(4, "rotation", "partial")),
+    };
+    Ok(RefreshRecord {
+        hash: hash_col(row, 0)?,
+        tenant_id: tenant_col(row, 1)?,
+        session_id: session_id_col(row, 2)?,
+        expires_at: row.get(3)?,
+        rotated,
+    })
+}
+
+fn get_refresh(c: &Connection, hash: &TokenHash) -> DbResult<Option<RefreshRecord>> {
+    let record = c
+        .prepare_cached(
+            "SELECT hash, tenant_id, session_id, expires_at, rotated_at, successor,
+                    sealed_successor
+             FROM refresh_tokens WHERE hash = :hash",
+        )?
+        .query_row(named_params! {":hash": hash.0}, refresh_from_row)
+        .optional()?;
+    Ok(record)
+}
+
+/// Does the token exist and is it not rotated yet?
+fn is_current(c: &Connection, hash: &TokenHash) -> DbResult<bool> {
+    let current = c
+        .prepare_cached("SELECT rotated_at IS NULL FROM refresh_tokens WHERE hash = :hash")?
+        .query_row(named_params! {":hash": hash.0}, |row| row.get::<_, bool>(0))
+        .optional()?;
+    Ok(current == Some(true))
+}
+
+pub(crate) fn rotate(c: &Connection, r: &Rotation) -> DbResult<RotateOutcome> {
+    let Some(presented) = get_refresh(c, &r.presented)? else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    let Some(session) = get_any_tenant(c, &presented.session_id)? else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    let successor_is_current = match &presented.rotated {
+        Some(rotated) => is_current(c, &rotated.successor)?,
+        None => false,
+    };
+    Ok(match r.step(&presented, &session, successor_is_current) {
+        RotationStep::Invalid => RotateOutcome::Invalid,
+        RotationStep::SessionInactive => RotateOutcome::SessionInactive { session },
+        RotationStep::Rotate => {
+            insert_refresh(
+                c,
+                &r.successor.hash,
+                &r.tenant_id,
+                &session.id,
+                r.successor.expires_at,
+            )?;
+            c.prepare_cached(
+                "UPDATE refresh_tokens
+                 SET rotated_at = :now, successor = :successor, sealed_successor = :sealed
+                 WHERE hash = :hash",
+            )?
+            .execute(named_params! {
+                ":hash": r.presented.0,
+                ":now": r.now,
+                ":successor": r.successor.hash.0,
+                ":sealed": r.sealed_successor,
+            })?;
+            c.prepare_cached(
+                "UPDATE sessions SET last_seen_at = max(last_seen_at, :now) WHERE id = :id",
+            )?
+            .execute(named_params! {":id": session.id.as_str(), ":now": r.now})?;
+            RotateOutcome::Rotated {
+                session: Session {
+                    last_seen_at: session.last_seen_at.max(r.now),
+                    ..session
+                },
+            }
+        }
+        RotationStep::Replay => RotateOutcome::Replayed {
+            session,
+            sealed_successor: presented
+                .rotated
+                .map(|rotated| rotated.sealed_successor)
+                .unwrap_or_default(),
+        },
+        RotationStep::Reuse => {
+            match revoke(
+                c,
+                &r.tenant_id,
+                &session.id,
+                RevokeReason::ReuseDetected,
+                r.now,
+            )? {
+                Some(revoked) => RotateOutcome::Reused {
+                    session: revoked,
+                    revoked: true,
+                },
+                None => RotateOutcome::Reused {
+                    session,
+                    revoked: false,
+                },
+            }
+        }
+    })
+}

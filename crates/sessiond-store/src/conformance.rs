@@ -1,0 +1,2065 @@
+//! The conformance suite every store backend must pass: one function per behaviour, each run
+//! on a fresh store. A backend is done when `run_all` passes against it.
+
+// Test code: a failed expectation is meant to panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::model::*;
+use crate::{IdentityStore, SessionStore, StoreError};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs every conformance check against fresh stores made by `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: SessionStore + IdentityStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    tenants_are_created_read_and_updated(make().await).await;
+    users_are_created_with_unique_names_and_ids(make().await).await;
+    users_are_tenant_scoped(make().await).await;
+    user_password_and_status_are_updated(make().await).await;
+    keys_are_replaced_as_a_whole(make().await).await;
+    audit_ids_ascend_and_events_come_newest_first(make().await).await;
+    audit_queries_filter_and_limit(make().await).await;
+    sessions_are_created_and_read_per_tenant(make().await).await;
+    session_creation_conflicts_write_nothing(make().await).await;
+    unlimited_sessions_evict_nothing(make().await).await;
+    evict_oldest_one_displaces_the_previous_session(make().await).await;
+    evict_oldest_two_displaces_only_the_oldest(make().await).await;
+    reject_at_the_limit_writes_nothing(make().await).await;
+    limits_count_only_sessions_active_now(make().await).await;
+    touch_moves_last_seen_forward_on_active_sessions_only(make().await).await;
+    idle_timeout_follows_last_seen(make().await).await;
+    rotation_rotates_and_the_successor_is_current(make().await).await;
+    replay_within_grace_returns_the_same_successor(make().await).await;
+    reuse_outside_grace_revokes_the_session(make().await).await;
+    reuse_of_a_two_generations_old_token_within_grace(make().await).await;
+    rotation_rejects_unknown_foreign_and_expired_tokens(make().await).await;
+    rotation_on_an_inactive_session(make().await).await;
+    revoke_session_is_idempotent_and_tenant_scoped(make().await).await;
+    revoke_user_sessions_revokes_only_that_users_active_sessions(make().await).await;
+    mark_expired_records_a_timeout_once(make().await).await;
+    find_sessions_filters_orders_and_limits(make().await).await;
+    ping_answers(make().await).await;
+    concurrent_logins_respect_a_limit_of_one(make().await).await;
+    concurrent_refreshes_rotate_once(make().await).await;
+}
+
+const NOW: UnixTime = 1_700_000_000;
+const DAY: i64 = 86_400;
+const GRACE: u32 = 10;
+/// Enough for every query here: a limit that cuts nothing.
+const ALL: usize = 1_000;
+
+fn tenant_id(s: &str) -> TenantId {
+    TenantId::parse(s).expect("valid tenant id")
+}
+
+fn tenant_a() -> TenantId {
+    tenant_id("tenant-a")
+}
+
+fn tenant_b() -> TenantId {
+    tenant_id("tenant-b")
+}
+
+fn new_tenant(id: &TenantId) -> Tenant {
+    Tenant {
+        id: id.clone(),
+        name: Some(format!("Tenant {id}")),
+        profile: Profile::Production,
+        overrides: PolicyOverrides::default(),
+        created_at: NOW,
+    }
+}
+
+fn new_user(tenant: &TenantId, username: Option<&str>, external_id: Option<&str>) -> User {
+    User {
+        id: uuid::Uuid::new_v4(),
+        tenant_id: tenant.clone(),
+        customer_id: uuid::Uuid::new_v4(),
+        username: username.map(str::to_owned),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        external_id: external_id.map(str::to_owned),
+        status: UserStatus::Active,
+        created_at: NOW,
+    }
+}
+
+fn new_session_id() -> SessionId {
+    let mut s = uuid::Uuid::new_v4().simple().to_string();
+    s.truncate(22);
+    SessionId::from_generated(s)
+}
+
+fn new_token() -> TokenHash {
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    b[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    TokenHash(b)
+}
+
+/// An active session created at `created_at`, valid for a day.
+fn session(
+    tenant: &TenantId,
+    user: UserId,
+    created_at: UnixTime,
+    idle_ttl: Option<u32>,
+) -> Session {
+    Session {
+        id: new_session_id(),
+        tenant_id: tenant.clone(),
+        user_id: user,
+        customer_id: uuid::Uuid::new_v4(),
+        auth_method: AuthMethod::Password,
+        created_at,
+        last_seen_at: created_at,
+        absolute_expires_at: created_at + DAY,
+        idle_ttl,
+        device: DeviceInfo {
+            user_agent: Some("conformance/1.0".into()),
+            ip: Some("192.0.2.7".into()),
+            label: Some("laptop".into()),
+        },
+        state: SessionState::Active,
+    }
+}
+
+fn bare(session: &Session) -> NewSession {
+    NewSession {
+        session: session.clone(),
+        refresh: None,
+    }
+}
+
+fn with_refresh(session: &Session, token: TokenHash) -> NewSession {
+    NewSession {
+        session: session.clone(),
+        refresh: Some(NewRefreshToken {
+            hash: token,
+            expires_at: session.created_at + DAY,
+        }),
+    }
+}
+
+fn sealed(token: &TokenHash) -> Vec<u8> {
+    b"sealed:".iter().chain(token.0.iter()).copied().collect()
+}
+
+fn rotation(
+    tenant: &TenantId,
+    presented: TokenHash,
+    successor: TokenHash,
+    now: UnixTime,
+) -> Rotation {
+    Rotation {
+        tenant_id: tenant.clone(),
+        presented,
+        successor: NewRefreshToken {
+            hash: successor,
+            expires_at: now + DAY,
+        },
+        sealed_successor: sealed(&successor),
+        grace_seconds: GRACE,
+        now,
+    }
+}
+
+fn ids(sessions: &[Session]) -> Vec<SessionId> {
+    sessions.iter().map(|s| s.id.clone()).collect()
+}
+
+fn id_set<'a>(ids: impl IntoIterator<Item = &'a SessionId>) -> BTreeSet<SessionId> {
+    ids.into_iter().cloned().collect()
+}
+
+async fn create<S: SessionStore>(store: &S, session: &Session) {
+    let evicted = store
+        .create_session(bare(session), SessionLimit::Unlimited, session.created_at)
+        .await
+        .expect("create_session");
+    assert!(
+        evicted.is_empty(),
+        "an unlimited create evicted {evicted:?}"
+    );
+}
+
+async fn get<S: SessionStore>(store: &S, session: &Session) -> Session {
+    store
+        .get_session(&session.tenant_id, &session.id)
+        .await
+        .expect("get_session")
+        .expect("the session exists")
+}
+
+async fn rotate<S: SessionStore>(store: &S, r: Rotation) -> RotateOutcome {
+    store.rotate_refresh(r).await.expect("rotate_refresh")
+}
+
+async fn find<S: SessionStore>(
+    store: &S,
+    tenant: &TenantId,
+    user_id: Option<UserId>,
+    state: Option<StateFilter>,
+    limit: usize,
+    now: UnixTime,
+) -> Vec<SessionId> {
+    let query = SessionQuery {
+        user_id,
+        state,
+        limit,
+    };
+    ids(&store
+        .find_sessions(tenant, &query, now)
+        .await
+        .expect("find_sessions"))
+}
+
+fn revoked(reason: RevokeReason, at: UnixTime) -> SessionState {
+    SessionState::Revoked { reason, at }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenants, users, keys
+
+pub async fn tenants_are_created_read_and_updated<S: IdentityStore>(store: S) {
+    let a = new_tenant(&tenant_a());
+    store.create_tenant(a.clone()).await.expect("create_tenant");
+    assert_eq!(
+        store.get_tenant(&a.id).await.expect("get_tenant"),
+        Some(a.clone())
+    );
+
+    let plain = Tenant {
+        id: tenant_id("plain"),
+        name: None,
+        profile: Profile::Playground,
+        overrides: PolicyOverrides::default(),
+        created_at: NOW + 1,
+    };
+    store
+        .create_tenant(plain.clone())
+        .await
+        .expect("create_tenant");
+    assert_eq!(
+        store.get_tenant(&plain.id).await.expect("get_tenant"),
+        Some(plain)
+    );
+
+    let again = Tenant {
+        name: Some("impostor".into()),
+        profile: Profile::Playground,
+        ..a.clone()
+    };
+    assert!(
+        matches!(store.create_tenant(again).await, Err(StoreError::Conflict)),
+        "a taken tenant id must conflict"
+    );
+    assert_eq!(
+        store.get_tenant(&a.id).await.expect("get_tenant"),
+        Some(a.clone()),
+        "a conflicting create must not change the tenant"
+    );
+    assert_eq!(
+        store.get_tenant(&tenant_b()).await.expect("get_tenant"),
+        None
+    );
+
+    let overrides = PolicyOverrides {
+        session_token_ttl: Some(600),
+        refresh_tokens: Some(true),
+        refresh_token_ttl: Some(7200),
+        absolute_ttl: Some(3600),
+        idle_ttl: Some(0),
+        max_sessions_per_user: Some(1),
+        on_limit: Some(OnLimit::Reject),
+        required_headers: Some(vec!["X-Activity-ID".into(), "X-Tenant-ID".into()]),
+        refresh_grace_seconds: Some(5),
+        https_only: Some(true),
+    };
+    let expected = Tenant {
+        overrides: overrides.clone(),
+        ..a.clone()
+    };
+    assert_eq!(
+        store
+            .set_tenant_policy(&a.id, overrides)
+            .await
+            .expect("set_tenant_policy"),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        store.get_tenant(&a.id).await.expect("get_tenant"),
+        Some(expected)
+    );
+
+    let fewer = PolicyOverrides {
+        idle_ttl: Some(900),
+        ..PolicyOverrides::default()
+    };
+    store
+        .set_tenant_policy(&a.id, fewer.clone())
+        .await
+        .expect("set_tenant_policy");
+    assert_eq!(
+        store
+            .get_tenant(&a.id)
+            .await
+            .expect("get_tenant")
+            .map(|t| t.overrides),
+        Some(fewer),
+        "set_tenant_policy replaces the overrides, it does not merge them"
+    );
+
+    assert_eq!(
+        store
+            .set_tenant_policy(&tenant_b(), PolicyOverrides::default())
+            .await
+            .expect("set_tenant_policy"),
+        None
+    );
+    assert_eq!(
+        store.get_tenant(&tenant_b()).await.expect("get_tenant"),
+        None,
+        "setting the policy of an unknown tenant must not create it"
+    );
+}
+
+pub async fn users_are_created_with_unique_names_and_ids<S: IdentityStore>(store: S) {
+    let t = tenant_a();
+    store
+        .create_tenant(new_tenant(&t))
+        .await
+        .expect("create_tenant");
+    let alice = new_user(&t, Some("alice"), Some("ext-alice"));
+    store.create_user(alice.clone()).await.expect("create_user");
+    assert_eq!(
+        store.get_user(&t, &alice.id).await.expect("get_user"),
+        Some(alice.clone())
+    );
+
+    let same_name = new_user(&t, Some("alice"), None);
+    assert!(
+        matches!(
+            store.create_user(same_name.clone()).await,
+            Err(StoreError::Conflict)
+        ),
+        "a taken username must conflict"
+    );
+    let same_external = new_user(&t, Some("alice2"), Some("ext-alice"));
+    assert!(
+        matches!(
+            store.create_user(same_external.clone()).await,
+            Err(StoreError::Conflict)
+        ),
+        "a taken external id must conflict"
+    );
+    let same_id = User {
+        username: Some("bob".into()),
+        external_id: None,
+        ..alice.clone()
+    };
+    assert!(
+        matches!(store.create_user(same_id).await, Err(StoreError::Conflict)),
+        "a taken user id must conflict"
+    );
+    for loser in [&same_name, &same_external] {
+        assert_eq!(store.get_user(&t, &loser.id).await.expect("get_user"), None);
+    }
+    assert_eq!(
+        store
+            .find_user_by_username(&t, "alice2")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        store.find_user_by_username(&t, "bob").await.expect("find"),
+        None
+    );
+    assert_eq!(
+        store.get_user(&t, &alice.id).await.expect("get_user"),
+        Some(alice.clone()),
+        "conflicting creates must not change the user"
+    );
+
+    // Users without a username or external id never conflict with each other.
+    let anon1 = User {
+        password_hash: None,
+        ..new_user(&t, None, None)
+    };
+    let anon2 = new_user(&t, None, None);
+    store.create_user(anon1.clone()).await.expect("create_user");
+    store.create_user(anon2.clone()).await.expect("create_user");
+    assert_eq!(
+        store.get_user(&t, &anon1.id).await.expect("get_user"),
+        Some(anon1)
+    );
+    assert_eq!(
+        store.get_user(&t, &anon2.id).await.expect("get_user"),
+        Some(anon2)
+    );
+
+    // An SSO-provisioned user: external id, no username.
+    let sso = new_user(&t, None, Some("ext-sso"));
+    store.create_user(sso.clone()).await.expect("create_user");
+    assert_eq!(
+        store.get_user(&t, &sso.id).await.expect("get_user"),
+        Some(sso)
+    );
+}
+
+pub async fn users_are_tenant_scoped<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    store
+        .create_tenant(new_tenant(&a))
+        .await
+        .expect("create_tenant");
+    store
+        .create_tenant(new_tenant(&b))
+        .await
+        .expect("create_tenant");
+    let alice = new_user(&a, Some("alice"), Some("ext-1"));
+    store.create_user(alice.clone()).await.expect("create_user");
+
+    assert_eq!(
+        store
+            .find_user_by_username(&a, "alice")
+            .await
+            .expect("find"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store
+            .find_user_by_username(&a, "Alice")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_user_by_username(&a, "nobody")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(store.get_user(&b, &alice.id).await.expect("get_user"), None);
+    assert_eq!(
+        store
+            .find_user_by_username(&b, "alice")
+            .await
+            .expect("find"),
+        None
+    );
+
+    // The same username, external id and even user id may exist in another tenant.
+    let alice_b = User {
+        tenant_id: b.clone(),
+        customer_id: uuid::Uuid::new_v4(),
+        ..alice.clone()
+    };
+    store
+        .create_user(alice_b.clone())
+        .await
+        .expect("create_user in another tenant");
+    assert_eq!(
+        store
+            .find_user_by_username(&b, "alice")
+            .await
+            .expect("find"),
+        Some(alice_b.clone())
+    );
+    assert_eq!(
+        store.get_user(&b, &alice.id).await.expect("get_user"),
+        Some(alice_b)
+    );
+    assert_eq!(
+        store.get_user(&a, &alice.id).await.expect("get_user"),
+        Some(alice)
+    );
+}
+
+pub async fn user_password_and_status_are_updated<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    store
+        .create_tenant(new_tenant(&a))
+        .await
+        .expect("create_tenant");
+    let alice = new_user(&a, Some("alice"), None);
+    store.create_user(alice.clone()).await.expect("create_user");
+
+    assert!(
+        store
+            .set_password_hash(&a, &alice.id, "$argon2id$new".into())
+            .await
+            .expect("set_password_hash")
+    );
+    assert!(
+        !store
+            .set_password_hash(&b, &alice.id, "$argon2id$foreign".into())
+            .await
+            .expect("set_password_hash"),
+        "another tenant must not reach the user"
+    );
+    assert!(
+        !store
+            .set_password_hash(&a, &uuid::Uuid::new_v4(), "$argon2id$x".into())
+            .await
+            .expect("set_password_hash")
+    );
+    assert!(
+        store
+            .set_user_status(&a, &alice.id, UserStatus::Disabled)
+            .await
+            .expect("set_user_status")
+    );
+    assert!(
+        !store
+            .set_user_status(&b, &alice.id, UserStatus::Active)
+            .await
+            .expect("set_user_status"),
+        "another tenant must not reach the user"
+    );
+    assert!(
+        !store
+            .set_user_status(&a, &uuid::Uuid::new_v4(), UserStatus::Disabled)
+            .await
+            .expect("set_user_status")
+    );
+
+    let expected = User {
+        password_hash: Some("$argon2id$new".into()),
+        status: UserStatus::Disabled,
+        ..alice.clone()
+    };
+    assert_eq!(
+        store.get_user(&a, &alice.id).await.expect("get_user"),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        store
+            .find_user_by_username(&a, "alice")
+            .await
+            .expect("find"),
+        Some(expected)
+    );
+
+    assert!(
+        store
+            .set_user_status(&a, &alice.id, UserStatus::Active)
+            .await
+            .expect("set_user_status")
+    );
+    assert_eq!(
+        store
+            .get_user(&a, &alice.id)
+            .await
+            .expect("get_user")
+            .map(|u| u.status),
+        Some(UserStatus::Active)
+    );
+}
+
+fn key(kid: &str, state: KeyState, retire_at: Option<UnixTime>) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        public: kid.bytes().chain([0, 1, 2]).collect(),
+        sealed_private: kid.bytes().rev().chain([0xff, 0]).collect(),
+        state,
+        created_at: NOW,
+        retire_at,
+    }
+}
+
+async fn sorted_keys<S: IdentityStore>(store: &S) -> Vec<StoredKey> {
+    let mut keys = store.load_keys().await.expect("load_keys");
+    keys.sort_by(|x, y| x.kid.cmp(&y.kid));
+    keys
+}
+
+pub async fn keys_are_replaced_as_a_whole<S: IdentityStore>(store: S) {
+    assert_eq!(store.load_keys().await.expect("load_keys"), vec![]);
+    let first = vec![
+        key("k1", KeyState::Retiring, Some(NOW + 3600)),
+        key("k2", KeyState::Signing, None),
+        key("k3", KeyState::Next, None),
+    ];
+    store
+        .replace_keys(first.clone())
+        .await
+        .expect("replace_keys");
+    assert_eq!(sorted_keys(&store).await, first);
+
+    let second = vec![
+        key("k3", KeyState::Signing, None),
+        key("k4", KeyState::Next, None),
+    ];
+    store
+        .replace_keys(second.clone())
+        .await
+        .expect("replace_keys");
+    assert_eq!(
+        sorted_keys(&store).await,
+        second,
+        "replace_keys drops keys not given"
+    );
+
+    store.replace_keys(vec![]).await.expect("replace_keys");
+    assert_eq!(store.load_keys().await.expect("load_keys"), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit
+
+/// An audit event labelled by its correlation id, so results can be named in asserts.
+fn event(
+    tenant: &TenantId,
+    label: &str,
+    kind: AuditKind,
+    user_id: Option<UserId>,
+    session_id: Option<&SessionId>,
+    activity_id: &str,
+    at: UnixTime,
+) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        kind,
+        tenant_id: tenant.clone(),
+        user_id,
+        session_id: session_id.cloned(),
+        activity_id: activity_id.into(),
+        correlation_id: Some(label.into()),
+        ip: Some("198.51.100.4".into()),
+        user_agent: Some("conformance/1.0".into()),
+        reason: None,
+        at,
+    }
+}
+
+fn labels(events: &[AuditEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e.correlation_id.as_deref().unwrap_or("?"))
+        .collect()
+}
+
+async fn audit<S: IdentityStore>(
+    store: &S,
+    tenant: &TenantId,
+    query: AuditQuery,
+) -> Vec<AuditEvent> {
+    store.find_audit(tenant, &query).await.expect("find_audit")
+}
+
+pub async fn audit_ids_ascend_and_events_come_newest_first<S: IdentityStore>(store: S) {
+    let t = tenant_a();
+    let user = uuid::Uuid::new_v4();
+    let sid = new_session_id();
+    let mut e1 = event(
+        &t,
+        "e1",
+        AuditKind::LoginSucceeded,
+        Some(user),
+        Some(&sid),
+        "act-1",
+        NOW,
+    );
+    e1.reason = Some("password".into());
+    let e2 = event(
+        &t,
+        "e2",
+        AuditKind::SessionCreated,
+        Some(user),
+        Some(&sid),
+        "act-1",
+        NOW,
+    );
+    // Appended later but stamped earlier: the order is the append order, not `at`.
+    let e3 = AuditEvent {
+        correlation_id: None,
+        ip: None,
+        user_agent: None,
+        ..event(
+            &t,
+            "e3",
+            AuditKind::LoginFailed,
+            None,
+            None,
+            "act-2",
+            NOW - 5,
+        )
+    };
+    store
+        .append_audit(vec![e1.clone(), e2.clone()])
+        .await
+        .expect("append_audit");
+    store
+        .append_audit(vec![])
+        .await
+        .expect("append_audit of nothing");
+    store
+        .append_audit(vec![e3.clone()])
+        .await
+        .expect("append_audit");
+
+    let all = audit(
+        &store,
+        &t,
+        AuditQuery {
+            limit: ALL,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].correlation_id.as_deref(), Some("e1"));
+    assert_eq!(all[1].correlation_id.as_deref(), Some("e2"));
+    assert_eq!(all[0].correlation_id, None, "e3 comes first");
+    assert!(
+        all[0].id > all[1].id && all[1].id > all[2].id,
+        "ids ascend in append order: {:?}",
+        all.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    for (got, want) in all.iter().zip([e3, e2, e1]) {
+        assert_eq!(
+            AuditEvent {
+                id: 0,
+                ..got.clone()
+            },
+            want,
+            "events round-trip"
+        );
+    }
+
+    let next = event(
+        &t,
+        "e4",
+        AuditKind::SessionExpired,
+        None,
+        None,
+        "act-3",
+        NOW,
+    );
+    store.append_audit(vec![next]).await.expect("append_audit");
+    let newest = audit(
+        &store,
+        &t,
+        AuditQuery {
+            limit: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(labels(&newest), ["e4"]);
+    assert!(newest[0].id > all[0].id, "a later append gets a larger id");
+}
+
+pub async fn audit_queries_filter_and_limit<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let (u1, u2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (s1, s2) = (new_session_id(), new_session_id());
+    store
+        .append_audit(vec![
+            event(
+                &a,
+                "e1",
+                AuditKind::LoginSucceeded,
+                Some(u1),
+                Some(&s1),
+                "act-1",
+                NOW,
+            ),
+            event(
+                &a,
+                "e2",
+                AuditKind::SessionCreated,
+                Some(u1),
+                Some(&s1),
+                "act-1",
+                NOW,
+            ),
+            event(
+                &b,
+                "b1",
+                AuditKind::LoginSucceeded,
+                Some(u1),
+                Some(&s1),
+                "act-1",
+                NOW + 5,
+            ),
+        ])
+        .await
+        .expect("append_audit");
+    store
+        .append_audit(vec![
+            event(
+                &a,
+                "e3",
+                AuditKind::SessionRefreshed,
+                Some(u1),
+                Some(&s2),
+                "act-2",
+                NOW + 10,
+            ),
+            event(
+                &a,
+                "e4",
+                AuditKind::LoginFailed,
+                Some(u2),
+                None,
+                "act-3",
+                NOW + 20,
+            ),
+            event(
+                &a,
+                "e5",
+                AuditKind::SuspiciousActivity,
+                None,
+                None,
+                "act-4",
+                NOW + 30,
+            ),
+        ])
+        .await
+        .expect("append_audit");
+
+    let q = || AuditQuery {
+        limit: ALL,
+        ..Default::default()
+    };
+    let cases: Vec<(&str, TenantId, AuditQuery, Vec<&str>)> = vec![
+        (
+            "everything",
+            a.clone(),
+            q(),
+            vec!["e5", "e4", "e3", "e2", "e1"],
+        ),
+        (
+            "user",
+            a.clone(),
+            AuditQuery {
+                user_id: Some(u1),
+                ..q()
+            },
+            vec!["e3", "e2", "e1"],
+        ),
+        (
+            "session",
+            a.clone(),
+            AuditQuery {
+                session_id: Some(s1.clone()),
+                ..q()
+            },
+            vec!["e2", "e1"],
+        ),
+        (
+            "activity",
+            a.clone(),
+            AuditQuery {
+                activity_id: Some("act-1".into()),
+                ..q()
+            },
+            vec!["e2", "e1"],
+        ),
+        (
+            "kind",
+            a.clone(),
+            AuditQuery {
+                kind: Some(AuditKind::LoginFailed),
+                ..q()
+            },
+            vec!["e4"],
+        ),
+        (
+            "since (inclusive)",
+            a.clone(),
+            AuditQuery {
+                since: Some(NOW + 10),
+                ..q()
+            },
+            vec!["e5", "e4", "e3"],
+        ),
+        (
+            "limit",
+            a.clone(),
+            AuditQuery { limit: 2, ..q() },
+            vec!["e5", "e4"],
+        ),
+        (
+            "user and kind",
+            a.clone(),
+            AuditQuery {
+                user_id: Some(u1),
+                kind: Some(AuditKind::SessionCreated),
+                ..q()
+            },
+            vec!["e2"],
+        ),
+        (
+            "user and since",
+            a.clone(),
+            AuditQuery {
+                user_id: Some(u1),
+                since: Some(NOW + 1),
+                ..q()
+            },
+            vec!["e3"],
+        ),
+        (
+            "session and limit",
+            a.clone(),
+            AuditQuery {
+                session_id: Some(s1.clone()),
+                limit: 1,
+                ..q()
+            },
+            vec!["e2"],
+        ),
+        (
+            "no match",
+            a.clone(),
+            AuditQuery {
+                activity_id: Some("act-9".into()),
+                ..q()
+            },
+            vec![],
+        ),
+        ("other tenant", b.clone(), q(), vec!["b1"]),
+        (
+            "other tenant, user",
+            b.clone(),
+            AuditQuery {
+                user_id: Some(u1),
+                ..q()
+            },
+            vec!["b1"],
+        ),
+        ("unknown tenant", tenant_id("tenant-c"), q(), vec![]),
+    ];
+    for (name, tenant, query, expected) in cases {
+        let found = audit(&store, &tenant, query).await;
+        assert_eq!(labels(&found), expected, "audit query: {name}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Creating sessions and session limits
+
+pub async fn sessions_are_created_and_read_per_tenant<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let user = uuid::Uuid::new_v4();
+    let s = session(&a, user, NOW, Some(1800));
+    let evicted = store
+        .create_session(with_refresh(&s, new_token()), SessionLimit::Unlimited, NOW)
+        .await
+        .expect("create_session");
+    assert!(evicted.is_empty());
+    assert_eq!(
+        store.get_session(&a, &s.id).await.expect("get_session"),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.get_session(&b, &s.id).await.expect("get_session"),
+        None,
+        "another tenant must not see the session"
+    );
+    assert_eq!(
+        store
+            .get_session(&a, &new_session_id())
+            .await
+            .expect("get_session"),
+        None
+    );
+
+    let minimal = Session {
+        auth_method: AuthMethod::Sso,
+        idle_ttl: None,
+        device: DeviceInfo::default(),
+        ..session(&b, user, NOW + 1, None)
+    };
+    create(&store, &minimal).await;
+    assert_eq!(get(&store, &minimal).await, minimal);
+}
+
+pub async fn session_creation_conflicts_write_nothing<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let (u1, u2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let token = new_token();
+    let first = session(&t, u1, NOW, None);
+    store
+        .create_session(with_refresh(&first, token), SessionLimit::Unlimited, NOW)
+        .await
+        .expect("create_session");
+
+    let same_id = Session {
+        id: first.id.clone(),
+        ..session(&t, u2, NOW + 1, None)
+    };
+    assert!(
+        matches!(
+            store
+                .create_session(bare(&same_id), SessionLimit::Unlimited, NOW + 1)
+                .await,
+            Err(StoreError::Conflict)
+        ),
+        "a taken session id must conflict"
+    );
+    assert_eq!(
+        get(&store, &first).await,
+        first,
+        "a conflicting create must not overwrite"
+    );
+
+    // A taken refresh token hash: the create fails whole, evictions included.
+    let second = session(&t, u1, NOW + 2, None);
+    assert!(
+        matches!(
+            store
+                .create_session(
+                    with_refresh(&second, token),
+                    SessionLimit::EvictOldest(1),
+                    NOW + 2
+                )
+                .await,
+            Err(StoreError::Conflict)
+        ),
+        "a taken refresh token hash must conflict"
+    );
+    assert_eq!(
+        store
+            .get_session(&t, &second.id)
+            .await
+            .expect("get_session"),
+        None
+    );
+    assert_eq!(
+        get(&store, &first).await.state,
+        SessionState::Active,
+        "a failed create must not evict"
+    );
+    assert!(
+        matches!(
+            rotate(&store, rotation(&t, token, new_token(), NOW + 3)).await,
+            RotateOutcome::Rotated { session } if session.id == first.id
+        ),
+        "the taken token still belongs to the first session"
+    );
+}
+
+pub async fn unlimited_sessions_evict_nothing<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let user = uuid::Uuid::new_v4();
+    let mut all = Vec::new();
+    for i in 0..5 {
+        let s = session(&t, user, NOW + i, None);
+        create(&store, &s).await;
+        all.push(s.id);
+    }
+    let active = find(
+        &store,
+        &t,
+        Some(user),
+        Some(StateFilter::Active),
+        ALL,
+        NOW + 10,
+    )
+    .await;
+    assert_eq!(id_set(&active), id_set(&all));
+}
+
+pub async fn evict_oldest_one_displaces_the_previous_session<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let (user, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let bystanders = [session(&a, other, NOW, None), session(&b, user, NOW, None)];
+    for s in &bystanders {
+        create(&store, s).await;
+    }
+
+    let first = session(&a, user, NOW, None);
+    let evicted = store
+        .create_session(bare(&first), SessionLimit::EvictOldest(1), NOW)
+        .await
+        .expect("create_session");
+    assert!(evicted.is_empty(), "the first session fits: {evicted:?}");
+
+    let second = session(&a, user, NOW + 60, None);
+    let evicted = store
+        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 60)
+        .await
+        .expect("create_session");
+    assert_eq!(evicted, vec![first.id.clone()]);
+    assert_eq!(
+        get(&store, &first).await.state,
+        revoked(RevokeReason::Displaced, NOW + 60)
+    );
+    assert_eq!(get(&store, &second).await.state, SessionState::Active);
+    for s in &bystanders {
+        assert_eq!(
+            get(&store, s).await.state,
+            SessionState::Active,
+            "another user's or tenant's sessions do not count"
+        );
+    }
+}
+
+pub async fn evict_oldest_two_displaces_only_the_oldest<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let user = uuid::Uuid::new_v4();
+    // Created out of order: eviction goes by creation time, not by insertion order.
+    let newer = session(&t, user, NOW + 10, None);
+    let older = session(&t, user, NOW, None);
+    let limit = SessionLimit::EvictOldest(2);
+    for s in [&newer, &older] {
+        let evicted = store
+            .create_session(bare(s), limit, NOW + 20)
+            .await
+            .expect("create_session");
+        assert!(evicted.is_empty(), "two sessions fit under a limit of two");
+    }
+    let third = session(&t, user, NOW + 30, None);
+    let evicted = store
+        .create_session(bare(&third), limit, NOW + 30)
+        .await
+        .expect("create_session");
+    assert_eq!(evicted, vec![older.id.clone()]);
+    assert_eq!(
+        get(&store, &older).await.state,
+        revoked(RevokeReason::Displaced, NOW + 30)
+    );
+    assert_eq!(get(&store, &newer).await.state, SessionState::Active);
+    assert_eq!(get(&store, &third).await.state, SessionState::Active);
+    let active = find(
+        &store,
+        &t,
+        Some(user),
+        Some(StateFilter::Active),
+        ALL,
+        NOW + 30,
+    )
+    .await;
+    assert_eq!(active, vec![third.id, newer.id]);
+}
+
+pub async fn reject_at_the_limit_writes_nothing<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let (user, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let first = session(&t, user, NOW, None);
+    let evicted = store
+        .create_session(bare(&first), SessionLimit::Reject(1), NOW)
+        .await
+        .expect("create_session");
+    assert!(evicted.is_empty());
+
+    let token = new_token();
+    let second = session(&t, user, NOW + 1, None);
+    assert!(
+        matches!(
+            store
+                .create_session(
+                    with_refresh(&second, token),
+                    SessionLimit::Reject(1),
+                    NOW + 1
+                )
+                .await,
+            Err(StoreError::LimitReached)
+        ),
+        "a full user must be rejected"
+    );
+    assert_eq!(
+        store
+            .get_session(&t, &second.id)
+            .await
+            .expect("get_session"),
+        None
+    );
+    assert_eq!(
+        rotate(&store, rotation(&t, token, new_token(), NOW + 2)).await,
+        RotateOutcome::Invalid,
+        "a rejected session's refresh token must not be stored"
+    );
+    assert_eq!(get(&store, &first).await.state, SessionState::Active);
+
+    let others = session(&t, other, NOW + 3, None);
+    store
+        .create_session(bare(&others), SessionLimit::Reject(1), NOW + 3)
+        .await
+        .expect("another user has room of their own");
+}
+
+pub async fn limits_count_only_sessions_active_now<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let user = uuid::Uuid::new_v4();
+    let idle = session(&t, user, NOW, Some(60));
+    let gone = session(&t, user, NOW, None);
+    let old = Session {
+        absolute_expires_at: NOW + 100,
+        ..session(&t, user, NOW, None)
+    };
+    for s in [&idle, &gone, &old] {
+        create(&store, s).await;
+    }
+    store
+        .revoke_session(&t, &gone.id, RevokeReason::Logout, NOW + 1)
+        .await
+        .expect("revoke_session")
+        .expect("revoked");
+
+    let now = NOW + 500;
+    let fresh = session(&t, user, now, None);
+    let evicted = store
+        .create_session(bare(&fresh), SessionLimit::Reject(1), now)
+        .await
+        .expect("timed-out and revoked sessions must not count against the limit");
+    assert!(evicted.is_empty());
+
+    let newest = session(&t, user, now + 1, None);
+    let evicted = store
+        .create_session(bare(&newest), SessionLimit::EvictOldest(1), now + 1)
+        .await
+        .expect("create_session");
+    assert_eq!(
+        evicted,
+        vec![fresh.id.clone()],
+        "only the active session is evicted"
+    );
+    assert_eq!(get(&store, &idle).await.state, SessionState::Active);
+    assert_eq!(get(&store, &old).await.state, SessionState::Active);
+    assert_eq!(
+        get(&store, &gone).await.state,
+        revoked(RevokeReason::Logout, NOW + 1)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Activity and timeouts
+
+pub async fn touch_moves_last_seen_forward_on_active_sessions_only<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let user = uuid::Uuid::new_v4();
+    let s = session(&a, user, NOW, Some(600));
+    create(&store, &s).await;
+
+    store
+        .touch_session(&a, &s.id, NOW + 100)
+        .await
+        .expect("touch");
+    assert_eq!(get(&store, &s).await.last_seen_at, NOW + 100);
+    store
+        .touch_session(&a, &s.id, NOW + 50)
+        .await
+        .expect("touch");
+    assert_eq!(
+        get(&store, &s).await.last_seen_at,
+        NOW + 100,
+        "never backwards"
+    );
+    store
+        .touch_session(&b, &s.id, NOW + 200)
+        .await
+        .expect("touch");
+    assert_eq!(
+        get(&store, &s).await.last_seen_at,
+        NOW + 100,
+        "not from another tenant"
+    );
+    store
+        .touch_session(&a, &new_session_id(), NOW + 200)
+        .await
+        .expect("touching an unknown session is not an error");
+
+    // Idle since NOW + 100: timed out at NOW + 700, and a touch must not resurrect it.
+    store
+        .touch_session(&a, &s.id, NOW + 700)
+        .await
+        .expect("touch");
+    let after = get(&store, &s).await;
+    assert_eq!(
+        after.last_seen_at,
+        NOW + 100,
+        "a timed-out session is not touched"
+    );
+    assert_eq!(after.status_at(NOW + 700), SessionStatus::Expired);
+
+    let r = session(&a, user, NOW, Some(600));
+    create(&store, &r).await;
+    store
+        .revoke_session(&a, &r.id, RevokeReason::Logout, NOW + 10)
+        .await
+        .expect("revoke_session");
+    store
+        .touch_session(&a, &r.id, NOW + 20)
+        .await
+        .expect("touch");
+    let after = get(&store, &r).await;
+    assert_eq!(after.last_seen_at, NOW, "a revoked session is not touched");
+    assert_eq!(after.state, revoked(RevokeReason::Logout, NOW + 10));
+
+    // A session without idle timeout is touched until its absolute expiry.
+    let long = session(&a, user, NOW, None);
+    create(&store, &long).await;
+    store
+        .touch_session(&a, &long.id, NOW + DAY - 1)
+        .await
+        .expect("touch");
+    assert_eq!(get(&store, &long).await.last_seen_at, NOW + DAY - 1);
+    store
+        .touch_session(&a, &long.id, NOW + DAY)
+        .await
+        .expect("touch");
+    assert_eq!(get(&store, &long).await.last_seen_at, NOW + DAY - 1);
+}
+
+pub async fn idle_timeout_follows_last_seen<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let s = session(&t, uuid::Uuid::new_v4(), NOW, Some(100));
+    create(&store, &s).await;
+    let stored = get(&store, &s).await;
+    assert_eq!(stored.status_at(NOW + 99), SessionStatus::Active);
+    assert_eq!(stored.status_at(NOW + 100), SessionStatus::Expired);
+
+    store
+        .touch_session(&t, &s.id, NOW + 50)
+        .await
+        .expect("touch");
+    let stored = get(&store, &s).await;
+    assert_eq!(stored.idle_expires_at(), Some(NOW + 150));
+    assert_eq!(stored.status_at(NOW + 120), SessionStatus::Active);
+    assert_eq!(stored.status_at(NOW + 150), SessionStatus::Expired);
+    assert_eq!(
+        find(&store, &t, None, Some(StateFilter::Active), ALL, NOW + 149).await,
+        vec![s.id.clone()]
+    );
+    assert_eq!(
+        find(&store, &t, None, Some(StateFilter::Expired), ALL, NOW + 150).await,
+        vec![s.id.clone()],
+        "the store's own view of activity agrees with status_at"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh rotation
+
+/// A session of tenant A with refresh token `token`, no idle timeout.
+async fn refreshable<S: SessionStore>(
+    store: &S,
+    token: TokenHash,
+    idle_ttl: Option<u32>,
+) -> Session {
+    let s = session(&tenant_a(), uuid::Uuid::new_v4(), NOW, idle_ttl);
+    store
+        .create_session(with_refresh(&s, token), SessionLimit::Unlimited, NOW)
+        .await
+        .expect("create_session");
+    s
+}
+
+pub async fn rotation_rotates_and_the_successor_is_current<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let (t0, t1, t2) = (new_token(), new_token(), new_token());
+    let s = refreshable(&store, t0, Some(600)).await;
+
+    let RotateOutcome::Rotated { session } = rotate(&store, rotation(&t, t0, t1, NOW + 30)).await
+    else {
+        panic!("a current token must rotate");
+    };
+    assert_eq!(session.id, s.id);
+    assert_eq!(
+        session.last_seen_at,
+        NOW + 30,
+        "rotation counts as activity"
+    );
+    assert_eq!(session.state, SessionState::Active);
+    assert_eq!(get(&store, &s).await, session);
+
+    // The successor is current, and keeps the session alive past the first idle deadline.
+    let RotateOutcome::Rotated { session } = rotate(&store, rotation(&t, t1, t2, NOW + 620)).await
+    else {
+        panic!("the successor must rotate");
+    };
+    assert_eq!(session.last_seen_at, NOW + 620);
+    assert_eq!(get(&store, &s).await.last_seen_at, NOW + 620);
+}
+
+pub async fn replay_within_grace_returns_the_same_successor<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let (t0, t1) = (new_token(), new_token());
+    let s = refreshable(&store, t0, None).await;
+    let rotated_at = NOW + 5;
+    assert!(matches!(
+        rotate(&store, rotation(&t, t0, t1, rotated_at)).await,
+        RotateOutcome::Rotated { .. }
+    ));
+
+    let late_successor = new_token();
+    for (now, successor) in [
+        (rotated_at, new_token()),
+        (rotated_at + i64::from(GRACE) - 1, late_successor),
+    ] {
+        match rotate(&store, rotation(&t, t0, successor, now)).await {
+            RotateOutcome::Replayed {
+                session,
+                sealed_successor,
+            } => {
+                assert_eq!(session.id, s.id);
+                assert_eq!(session.state, SessionState::Active);
+                assert_eq!(
+                    sealed_successor,
+                    sealed(&t1),
+                    "the first successor, sealed as given"
+                );
+            }
+            other => panic!("a replay within grace must be Replayed, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        rotate(
+            &store,
+            rotation(&t, late_successor, new_token(), rotated_at + 11)
+        )
+        .await,
+        RotateOutcome::Invalid,
+        "a replay must not store the successor it was offered"
+    );
+    assert!(
+        matches!(
+            rotate(&store, rotation(&t, t1, new_token(), rotated_at + 12)).await,
+            RotateOutcome::Rotated { .. }
+        ),
+        "the first successor is still current after replays"
+    );
+    assert_eq!(get(&store, &s).await.state, SessionState::Active);
+}
+
+pub async fn reuse_outside_grace_revokes_the_session<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let (t0, t1) = (new_token(), new_token());
+    let s = refreshable(&store, t0, None).await;
+    let rotated_at = NOW + 5;
+    assert!(matches!(
+        rotate(&store, rotation(&t, t0, t1, rotated_at)).await,
+        RotateOutcome::Rotated { .. }
+    ));
+
+    let late = rotated_at + i64::from(GRACE);
+    match rotate(&store, rotation(&t, t0, new_token(), late)).await {
+        RotateOutcome::Reused { session, revoked } => {
+            assert!(revoked, "this call revoked the session");
+            assert_eq!(session.id, s.id);
+            assert_eq!(
+                session.state,
+                SessionState::Revoked {
+                    reason: RevokeReason::ReuseDetected,
+                    at: late
+                }
+            );
+        }
+        other => panic!("a reuse outside grace must be Reused, got {other:?}"),
+    }
+    assert_eq!(
+        get(&store, &s).await.state,
+        revoked(RevokeReason::ReuseDetected, late)
+    );
+
+    // The session is gone for every token of it: the current one and the reused one.
+    for presented in [t1, t0] {
+        match rotate(&store, rotation(&t, presented, new_token(), late + 1)).await {
+            RotateOutcome::SessionInactive { session } => {
+                assert_eq!(session.state, revoked(RevokeReason::ReuseDetected, late));
+            }
+            other => panic!("a token of a revoked session must be SessionInactive, got {other:?}"),
+        }
+    }
+}
+
+pub async fn reuse_of_a_two_generations_old_token_within_grace<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let (t0, t1, t2) = (new_token(), new_token(), new_token());
+    let s = refreshable(&store, t0, None).await;
+    for (presented, successor, now) in [(t0, t1, NOW + 1), (t1, t2, NOW + 2)] {
+        assert!(matches!(
+            rotate(&store, rotation(&t, presented, successor, now)).await,
+            RotateOutcome::Rotated { .. }
+        ));
+    }
+    match rotate(&store, rotation(&t, t0, new_token(), NOW + 3)).await {
+        RotateOutcome::Reused { session, revoked } => {
+            assert!(revoked);
+            assert_eq!(session.state, reuse_revoked(NOW + 3));
+        }
+        other => panic!("t0's successor is rotated: t0 must be Reused, got {other:?}"),
+    }
+    assert_eq!(get(&store, &s).await.state, reuse_revoked(NOW + 3));
+}
+
+fn reuse_revoked(at: UnixTime) -> SessionState {
+    revoked(RevokeReason::ReuseDetected, at)
+}
+
+pub async fn rotation_rejects_unknown_foreign_and_expired_tokens<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    assert_eq!(
+        rotate(&store, rotation(&a, new_token(), new_token(), NOW)).await,
+        RotateOutcome::Invalid
+    );
+
+    let t0 = new_token();
+    let s = refreshable(&store, t0, None).await;
+    let stolen_successor = new_token();
+    assert_eq!(
+        rotate(&store, rotation(&b, t0, stolen_successor, NOW + 1)).await,
+        RotateOutcome::Invalid,
+        "another tenant's token"
+    );
+    assert_eq!(
+        rotate(&store, rotation(&a, stolen_successor, new_token(), NOW + 2)).await,
+        RotateOutcome::Invalid,
+        "an invalid rotation stores nothing"
+    );
+    assert!(
+        matches!(
+            rotate(&store, rotation(&a, t0, new_token(), NOW + 3)).await,
+            RotateOutcome::Rotated { session } if session.id == s.id
+        ),
+        "a foreign attempt must not consume the token"
+    );
+
+    // A current token past its own expiry, in a session that is still active.
+    let short = new_token();
+    let s2 = session(&a, uuid::Uuid::new_v4(), NOW, None);
+    let new = NewSession {
+        session: s2.clone(),
+        refresh: Some(NewRefreshToken {
+            hash: short,
+            expires_at: NOW + 100,
+        }),
+    };
+    store
+        .create_session(new, SessionLimit::Unlimited, NOW)
+        .await
+        .expect("create_session");
+    assert_eq!(
+        rotate(&store, rotation(&a, short, new_token(), NOW + 100)).await,
+        RotateOutcome::Invalid,
+        "an expired refresh token"
+    );
+    assert_eq!(get(&store, &s2).await.state, SessionState::Active);
+    assert!(
+        matches!(
+            rotate(&store, rotation(&a, short, new_token(), NOW + 99)).await,
+            RotateOutcome::Rotated { .. }
+        ),
+        "valid until just before its expiry"
+    );
+}
+
+pub async fn rotation_on_an_inactive_session<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let t0 = new_token();
+    let s = refreshable(&store, t0, None).await;
+    store
+        .revoke_session(&t, &s.id, RevokeReason::Logout, NOW + 5)
+        .await
+        .expect("revoke_session");
+    let successor = new_token();
+    match rotate(&store, rotation(&t, t0, successor, NOW + 6)).await {
+        RotateOutcome::SessionInactive { session } => {
+            assert_eq!(session.id, s.id);
+            assert_eq!(session.state, revoked(RevokeReason::Logout, NOW + 5));
+        }
+        other => panic!("a revoked session's token must be SessionInactive, got {other:?}"),
+    }
+    assert_eq!(
+        rotate(&store, rotation(&t, successor, new_token(), NOW + 7)).await,
+        RotateOutcome::Invalid,
+        "no successor is stored for an inactive session"
+    );
+
+    let t1 = new_token();
+    let idle = refreshable(&store, t1, Some(60)).await;
+    match rotate(&store, rotation(&t, t1, new_token(), NOW + 60)).await {
+        RotateOutcome::SessionInactive { session } => {
+            assert_eq!(session.id, idle.id);
+            assert_eq!(session.status_at(NOW + 60), SessionStatus::Expired);
+        }
+        other => panic!("a timed-out session's token must be SessionInactive, got {other:?}"),
+    }
+    assert_eq!(
+        get(&store, &idle).await.last_seen_at,
+        NOW,
+        "no rotation, no activity"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Revocation and expiry
+
+pub async fn revoke_session_is_idempotent_and_tenant_scoped<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let s = session(&a, uuid::Uuid::new_v4(), NOW, None);
+    create(&store, &s).await;
+
+    assert_eq!(
+        store
+            .revoke_session(&b, &s.id, RevokeReason::Admin, NOW + 1)
+            .await
+            .expect("revoke_session"),
+        None,
+        "another tenant cannot revoke"
+    );
+    assert_eq!(get(&store, &s).await.state, SessionState::Active);
+    assert_eq!(
+        store
+            .revoke_session(&a, &new_session_id(), RevokeReason::Admin, NOW + 1)
+            .await
+            .expect("revoke_session"),
+        None
+    );
+
+    let expected = Session {
+        state: revoked(RevokeReason::Logout, NOW + 2),
+        ..s.clone()
+    };
+    assert_eq!(
+        store
+            .revoke_session(&a, &s.id, RevokeReason::Logout, NOW + 2)
+            .await
+            .expect("revoke_session"),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        store
+            .revoke_session(&a, &s.id, RevokeReason::Admin, NOW + 3)
+            .await
+            .expect("revoke_session"),
+        None,
+        "a second revoke changes nothing"
+    );
+    assert_eq!(
+        get(&store, &s).await,
+        expected,
+        "the first reason and time stay"
+    );
+
+    let idle = session(&a, uuid::Uuid::new_v4(), NOW, Some(60));
+    create(&store, &idle).await;
+    assert_eq!(
+        store
+            .revoke_session(&a, &idle.id, RevokeReason::Logout, NOW + 60)
+            .await
+            .expect("revoke_session"),
+        None,
+        "a timed-out session is not revoked"
+    );
+}
+
+pub async fn revoke_user_sessions_revokes_only_that_users_active_sessions<S: SessionStore>(
+    store: S,
+) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let (user, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let mine: Vec<Session> = (0..3).map(|i| session(&a, user, NOW + i, None)).collect();
+    let done = session(&a, user, NOW + 3, None);
+    let idle = session(&a, user, NOW + 4, Some(60));
+    let others = session(&a, other, NOW, None);
+    let foreign = session(&b, user, NOW, None);
+    for s in mine.iter().chain([&done, &idle, &others, &foreign]) {
+        create(&store, s).await;
+    }
+    store
+        .revoke_session(&a, &done.id, RevokeReason::Logout, NOW + 10)
+        .await
+        .expect("revoke_session");
+
+    let now = NOW + 100;
+    let keep = &mine[0].id;
+    let revoked_now = store
+        .revoke_user_sessions(&a, &user, RevokeReason::PasswordChanged, Some(keep), now)
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(
+        id_set(&ids(&revoked_now)),
+        id_set([&mine[1].id, &mine[2].id])
+    );
+    for s in &revoked_now {
+        assert_eq!(s.state, revoked(RevokeReason::PasswordChanged, now));
+        assert_eq!(get(&store, s).await, *s);
+    }
+    assert_eq!(
+        get(&store, &mine[0]).await.state,
+        SessionState::Active,
+        "kept"
+    );
+    assert_eq!(
+        get(&store, &done).await.state,
+        revoked(RevokeReason::Logout, NOW + 10)
+    );
+    assert_eq!(
+        get(&store, &idle).await.state,
+        SessionState::Active,
+        "timed out: left alone"
+    );
+    assert_eq!(get(&store, &others).await.state, SessionState::Active);
+    assert_eq!(get(&store, &foreign).await.state, SessionState::Active);
+
+    let none = store
+        .revoke_user_sessions(&b, &other, RevokeReason::Admin, None, now)
+        .await
+        .expect("revoke_user_sessions");
+    assert!(
+        none.is_empty(),
+        "the other user has no sessions in tenant B"
+    );
+    assert_eq!(get(&store, &others).await.state, SessionState::Active);
+
+    let rest = store
+        .revoke_user_sessions(&a, &user, RevokeReason::LogoutAll, None, now + 1)
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(ids(&rest), vec![mine[0].id.clone()]);
+    assert_eq!(
+        get(&store, &mine[0]).await.state,
+        revoked(RevokeReason::LogoutAll, now + 1)
+    );
+    assert!(
+        store
+            .revoke_user_sessions(&a, &user, RevokeReason::LogoutAll, None, now + 2)
+            .await
+            .expect("revoke_user_sessions")
+            .is_empty(),
+        "nothing left to revoke"
+    );
+    assert_eq!(get(&store, &foreign).await.state, SessionState::Active);
+}
+
+pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let user = uuid::Uuid::new_v4();
+    let idle = session(&a, user, NOW, Some(60));
+    let absolute = session(&a, user, NOW, None);
+    let gone = session(&a, user, NOW, Some(60));
+    for s in [&idle, &absolute, &gone] {
+        create(&store, s).await;
+    }
+
+    assert!(
+        !store
+            .mark_expired(&a, &idle.id, NOW + 59)
+            .await
+            .expect("mark_expired"),
+        "not yet"
+    );
+    assert_eq!(get(&store, &idle).await.state, SessionState::Active);
+    assert!(
+        !store
+            .mark_expired(&b, &idle.id, NOW + 60)
+            .await
+            .expect("mark_expired"),
+        "not from another tenant"
+    );
+    assert_eq!(get(&store, &idle).await.state, SessionState::Active);
+    assert!(
+        store
+            .mark_expired(&a, &idle.id, NOW + 60)
+            .await
+            .expect("mark_expired")
+    );
+    assert_eq!(
+        get(&store, &idle).await.state,
+        SessionState::Expired { at: NOW + 60 }
+    );
+    assert!(
+        !store
+            .mark_expired(&a, &idle.id, NOW + 61)
+            .await
+            .expect("mark_expired"),
+        "only once"
+    );
+    assert_eq!(
+        get(&store, &idle).await.state,
+        SessionState::Expired { at: NOW + 60 }
+    );
+
+    assert!(
+        !store
+            .mark_expired(&a, &absolute.id, NOW + DAY - 1)
+            .await
+            .expect("mark_expired")
+    );
+    assert!(
+        store
+            .mark_expired(&a, &absolute.id, NOW + DAY)
+            .await
+            .expect("mark_expired")
+    );
+
+    store
+        .revoke_session(&a, &gone.id, RevokeReason::Logout, NOW + 1)
+        .await
+        .expect("revoke_session");
+    assert!(
+        !store
+            .mark_expired(&a, &gone.id, NOW + 120)
+            .await
+            .expect("mark_expired"),
+        "a revoked session stays revoked"
+    );
+    assert_eq!(
+        get(&store, &gone).await.state,
+        revoked(RevokeReason::Logout, NOW + 1)
+    );
+    assert!(
+        !store
+            .mark_expired(&a, &new_session_id(), NOW)
+            .await
+            .expect("mark_expired")
+    );
+}
+
+pub async fn find_sessions_filters_orders_and_limits<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let (u1, u2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let s1 = session(&a, u1, NOW, None);
+    let s2 = session(&a, u1, NOW + 10, None);
+    let s3 = session(&a, u1, NOW + 20, Some(30));
+    let s4 = session(&a, u1, NOW + 30, None);
+    let s5 = session(&a, u1, NOW + 40, Some(30));
+    let s6 = session(&a, u2, NOW + 50, None);
+    let s7 = session(&b, u1, NOW + 60, None);
+    for s in [&s4, &s1, &s6, &s2, &s7, &s5, &s3] {
+        create(&store, s).await;
+    }
+    store
+        .revoke_session(&a, &s2.id, RevokeReason::Admin, NOW + 15)
+        .await
+        .expect("revoke_session");
+    assert!(
+        store
+            .mark_expired(&a, &s5.id, NOW + 90)
+            .await
+            .expect("mark_expired")
+    );
+
+    let now = NOW + 100;
+    let id = |s: &Session| s.id.clone();
+    let cases = [
+        (
+            "all",
+            &a,
+            None,
+            None,
+            ALL,
+            vec![id(&s6), id(&s5), id(&s4), id(&s3), id(&s2), id(&s1)],
+        ),
+        (
+            "user",
+            &a,
+            Some(u1),
+            None,
+            ALL,
+            vec![id(&s5), id(&s4), id(&s3), id(&s2), id(&s1)],
+        ),
+        (
+            "active",
+            &a,
+            Some(u1),
+            Some(StateFilter::Active),
+            ALL,
+            vec![id(&s4), id(&s1)],
+        ),
+        (
+            "revoked",
+            &a,
+            None,
+            Some(StateFilter::Revoked),
+            ALL,
+            vec![id(&s2)],
+        ),
+        (
+            "expired, stored or timed out",
+            &a,
+            Some(u1),
+            Some(StateFilter::Expired),
+            ALL,
+            vec![id(&s5), id(&s3)],
+        ),
+        ("limit", &a, None, None, 2, vec![id(&s6), id(&s5)]),
+        (
+            "user, active, limit",
+            &a,
+            Some(u1),
+            Some(StateFilter::Active),
+            1,
+            vec![id(&s4)],
+        ),
+        (
+            "all active",
+            &a,
+            None,
+            Some(StateFilter::Active),
+            ALL,
+            vec![id(&s6), id(&s4), id(&s1)],
+        ),
+        ("other user", &a, Some(u2), None, ALL, vec![id(&s6)]),
+        ("other tenant", &b, None, None, ALL, vec![id(&s7)]),
+        (
+            "other tenant, revoked",
+            &b,
+            None,
+            Some(StateFilter::Revoked),
+            ALL,
+            vec![],
+        ),
+    ];
+    for (name, tenant, user, state, limit, expected) in cases {
+        assert_eq!(
+            find(&store, tenant, user, state, limit, now).await,
+            expected,
+            "find_sessions: {name}"
+        );
+    }
+    assert_eq!(
+        find(
+            &store,
+            &a,
+            Some(u1),
+            Some(StateFilter::Active),
+            ALL,
+            NOW + 45
+        )
+        .await,
+        vec![id(&s4), id(&s3), id(&s1)],
+        "activity is judged at the query's time"
+    );
+    let full = store
+        .find_sessions(
+            &a,
+            &SessionQuery {
+                user_id: Some(u2),
+                state: None,
+                limit: ALL,
+            },
+            now,
+        )
+        .await
+        .expect("find_sessions");
+    assert_eq!(full, vec![s6], "found sessions are complete");
+}
+
+pub async fn ping_answers<S: SessionStore>(store: S) {
+    store.ping().await.expect("ping");
+}
+
+// ---------------------------------------------------------------------------------------
+// Races
+
+pub async fn concurrent_logins_respect_a_limit_of_one<S: SessionStore>(store: S) {
+    let store = Arc::new(store);
+    let t = tenant_a();
+    let user = uuid::Uuid::new_v4();
+    let sessions: Vec<Session> = (0..20).map(|_| session(&t, user, NOW, None)).collect();
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            let (store, new) = (store.clone(), with_refresh(s, new_token()));
+            tokio::spawn(async move {
+                store
+                    .create_session(new, SessionLimit::EvictOldest(1), NOW)
+                    .await
+            })
+        })
+        .collect();
+    let mut evicted = Vec::new();
+    for task in tasks {
+        evicted.extend(task.await.expect("task").expect("create_session"));
+    }
+
+    let active = find(&*store, &t, Some(user), Some(StateFilter::Active), ALL, NOW).await;
+    assert_eq!(active.len(), 1, "exactly one session survives: {active:?}");
+    assert_eq!(
+        evicted.len(),
+        19,
+        "every other session was evicted once: {evicted:?}"
+    );
+    let evicted_set = id_set(&evicted);
+    assert_eq!(evicted_set.len(), 19, "no session is evicted twice");
+    assert!(!evicted_set.contains(&active[0]));
+    for s in &sessions {
+        let state = get(&*store, s).await.state;
+        if s.id == active[0] {
+            assert_eq!(state, SessionState::Active);
+        } else {
+            assert_eq!(state, revoked(RevokeReason::Displaced, NOW));
+        }
+    }
+}
+
+pub async fn concurrent_refreshes_rotate_once<S: SessionStore>(store: S) {
+    let store = Arc::new(store);
+    let t = tenant_a();
+    let t0 = new_token();
+    let s = refreshable(&*store, t0, None).await;
+    let successors: Vec<TokenHash> = (0..10).map(|_| new_token()).collect();
+    let tasks: Vec<_> = successors
+        .iter()
+        .map(|successor| {
+            let (store, r) = (store.clone(), rotation(&t, t0, *successor, NOW + 1));
+            tokio::spawn(async move { store.rotate_refresh(r).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task").expect("rotate_refresh"));
+    }
+
+    let winners: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, RotateOutcome::Rotated { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one rotation: {outcomes:?}");
+    let winner = successors[winners[0]];
+    for outcome in &outcomes {
+        match outcome {
+            RotateOutcome::Rotated { session } => assert_eq!(session.id, s.id),
+            RotateOutcome::Replayed {
+                sealed_successor, ..
+            } => {
+                assert_eq!(
+                    *sealed_successor,
+                    sealed(&winner),
+                    "replays hand out the winner's token"
+                );
+            }
+            RotateOutcome::Reused { .. } => {}
+            other => panic!("a raced refresh must not be {other:?}"),
+        }
+    }
+    let reused = outcomes
+        .iter()
+        .any(|o| matches!(o, RotateOutcome::Reused { .. }));
+    for (i, successor) in successors.iter().enumerate() {
+        let outcome = rotate(&*store, rotation(&t, *successor, new_token(), NOW + 2)).await;
+        if i == winners[0] && reused {
+            assert!(
+                matches!(outcome, RotateOutcome::SessionInactive { .. }),
+                "{outcome:?}"
+            );
+        } else if i == winners[0] {
+            assert!(
+                matches!(outcome, RotateOutcome::Rotated { .. }),
+                "the winner's successor is current"
+            );
+        } else {
+            assert_eq!(
+                outcome,
+                RotateOutcome::Invalid,
+                "a loser's successor was never stored"
+            );
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Configuration: defaults, an optional TOML file, then `SESSIOND_*` environment variables.
+
+use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// A secret from the configuration; printed masked.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database, the generated admin token and master key live.
+    pub data_dir: PathBuf,
+    /// The `iss` of every token; defaults to `http://<listen>`.
+    pub issuer: Option<String>,
+    /// The `aud` of session tokens.
+    pub audience: String,
+    /// The operator's bearer token; generated into the data dir when unset.
+    pub admin_token: Option<Secret>,
+    /// 32 bytes (hex or base64) sealing private keys; generated into the data dir when unset.
+    pub master_key: Option<Secret>,
+    /// Proxies whose X-Forwarded-For / X-Forwarded-Proto headers are trusted.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub cache: CacheConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (the data dir's database), `sqlite://PATH`, or `memory`.
+    pub sessions: String,
+    /// Same choices as `sessions`.
+    pub identity: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json` or `text`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `sessiond=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Verified session tokens kept in memory.
+    pub tokens: usize,
+    /// Session records kept in memory.
+    pub sessions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./sessiond-data"),
+            issuer: None,
+            audience: "sessiond".into(),
+            admin_token: None,
+            master_key: None,
+            trusted_proxies: Vec::new(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            sessions: "sqlite".into(),
+            identity: "sqlite".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            tokens: 100_000,
+            sessions: 100_000,
+        }
+    }
+}
+
+const SECTIONS: [&str; 3] = ["store", "log", "cache"];
+
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Memory,
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!("configuration file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let env = Env::prefixed("SESSIOND_")
+            .ignore(&["URL"])
+            .map(|key| {
+                let k = key.as_str().to_ascii_lowercase();
+                match SECTIONS.iter().find(|s| k.starts_with(&format!("{s}_"))) {
+                    Some(s) => format!("{s}.{}", &k[s.len() + 1..]).into(),
+                    None => k.into(),
+                }
+            })
+            .lowercase(false);
+        let cfg: Config = fig.merge(env).extract().context("invalid configuration")?;
+        cfg.store_url(&cfg.store.sessions)?;
+        cfg.store_url(&cfg.store.identity)?;
+        if !matches!(cfg.log.format.as_str(), "json" | "text") {
+            bail!("log.format must be `json` or `text`");
+        }
+        Ok(cfg)
+    }
+
+    pub fn issuer(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("sessiond.db")
+    }
+
+    pub fn store_url(&self, s: &str) -> Result<StoreUrl> {
+        Ok(match s {
+            "sqlite" => StoreUrl::Sqlite(self.db_path()),
+            "memory" => StoreUrl::Memory,
+            s if s.starts_with("sqlite://") => {
+                StoreUrl::Sqlite(PathBuf::from(&s["sqlite://".len()..]))
+            }
+            other => bail!(
+                "unsupported store `{other}`: this build supports `sqlite`, `sqlite://PATH` and `memory`"
+            ),
+        })
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn masked_toml(&self) -> Result<String> {
+        let mut shown = self.clone();
+        for s in [&mut shown.admin_token, &mut shown.master_key]
+            .into_iter()
+            .flatten()
+        {
+            s.0 = "***".into();
+        }
+        Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_with_no_file() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(
+                c.store_url(&c.store.sessions).ok(),
+                Some(StoreUrl::Sqlite(PathBuf::from(
+                    "./sessiond-data/sessiond.db"
+                )))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s.toml",
+                "listen = \"127.0.0.1:9000\"\n[store]\nsessions = \"memory\"\n",
+            )?;
+            jail.set_env("SESSIOND_DATA_DIR", "/tmp/x");
+            jail.set_env("SESSIOND_STORE_IDENTITY", "memory");
+            jail.set_env("SESSIOND_ADMIN_TOKEN", "hunter2hunter2");
+            let c = Config::load(Some(Path::new("s.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+            assert_eq!(
+                (c.store.sessions.as_str(), c.store.identity.as_str()),
+                ("memory", "memory")
+            );
+            let shown = c.masked_toml().map_err(|e| e.to_string())?;
+            assert!(!shown.contains("hunter2") && shown.contains("***"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_stores_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
+            jail.set_env("SESSIOND_STORE_SESSIONS", "mongodb://x");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,66 @@
+//! The `sessiond` binary: `serve`, configuration checks, and an operator CLI that drives the
+//! admin API of a running server.
+
+mod cli;
+mod config;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "sessiond",
+    version,
+    about = "A self-hosted session management server"
+)]
+struct Args {
+    /// TOML configuration file (every key can also be set as SESSIOND_<SECTION>_<KEY>).
+    #[arg(long, global = true, env = "SESSIOND_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Validate the configuration and print the effective one (secrets masked).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Create or upgrade the store schema, then exit.
+    Migrate,
+    #[command(flatten)]
+    Admin(cli::AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    Check,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let cfg = config::Config::load(args.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.command {
+        Command::Serve => rt.block_on(serve::run(cfg)),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            println!(
+                "# configuration is valid; effective values:\n{}",
+                cfg.masked_toml()?
+            );
+            Ok(())
+        }
+        Command::Migrate => rt.block_on(serve::migrate(&cfg)),
+        Command::Admin(cmd) => rt.block_on(cli::run(&cfg, cmd)),
+    }
+}

@@ -1,0 +1,202 @@
+//! `sessiond serve`: open the stores, the keyring and the API, and run until stopped.
+
+use crate::config::{Config, StoreUrl};
+use anyhow::{Context, Result};
+use sessiond_core::{Engine, EngineConfig, SystemClock, secret};
+use sessiond_server::AppState;
+use sessiond_store::memory::MemoryStore;
+use sessiond_store::{IdentityStore, SessionStore};
+use sessiond_store_sqlite::SqliteStore;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// A secret from the configuration, or else from `file` in the data dir, generated there on
+/// first start. Returns the secret and whether it was generated now.
+fn secret_in_data_dir(
+    configured: Option<&str>,
+    file: &Path,
+    generate: impl Fn() -> Result<String>,
+) -> Result<(String, bool)> {
+    if let Some(s) = configured {
+        return Ok((s.to_owned(), false));
+    }
+    if file.exists() {
+        let s = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        return Ok((s.trim().to_owned(), false));
+    }
+    let s = generate()?;
+    write_private(file, &s)?;
+    Ok((s, true))
+}
+
+pub fn admin_token_file(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join("admin.token")
+}
+
+fn ensure_data_dir(cfg: &Config) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Opens the configured stores; one SQLite file backing both is opened once.
+async fn open_stores(cfg: &Config) -> Result<(Arc<dyn SessionStore>, Arc<dyn IdentityStore>)> {
+    let mut sqlite: HashMap<PathBuf, Arc<SqliteStore>> = HashMap::new();
+    let mut memory: Option<Arc<MemoryStore>> = None;
+    let mut open = |url: StoreUrl| -> Result<Either> {
+        Ok(match url {
+            StoreUrl::Memory => Either::Memory(Arc::clone(
+                memory.get_or_insert_with(|| Arc::new(MemoryStore::new())),
+            )),
+            StoreUrl::Sqlite(path) => {
+                if let Some(s) = sqlite.get(&path) {
+                    Either::Sqlite(Arc::clone(s))
+                } else {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    let s = Arc::new(
+                        SqliteStore::open(&path)
+                            .with_context(|| format!("cannot open {}", path.display()))?,
+                    );
+                    sqlite.insert(path, Arc::clone(&s));
+                    Either::Sqlite(s)
+                }
+            }
+        })
+    };
+    let sessions: Arc<dyn SessionStore> = match open(cfg.store_url(&cfg.store.sessions)?)? {
+        Either::Memory(m) => m,
+        Either::Sqlite(s) => s,
+    };
+    let identity: Arc<dyn IdentityStore> = match open(cfg.store_url(&cfg.store.identity)?)? {
+        Either::Memory(m) => m,
+        Either::Sqlite(s) => s,
+    };
+    Ok((sessions, identity))
+}
+
+enum Either {
+    Memory(Arc<MemoryStore>),
+    Sqlite(Arc<SqliteStore>),
+}
+
+pub async fn migrate(cfg: &Config) -> Result<()> {
+    ensure_data_dir(cfg)?;
+    open_stores(cfg).await?;
+    println!("stores are at the current schema");
+    Ok(())
+}
+
+pub async fn run(cfg: Config) -> Result<()> {
+    init_logging(&cfg);
+    ensure_data_dir(&cfg)?;
+    let (master, _) = secret_in_data_dir(
+        cfg.master_key.as_ref().map(|s| s.0.as_str()),
+        &cfg.data_dir.join("master.key"),
+        || Ok(secret::MasterKey::generate()?.to_hex()),
+    )?;
+    let master = secret::MasterKey::parse(&master)
+        .context("the master key must be 32 bytes as 64 hex digits or base64")?;
+    let token_file = admin_token_file(&cfg);
+    let (admin_token, generated) = secret_in_data_dir(
+        cfg.admin_token.as_ref().map(|s| s.0.as_str()),
+        &token_file,
+        || Ok(secret::new_secret()?),
+    )?;
+    if admin_token.len() < 16 {
+        anyhow::bail!("the admin token must be at least 16 characters");
+    }
+    let (sessions, identity) = open_stores(&cfg).await?;
+    let engine = Engine::start(
+        sessions,
+        identity,
+        Arc::new(SystemClock),
+        master,
+        EngineConfig {
+            issuer: cfg.issuer(),
+            token_cache_size: cfg.cache.tokens,
+            session_cache_size: cfg.cache.sessions,
+            audience: cfg.audience.clone(),
+            ..EngineConfig::default()
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    println!("sessiond listening on http://{addr}");
+    if generated {
+        println!(
+            "admin token (generated, stored in {}): {admin_token}",
+            token_file.display()
+        );
+    } else if cfg.admin_token.is_none() {
+        println!("admin token: in {}", token_file.display());
+    }
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "sessiond started");
+    let state = AppState {
+        engine: Arc::new(engine),
+        admin_token: admin_token.into(),
+        trusted_proxies: cfg.trusted_proxies.clone().into(),
+    };
+    sessiond_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("sessiond stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

@@ -1,0 +1,73 @@
+//! The README's quick start, run verbatim (but for the server address) against the binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn quick_start_block() -> String {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme
+        .find("## Quick start")
+        .expect("a Quick start section")..];
+    let start = section.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let end = start + section[start..].find("```").expect("the block ends");
+    section[start..end].to_owned()
+}
+
+#[test]
+fn readme_quick_start_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("SESSIOND_LISTEN", "127.0.0.1:0")
+        .env_remove("SESSIOND_DATA_DIR")
+        .env_remove("SESSIOND_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("sessiond exited").unwrap();
+        if let Some(u) = line.strip_prefix("sessiond listening on ") {
+            break u.to_owned();
+        }
+    };
+    let block = quick_start_block();
+    assert!(block.contains("SESSIOND=http://127.0.0.1:8080\n"));
+    let script = block.replace(
+        "SESSIOND=http://127.0.0.1:8080\n",
+        &format!("SESSIOND={url}\n"),
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .expect("bash and curl are needed for this test");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "\"profile\":\"integration\"",
+        "\"username\":\"alice\"",
+        "\"token_type\":\"Bearer\"",
+        "\"refresh_expires_in\":86400",
+        "\"state\":\"active\"",
+        "\n204\n",
+        "\"code\":\"session_revoked\"",
+        "\"type\":\"login_succeeded\"",
+        "\"type\":\"session_refreshed\"",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected} in:\n{stdout}"
+        );
+    }
+}
