@@ -15,6 +15,10 @@ struct Data {
     users: HashMap<(TenantId, UserId), User>,
     keys: Vec<StoredKey>,
     audit: Vec<AuditEvent>,
+    nonces: HashMap<(TenantId, String), UnixTime>,
+    sso: HashMap<TenantId, SsoSettings>,
+    partner_secrets: HashMap<String, PartnerSecret>,
+    clients: HashMap<String, ServiceClient>,
 }
 
 #[derive(Default)]
@@ -261,6 +265,23 @@ impl SessionStore for MemoryStore {
         Ok(found)
     }
 
+    async fn consume_nonce(
+        &self,
+        tenant: &TenantId,
+        nonce: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut d = self.lock()?;
+        d.nonces.retain(|_, exp| *exp > now);
+        let key = (tenant.clone(), nonce.to_owned());
+        if d.nonces.contains_key(&key) {
+            return Ok(false);
+        }
+        d.nonces.insert(key, expires_at);
+        Ok(true)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.lock().map(|_| ())
     }
@@ -349,6 +370,65 @@ impl IdentityStore for MemoryStore {
             .get_mut(&(tenant.clone(), *id))
             .map(|u| u.status = status)
             .is_some())
+    }
+
+    async fn find_user_by_external_id(
+        &self,
+        tenant: &TenantId,
+        external_id: &str,
+    ) -> StoreResult<Option<User>> {
+        Ok(self
+            .lock()?
+            .users
+            .values()
+            .find(|u| &u.tenant_id == tenant && u.external_id.as_deref() == Some(external_id))
+            .cloned())
+    }
+
+    async fn set_sso(&self, tenant: &TenantId, settings: SsoSettings) -> StoreResult<()> {
+        self.lock()?.sso.insert(tenant.clone(), settings);
+        Ok(())
+    }
+
+    async fn get_sso(&self, tenant: &TenantId) -> StoreResult<Option<SsoSettings>> {
+        Ok(self.lock()?.sso.get(tenant).cloned())
+    }
+
+    async fn create_partner_secret(&self, secret: PartnerSecret) -> StoreResult<()> {
+        let mut d = self.lock()?;
+        if d.partner_secrets.contains_key(&secret.secret_id) {
+            return Err(StoreError::Conflict);
+        }
+        d.partner_secrets.insert(secret.secret_id.clone(), secret);
+        Ok(())
+    }
+
+    async fn get_partner_secret(&self, secret_id: &str) -> StoreResult<Option<PartnerSecret>> {
+        Ok(self.lock()?.partner_secrets.get(secret_id).cloned())
+    }
+
+    async fn delete_partner_secret(&self, tenant: &TenantId, secret_id: &str) -> StoreResult<bool> {
+        let mut d = self.lock()?;
+        match d.partner_secrets.get(secret_id) {
+            Some(s) if &s.tenant_id == tenant => {
+                d.partner_secrets.remove(secret_id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn create_client(&self, client: ServiceClient) -> StoreResult<()> {
+        let mut d = self.lock()?;
+        if d.clients.contains_key(&client.client_id) {
+            return Err(StoreError::Conflict);
+        }
+        d.clients.insert(client.client_id.clone(), client);
+        Ok(())
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ServiceClient>> {
+        Ok(self.lock()?.clients.get(client_id).cloned())
     }
 
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>> {

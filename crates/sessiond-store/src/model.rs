@@ -549,3 +549,46 @@ impl Rotation {
         }
     }
 }
+
+/// How a tenant trusts partner-issued SSO tokens: one of an HS256 secret (sealed with the
+/// master key), a PEM public key, or a JWKS URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SsoSettings {
+    pub issuer: Option<String>,
+    pub audience: String,
+    pub sealed_hs256_secret: Option<Vec<u8>>,
+    pub public_key_pem: Option<String>,
+    pub jwks_url: Option<String>,
+    pub updated_at: UnixTime,
+}
+
+impl fmt::Debug for SsoSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SsoSettings")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("jwks_url", &self.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A partner backend's shared secret (`X-PARTNER-SECRET`), stored as its hash. A tenant may
+/// hold several at once, for rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerSecret {
+    pub secret_id: String,
+    pub tenant_id: TenantId,
+    pub hash: TokenHash,
+    pub created_at: UnixTime,
+}
+
+/// A trusted backend (introspection, internal access tokens), its secret stored as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceClient {
+    pub client_id: String,
+    pub tenant_id: TenantId,
+    pub secret_hash: TokenHash,
+    /// The `aud` of the internal access tokens minted for it.
+    pub audience: String,
+    pub created_at: UnixTime,
+}

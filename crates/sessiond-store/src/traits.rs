@@ -69,6 +69,17 @@ pub trait SessionStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<Vec<Session>>;
 
+    /// Records a single-use value (an SSO token's `jti`) until `expires_at`. Returns true the
+    /// first time; false if it is already recorded and not yet expired. Expired records may be
+    /// purged by the call.
+    async fn consume_nonce(
+        &self,
+        tenant: &TenantId,
+        nonce: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+
     /// Is the store reachable?
     async fn ping(&self) -> StoreResult<()>;
 }
@@ -107,6 +118,26 @@ pub trait IdentityStore: Send + Sync + 'static {
         id: &UserId,
         status: UserStatus,
     ) -> StoreResult<bool>;
+
+    async fn find_user_by_external_id(
+        &self,
+        tenant: &TenantId,
+        external_id: &str,
+    ) -> StoreResult<Option<User>>;
+
+    /// Sets (replaces) a tenant's SSO settings.
+    async fn set_sso(&self, tenant: &TenantId, settings: SsoSettings) -> StoreResult<()>;
+    async fn get_sso(&self, tenant: &TenantId) -> StoreResult<Option<SsoSettings>>;
+
+    /// [`crate::StoreError::Conflict`] if the secret id is taken.
+    async fn create_partner_secret(&self, secret: PartnerSecret) -> StoreResult<()>;
+    async fn get_partner_secret(&self, secret_id: &str) -> StoreResult<Option<PartnerSecret>>;
+    /// Returns false if the tenant has no such secret.
+    async fn delete_partner_secret(&self, tenant: &TenantId, secret_id: &str) -> StoreResult<bool>;
+
+    /// [`crate::StoreError::Conflict`] if the client id is taken.
+    async fn create_client(&self, client: ServiceClient) -> StoreResult<()>;
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ServiceClient>>;
 
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>>;
     /// Replaces the whole keyring in one step.
