@@ -71,12 +71,13 @@ pub struct Issued {
 }
 
 pub struct Engine {
-    sessions: Arc<dyn SessionStore>,
-    identity: Arc<dyn IdentityStore>,
+    pub(crate) sessions: Arc<dyn SessionStore>,
+    pub(crate) identity: Arc<dyn IdentityStore>,
     clock: Arc<dyn Clock>,
-    master: MasterKey,
+    pub(crate) master: MasterKey,
     cfg: EngineConfig,
     keyring: RwLock<Arc<Keyring>>,
+    pub(crate) sso: crate::sso::SsoVerifier,
     /// Verified claims by SHA-256 of the token: a token pays one signature check.
     verified: quick_cache::sync::Cache<[u8; 32], Arc<Claims>>,
     /// Session records; every revocation removes its entry before it is acknowledged.
@@ -108,6 +109,7 @@ impl Engine {
             tenants: quick_cache::sync::Cache::new(10_000),
             hashing: Semaphore::new(cfg.hash_concurrency.max(1)),
             keyring: RwLock::new(Arc::new(keyring)),
+            sso: crate::sso::SsoVerifier::default(),
             invalidations: AtomicU64::new(0),
             sessions,
             identity,
@@ -115,6 +117,12 @@ impl Engine {
             master,
             cfg,
         })
+    }
+
+    /// Lets SSO settings name a JWKS URL, fetched with `fetcher`.
+    pub fn with_jwks_fetcher(mut self, fetcher: Arc<dyn crate::sso::JwksFetcher>) -> Self {
+        self.sso = crate::sso::SsoVerifier::new(Some(fetcher));
+        self
     }
 
     pub fn now(&self) -> UnixTime {
@@ -125,7 +133,7 @@ impl Engine {
         &self.cfg
     }
 
-    fn keyring(&self) -> CoreResult<Arc<Keyring>> {
+    pub(crate) fn keyring(&self) -> CoreResult<Arc<Keyring>> {
         self.keyring
             .read()
             .map(|k| Arc::clone(&k))
@@ -207,7 +215,7 @@ impl Engine {
 
     // ---- users ---------------------------------------------------------------------------
 
-    async fn hash_password(&self, password: String) -> CoreResult<String> {
+    pub(crate) async fn hash_password(&self, password: String) -> CoreResult<String> {
         password::check_password_policy(&password)?;
         self.off_thread(move || password::hash_password(&password))
             .await?
@@ -215,7 +223,7 @@ impl Engine {
 
     /// Runs Argon2 on the blocking pool, at most `hash_concurrency` at a time, so logins queue
     /// instead of starving token validation.
-    async fn off_thread<T: Send + 'static>(
+    pub(crate) async fn off_thread<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> CoreResult<T> {
@@ -332,7 +340,7 @@ impl Engine {
         Ok(issued)
     }
 
-    async fn create_session(
+    pub(crate) async fn create_session(
         &self,
         ctx: &RequestContext,
         tp: &TenantPolicy,
@@ -413,7 +421,7 @@ impl Engine {
         self.issue(session, p, refresh, now)
     }
 
-    fn issue(
+    pub(crate) fn issue(
         &self,
         session: Session,
         p: &Policy,
@@ -598,7 +606,12 @@ impl Engine {
         Ok(Authenticated { claims, session })
     }
 
-    async fn session(&self, tenant: &TenantId, id: &SessionId, epoch: u64) -> CoreResult<Session> {
+    pub(crate) async fn session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        epoch: u64,
+    ) -> CoreResult<Session> {
         let session = match self.session_cache.get(id) {
             Some(s) => s,
             None => {
@@ -619,7 +632,7 @@ impl Engine {
 
     /// Caches a session read at invalidation epoch `epoch`, unless an invalidation has
     /// happened since (insert first, then re-check, so a concurrent invalidation always wins).
-    fn cache_session(&self, s: Session, epoch: u64) {
+    pub(crate) fn cache_session(&self, s: Session, epoch: u64) {
         let id = s.id.clone();
         self.session_cache.insert(id.clone(), s);
         if self.invalidations.load(Ordering::SeqCst) != epoch {
@@ -627,13 +640,22 @@ impl Engine {
         }
     }
 
-    fn invalidate(&self, id: &SessionId) {
+    pub(crate) fn invalidation_epoch(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn invalidate(&self, id: &SessionId) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.session_cache.remove(id);
     }
 
     /// The error for a session that is no longer active; records a timeout the first time.
-    async fn inactive(&self, ctx: &RequestContext, s: &Session, now: UnixTime) -> CoreError {
+    pub(crate) async fn inactive(
+        &self,
+        ctx: &RequestContext,
+        s: &Session,
+        now: UnixTime,
+    ) -> CoreError {
         match s.status_at(now) {
             SessionStatus::Revoked(RevokeReason::Displaced) => CoreError::SessionDisplaced,
             SessionStatus::Revoked(_) => CoreError::SessionRevoked,
@@ -853,7 +875,7 @@ impl Engine {
 
     // ---- audit ---------------------------------------------------------------------------
 
-    fn event(
+    pub(crate) fn event(
         &self,
         ctx: &RequestContext,
         kind: AuditKind,
@@ -876,7 +898,7 @@ impl Engine {
     }
 
     /// Stores audit events and emits each as a JSON log line (no token ever reaches either).
-    async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
+    pub(crate) async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
         for e in &events {
             tracing::info!(
                 target: "sessiond::audit",

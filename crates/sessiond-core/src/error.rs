@@ -32,6 +32,12 @@ pub enum CoreError {
     RefreshTokenReused,
     #[error("this tenant's profile issues no refresh tokens")]
     RefreshNotEnabled,
+    #[error("the SSO token is invalid, expired, already used, or not trusted by this tenant")]
+    SsoTokenInvalid,
+    #[error("invalid partner secret")]
+    InvalidPartnerSecret,
+    #[error("invalid client credentials")]
+    InvalidClient,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]

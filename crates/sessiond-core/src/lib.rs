@@ -4,12 +4,15 @@
 pub mod clock;
 pub mod engine;
 mod error;
+mod partner;
 pub mod password;
 pub mod policy;
 pub mod secret;
+pub mod sso;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Authenticated, Engine, EngineConfig, Issued, RequestContext, TenantPolicy};
 pub use error::{CoreError, CoreResult};
+pub use partner::{InternalToken, SsoConfig};
 pub use policy::Policy;

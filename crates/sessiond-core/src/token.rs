@@ -201,7 +201,7 @@ impl Keyring {
         &self.signing_kid
     }
 
-    pub fn sign(&self, claims: &Claims) -> Result<String, CoreError> {
+    pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, CoreError> {
         let payload = serde_json::to_vec(claims).map_err(|e| CoreError::Internal(e.to_string()))?;
         let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 90);
         token.push_str(&self.header_b64);
@@ -238,6 +238,21 @@ impl Keyring {
         aud: &str,
         now: UnixTime,
     ) -> Result<Claims, TokenError> {
+        let claims: Claims = serde_json::from_slice(&self.verify_signature(token)?)
+            .map_err(|_| TokenError::Invalid)?;
+        if claims.iss != iss
+            || claims.aud != aud
+            || claims.nbf > now + NBF_LEEWAY
+            || claims.iat > now + NBF_LEEWAY
+        {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
+    }
+
+    /// Checks the header (`typ`, a known `kid`, that key's own `alg`, nothing else) and the
+    /// signature; returns the payload's bytes, unparsed.
+    pub fn verify_signature(&self, token: &str) -> Result<Vec<u8>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
@@ -267,17 +282,7 @@ impl Keyring {
                 &Signature::from_bytes(&sig),
             )
             .map_err(|_| TokenError::Invalid)?;
-        let claims: Claims = b64_decode(p)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Invalid)?;
-        if claims.iss != iss
-            || claims.aud != aud
-            || claims.nbf > now + NBF_LEEWAY
-            || claims.iat > now + NBF_LEEWAY
-        {
-            return Err(TokenError::Invalid);
-        }
-        Ok(claims)
+        b64_decode(p).ok_or(TokenError::Invalid)
     }
 
     /// The public keys as a JWK Set.

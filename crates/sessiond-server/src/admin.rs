@@ -6,7 +6,7 @@ use crate::extract::{Admin, Body, Params};
 use crate::wire::*;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sessiond_core::Policy;
@@ -34,6 +34,16 @@ pub fn router() -> Router<AppState> {
             delete(revoke_session),
         )
         .route("/admin/v1/tenants/{tenant}/audit", get(audit))
+        .route(
+            "/admin/v1/tenants/{tenant}/partner-secrets",
+            post(create_partner_secret),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/partner-secrets/{secret}",
+            delete(revoke_partner_secret),
+        )
+        .route("/admin/v1/tenants/{tenant}/sso", put(set_sso))
+        .route("/admin/v1/tenants/{tenant}/clients", post(create_client))
         .route("/admin/v1/keys", get(keys))
         .route("/admin/v1/keys/rotate", post(rotate_keys))
 }
@@ -217,4 +227,56 @@ async fn keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysRespon
 
 async fn rotate_keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
     Ok(Json(st.engine.rotate_keys().await?.into()))
+}
+
+async fn create_partner_secret(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+) -> ApiResult<(StatusCode, Json<PartnerSecretResponse>)> {
+    let (secret_id, secret) = st.engine.create_partner_secret(&tenant_id(&t)?).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PartnerSecretResponse { secret_id, secret }),
+    ))
+}
+
+async fn revoke_partner_secret(
+    State(st): State<AppState>,
+    _: Admin,
+    Path((t, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    st.engine
+        .revoke_partner_secret(&tenant_id(&t)?, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_sso(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+    Body(cfg): Body<sessiond_core::SsoConfig>,
+) -> ApiResult<StatusCode> {
+    st.engine.set_sso(&tenant_id(&t)?, cfg).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_client(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+    Body(req): Body<CreateClientRequest>,
+) -> ApiResult<(StatusCode, Json<ClientResponse>)> {
+    let (client_id, client_secret) = st
+        .engine
+        .create_client(&tenant_id(&t)?, req.client_id, req.audience)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ClientResponse {
+            client_id,
+            client_secret,
+        }),
+    ))
 }

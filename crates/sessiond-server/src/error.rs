@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Seconds, sent as `Retry-After` (with `rate_limited`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -79,6 +82,9 @@ impl From<CoreError> for ApiError {
             CoreError::RefreshTokenInvalid => (S::UNAUTHORIZED, "refresh_token_invalid"),
             CoreError::RefreshTokenReused => (S::UNAUTHORIZED, "refresh_token_reused"),
             CoreError::RefreshNotEnabled => (S::BAD_REQUEST, "refresh_not_enabled"),
+            CoreError::SsoTokenInvalid => (S::UNAUTHORIZED, "sso_token_invalid"),
+            CoreError::InvalidPartnerSecret => (S::UNAUTHORIZED, "invalid_partner_secret"),
+            CoreError::InvalidClient => (S::UNAUTHORIZED, "forbidden"),
             CoreError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
             CoreError::NotFound(_) => (S::NOT_FOUND, "not_found"),
             CoreError::Internal(_) | CoreError::Store(StoreError::Backend(_)) => {
@@ -104,6 +110,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res.extensions_mut().insert(self);
         res

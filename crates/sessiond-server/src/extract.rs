@@ -248,3 +248,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
             .map_err(|r| ApiError::invalid_request(r.body_text()))
     }
 }
+
+/// A form body (`application/x-www-form-urlencoded`); anything else gives `invalid_request`.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(Form(v)),
+            Err(axum::extract::rejection::FormRejection::BytesRejection(r))
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body exceeds 64 KiB",
+                ))
+            }
+            Err(r) => Err(ApiError::new(r.status(), "invalid_request", r.body_text())),
+        }
+    }
+}

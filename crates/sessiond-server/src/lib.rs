@@ -5,8 +5,11 @@ mod admin;
 mod auth;
 pub mod error;
 pub mod extract;
+mod jwks;
 mod meta;
 pub mod middleware;
+mod partner;
+pub mod ratelimit;
 mod sessions;
 pub mod wire;
 
@@ -28,6 +31,23 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Arc<[IpAddr]>,
+    pub limiters: Arc<ratelimit::Limiters>,
+}
+
+impl AppState {
+    pub fn new(
+        engine: Engine,
+        admin_token: &str,
+        trusted_proxies: Vec<IpAddr>,
+        limits: ratelimit::RateLimits,
+    ) -> Self {
+        Self {
+            engine: Arc::new(engine.with_jwks_fetcher(Arc::new(jwks::HttpJwksFetcher::new()))),
+            admin_token: admin_token.into(),
+            trusted_proxies: trusted_proxies.into(),
+            limiters: Arc::new(ratelimit::Limiters::new(limits)),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -36,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(admin::router())
         .merge(meta::router())
+        .merge(partner::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -23,6 +23,13 @@ pub struct LoginRequest {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct SsoRequest {
+    pub sso_token: String,
+    pub device: Option<DeviceRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
@@ -246,4 +253,25 @@ impl From<Vec<StoredKey>> for KeysResponse {
                 .collect(),
         }
     }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerSecretResponse {
+    pub secret_id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateClientRequest {
+    pub client_id: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientResponse {
+    pub client_id: String,
+    pub client_secret: String,
 }

@@ -1,15 +1,15 @@
 //! The `IdentityStore` operations: tenants, users, signing keys and the audit trail.
 
 use crate::codec::{
-    enum_col, key_state_str, opt_uuid_col, parse_key_state, parse_profile, parse_user_status,
-    session_id_col, tenant_col, user_status_str, uuid_col,
+    enum_col, hash_col, key_state_str, opt_uuid_col, parse_key_state, parse_profile,
+    parse_user_status, session_id_col, tenant_col, user_status_str, uuid_col,
 };
 use crate::error::DbResult;
 use crate::filter::Filter;
 use rusqlite::{Connection, OptionalExtension, Row, named_params};
 use sessiond_store::{
-    AuditEvent, AuditKind, AuditQuery, PolicyOverrides, StoredKey, Tenant, TenantId, User, UserId,
-    UserStatus,
+    AuditEvent, AuditKind, AuditQuery, PartnerSecret, PolicyOverrides, ServiceClient, SsoSettings,
+    StoredKey, Tenant, TenantId, User, UserId, UserStatus,
 };
 
 fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
@@ -173,6 +173,154 @@ pub(crate) fn set_user_status(
             ":status": user_status_str(status),
         })?;
     Ok(changed > 0)
+}
+
+pub(crate) fn find_user_by_external_id(
+    c: &Connection,
+    tenant: &TenantId,
+    external_id: &str,
+) -> DbResult<Option<User>> {
+    let user = c
+        .prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE tenant_id = :tenant AND external_id = :external_id"
+        ))?
+        .query_row(
+            named_params! {":tenant": tenant.as_str(), ":external_id": external_id},
+            user_from_row,
+        )
+        .optional()?;
+    Ok(user)
+}
+
+pub(crate) fn set_sso(c: &Connection, tenant: &TenantId, s: &SsoSettings) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO sso_settings (tenant_id, issuer, audience, sealed_hs256_secret,
+                                   public_key_pem, jwks_url, updated_at)
+         VALUES (:tenant, :issuer, :audience, :sealed_hs256_secret, :public_key_pem, :jwks_url,
+                 :updated_at)
+         ON CONFLICT (tenant_id) DO UPDATE SET
+             issuer = excluded.issuer,
+             audience = excluded.audience,
+             sealed_hs256_secret = excluded.sealed_hs256_secret,
+             public_key_pem = excluded.public_key_pem,
+             jwks_url = excluded.jwks_url,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(named_params! {
+        ":tenant": tenant.as_str(),
+        ":issuer": s.issuer,
+        ":audience": s.audience,
+        ":sealed_hs256_secret": s.sealed_hs256_secret,
+        ":public_key_pem": s.public_key_pem,
+        ":jwks_url": s.jwks_url,
+        ":updated_at": s.updated_at,
+    })?;
+    Ok(())
+}
+
+pub(crate) fn get_sso(c: &Connection, tenant: &TenantId) -> DbResult<Option<SsoSettings>> {
+    let settings = c
+        .prepare_cached(
+            "SELECT issuer, audience, sealed_hs256_secret, public_key_pem, jwks_url, updated_at
+             FROM sso_settings WHERE tenant_id = :tenant",
+        )?
+        .query_row(named_params! {":tenant": tenant.as_str()}, |row| {
+            Ok(SsoSettings {
+                issuer: row.get(0)?,
+                audience: row.get(1)?,
+                sealed_hs256_secret: row.get(2)?,
+                public_key_pem: row.get(3)?,
+                jwks_url: row.get(4)?,
+                updated_at: row.get(5)?,
+            })
+        })
+        .optional()?;
+    Ok(settings)
+}
+
+pub(crate) fn create_partner_secret(c: &Connection, s: &PartnerSecret) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO partner_secrets (secret_id, tenant_id, hash, created_at)
+         VALUES (:secret_id, :tenant, :hash, :created_at)",
+    )?
+    .execute(named_params! {
+        ":secret_id": s.secret_id,
+        ":tenant": s.tenant_id.as_str(),
+        ":hash": s.hash.0,
+        ":created_at": s.created_at,
+    })?;
+    Ok(())
+}
+
+/// The secret whatever its tenant: the caller learns the tenant from it.
+pub(crate) fn get_partner_secret(
+    c: &Connection,
+    secret_id: &str,
+) -> DbResult<Option<PartnerSecret>> {
+    let secret = c
+        .prepare_cached(
+            "SELECT secret_id, tenant_id, hash, created_at
+             FROM partner_secrets WHERE secret_id = :secret_id",
+        )?
+        .query_row(named_params! {":secret_id": secret_id}, |row| {
+            Ok(PartnerSecret {
+                secret_id: row.get(0)?,
+                tenant_id: tenant_col(row, 1)?,
+                hash: hash_col(row, 2)?,
+                created_at: row.get(3)?,
+            })
+        })
+        .optional()?;
+    Ok(secret)
+}
+
+pub(crate) fn delete_partner_secret(
+    c: &Connection,
+    tenant: &TenantId,
+    secret_id: &str,
+) -> DbResult<bool> {
+    let deleted = c
+        .prepare_cached(
+            "DELETE FROM partner_secrets WHERE secret_id = :secret_id AND tenant_id = :tenant",
+        )?
+        .execute(named_params! {":secret_id": secret_id, ":tenant": tenant.as_str()})?;
+    Ok(deleted > 0)
+}
+
+pub(crate) fn create_client(c: &Connection, client: &ServiceClient) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO service_clients (client_id, tenant_id, secret_hash, audience, created_at)
+         VALUES (:client_id, :tenant, :secret_hash, :audience, :created_at)",
+    )?
+    .execute(named_params! {
+        ":client_id": client.client_id,
+        ":tenant": client.tenant_id.as_str(),
+        ":secret_hash": client.secret_hash.0,
+        ":audience": client.audience,
+        ":created_at": client.created_at,
+    })?;
+    Ok(())
+}
+
+pub(crate) fn get_client(c: &Connection, client_id: &str) -> DbResult<Option<ServiceClient>> {
+    let client = c
+        .prepare_cached(
+            "SELECT client_id, tenant_id, secret_hash, audience, created_at
+             FROM service_clients WHERE client_id = :client_id",
+        )?
+        .query_row(named_params! {":client_id": client_id}, |row| {
+            Ok(ServiceClient {
+                client_id: row.get(0)?,
+                tenant_id: tenant_col(row, 1)?,
+                secret_hash: hash_col(row, 2)?,
+                audience: row.get(3)?,
+                created_at: row.get(4)?,
+            })
+        })
+        .optional()?;
+    Ok(client)
 }
 
 pub(crate) fn load_keys(c: &Connection) -> DbResult<Vec<StoredKey>> {

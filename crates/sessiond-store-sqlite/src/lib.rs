@@ -1,5 +1,6 @@
 //! The SQLite backend of sessiond's stores: one database file in WAL mode holds tenants, users,
-//! keys, the audit trail and sessions.
+//! keys, the audit trail, sessions, single-use nonces, SSO settings, partner secrets and
+//! service clients.
 //!
 //! SQLite is synchronous, so none of it runs on the async executor. Writes go to one writer
 //! thread that group-commits them; reads go to a few reader threads. Every
@@ -18,9 +19,10 @@ mod writer;
 use async_trait::async_trait;
 use readers::Readers;
 use sessiond_store::{
-    AuditEvent, AuditQuery, IdentityStore, NewSession, PolicyOverrides, RevokeReason,
-    RotateOutcome, Rotation, Session, SessionId, SessionLimit, SessionQuery, SessionStore,
-    StoreError, StoreResult, StoredKey, Tenant, TenantId, UnixTime, User, UserId, UserStatus,
+    AuditEvent, AuditQuery, IdentityStore, NewSession, PartnerSecret, PolicyOverrides,
+    RevokeReason, RotateOutcome, Rotation, ServiceClient, Session, SessionId, SessionLimit,
+    SessionQuery, SessionStore, SsoSettings, StoreError, StoreResult, StoredKey, Tenant, TenantId,
+    UnixTime, User, UserId, UserStatus,
 };
 use std::path::Path;
 use writer::Writer;
@@ -143,6 +145,19 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn consume_nonce(
+        &self,
+        tenant: &TenantId,
+        nonce: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let (tenant, nonce) = (tenant.clone(), nonce.to_owned());
+        self.writer
+            .call(move |c| sessions::consume_nonce(c, &tenant, &nonce, expires_at, now))
+            .await
+    }
+
     /// Both the readers and the writer answer.
     async fn ping(&self) -> StoreResult<()> {
         self.readers
@@ -223,6 +238,64 @@ impl IdentityStore for SqliteStore {
         let (tenant, id) = (tenant.clone(), *id);
         self.writer
             .call(move |c| identity::set_user_status(c, &tenant, &id, status))
+            .await
+    }
+
+    async fn find_user_by_external_id(
+        &self,
+        tenant: &TenantId,
+        external_id: &str,
+    ) -> StoreResult<Option<User>> {
+        let (tenant, external_id) = (tenant.clone(), external_id.to_owned());
+        self.readers
+            .call(move |c| identity::find_user_by_external_id(c, &tenant, &external_id))
+            .await
+    }
+
+    async fn set_sso(&self, tenant: &TenantId, settings: SsoSettings) -> StoreResult<()> {
+        let tenant = tenant.clone();
+        self.writer
+            .call(move |c| identity::set_sso(c, &tenant, &settings))
+            .await
+    }
+
+    async fn get_sso(&self, tenant: &TenantId) -> StoreResult<Option<SsoSettings>> {
+        let tenant = tenant.clone();
+        self.readers
+            .call(move |c| identity::get_sso(c, &tenant))
+            .await
+    }
+
+    async fn create_partner_secret(&self, secret: PartnerSecret) -> StoreResult<()> {
+        self.writer
+            .call(move |c| identity::create_partner_secret(c, &secret))
+            .await
+    }
+
+    async fn get_partner_secret(&self, secret_id: &str) -> StoreResult<Option<PartnerSecret>> {
+        let secret_id = secret_id.to_owned();
+        self.readers
+            .call(move |c| identity::get_partner_secret(c, &secret_id))
+            .await
+    }
+
+    async fn delete_partner_secret(&self, tenant: &TenantId, secret_id: &str) -> StoreResult<bool> {
+        let (tenant, secret_id) = (tenant.clone(), secret_id.to_owned());
+        self.writer
+            .call(move |c| identity::delete_partner_secret(c, &tenant, &secret_id))
+            .await
+    }
+
+    async fn create_client(&self, client: ServiceClient) -> StoreResult<()> {
+        self.writer
+            .call(move |c| identity::create_client(c, &client))
+            .await
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ServiceClient>> {
+        let client_id = client_id.to_owned();
+        self.readers
+            .call(move |c| identity::get_client(c, &client_id))
             .await
     }
 

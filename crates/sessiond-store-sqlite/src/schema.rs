@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -108,6 +108,44 @@ BEGIN
 END;
 ";
 
+/// SSO: single-use token ids, per-tenant SSO settings, partner secrets and service clients.
+/// Users need no new index: V1's `users_by_external_id` already covers
+/// `(tenant_id, external_id)`.
+const V2: &str = "
+CREATE TABLE nonces (
+    tenant_id  TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, nonce)
+) STRICT;
+CREATE INDEX nonces_by_expiry ON nonces (expires_at);
+
+CREATE TABLE sso_settings (
+    tenant_id           TEXT PRIMARY KEY,
+    issuer              TEXT,
+    audience            TEXT NOT NULL,
+    sealed_hs256_secret BLOB,
+    public_key_pem      TEXT,
+    jwks_url            TEXT,
+    updated_at          INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE partner_secrets (
+    secret_id  TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL,
+    hash       BLOB NOT NULL CHECK (length(hash) = 32),
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE service_clients (
+    client_id   TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL,
+    secret_hash BLOB NOT NULL CHECK (length(secret_hash) = 32),
+    audience    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+";
+
 /// Opens the writing connection, creating the file, and brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> DbResult<Connection> {
     let mut conn = Connection::open(path)?;
@@ -194,6 +232,69 @@ mod tests {
             .pragma_query_value(None, "foreign_keys", |r| r.get(0))
             .unwrap();
         assert!(fk);
+    }
+
+    /// A file written by the first release migrates forward and keeps its data.
+    #[test]
+    fn a_version_1_file_migrates_to_the_latest_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let v1 = Connection::open(&path).unwrap();
+        v1.execute_batch(V1).unwrap();
+        v1.pragma_update(None, "user_version", 1).unwrap();
+        v1.execute(
+            "INSERT INTO tenants (id, name, profile, overrides, created_at)
+             VALUES ('old', NULL, 'production', '{}', 1)",
+            [],
+        )
+        .unwrap();
+        drop(v1);
+
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let tenants: i64 = conn
+            .query_row("SELECT count(*) FROM tenants WHERE id = 'old'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(tenants, 1);
+        for table in [
+            "nonces",
+            "sso_settings",
+            "partner_secrets",
+            "service_clients",
+        ] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table} exists and is empty");
+        }
+        // Lookups by external id and nonce purges use an index, not a scan.
+        for (sql, index) in [
+            (
+                "SELECT id FROM users WHERE tenant_id = 'old' AND external_id = 'x'",
+                "users_by_external_id",
+            ),
+            (
+                "SELECT rowid FROM nonces WHERE expires_at <= 5",
+                "nonces_by_expiry",
+            ),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 
     #[test]

@@ -445,3 +445,39 @@ pub(crate) fn rotate(c: &Connection, r: &Rotation) -> DbResult<RotateOutcome> {
         }
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Single-use nonces
+
+/// The most expired nonces one call purges, so a backlog never stalls a writer batch.
+const NONCE_PURGE_BATCH: i64 = 256;
+
+/// A nonce is expired from `expires_at` on. The upsert re-records an expired one in place,
+/// so the answer never depends on how far the purge has got.
+pub(crate) fn consume_nonce(
+    c: &Connection,
+    tenant: &TenantId,
+    nonce: &str,
+    expires_at: UnixTime,
+    now: UnixTime,
+) -> DbResult<bool> {
+    c.prepare_cached(
+        "DELETE FROM nonces WHERE rowid IN
+             (SELECT rowid FROM nonces WHERE expires_at <= :now LIMIT :batch)",
+    )?
+    .execute(named_params! {":now": now, ":batch": NONCE_PURGE_BATCH})?;
+    let recorded = c
+        .prepare_cached(
+            "INSERT INTO nonces (tenant_id, nonce, expires_at)
+             VALUES (:tenant, :nonce, :expires_at)
+             ON CONFLICT (tenant_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE nonces.expires_at <= :now",
+        )?
+        .execute(named_params! {
+            ":tenant": tenant.as_str(),
+            ":nonce": nonce,
+            ":expires_at": expires_at,
+            ":now": now,
+        })?;
+    Ok(recorded > 0)
+}

@@ -21,6 +21,10 @@ where
     users_are_created_with_unique_names_and_ids(make().await).await;
     users_are_tenant_scoped(make().await).await;
     user_password_and_status_are_updated(make().await).await;
+    users_are_found_by_external_id_per_tenant(make().await).await;
+    sso_settings_are_set_replaced_and_read_per_tenant(make().await).await;
+    partner_secrets_are_created_read_and_deleted_per_tenant(make().await).await;
+    service_clients_are_created_and_read(make().await).await;
     keys_are_replaced_as_a_whole(make().await).await;
     audit_ids_ascend_and_events_come_newest_first(make().await).await;
     audit_queries_filter_and_limit(make().await).await;
@@ -43,9 +47,11 @@ where
     revoke_user_sessions_revokes_only_that_users_active_sessions(make().await).await;
     mark_expired_records_a_timeout_once(make().await).await;
     find_sessions_filters_orders_and_limits(make().await).await;
+    nonces_are_single_use_per_tenant_until_they_expire(make().await).await;
     ping_answers(make().await).await;
     concurrent_logins_respect_a_limit_of_one(make().await).await;
     concurrent_refreshes_rotate_once(make().await).await;
+    concurrent_nonce_consumption_succeeds_once(make().await).await;
 }
 
 const NOW: UnixTime = 1_700_000_000;
@@ -560,6 +566,286 @@ pub async fn user_password_and_status_are_updated<S: IdentityStore>(store: S) {
             .expect("get_user")
             .map(|u| u.status),
         Some(UserStatus::Active)
+    );
+}
+
+pub async fn users_are_found_by_external_id_per_tenant<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    for t in [&a, &b] {
+        store
+            .create_tenant(new_tenant(t))
+            .await
+            .expect("create_tenant");
+    }
+    let alice = new_user(&a, Some("alice"), Some("ext-1"));
+    let sso_only = new_user(&a, None, Some("ext-2"));
+    let no_external = new_user(&a, Some("carol"), None);
+    // The same external id in another tenant is another user.
+    let bob = new_user(&b, Some("bob"), Some("ext-1"));
+    for u in [&alice, &sso_only, &no_external, &bob] {
+        store.create_user(u.clone()).await.expect("create_user");
+    }
+    let find = |t: TenantId, ext: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .find_user_by_external_id(&t, ext)
+                .await
+                .expect("find_user_by_external_id")
+        }
+    };
+
+    assert_eq!(find(a.clone(), "ext-1").await, Some(alice.clone()));
+    assert_eq!(find(a.clone(), "ext-2").await, Some(sso_only));
+    assert_eq!(
+        find(b.clone(), "ext-1").await,
+        Some(bob),
+        "each tenant finds its own user"
+    );
+    assert_eq!(
+        find(b.clone(), "ext-2").await,
+        None,
+        "another tenant's external id must not be found"
+    );
+    assert_eq!(find(a.clone(), "EXT-1").await, None, "exact match only");
+    assert_eq!(find(a.clone(), "ext-9").await, None);
+    assert_eq!(
+        find(a.clone(), "").await,
+        None,
+        "a user without an external id is not found by an empty one"
+    );
+    assert_eq!(
+        find(a.clone(), "alice").await,
+        None,
+        "a username is not an external id"
+    );
+
+    // The lookup sees later changes to the user.
+    assert!(
+        store
+            .set_user_status(&a, &alice.id, UserStatus::Disabled)
+            .await
+            .expect("set_user_status")
+    );
+    assert_eq!(
+        find(a.clone(), "ext-1").await.map(|u| u.status),
+        Some(UserStatus::Disabled)
+    );
+}
+
+fn sso(audience: &str, updated_at: UnixTime) -> SsoSettings {
+    SsoSettings {
+        issuer: Some(format!("https://{audience}.example")),
+        audience: audience.to_owned(),
+        sealed_hs256_secret: Some(format!("sealed:{audience}").into_bytes()),
+        public_key_pem: None,
+        jwks_url: None,
+        updated_at,
+    }
+}
+
+pub async fn sso_settings_are_set_replaced_and_read_per_tenant<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    for t in [&a, &b] {
+        store
+            .create_tenant(new_tenant(t))
+            .await
+            .expect("create_tenant");
+        assert_eq!(store.get_sso(t).await.expect("get_sso"), None);
+    }
+
+    let a1 = sso("partner-a", NOW);
+    store.set_sso(&a, a1.clone()).await.expect("set_sso");
+    assert_eq!(store.get_sso(&a).await.expect("get_sso"), Some(a1.clone()));
+    assert_eq!(
+        store.get_sso(&b).await.expect("get_sso"),
+        None,
+        "settings belong to one tenant"
+    );
+
+    let b1 = SsoSettings {
+        issuer: None,
+        sealed_hs256_secret: None,
+        jwks_url: Some("https://partner-b.example/.well-known/jwks.json".into()),
+        ..sso("partner-b", NOW + 1)
+    };
+    store.set_sso(&b, b1.clone()).await.expect("set_sso");
+    assert_eq!(store.get_sso(&b).await.expect("get_sso"), Some(b1.clone()));
+    assert_eq!(
+        store.get_sso(&a).await.expect("get_sso"),
+        Some(a1),
+        "another tenant's settings do not change"
+    );
+
+    // Replacing clears what the new settings leave out: nothing of the old ones remains.
+    let a2 = SsoSettings {
+        issuer: None,
+        audience: "partner-a-v2".into(),
+        sealed_hs256_secret: None,
+        public_key_pem: Some(
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n".into(),
+        ),
+        jwks_url: None,
+        updated_at: NOW + 2,
+    };
+    store.set_sso(&a, a2.clone()).await.expect("set_sso");
+    assert_eq!(store.get_sso(&a).await.expect("get_sso"), Some(a2));
+    assert_eq!(store.get_sso(&b).await.expect("get_sso"), Some(b1));
+}
+
+fn partner_secret(id: &str, tenant: &TenantId, created_at: UnixTime) -> PartnerSecret {
+    PartnerSecret {
+        secret_id: id.to_owned(),
+        tenant_id: tenant.clone(),
+        hash: new_token(),
+        created_at,
+    }
+}
+
+pub async fn partner_secrets_are_created_read_and_deleted_per_tenant<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    for t in [&a, &b] {
+        store
+            .create_tenant(new_tenant(t))
+            .await
+            .expect("create_tenant");
+    }
+    let get = |id: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .get_partner_secret(id)
+                .await
+                .expect("get_partner_secret")
+        }
+    };
+    // A tenant may hold several secrets at once, for rotation.
+    let a1 = partner_secret("ps-a1", &a, NOW);
+    let a2 = partner_secret("ps-a2", &a, NOW + 1);
+    let b1 = partner_secret("ps-b1", &b, NOW + 2);
+    for s in [&a1, &a2, &b1] {
+        store
+            .create_partner_secret(s.clone())
+            .await
+            .expect("create_partner_secret");
+    }
+    assert_eq!(get("ps-a1").await, Some(a1.clone()));
+    assert_eq!(get("ps-a2").await, Some(a2.clone()));
+    assert_eq!(
+        get("ps-b1").await,
+        Some(b1.clone()),
+        "found by id alone, with its tenant"
+    );
+    assert_eq!(get("ps-unknown").await, None);
+
+    // A taken id conflicts, in any tenant, and changes nothing.
+    for tenant in [&a, &b] {
+        assert!(
+            matches!(
+                store
+                    .create_partner_secret(partner_secret("ps-a1", tenant, NOW + 3))
+                    .await,
+                Err(StoreError::Conflict)
+            ),
+            "a taken secret id must conflict"
+        );
+    }
+    assert_eq!(get("ps-a1").await, Some(a1.clone()));
+
+    assert!(
+        !store
+            .delete_partner_secret(&b, "ps-a1")
+            .await
+            .expect("delete_partner_secret"),
+        "another tenant must not delete the secret"
+    );
+    assert_eq!(get("ps-a1").await, Some(a1.clone()));
+    assert!(
+        !store
+            .delete_partner_secret(&a, "ps-unknown")
+            .await
+            .expect("delete_partner_secret")
+    );
+
+    assert!(
+        store
+            .delete_partner_secret(&a, "ps-a1")
+            .await
+            .expect("delete_partner_secret")
+    );
+    assert_eq!(get("ps-a1").await, None, "a deleted secret is gone");
+    assert!(
+        !store
+            .delete_partner_secret(&a, "ps-a1")
+            .await
+            .expect("delete_partner_secret"),
+        "a secret is deleted once"
+    );
+    assert_eq!(
+        get("ps-a2").await,
+        Some(a2),
+        "the tenant's other secret remains"
+    );
+    assert_eq!(get("ps-b1").await, Some(b1));
+}
+
+fn service_client(id: &str, tenant: &TenantId, audience: &str) -> ServiceClient {
+    ServiceClient {
+        client_id: id.to_owned(),
+        tenant_id: tenant.clone(),
+        secret_hash: new_token(),
+        audience: audience.to_owned(),
+        created_at: NOW,
+    }
+}
+
+pub async fn service_clients_are_created_and_read<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    for t in [&a, &b] {
+        store
+            .create_tenant(new_tenant(t))
+            .await
+            .expect("create_tenant");
+    }
+    let billing = service_client("billing", &a, "internal-billing");
+    let reports = service_client("reports", &b, "internal-reports");
+    for c in [&billing, &reports] {
+        store.create_client(c.clone()).await.expect("create_client");
+    }
+    assert_eq!(
+        store.get_client("billing").await.expect("get_client"),
+        Some(billing.clone())
+    );
+    assert_eq!(
+        store.get_client("reports").await.expect("get_client"),
+        Some(reports.clone())
+    );
+    assert_eq!(store.get_client("unknown").await.expect("get_client"), None);
+    assert_eq!(
+        store.get_client("Billing").await.expect("get_client"),
+        None,
+        "exact match only"
+    );
+
+    for tenant in [&a, &b] {
+        assert!(
+            matches!(
+                store
+                    .create_client(service_client("billing", tenant, "elsewhere"))
+                    .await,
+                Err(StoreError::Conflict)
+            ),
+            "a taken client id must conflict"
+        );
+    }
+    assert_eq!(
+        store.get_client("billing").await.expect("get_client"),
+        Some(billing),
+        "a conflicting create must not change the client"
+    );
+    assert_eq!(
+        store.get_client("reports").await.expect("get_client"),
+        Some(reports)
     );
 }
 
@@ -1949,6 +2235,67 @@ pub async fn find_sessions_filters_orders_and_limits<S: SessionStore>(store: S) 
     assert_eq!(full, vec![s6], "found sessions are complete");
 }
 
+pub async fn nonces_are_single_use_per_tenant_until_they_expire<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let consume = |t: TenantId, nonce: &'static str, expires_at: UnixTime, now: UnixTime| {
+        let store = &store;
+        async move {
+            store
+                .consume_nonce(&t, nonce, expires_at, now)
+                .await
+                .expect("consume_nonce")
+        }
+    };
+    let exp = NOW + 60;
+
+    assert!(consume(a.clone(), "jti-1", exp, NOW).await, "first use");
+    assert!(!consume(a.clone(), "jti-1", exp, NOW).await, "a replay");
+    assert!(
+        !consume(a.clone(), "jti-1", exp + 600, NOW + 59).await,
+        "a replay just before expiry, whatever expiry it claims"
+    );
+    assert!(
+        consume(b.clone(), "jti-1", exp, NOW + 1).await,
+        "the same nonce in another tenant is another nonce"
+    );
+    assert!(!consume(b.clone(), "jti-1", exp, NOW + 2).await);
+    assert!(
+        consume(a.clone(), "jti-2", exp, NOW + 2).await,
+        "another nonce"
+    );
+    assert!(
+        consume(a.clone(), "JTI-1", exp, NOW + 2).await,
+        "nonces are compared exactly"
+    );
+    let long = NOW + 10_000;
+    assert!(consume(a.clone(), "jti-long", long, NOW + 3).await);
+
+    // Expired at `expires_at`: the nonce may be recorded again, and is then single-use again.
+    assert!(
+        consume(a.clone(), "jti-1", exp + 120, exp).await,
+        "an expired nonce may be used again"
+    );
+    assert!(!consume(a.clone(), "jti-1", exp + 120, exp + 1).await);
+    assert!(
+        !consume(a.clone(), "jti-1", exp + 120, exp + 119).await,
+        "the new record lasts until its own expiry"
+    );
+    assert!(
+        consume(b.clone(), "jti-1", exp + 120, exp + 1).await,
+        "the other tenant's record expired too"
+    );
+    assert!(
+        consume(a.clone(), "jti-1", exp + 240, exp + 120).await,
+        "and expires again"
+    );
+    // Purging expired records keeps the unexpired ones.
+    assert!(
+        !consume(a.clone(), "jti-long", long, exp + 200).await,
+        "an unexpired nonce survives the purge of expired ones"
+    );
+    assert!(consume(a.clone(), "jti-long", long + 60, long).await);
+}
+
 pub async fn ping_answers<S: SessionStore>(store: S) {
     store.ping().await.expect("ping");
 }
@@ -2062,4 +2409,29 @@ pub async fn concurrent_refreshes_rotate_once<S: SessionStore>(store: S) {
             );
         }
     }
+}
+
+pub async fn concurrent_nonce_consumption_succeeds_once<S: SessionStore>(store: S) {
+    let store = Arc::new(store);
+    let t = tenant_a();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, t) = (store.clone(), t.clone());
+            tokio::spawn(async move { store.consume_nonce(&t, "jti-raced", NOW + 60, NOW).await })
+        })
+        .collect();
+    let mut firsts = 0;
+    for task in tasks {
+        if task.await.expect("task").expect("consume_nonce") {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 1, "exactly one of 20 concurrent uses succeeds");
+    assert!(
+        !store
+            .consume_nonce(&t, "jti-raced", NOW + 60, NOW + 1)
+            .await
+            .expect("consume_nonce"),
+        "and the nonce stays used"
+    );
 }

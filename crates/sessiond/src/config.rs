@@ -39,6 +39,26 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub cache: CacheConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Login, SSO and refresh requests per minute per client IP (0: no limit).
+    pub auth_per_minute: u32,
+    /// Partner backend requests per minute per client IP (0: no limit).
+    pub partner_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = sessiond_server::ratelimit::RateLimits::default();
+        Self {
+            auth_per_minute: d.auth_per_minute,
+            partner_per_minute: d.partner_per_minute,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +101,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             cache: CacheConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -112,7 +133,7 @@ impl Default for CacheConfig {
     }
 }
 
-const SECTIONS: [&str; 3] = ["store", "log", "cache"];
+const SECTIONS: [&str; 4] = ["store", "log", "cache", "limits"];
 
 /// Where a store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@ use crate::config::{Config, StoreUrl};
 use anyhow::{Context, Result};
 use sessiond_core::{Engine, EngineConfig, SystemClock, secret};
 use sessiond_server::AppState;
+use sessiond_server::ratelimit::RateLimits;
 use sessiond_store::memory::MemoryStore;
 use sessiond_store::{IdentityStore, SessionStore};
 use sessiond_store_sqlite::SqliteStore;
@@ -173,11 +174,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         println!("admin token: in {}", token_file.display());
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "sessiond started");
-    let state = AppState {
-        engine: Arc::new(engine),
-        admin_token: admin_token.into(),
-        trusted_proxies: cfg.trusted_proxies.clone().into(),
+    let limits = RateLimits {
+        auth_per_minute: cfg.limits.auth_per_minute,
+        partner_per_minute: cfg.limits.partner_per_minute,
     };
+    let state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
     sessiond_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("sessiond stopped");
     Ok(())

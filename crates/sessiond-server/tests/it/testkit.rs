@@ -6,6 +6,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sessiond_core::{Engine, EngineConfig, ManualClock, secret::MasterKey};
 use sessiond_server::AppState;
+use sessiond_server::ratelimit::RateLimits;
 use sessiond_store_sqlite::SqliteStore;
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -83,11 +84,11 @@ impl TestServer {
         )
         .await
         .unwrap();
-        let mut state = AppState {
-            engine: Arc::new(engine),
-            admin_token: ADMIN_TOKEN.into(),
-            trusted_proxies: Vec::new().into(),
+        let unlimited = RateLimits {
+            auth_per_minute: 0,
+            partner_per_minute: 0,
         };
+        let mut state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), unlimited);
         tune(&mut state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(sessiond_server::serve(listener, state, async {

@@ -1,0 +1,421 @@
+//! What partner backends and trusted services do: SSO-token sessions, partner logout with a
+//! shared secret, service clients, internal access tokens and token introspection.
+
+use crate::engine::{Engine, Issued, RequestContext, TenantPolicy};
+use crate::error::{CoreError, CoreResult};
+use crate::secret;
+use crate::sso;
+use serde::{Deserialize, Serialize};
+use sessiond_store::*;
+
+/// Internal access tokens live this long at most (seconds), and never past their session.
+pub const INTERNAL_TOKEN_TTL: i64 = 300;
+pub const INTERNAL_SCOPE: &str = "internal";
+
+/// SSO settings as an operator gives them (exactly one trust anchor).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoConfig {
+    pub issuer: Option<String>,
+    pub audience: String,
+    pub hs256_secret: Option<String>,
+    pub public_key_pem: Option<String>,
+    pub jwks_url: Option<String>,
+}
+
+/// The claims of an internal access token: a session's identity, for one backend's audience.
+/// `client_id` makes it unusable as a session token (whose claims admit no extra member).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: UserId,
+    pub sid: SessionId,
+    pub tid: TenantId,
+    pub cid: CustomerId,
+    pub client_id: String,
+    pub scope: String,
+    pub jti: String,
+    pub iat: UnixTime,
+    pub nbf: UnixTime,
+    pub exp: UnixTime,
+    pub auth_time: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct InternalToken {
+    pub token: String,
+    pub expires_in: i64,
+    pub audience: String,
+    pub session_id: SessionId,
+}
+
+fn valid_client_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl Engine {
+    // ---- SSO -----------------------------------------------------------------------------
+
+    pub async fn set_sso(&self, tenant: &TenantId, c: SsoConfig) -> CoreResult<()> {
+        self.tenant(tenant).await?;
+        let bad = |m: &str| Err(CoreError::InvalidRequest(m.to_owned()));
+        let anchors = [
+            c.hs256_secret.is_some(),
+            c.public_key_pem.is_some(),
+            c.jwks_url.is_some(),
+        ];
+        if anchors.iter().filter(|a| **a).count() != 1 {
+            return bad("give exactly one of hs256Secret, publicKeyPem and jwksUrl");
+        }
+        if c.audience.is_empty() || c.audience.len() > 256 {
+            return bad("audience must be 1 to 256 characters");
+        }
+        if c.hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return bad("hs256Secret must be at least 32 bytes");
+        }
+        if c.public_key_pem
+            .as_deref()
+            .is_some_and(|p| sso::pem_key(p).is_none())
+        {
+            return bad("publicKeyPem must be an RSA, P-256 or Ed25519 public key in PEM");
+        }
+        if c.jwks_url
+            .as_deref()
+            .is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+        {
+            return bad("jwksUrl must be an http(s) URL");
+        }
+        let sealed = c
+            .hs256_secret
+            .map(|s| self.master.seal(sso_aad(tenant).as_bytes(), s.as_bytes()))
+            .transpose()?;
+        let settings = SsoSettings {
+            issuer: c.issuer,
+            audience: c.audience,
+            sealed_hs256_secret: sealed,
+            public_key_pem: c.public_key_pem,
+            jwks_url: c.jwks_url,
+            updated_at: self.now(),
+        };
+        Ok(self.identity.set_sso(tenant, settings).await?)
+    }
+
+    /// Exchanges a partner's SSO token for a session; provisions the user on first sight of
+    /// the token's `sub` (the user's external id).
+    pub async fn sso_login(
+        &self,
+        ctx: &RequestContext,
+        tp: &TenantPolicy,
+        token: &str,
+        device: DeviceInfo,
+    ) -> CoreResult<Issued> {
+        let now = self.now();
+        let settings = self
+            .identity
+            .get_sso(&ctx.tenant_id)
+            .await?
+            .ok_or(CoreError::SsoTokenInvalid)?;
+        let secret = settings
+            .sealed_hs256_secret
+            .as_ref()
+            .map(|s| {
+                self.master
+                    .open(sso_aad(&ctx.tenant_id).as_bytes(), s)
+                    .ok_or_else(|| {
+                        CoreError::Internal("the master key does not open the SSO secret".into())
+                    })
+            })
+            .transpose()?;
+        let claims = match self
+            .sso
+            .verify(&settings, secret.as_deref(), token, now)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let mut ev = self.event(ctx, AuditKind::LoginFailed, None, None);
+                ev.reason = Some("sso_token_invalid".into());
+                self.record(vec![ev]).await?;
+                return Err(e);
+            }
+        };
+        if !self
+            .sessions
+            .consume_nonce(
+                &ctx.tenant_id,
+                &format!("sso:{}", claims.jti),
+                claims.exp,
+                now,
+            )
+            .await?
+        {
+            let mut ev = self.event(ctx, AuditKind::SuspiciousActivity, None, None);
+            ev.reason = Some("sso_token_replayed".into());
+            self.record(vec![ev]).await?;
+            return Err(CoreError::SsoTokenInvalid);
+        }
+        let user = self.sso_user(&ctx.tenant_id, &claims.sub).await?;
+        if user.status != UserStatus::Active {
+            let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
+            e.reason = Some("account_disabled".into());
+            self.record(vec![e]).await?;
+            return Err(CoreError::AccountDisabled);
+        }
+        self.create_session(ctx, tp, &user, AuthMethod::Sso, device)
+            .await
+    }
+
+    /// The user with this external id, created if there is none (a concurrent first login
+    /// that loses the race reads the winner's user).
+    async fn sso_user(&self, tenant: &TenantId, external_id: &str) -> CoreResult<User> {
+        if let Some(u) = self
+            .identity
+            .find_user_by_external_id(tenant, external_id)
+            .await?
+        {
+            return Ok(u);
+        }
+        let user = User {
+            id: uuid::Uuid::new_v4(),
+            tenant_id: tenant.clone(),
+            customer_id: uuid::Uuid::new_v4(),
+            username: None,
+            password_hash: None,
+            external_id: Some(external_id.to_owned()),
+            status: UserStatus::Active,
+            created_at: self.now(),
+        };
+        match self.identity.create_user(user.clone()).await {
+            Ok(()) => Ok(user),
+            Err(StoreError::Conflict) => self
+                .identity
+                .find_user_by_external_id(tenant, external_id)
+                .await?
+                .ok_or_else(|| CoreError::Internal("provisioned user vanished".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- partner secrets and partner logout ----------------------------------------------
+
+    /// A new partner secret for a tenant: `(secretId, secret)`; the secret is shown only now.
+    pub async fn create_partner_secret(&self, tenant: &TenantId) -> CoreResult<(String, String)> {
+        self.tenant(tenant).await?;
+        let id = secret::b64(&secret::random_bytes::<12>()?);
+        let full = format!("{id}.{}", secret::new_secret()?);
+        self.identity
+            .create_partner_secret(PartnerSecret {
+                secret_id: id.clone(),
+                tenant_id: tenant.clone(),
+                hash: secret::hash_token(&full),
+                created_at: self.now(),
+            })
+            .await?;
+        Ok((id, full))
+    }
+
+    pub async fn revoke_partner_secret(&self, tenant: &TenantId, id: &str) -> CoreResult<()> {
+        if self.identity.delete_partner_secret(tenant, id).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound("partner secret"))
+        }
+    }
+
+    /// The tenant a partner secret belongs to; the secret is compared in constant time.
+    pub async fn partner_tenant(&self, presented: &str) -> CoreResult<TenantId> {
+        let id = presented
+            .split_once('.')
+            .map(|(id, _)| id)
+            .ok_or(CoreError::InvalidPartnerSecret)?;
+        if id.len() > 64 {
+            return Err(CoreError::InvalidPartnerSecret);
+        }
+        let stored = self.identity.get_partner_secret(id).await?;
+        let presented_hash = secret::hash_token(presented);
+        match stored {
+            Some(s) if secret::constant_time_eq(&s.hash.0, &presented_hash.0) => Ok(s.tenant_id),
+            _ => Err(CoreError::InvalidPartnerSecret),
+        }
+    }
+
+    /// Revokes every session of a user named by sessiond user id or by the partner's external
+    /// id (`partner_logout`). An unknown user has nothing to revoke: 0.
+    pub async fn partner_logout(&self, ctx: &RequestContext, user_ref: &str) -> CoreResult<usize> {
+        let by_id = match uuid::Uuid::try_parse(user_ref) {
+            Ok(id) => self.identity.get_user(&ctx.tenant_id, &id).await?,
+            Err(_) => None,
+        };
+        let user = match by_id {
+            Some(u) => Some(u),
+            None => {
+                self.identity
+                    .find_user_by_external_id(&ctx.tenant_id, user_ref)
+                    .await?
+            }
+        };
+        match user {
+            Some(u) => {
+                self.revoke_user(ctx, &u.id, RevokeReason::PartnerLogout, None)
+                    .await
+            }
+            None => Ok(0),
+        }
+    }
+
+    // ---- service clients -----------------------------------------------------------------
+
+    /// A new service client: `(clientId, clientSecret)`; the secret is shown only now.
+    pub async fn create_client(
+        &self,
+        tenant: &TenantId,
+        client_id: Option<String>,
+        audience: Option<String>,
+    ) -> CoreResult<(String, String)> {
+        self.tenant(tenant).await?;
+        let client_id = match client_id {
+            Some(c) if valid_client_id(&c) => c,
+            Some(_) => {
+                return Err(CoreError::InvalidRequest(
+                    "clientId must be 1 to 64 characters of A-Z, a-z, 0-9, -, _ and .".into(),
+                ));
+            }
+            None => format!("client-{}", secret::b64(&secret::random_bytes::<9>()?)),
+        };
+        let audience = audience.unwrap_or_else(|| client_id.clone());
+        if audience.is_empty() || audience.len() > 256 || audience == self.config().audience {
+            return Err(CoreError::InvalidRequest(
+                "audience must be 1 to 256 characters and not the session tokens' audience".into(),
+            ));
+        }
+        let secret = secret::new_secret()?;
+        let client = ServiceClient {
+            client_id: client_id.clone(),
+            tenant_id: tenant.clone(),
+            secret_hash: secret::hash_token(&secret),
+            audience,
+            created_at: self.now(),
+        };
+        match self.identity.create_client(client).await {
+            Err(StoreError::Conflict) => Err(CoreError::Conflict("the clientId is taken".into())),
+            r => r.map(|()| (client_id, secret)).map_err(CoreError::from),
+        }
+    }
+
+    /// Authenticates a service client; its secret is compared in constant time.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> CoreResult<ServiceClient> {
+        if !valid_client_id(client_id) || client_secret.len() > 256 {
+            return Err(CoreError::InvalidClient);
+        }
+        let presented = secret::hash_token(client_secret);
+        match self.identity.get_client(client_id).await? {
+            Some(c) if secret::constant_time_eq(&c.secret_hash.0, &presented.0) => Ok(c),
+            _ => Err(CoreError::InvalidClient),
+        }
+    }
+
+    /// Mints an internal access token for `client`, bound to the live session of
+    /// `session_token` (FinHub's "internally managed access token").
+    pub async fn internal_token(
+        &self,
+        ctx: &RequestContext,
+        client: &ServiceClient,
+        session_token: &str,
+    ) -> CoreResult<InternalToken> {
+        if ctx.tenant_id != client.tenant_id {
+            return Err(CoreError::TenantMismatch);
+        }
+        let auth = self.authenticate(ctx, session_token).await?;
+        let now = self.now();
+        let s = &auth.session;
+        let exp = (now + INTERNAL_TOKEN_TTL)
+            .min(s.expires_at())
+            .min(auth.claims.exp.max(now + 1));
+        let claims = InternalClaims {
+            iss: self.config().issuer.clone(),
+            aud: client.audience.clone(),
+            sub: s.user_id,
+            sid: s.id.clone(),
+            tid: s.tenant_id.clone(),
+            cid: s.customer_id,
+            client_id: client.client_id.clone(),
+            scope: INTERNAL_SCOPE.into(),
+            jti: secret::b64(&secret::random_bytes::<16>()?),
+            iat: now,
+            nbf: now,
+            exp,
+            auth_time: s.created_at,
+        };
+        Ok(InternalToken {
+            token: self.keyring()?.sign(&claims)?,
+            expires_in: exp - now,
+            audience: client.audience.clone(),
+            session_id: s.id.clone(),
+        })
+    }
+
+    /// RFC 7662: the claims of a live session or internal token of the client's tenant, or
+    /// `None` for anything else — never saying why.
+    pub async fn introspect(
+        &self,
+        client: &ServiceClient,
+        token: &str,
+    ) -> CoreResult<Option<serde_json::Value>> {
+        let now = self.now();
+        let Ok(payload) = self.keyring()?.verify_signature(token) else {
+            return Ok(None);
+        };
+        let (value, iss, tid, sid, exp, nbf) = if let Ok(c) =
+            serde_json::from_slice::<crate::token::Claims>(&payload)
+        {
+            if c.aud != self.config().audience {
+                return Ok(None);
+            }
+            let v = serde_json::json!({
+                "scope": c.scope, "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat,
+                "nbf": c.nbf, "jti": c.jti, "sid": c.sid, "tid": c.tid, "cid": c.cid, "token_type": "Bearer",
+                "auth_time": c.auth_time,
+            });
+            (v, c.iss, c.tid, c.sid, c.exp, c.nbf)
+        } else if let Ok(c) = serde_json::from_slice::<InternalClaims>(&payload) {
+            let v = serde_json::json!({
+                "scope": c.scope, "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat,
+                "nbf": c.nbf, "jti": c.jti, "sid": c.sid, "tid": c.tid, "cid": c.cid, "client_id": c.client_id,
+                "token_type": "Bearer", "auth_time": c.auth_time,
+            });
+            (v, c.iss, c.tid, c.sid, c.exp, c.nbf)
+        } else {
+            return Ok(None);
+        };
+        if iss != self.config().issuer
+            || tid != client.tenant_id
+            || now >= exp
+            || nbf > now + crate::token::NBF_LEEWAY
+        {
+            return Ok(None);
+        }
+        let epoch = self.invalidation_epoch();
+        match self.session(&tid, &sid, epoch).await {
+            Ok(s) if s.is_active_at(now) => {
+                let mut v = value;
+                v["active"] = serde_json::Value::Bool(true);
+                Ok(Some(v))
+            }
+            Ok(_) | Err(CoreError::TokenInvalid) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn sso_aad(tenant: &TenantId) -> String {
+    format!("sso:{tenant}")
+}

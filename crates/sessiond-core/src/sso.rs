@@ -1,0 +1,193 @@
+//! Partner-issued SSO tokens (the Hubble seed): verified with the tenant's configured trust —
+//! an HS256 secret, a PEM public key (RS256, ES256, EdDSA) or a JWKS URL — and only with the
+//! algorithm that trust implies. Time comes from the engine's clock, not the library's.
+
+use crate::CoreError;
+use async_trait::async_trait;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sessiond_store::{SsoSettings, UnixTime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Fetches a JWKS document (the server supplies one over HTTP).
+#[async_trait]
+pub trait JwksFetcher: Send + Sync + 'static {
+    async fn fetch(&self, url: &str) -> Result<String, String>;
+}
+
+/// A JWKS URL is fetched again for an unknown `kid` at most this often (seconds).
+pub const JWKS_REFETCH_INTERVAL: i64 = 30;
+/// A cached JWKS is used at most this long before it is fetched again (seconds).
+pub const JWKS_MAX_AGE: i64 = 3600;
+const SKEW: i64 = 30;
+
+/// The claims sessiond needs from an SSO token (`iss`/`aud` are checked by the validation).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SsoClaims {
+    pub sub: String,
+    pub jti: String,
+    pub exp: UnixTime,
+    pub nbf: Option<UnixTime>,
+    pub iat: Option<UnixTime>,
+}
+
+/// The trust a PEM key implies: its algorithm and key.
+pub fn pem_key(pem: &str) -> Option<(Algorithm, DecodingKey)> {
+    let b = pem.as_bytes();
+    DecodingKey::from_rsa_pem(b)
+        .map(|k| (Algorithm::RS256, k))
+        .or_else(|_| DecodingKey::from_ec_pem(b).map(|k| (Algorithm::ES256, k)))
+        .or_else(|_| DecodingKey::from_ed_pem(b).map(|k| (Algorithm::EdDSA, k)))
+        .ok()
+}
+
+struct CachedJwks {
+    set: JwkSet,
+    fetched_at: UnixTime,
+}
+
+#[derive(Default)]
+pub struct SsoVerifier {
+    fetcher: Option<Arc<dyn JwksFetcher>>,
+    jwks: Mutex<HashMap<String, Arc<CachedJwks>>>,
+}
+
+fn invalid(why: &str) -> CoreError {
+    tracing::debug!(why, "sso token refused");
+    CoreError::SsoTokenInvalid
+}
+
+impl SsoVerifier {
+    pub fn new(fetcher: Option<Arc<dyn JwksFetcher>>) -> Self {
+        Self {
+            fetcher,
+            jwks: Mutex::default(),
+        }
+    }
+
+    /// Verifies an SSO token against a tenant's settings at `now`. `hs256_secret` is the
+    /// opened secret when the settings use one.
+    pub async fn verify(
+        &self,
+        settings: &SsoSettings,
+        hs256_secret: Option<&[u8]>,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<SsoClaims, CoreError> {
+        if token.len() > crate::token::MAX_TOKEN_LEN {
+            return Err(invalid("too long"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("header"))?;
+        if header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+        {
+            return Err(invalid("embedded key reference"));
+        }
+        let (alg, key) = if let Some(secret) = hs256_secret {
+            (Algorithm::HS256, DecodingKey::from_secret(secret))
+        } else if let Some(pem) = &settings.public_key_pem {
+            pem_key(pem).ok_or_else(|| invalid("configured PEM unusable"))?
+        } else if let Some(url) = &settings.jwks_url {
+            let kid = header.kid.as_deref().ok_or_else(|| invalid("no kid"))?;
+            self.jwks_key(url, kid, now).await?
+        } else {
+            return Err(invalid("no trust configured"));
+        };
+        if header.alg != alg {
+            return Err(invalid("algorithm differs from the configured key's"));
+        }
+        let mut v = Validation::new(alg);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.required_spec_claims.clear();
+        v.set_audience(&[&settings.audience]);
+        if let Some(iss) = &settings.issuer {
+            v.set_issuer(&[iss]);
+        }
+        let claims = jsonwebtoken::decode::<SsoClaims>(token, &key, &v)
+            .map_err(|_| invalid("signature or claims"))?
+            .claims;
+        if now >= claims.exp
+            || claims.nbf.is_some_and(|n| n > now + SKEW)
+            || claims.iat.is_some_and(|i| i > now + SKEW)
+        {
+            return Err(invalid("time"));
+        }
+        let ok_text = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+        if !ok_text(&claims.sub) || !ok_text(&claims.jti) {
+            return Err(invalid("sub or jti"));
+        }
+        Ok(claims)
+    }
+
+    async fn jwks_key(
+        &self,
+        url: &str,
+        kid: &str,
+        now: UnixTime,
+    ) -> Result<(Algorithm, DecodingKey), CoreError> {
+        let cached = self
+            .jwks
+            .lock()
+            .map_err(|_| CoreError::Internal("jwks cache poisoned".into()))?
+            .get(url)
+            .cloned();
+        let fresh = cached
+            .as_ref()
+            .filter(|c| now - c.fetched_at < JWKS_MAX_AGE);
+        if let Some(k) = fresh.and_then(|c| key_of(&c.set, kid)) {
+            return Ok(k);
+        }
+        // Unknown kid or stale set: fetch again, but not more often than the interval.
+        if cached
+            .as_ref()
+            .is_some_and(|c| now - c.fetched_at < JWKS_REFETCH_INTERVAL)
+        {
+            return Err(invalid("unknown kid (refetch rate-limited)"));
+        }
+        let fetcher = self
+            .fetcher
+            .as_ref()
+            .ok_or_else(|| invalid("no JWKS fetcher"))?;
+        let set: Option<JwkSet> = match fetcher.fetch(url).await {
+            Ok(body) => serde_json::from_str(&body).ok(),
+            Err(e) => {
+                tracing::warn!(url, error = %e, "JWKS fetch failed");
+                None
+            }
+        };
+        let entry = Arc::new(CachedJwks {
+            set: set.unwrap_or(JwkSet { keys: Vec::new() }),
+            fetched_at: now,
+        });
+        self.jwks
+            .lock()
+            .map_err(|_| CoreError::Internal("jwks cache poisoned".into()))?
+            .insert(url.to_owned(), Arc::clone(&entry));
+        key_of(&entry.set, kid).ok_or_else(|| invalid("unknown kid"))
+    }
+}
+
+/// The key named `kid` in a JWKS, with the one algorithm its type allows.
+fn key_of(set: &JwkSet, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+    let jwk = set.find(kid)?;
+    let alg = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Algorithm::EdDSA
+        }
+        _ => return None,
+    };
+    // A declared `alg` must be the one the key type allows (the enums share variant names).
+    if let Some(declared) = jwk.common.key_algorithm
+        && format!("{declared:?}") != format!("{alg:?}")
+    {
+        return None;
+    }
+    DecodingKey::from_jwk(jwk).ok().map(|k| (alg, k))
+}
