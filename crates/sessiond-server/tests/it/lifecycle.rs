@@ -119,7 +119,7 @@ async fn token_claims_follow_the_contract() {
     }
     assert_eq!(c["sub"], user_id.as_str());
     assert_eq!(c["tid"], "t1");
-    assert_eq!(c["iss"], s.base.as_str());
+    assert_eq!(c["iss"], ISSUER);
     assert_eq!(c["sid"], login.body["sessionId"]);
     assert_eq!(
         c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),

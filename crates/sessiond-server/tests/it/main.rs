@@ -3,5 +3,6 @@
 mod admin;
 mod errors;
 mod lifecycle;
+mod partner;
 mod refresh;
 mod testkit;

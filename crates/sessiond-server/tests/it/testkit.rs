@@ -13,6 +13,8 @@ use tempfile::TempDir;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const START: i64 = 1_800_000_000;
+/// Every test node shares one issuer, as the nodes of one deployment do.
+pub const ISSUER: &str = "http://sessiond.test";
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestServer {
@@ -20,7 +22,7 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
     pub store: Arc<SqliteStore>,
-    _dir: TempDir,
+    dir: Arc<TempDir>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -66,18 +68,30 @@ impl TestServer {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut AppState)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::start_node(dir, Arc::new(ManualClock::new(START)), tune).await
+    }
+
+    /// Another sessiond node on the same database (its own caches and clock handle).
+    pub async fn second_node(&self) -> Self {
+        Self::start_node(self.dir.clone(), self.clock.clone(), |_| {}).await
+    }
+
+    async fn start_node(
+        dir: Arc<TempDir>,
+        clock: Arc<ManualClock>,
+        tune: impl FnOnce(&mut AppState),
+    ) -> Self {
         let store = Arc::new(SqliteStore::open(&dir.path().join("sessiond.db")).unwrap());
-        let clock = Arc::new(ManualClock::new(START));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let engine = Engine::start(
             store.clone(),
             store.clone(),
             clock.clone(),
-            MasterKey::generate().unwrap(),
+            MasterKey::parse(&"42".repeat(32)).unwrap(),
             EngineConfig {
-                issuer: base.clone(),
+                issuer: ISSUER.into(),
                 hash_concurrency: 2,
                 ..EngineConfig::default()
             },
@@ -99,7 +113,7 @@ impl TestServer {
             clock,
             http: reqwest::Client::new(),
             store,
-            _dir: dir,
+            dir,
             _shutdown: tx,
         }
     }
