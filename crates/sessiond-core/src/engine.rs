@@ -1,6 +1,7 @@
 //! The session lifecycle: login, refresh, validation, logout and the administrative steps,
 //! over the store traits, with the hot-path caches of DESIGN §10.
 
+use crate::cache::FreshCache;
 use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
 use crate::password;
@@ -8,11 +9,15 @@ use crate::policy::Policy;
 use crate::secret::{self, MasterKey};
 use crate::token::{Claims, Keyring, TokenError};
 use sessiond_store::*;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub const SCOPE: &str = "session";
+/// Password hashes waiting for a core, per core, before logins are refused with 429.
+pub const HASH_QUEUE_PER_CORE: usize = 64;
+/// No cached session or tenant is older than this, even if an invalidation was missed.
+pub const CACHE_MAX_AGE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -60,8 +65,8 @@ pub struct Authenticated {
     pub session: Session,
 }
 
-/// What login and refresh hand back.
-#[derive(Debug, Clone)]
+/// What login and refresh hand back (no `Debug`: it holds tokens).
+#[derive(Clone)]
 pub struct Issued {
     pub session: Session,
     pub session_token: String,
@@ -81,11 +86,12 @@ pub struct Engine {
     /// Verified claims by SHA-256 of the token: a token pays one signature check.
     verified: quick_cache::sync::Cache<[u8; 32], Arc<Claims>>,
     /// Session records; every revocation removes its entry before it is acknowledged.
-    session_cache: quick_cache::sync::Cache<SessionId, Session>,
-    /// Bumped by every invalidation, so a read that raced one never caches stale state.
-    invalidations: AtomicU64,
-    tenants: quick_cache::sync::Cache<TenantId, Arc<TenantPolicy>>,
+    session_cache: FreshCache<SessionId, Session>,
+    tenants: FreshCache<TenantId, Arc<TenantPolicy>>,
     hashing: Semaphore,
+    hashing_queued: std::sync::atomic::AtomicUsize,
+    /// Serializes key rotations.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -105,12 +111,13 @@ impl Engine {
         let keyring = Keyring::load(&master, stored)?;
         Ok(Self {
             verified: quick_cache::sync::Cache::new(cfg.token_cache_size.max(1)),
-            session_cache: quick_cache::sync::Cache::new(cfg.session_cache_size.max(1)),
-            tenants: quick_cache::sync::Cache::new(10_000),
+            session_cache: FreshCache::new(cfg.session_cache_size, CACHE_MAX_AGE),
+            tenants: FreshCache::new(10_000, CACHE_MAX_AGE),
             hashing: Semaphore::new(cfg.hash_concurrency.max(1)),
+            hashing_queued: std::sync::atomic::AtomicUsize::new(0),
+            rotation: tokio::sync::Mutex::new(()),
             keyring: RwLock::new(Arc::new(keyring)),
             sso: crate::sso::SsoVerifier::default(),
-            invalidations: AtomicU64::new(0),
             sessions,
             identity,
             clock,
@@ -150,6 +157,7 @@ impl Engine {
         if let Some(t) = self.tenants.get(id) {
             return Ok(t);
         }
+        let epoch = self.tenants.epoch();
         let tenant = self
             .identity
             .get_tenant(id)
@@ -157,7 +165,7 @@ impl Engine {
             .ok_or(CoreError::UnknownTenant)?;
         let policy = Policy::effective(tenant.profile, &tenant.overrides)?;
         let tp = Arc::new(TenantPolicy { tenant, policy });
-        self.tenants.insert(id.clone(), Arc::clone(&tp));
+        self.tenants.insert(id.clone(), Arc::clone(&tp), epoch);
         Ok(tp)
     }
 
@@ -169,6 +177,14 @@ impl Engine {
         overrides: PolicyOverrides,
     ) -> CoreResult<Arc<TenantPolicy>> {
         Policy::effective(profile, &overrides)?;
+        if name
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > 256 || n.chars().any(char::is_control))
+        {
+            return Err(CoreError::InvalidRequest(
+                "name must be at most 256 characters, without control characters".into(),
+            ));
+        }
         let tenant = Tenant {
             id: id.clone(),
             name,
@@ -185,31 +201,33 @@ impl Engine {
         self.tenant(&id).await
     }
 
-    /// Applies the given overrides on top of the tenant's current ones.
-    pub async fn patch_policy(&self, id: &TenantId, patch: PolicyOverrides) -> CoreResult<Policy> {
+    /// Applies a JSON merge patch (RFC 7396) to the tenant's overrides: a value sets an
+    /// override, `null` removes it (back to the profile's default).
+    pub async fn patch_policy(
+        &self,
+        id: &TenantId,
+        patch: serde_json::Map<String, serde_json::Value>,
+    ) -> CoreResult<Policy> {
         let current = self.tenant(id).await?;
-        let mut o = current.tenant.overrides.clone();
-        macro_rules! merge {
-            ($($f:ident),*) => { $( if patch.$f.is_some() { o.$f = patch.$f; } )* };
+        let mut merged = match serde_json::to_value(&current.tenant.overrides) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in patch {
+            if v.is_null() {
+                merged.remove(&k);
+            } else {
+                merged.insert(k, v);
+            }
         }
-        merge!(
-            session_token_ttl,
-            refresh_tokens,
-            refresh_token_ttl,
-            absolute_ttl,
-            idle_ttl,
-            max_sessions_per_user,
-            on_limit,
-            required_headers,
-            refresh_grace_seconds,
-            https_only
-        );
+        let o: PolicyOverrides = serde_json::from_value(serde_json::Value::Object(merged))
+            .map_err(|e| CoreError::InvalidRequest(format!("invalid policy: {e}")))?;
         let policy = Policy::effective(current.tenant.profile, &o)?;
         self.identity
             .set_tenant_policy(id, o)
             .await?
             .ok_or(CoreError::UnknownTenant)?;
-        self.tenants.remove(id);
+        self.tenants.invalidate(id);
         Ok(policy)
     }
 
@@ -227,11 +245,20 @@ impl Engine {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> CoreResult<T> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| CoreError::Internal("hashing pool closed".into()))?;
+        // A bounded queue: past it, refuse at once rather than pile up work.
+        let queued = self
+            .hashing_queued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let permit = if queued >= HASH_QUEUE_PER_CORE * self.cfg.hash_concurrency.max(1) {
+            None
+        } else {
+            self.hashing.acquire().await.ok()
+        };
+        self.hashing_queued
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let Some(_permit) = permit else {
+            return Err(CoreError::RateLimited { retry_after: 1 });
+        };
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| CoreError::Internal(format!("hashing task failed: {e}")))
@@ -246,11 +273,13 @@ impl Engine {
         external_id: Option<String>,
     ) -> CoreResult<User> {
         self.tenant(tenant).await?;
-        if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
-            return Err(CoreError::InvalidRequest(
-                "username must be 1 to 256 characters without control characters".into(),
-            ));
-        }
+        let username = normalize_username(&username).ok_or_else(|| {
+            CoreError::InvalidRequest(
+                "username must be 1 to 256 characters, without control or direction-changing \
+                 characters and without leading or trailing spaces"
+                    .into(),
+            )
+        })?;
         let user = User {
             id: uuid::Uuid::new_v4(),
             tenant_id: tenant.clone(),
@@ -310,10 +339,14 @@ impl Engine {
         password: &str,
         device: DeviceInfo,
     ) -> CoreResult<Issued> {
-        let user = self
-            .identity
-            .find_user_by_username(&ctx.tenant_id, username)
-            .await?;
+        let user = match normalize_username(username) {
+            Some(u) => {
+                self.identity
+                    .find_user_by_username(&ctx.tenant_id, &u)
+                    .await?
+            }
+            None => None,
+        };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let pw = password.to_owned();
         let ok = self
@@ -418,6 +451,20 @@ impl Engine {
             Some(session.id.clone()),
         ));
         self.record(events).await?;
+        // A disable or password change that landed while this login was being verified
+        // revoked the sessions that existed then, not this one: look at the user again.
+        let current = self.identity.get_user(&ctx.tenant_id, &user.id).await?;
+        let changed = match &current {
+            Some(u) if u.status != UserStatus::Active => {
+                Some((RevokeReason::Admin, CoreError::AccountDisabled))
+            }
+            Some(u) if u.password_hash == user.password_hash => None,
+            _ => Some((RevokeReason::PasswordChanged, CoreError::InvalidCredentials)),
+        };
+        if let Some((reason, err)) = changed {
+            self.revoke(ctx, &session.id, reason).await?;
+            return Err(err);
+        }
         self.issue(session, p, refresh, now)
     }
 
@@ -477,7 +524,7 @@ impl Engine {
         let now = self.now();
         let successor = secret::new_secret()?;
         let successor_expires = now + i64::from(p.refresh_token_ttl);
-        let epoch = self.invalidations.load(Ordering::SeqCst);
+        let epoch = self.session_cache.epoch();
         let outcome = self
             .sessions
             .rotate_refresh(Rotation {
@@ -587,7 +634,7 @@ impl Engine {
             return Err(CoreError::TenantMismatch);
         }
         let now = self.now();
-        let epoch = self.invalidations.load(Ordering::SeqCst);
+        let epoch = self.session_cache.epoch();
         let mut session = self.session(&ctx.tenant_id, &claims.sid, epoch).await?;
         if session.user_id != claims.sub {
             return Err(CoreError::TokenInvalid);
@@ -596,7 +643,8 @@ impl Engine {
             return Err(self.inactive(ctx, &session, now).await);
         }
         if now - session.last_seen_at >= touch_interval(session.idle_ttl) {
-            let epoch = self.invalidations.load(Ordering::SeqCst);
+            // Cached under the epoch taken before the session was read: a revocation since
+            // then keeps this (possibly stale) copy out of the cache.
             self.sessions
                 .touch_session(&ctx.tenant_id, &session.id, now)
                 .await?;
@@ -633,20 +681,15 @@ impl Engine {
     /// Caches a session read at invalidation epoch `epoch`, unless an invalidation has
     /// happened since (insert first, then re-check, so a concurrent invalidation always wins).
     pub(crate) fn cache_session(&self, s: Session, epoch: u64) {
-        let id = s.id.clone();
-        self.session_cache.insert(id.clone(), s);
-        if self.invalidations.load(Ordering::SeqCst) != epoch {
-            self.session_cache.remove(&id);
-        }
+        self.session_cache.insert(s.id.clone(), s, epoch);
     }
 
     pub(crate) fn invalidation_epoch(&self) -> u64 {
-        self.invalidations.load(Ordering::SeqCst)
+        self.session_cache.epoch()
     }
 
     pub(crate) fn invalidate(&self, id: &SessionId) {
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
-        self.session_cache.remove(id);
+        self.session_cache.invalidate(id);
     }
 
     /// The error for a session that is no longer active; records a timeout the first time.
@@ -847,6 +890,26 @@ impl Engine {
         Ok(self.identity.find_audit(tenant, q).await?)
     }
 
+    pub async fn find_user(&self, tenant: &TenantId, username: &str) -> CoreResult<Option<User>> {
+        self.tenant(tenant).await?;
+        match normalize_username(username) {
+            Some(u) => Ok(self.identity.find_user_by_username(tenant, &u).await?),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn find_user_by_external_id(
+        &self,
+        tenant: &TenantId,
+        external_id: &str,
+    ) -> CoreResult<Option<User>> {
+        self.tenant(tenant).await?;
+        Ok(self
+            .identity
+            .find_user_by_external_id(tenant, external_id)
+            .await?)
+    }
+
     pub async fn get_user(&self, tenant: &TenantId, id: &UserId) -> CoreResult<Option<User>> {
         Ok(self.identity.get_user(tenant, id).await?)
     }
@@ -863,6 +926,7 @@ impl Engine {
 
     /// Rotates the keyring: the published next key starts signing at once.
     pub async fn rotate_keys(&self) -> CoreResult<Vec<StoredKey>> {
+        let _one_at_a_time = self.rotation.lock().await;
         let rotated = self.keyring()?.rotated(&self.master, self.now())?;
         let keyring = Keyring::load(&self.master, rotated.clone())?;
         self.identity.replace_keys(rotated.clone()).await?;
@@ -900,11 +964,12 @@ impl Engine {
     /// Stores audit events and emits each as a JSON log line (no token ever reaches either).
     pub(crate) async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
         for e in &events {
+            let user = e.user_id.map(|u| u.to_string());
             tracing::info!(
                 target: "sessiond::audit",
                 r#type = e.kind.as_str(),
                 tenant = %e.tenant_id,
-                user = ?e.user_id,
+                user = user.as_deref(),
                 session = e.session_id.as_ref().map(SessionId::as_str),
                 activity = %e.activity_id,
                 correlation = e.correlation_id.as_deref(),
@@ -915,6 +980,23 @@ impl Engine {
         }
         Ok(self.identity.append_audit(events).await?)
     }
+}
+
+/// Usernames are compared exactly (case-sensitive) in Unicode NFC, so the same name typed
+/// with precomposed or combining accents is one name. `None` for a name that is empty, over
+/// 256 characters, padded with spaces, or holds control or direction-changing characters.
+pub fn normalize_username(raw: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = raw.nfc().collect();
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let ok = !name.is_empty()
+        && name.chars().count() <= 256
+        && name.trim() == name
+        && !name.chars().any(invisible);
+    ok.then_some(name)
 }
 
 /// How far `last_seen` may lag before it is written: 1/20 of the idle timeout, at most 60 s.

@@ -38,6 +38,8 @@ pub enum CoreError {
     InvalidPartnerSecret,
     #[error("invalid client credentials")]
     InvalidClient,
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]

@@ -1,6 +1,7 @@
 //! sessiond's domain: sessions, policies, tokens, keyring, refresh rotation and audit.
 //! No HTTP and no SQL here: storage is reached only through the `sessiond-store` traits.
 
+mod cache;
 pub mod clock;
 pub mod engine;
 mod error;

@@ -43,7 +43,7 @@ pub struct InternalClaims {
     pub auth_time: UnixTime,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InternalToken {
     pub token: String,
     pub expires_in: i64,

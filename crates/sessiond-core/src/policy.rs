@@ -101,6 +101,17 @@ impl Policy {
                 );
             }
         }
+        // Every end-user request names its tenant, and authenticated ones carry a token:
+        // only X-Activity-ID is the tenant's choice.
+        for always in [HEADER_AUTHORIZATION, HEADER_TENANT] {
+            if !self
+                .required_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(always))
+            {
+                return bad("requiredHeaders must include Authorization and X-Tenant-ID");
+            }
+        }
         Ok(())
     }
 

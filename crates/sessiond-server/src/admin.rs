@@ -2,16 +2,16 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Admin, Body, Params};
+use crate::extract::{Admin, Body, Params, Path};
 use crate::wire::*;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sessiond_core::Policy;
 use sessiond_store::{
-    AuditKind, AuditQuery, PolicyOverrides, SessionId, SessionQuery, StateFilter, TenantId, UserId,
+    AuditKind, AuditQuery, SessionId, SessionQuery, StateFilter, TenantId, UserId,
 };
 
 pub fn router() -> Router<AppState> {
@@ -19,7 +19,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/tenants", post(create_tenant))
         .route("/admin/v1/tenants/{tenant}", get(get_tenant))
         .route("/admin/v1/tenants/{tenant}/policy", patch(patch_policy))
-        .route("/admin/v1/tenants/{tenant}/users", post(create_user))
+        .route(
+            "/admin/v1/tenants/{tenant}/users",
+            post(create_user).get(find_user),
+        )
         .route(
             "/admin/v1/tenants/{tenant}/users/{user}/password",
             post(set_password),
@@ -48,6 +51,14 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/keys/rotate", post(rotate_keys))
 }
 
+/// On the admin API a tenant is a path resource: an unknown one is 404 `not_found`.
+fn admin_err(e: sessiond_core::CoreError) -> ApiError {
+    match e {
+        sessiond_core::CoreError::UnknownTenant => ApiError::not_found("tenant"),
+        e => e.into(),
+    }
+}
+
 fn tenant_id(s: &str) -> ApiResult<TenantId> {
     TenantId::parse(s).map_err(|_| ApiError::not_found("tenant"))
 }
@@ -68,7 +79,8 @@ async fn create_tenant(
     let t = st
         .engine
         .create_tenant(id, req.name, req.profile, req.policy)
-        .await?;
+        .await
+        .map_err(admin_err)?;
     Ok((StatusCode::CREATED, Json(t.as_ref().into())))
 }
 
@@ -77,10 +89,7 @@ async fn get_tenant(
     _: Admin,
     Path(t): Path<String>,
 ) -> ApiResult<Json<TenantResponse>> {
-    let t = match st.engine.tenant(&tenant_id(&t)?).await {
-        Err(sessiond_core::CoreError::UnknownTenant) => return Err(ApiError::not_found("tenant")),
-        r => r?,
-    };
+    let t = st.engine.tenant(&tenant_id(&t)?).await.map_err(admin_err)?;
     Ok(Json(t.as_ref().into()))
 }
 
@@ -88,9 +97,14 @@ async fn patch_policy(
     State(st): State<AppState>,
     _: Admin,
     Path(t): Path<String>,
-    Body(patch): Body<PolicyOverrides>,
+    Body(patch): Body<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Json<Policy>> {
-    Ok(Json(st.engine.patch_policy(&tenant_id(&t)?, patch).await?))
+    Ok(Json(
+        st.engine
+            .patch_policy(&tenant_id(&t)?, patch)
+            .await
+            .map_err(admin_err)?,
+    ))
 }
 
 async fn create_user(
@@ -108,7 +122,8 @@ async fn create_user(
             req.customer_id,
             req.external_id,
         )
-        .await?;
+        .await
+        .map_err(admin_err)?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -121,7 +136,8 @@ async fn set_password(
     let (t, u) = ids(&t, &u)?;
     st.engine
         .set_password(&admin.ctx(&t), &u, req.password, None)
-        .await?;
+        .await
+        .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,7 +147,10 @@ async fn disable_user(
     Path((t, u)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (t, u) = ids(&t, &u)?;
-    st.engine.disable_user(&admin.ctx(&t), &u).await?;
+    st.engine
+        .disable_user(&admin.ctx(&t), &u)
+        .await
+        .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -155,7 +174,11 @@ async fn find_sessions(
         limit: p.limit.unwrap_or(100).min(1000),
     };
     let now = st.engine.now();
-    let sessions = st.engine.find_sessions(&tenant_id(&t)?, &q).await?;
+    let sessions = st
+        .engine
+        .find_sessions(&tenant_id(&t)?, &q)
+        .await
+        .map_err(admin_err)?;
     Ok(Json(SessionsResponse {
         sessions: sessions
             .into_iter()
@@ -171,12 +194,19 @@ async fn revoke_session(
 ) -> ApiResult<StatusCode> {
     let t = tenant_id(&t)?;
     let sid = SessionId::parse(&s).map_err(|_| ApiError::not_found("session"))?;
-    if st.engine.get_session(&t, &sid).await?.is_none() {
+    if st
+        .engine
+        .get_session(&t, &sid)
+        .await
+        .map_err(admin_err)?
+        .is_none()
+    {
         return Err(ApiError::not_found("session"));
     }
     st.engine
         .revoke(&admin.ctx(&t), &sid, sessiond_store::RevokeReason::Admin)
-        .await?;
+        .await
+        .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -217,7 +247,11 @@ async fn audit(
         limit: p.limit.unwrap_or(100).min(1000),
     };
     Ok(Json(AuditResponse {
-        events: st.engine.find_audit(&tenant_id(&t)?, &q).await?,
+        events: st
+            .engine
+            .find_audit(&tenant_id(&t)?, &q)
+            .await
+            .map_err(admin_err)?,
     }))
 }
 
@@ -226,7 +260,9 @@ async fn keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysRespon
 }
 
 async fn rotate_keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
-    Ok(Json(st.engine.rotate_keys().await?.into()))
+    Ok(Json(
+        st.engine.rotate_keys().await.map_err(admin_err)?.into(),
+    ))
 }
 
 async fn create_partner_secret(
@@ -234,7 +270,11 @@ async fn create_partner_secret(
     _: Admin,
     Path(t): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PartnerSecretResponse>)> {
-    let (secret_id, secret) = st.engine.create_partner_secret(&tenant_id(&t)?).await?;
+    let (secret_id, secret) = st
+        .engine
+        .create_partner_secret(&tenant_id(&t)?)
+        .await
+        .map_err(admin_err)?;
     Ok((
         StatusCode::CREATED,
         Json(PartnerSecretResponse { secret_id, secret }),
@@ -248,7 +288,8 @@ async fn revoke_partner_secret(
 ) -> ApiResult<StatusCode> {
     st.engine
         .revoke_partner_secret(&tenant_id(&t)?, &id)
-        .await?;
+        .await
+        .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -258,7 +299,10 @@ async fn set_sso(
     Path(t): Path<String>,
     Body(cfg): Body<sessiond_core::SsoConfig>,
 ) -> ApiResult<StatusCode> {
-    st.engine.set_sso(&tenant_id(&t)?, cfg).await?;
+    st.engine
+        .set_sso(&tenant_id(&t)?, cfg)
+        .await
+        .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,12 +315,43 @@ async fn create_client(
     let (client_id, client_secret) = st
         .engine
         .create_client(&tenant_id(&t)?, req.client_id, req.audience)
-        .await?;
+        .await
+        .map_err(admin_err)?;
     Ok((
         StatusCode::CREATED,
         Json(ClientResponse {
             client_id,
             client_secret,
         }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UserParams {
+    username: Option<String>,
+    external_id: Option<String>,
+}
+
+/// Finds a user by username or external id (the way to learn a user's id after creation).
+async fn find_user(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+    Params(p): Params<UserParams>,
+) -> ApiResult<Json<UserResponse>> {
+    let t = tenant_id(&t)?;
+    let user = match (p.username, p.external_id) {
+        (Some(u), None) => st.engine.find_user(&t, &u).await,
+        (None, Some(e)) => st.engine.find_user_by_external_id(&t, &e).await,
+        _ => {
+            return Err(ApiError::invalid_request(
+                "give exactly one of username and externalId",
+            ));
+        }
+    }
+    .map_err(admin_err)?;
+    Ok(Json(
+        user.ok_or_else(|| ApiError::not_found("user"))?.into(),
     ))
 }

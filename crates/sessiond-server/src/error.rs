@@ -85,6 +85,11 @@ impl From<CoreError> for ApiError {
             CoreError::SsoTokenInvalid => (S::UNAUTHORIZED, "sso_token_invalid"),
             CoreError::InvalidPartnerSecret => (S::UNAUTHORIZED, "invalid_partner_secret"),
             CoreError::InvalidClient => (S::UNAUTHORIZED, "forbidden"),
+            CoreError::RateLimited { retry_after } => {
+                let mut e = Self::new(S::TOO_MANY_REQUESTS, "rate_limited", e.to_string());
+                e.retry_after = Some(*retry_after);
+                return e;
+            }
             CoreError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
             CoreError::NotFound(_) => (S::NOT_FOUND, "not_found"),
             CoreError::Internal(_) | CoreError::Store(StoreError::Backend(_)) => {

@@ -132,6 +132,9 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.get_all(X_TENANT_ID).iter().nth(1).is_some() {
+            return Err(ApiError::invalid_header("X-Tenant-ID", "must be sent once"));
+        }
         let raw = header_str(&parts.headers, X_TENANT_ID)?
             .ok_or_else(|| ApiError::missing_header("X-Tenant-ID"))?;
         let tenant_id = TenantId::parse(raw).map_err(|_| {
@@ -269,5 +272,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             }
             Err(r) => Err(ApiError::new(r.status(), "invalid_request", r.body_text())),
         }
+    }
+}
+
+/// Path parameters; a segment that does not decode gives `invalid_request`.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|r| ApiError::invalid_request(r.body_text()))
     }
 }

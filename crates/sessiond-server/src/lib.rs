@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed",
             )
         })
+        .layer(axum::middleware::from_fn(middleware::run_to_completion))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,

@@ -133,3 +133,13 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     )
     .into_response()
 }
+
+/// Runs each request to completion in its own task. A client that disconnects mid-request
+/// drops its connection's future; without this, a committed write (a revocation, say) could
+/// be cut off from the cache invalidation and audit events that must follow it.
+pub async fn run_to_completion(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(res) => res,
+        Err(e) => panic_response(Box::new(e.to_string())),
+    }
+}

@@ -2,9 +2,9 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, Params};
+use crate::extract::{Auth, Params, Path};
 use crate::wire::{RevokedResponse, SessionView, SessionsResponse, WhoamiResponse};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};

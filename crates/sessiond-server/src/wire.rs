@@ -8,34 +8,35 @@ use sessiond_store::{
 };
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceRequest {
     pub label: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Unknown members are refused (e.g. `"mode": "cookie"`, which this build does not offer).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
     pub device: Option<DeviceRequest>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SsoRequest {
     pub sso_token: String,
     pub device: Option<DeviceRequest>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
 /// The TokenResponse of login and refresh (DESIGN §5).
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     #[serde(rename = "expires_in")]
@@ -182,7 +183,7 @@ impl From<&TenantPolicy> for TenantResponse {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
     pub username: String,
@@ -211,7 +212,7 @@ impl From<User> for UserResponse {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
     pub password: String,
@@ -255,7 +256,7 @@ impl From<Vec<StoredKey>> for KeysResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartnerSecretResponse {
     pub secret_id: String,
@@ -269,7 +270,7 @@ pub struct CreateClientRequest {
     pub audience: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientResponse {
     pub client_id: String,

@@ -3,16 +3,9 @@
 
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-#[derive(Args)]
-pub struct Target {
-    /// Base URL of the running sessiond (default: http://<listen>).
-    #[arg(long, global = true, env = "SESSIOND_URL")]
-    url: Option<String>,
-}
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -20,53 +13,63 @@ pub enum AdminCommand {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
-        #[command(flatten)]
-        target: Target,
     },
     /// Users of a tenant.
     User {
         #[command(subcommand)]
         command: UserCommand,
-        #[command(flatten)]
-        target: Target,
     },
     /// Sessions of a tenant.
     Sessions {
         #[command(subcommand)]
         command: SessionsCommand,
-        #[command(flatten)]
-        target: Target,
+    },
+    /// Shared secrets of a tenant's partner backends (X-PARTNER-SECRET).
+    PartnerSecret {
+        #[command(subcommand)]
+        command: PartnerSecretCommand,
+    },
+    /// How a tenant trusts partner-issued SSO tokens.
+    Sso {
+        #[command(subcommand)]
+        command: SsoCommand,
+    },
+    /// Service clients (introspection, internal access tokens).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
     },
     /// Token signing keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
-        #[command(flatten)]
-        target: Target,
     },
-    /// Query a tenant's audit trail, newest first.
+    /// A tenant's audit trail, newest first.
     Audit {
         #[arg(long)]
         tenant: String,
+        /// A user id (UUID).
         #[arg(long)]
         user: Option<String>,
         #[arg(long)]
         session: Option<String>,
+        /// An X-Activity-ID.
         #[arg(long)]
         activity: Option<String>,
+        /// An event type, e.g. login_failed.
         #[arg(long = "type")]
         kind: Option<String>,
+        /// Only events at or after this Unix time (seconds).
         #[arg(long)]
         since: Option<i64>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        #[command(flatten)]
-        target: Target,
     },
 }
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
+    /// Create a tenant.
     Create {
         #[arg(long)]
         id: String,
@@ -79,18 +82,15 @@ pub enum TenantCommand {
         #[arg(long)]
         policy: Option<String>,
     },
-    Show {
-        id: String,
-    },
-    /// Apply policy overrides given as JSON, e.g. '{"idleTtl":900}'.
-    SetPolicy {
-        id: String,
-        policy: String,
-    },
+    /// Show a tenant and its effective policy.
+    Show { id: String },
+    /// Change policy overrides (JSON merge patch; null restores the profile default).
+    SetPolicy { id: String, policy: String },
 }
 
 #[derive(Subcommand)]
 pub enum UserCommand {
+    /// Create a user (the password may come from SESSIOND_USER_PASSWORD).
     Create {
         #[arg(long)]
         tenant: String,
@@ -103,31 +103,49 @@ pub enum UserCommand {
         #[arg(long)]
         external_id: Option<String>,
     },
+    /// Show a user, found by username or external id.
+    Show {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, required_unless_present = "external_id")]
+        username: Option<String>,
+        #[arg(long, conflicts_with = "username")]
+        external_id: Option<String>,
+    },
+    /// Set a new password; revokes the user's sessions.
     SetPassword {
         #[arg(long)]
         tenant: String,
+        /// The user id (UUID).
         user_id: String,
         #[arg(long, env = "SESSIOND_USER_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// Disable a user; revokes the user's sessions.
     Disable {
         #[arg(long)]
         tenant: String,
+        /// The user id (UUID).
         user_id: String,
     },
 }
 
 #[derive(Subcommand)]
 pub enum SessionsCommand {
+    /// List a tenant's sessions, newest first.
     List {
         #[arg(long)]
         tenant: String,
+        /// A user id (UUID).
         #[arg(long)]
         user: Option<String>,
         /// active, revoked or expired.
         #[arg(long)]
         state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
+    /// Revoke one session (reason `admin`).
     Revoke {
         #[arg(long)]
         tenant: String,
@@ -136,7 +154,56 @@ pub enum SessionsCommand {
 }
 
 #[derive(Subcommand)]
+pub enum PartnerSecretCommand {
+    /// Create a secret (printed once; several may be active for rotation).
+    Create {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a secret by its id.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        secret_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SsoCommand {
+    /// Set the tenant's SSO trust: exactly one of --hs256-secret, --public-key-pem-file, --jwks-url.
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        audience: String,
+        #[arg(long)]
+        issuer: Option<String>,
+        #[arg(long, env = "SESSIOND_SSO_SECRET", hide_env_values = true)]
+        hs256_secret: Option<String>,
+        #[arg(long)]
+        public_key_pem_file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        jwks_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Create a service client (its secret is printed once).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The audience of its internal access tokens (default: the client id).
+        #[arg(long)]
+        audience: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum KeysCommand {
+    /// List the signing keys (public parts).
     List,
     /// Promote the published next key to signing and publish a fresh next key.
     Rotate,
@@ -149,21 +216,23 @@ struct Client {
 }
 
 impl Client {
-    fn new(cfg: &Config, target: &Target) -> Result<Self> {
+    fn new(cfg: &Config, url: Option<&str>) -> Result<Self> {
         let token = match &cfg.admin_token {
             Some(t) => t.0.clone(),
             None => {
                 let f = crate::serve::admin_token_file(cfg);
                 std::fs::read_to_string(&f)
-                    .with_context(|| format!("no admin token: set SESSIOND_ADMIN_TOKEN or run `sessiond serve` once to create {}", f.display()))?
+                    .with_context(|| {
+                        format!(
+                            "no admin token: set SESSIOND_ADMIN_TOKEN, or SESSIOND_DATA_DIR to the server's data dir (looked in {})",
+                            f.display()
+                        )
+                    })?
                     .trim()
                     .to_owned()
             }
         };
-        let base = target
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.listen));
+        let base = url.map_or_else(|| format!("http://{}", cfg.listen), str::to_owned);
         Ok(Self {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
@@ -186,7 +255,7 @@ impl Client {
         let status = res.status();
         let text = res.text().await?;
         let value = if text.is_empty() {
-            json!({ "status": status.as_u16() })
+            Value::Null
         } else {
             serde_json::from_str(&text)?
         };
@@ -204,7 +273,7 @@ fn parse_json(s: &str) -> Result<Value> {
 fn query(pairs: &[(&str, Option<String>)]) -> String {
     let q: Vec<String> = pairs
         .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
         .collect();
     if q.is_empty() {
         String::new()
@@ -213,7 +282,7 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-fn urlencode(s: &str) -> String {
+fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -224,9 +293,12 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
-    let (target, method, path, body) = match cmd {
-        AdminCommand::Tenant { command, target } => match command {
+/// The admin API call a command stands for: method, path, body.
+fn request(cmd: AdminCommand) -> Result<(Method, String, Option<Value>)> {
+    use Method as M;
+    let t = |tenant: &str| format!("/admin/v1/tenants/{}", enc(tenant));
+    Ok(match cmd {
+        AdminCommand::Tenant { command } => match command {
             TenantCommand::Create {
                 id,
                 profile,
@@ -239,26 +311,19 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
                     .transpose()?
                     .unwrap_or_else(|| json!({}));
                 (
-                    target,
-                    Method::POST,
-                    "/admin/v1/tenants".to_owned(),
+                    M::POST,
+                    "/admin/v1/tenants".into(),
                     Some(json!({"id": id, "profile": profile, "name": name, "policy": policy})),
                 )
             }
-            TenantCommand::Show { id } => (
-                target,
-                Method::GET,
-                format!("/admin/v1/tenants/{}", urlencode(&id)),
-                None,
-            ),
+            TenantCommand::Show { id } => (M::GET, t(&id), None),
             TenantCommand::SetPolicy { id, policy } => (
-                target,
-                Method::PATCH,
-                format!("/admin/v1/tenants/{}/policy", urlencode(&id)),
+                M::PATCH,
+                format!("{}/policy", t(&id)),
                 Some(parse_json(&policy)?),
             ),
         },
-        AdminCommand::User { command, target } => match command {
+        AdminCommand::User { command } => match command {
             UserCommand::Create {
                 tenant,
                 username,
@@ -266,72 +331,110 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
                 customer_id,
                 external_id,
             } => (
-                target,
-                Method::POST,
-                format!("/admin/v1/tenants/{}/users", urlencode(&tenant)),
+                M::POST,
+                format!("{}/users", t(&tenant)),
                 Some(
                     json!({"username": username, "password": password, "customerId": customer_id, "externalId": external_id}),
                 ),
+            ),
+            UserCommand::Show {
+                tenant,
+                username,
+                external_id,
+            } => (
+                M::GET,
+                format!(
+                    "{}/users{}",
+                    t(&tenant),
+                    query(&[("username", username), ("externalId", external_id)])
+                ),
+                None,
             ),
             UserCommand::SetPassword {
                 tenant,
                 user_id,
                 password,
             } => (
-                target,
-                Method::POST,
-                format!(
-                    "/admin/v1/tenants/{}/users/{}/password",
-                    urlencode(&tenant),
-                    urlencode(&user_id)
-                ),
+                M::POST,
+                format!("{}/users/{}/password", t(&tenant), enc(&user_id)),
                 Some(json!({"password": password})),
             ),
             UserCommand::Disable { tenant, user_id } => (
-                target,
-                Method::POST,
-                format!(
-                    "/admin/v1/tenants/{}/users/{}/disable",
-                    urlencode(&tenant),
-                    urlencode(&user_id)
-                ),
+                M::POST,
+                format!("{}/users/{}/disable", t(&tenant), enc(&user_id)),
                 None,
             ),
         },
-        AdminCommand::Sessions { command, target } => match command {
+        AdminCommand::Sessions { command } => match command {
             SessionsCommand::List {
                 tenant,
                 user,
                 state,
+                limit,
             } => (
-                target,
-                Method::GET,
+                M::GET,
                 format!(
-                    "/admin/v1/tenants/{}/sessions{}",
-                    urlencode(&tenant),
-                    query(&[("userId", user), ("state", state)])
+                    "{}/sessions{}",
+                    t(&tenant),
+                    query(&[
+                        ("userId", user),
+                        ("state", state),
+                        ("limit", Some(limit.to_string()))
+                    ])
                 ),
                 None,
             ),
             SessionsCommand::Revoke { tenant, session_id } => (
-                target,
-                Method::DELETE,
-                format!(
-                    "/admin/v1/tenants/{}/sessions/{}",
-                    urlencode(&tenant),
-                    urlencode(&session_id)
-                ),
+                M::DELETE,
+                format!("{}/sessions/{}", t(&tenant), enc(&session_id)),
                 None,
             ),
         },
-        AdminCommand::Keys { command, target } => match command {
-            KeysCommand::List => (target, Method::GET, "/admin/v1/keys".to_owned(), None),
-            KeysCommand::Rotate => (
-                target,
-                Method::POST,
-                "/admin/v1/keys/rotate".to_owned(),
+        AdminCommand::PartnerSecret { command } => match command {
+            PartnerSecretCommand::Create { tenant } => {
+                (M::POST, format!("{}/partner-secrets", t(&tenant)), None)
+            }
+            PartnerSecretCommand::Revoke { tenant, secret_id } => (
+                M::DELETE,
+                format!("{}/partner-secrets/{}", t(&tenant), enc(&secret_id)),
                 None,
             ),
+        },
+        AdminCommand::Sso {
+            command:
+                SsoCommand::Set {
+                    tenant,
+                    audience,
+                    issuer,
+                    hs256_secret,
+                    public_key_pem_file,
+                    jwks_url,
+                },
+        } => {
+            let pem = public_key_pem_file
+                .map(|f| {
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))
+                })
+                .transpose()?;
+            let body = json!({"audience": audience, "issuer": issuer, "hs256Secret": hs256_secret, "publicKeyPem": pem, "jwksUrl": jwks_url});
+            (M::PUT, format!("{}/sso", t(&tenant)), Some(body))
+        }
+        AdminCommand::Client {
+            command:
+                ClientCommand::Create {
+                    tenant,
+                    client_id,
+                    audience,
+                },
+        } => (
+            M::POST,
+            format!("{}/clients", t(&tenant)),
+            Some(json!({"clientId": client_id, "audience": audience})),
+        ),
+        AdminCommand::Keys { command } => match command {
+            KeysCommand::List => (M::GET, "/admin/v1/keys".into(), None),
+            KeysCommand::Rotate => (M::POST, "/admin/v1/keys/rotate".into(), None),
         },
         AdminCommand::Audit {
             tenant,
@@ -341,13 +444,11 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
             kind,
             since,
             limit,
-            target,
         } => (
-            target,
-            Method::GET,
+            M::GET,
             format!(
-                "/admin/v1/tenants/{}/audit{}",
-                urlencode(&tenant),
+                "{}/audit{}",
+                t(&tenant),
                 query(&[
                     ("userId", user),
                     ("sessionId", session),
@@ -359,9 +460,27 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
             ),
             None,
         ),
-    };
-    let client = Client::new(cfg, &target)?;
-    let out = client.call(method, &path, body).await?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    })
+}
+
+pub async fn run(cfg: &Config, url: Option<&str>, cmd: AdminCommand) -> Result<()> {
+    let (method, path, body) = request(cmd)?;
+    // JSON null members are "not given": drop them so the API applies its defaults.
+    let body = body.map(|b| match b {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    });
+    let out = Client::new(cfg, url)?.call(method, &path, body).await?;
+    if out.is_null() {
+        print("ok");
+    } else {
+        print(&serde_json::to_string_pretty(&out)?);
+    }
     Ok(())
+}
+
+/// Prints a line; a closed stdout (`| head`) ends the output quietly instead of panicking.
+pub fn print(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }

@@ -153,7 +153,8 @@ impl Config {
             fig = fig.merge(Toml::file(f));
         }
         let env = Env::prefixed("SESSIOND_")
-            .ignore(&["URL"])
+            // Variables of the CLI itself, not configuration keys.
+            .ignore(&["CONFIG", "URL", "USER_PASSWORD"])
             .map(|key| {
                 let k = key.as_str().to_ascii_lowercase();
                 match SECTIONS.iter().find(|s| k.starts_with(&format!("{s}_"))) {
@@ -168,13 +169,23 @@ impl Config {
         if !matches!(cfg.log.format.as_str(), "json" | "text") {
             bail!("log.format must be `json` or `text`");
         }
+        if tracing_subscriber::EnvFilter::try_new(&cfg.log.level).is_err() {
+            bail!(
+                "log.level `{}` is not a valid tracing filter",
+                cfg.log.level
+            );
+        }
+        if cfg.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            bail!("admin_token must be at least 16 characters");
+        }
+        if cfg
+            .master_key
+            .as_ref()
+            .is_some_and(|k| sessiond_core::secret::MasterKey::parse(&k.0).is_none())
+        {
+            bail!("master_key must be 32 bytes given as 64 hex digits or as base64");
+        }
         Ok(cfg)
-    }
-
-    pub fn issuer(&self) -> String {
-        self.issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -236,7 +247,7 @@ mod tests {
             )?;
             jail.set_env("SESSIOND_DATA_DIR", "/tmp/x");
             jail.set_env("SESSIOND_STORE_IDENTITY", "memory");
-            jail.set_env("SESSIOND_ADMIN_TOKEN", "hunter2hunter2");
+            jail.set_env("SESSIOND_ADMIN_TOKEN", "hunter2hunter2hunter2");
             let c = Config::load(Some(Path::new("s.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
@@ -257,6 +268,25 @@ mod tests {
             assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
             jail.set_env("SESSIOND_STORE_SESSIONS", "mongodb://x");
             assert!(Config::load(None).is_err());
+            Ok(())
+        });
+        for (key, bad) in [
+            ("SESSIOND_ADMIN_TOKEN", "short"),
+            ("SESSIOND_MASTER_KEY", "nothex"),
+            ("SESSIOND_LOG_LEVEL", "x=[["),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(key, bad);
+                assert!(Config::load(None).is_err(), "{key}={bad} must be refused");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            // The CLI's own variables are not configuration keys.
+            jail.set_env("SESSIOND_CONFIG", "x.toml");
+            jail.set_env("SESSIOND_URL", "http://127.0.0.1:1");
+            jail.set_env("SESSIOND_USER_PASSWORD", "hunter2hunter2hunter2");
+            Config::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
     }

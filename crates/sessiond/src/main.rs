@@ -19,6 +19,9 @@ struct Args {
     /// TOML configuration file (every key can also be set as SESSIOND_<SECTION>_<KEY>).
     #[arg(long, global = true, env = "SESSIOND_CONFIG")]
     config: Option<PathBuf>,
+    /// Base URL of the running sessiond the admin commands talk to (default: http://<listen>).
+    #[arg(long, global = true, env = "SESSIOND_URL")]
+    url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,8 +46,17 @@ enum ConfigCommand {
     Check,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let cfg = config::Config::load(args.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,13 +66,13 @@ fn main() -> Result<()> {
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            println!(
+            cli::print(&format!(
                 "# configuration is valid; effective values:\n{}",
                 cfg.masked_toml()?
-            );
+            ));
             Ok(())
         }
         Command::Migrate => rt.block_on(serve::migrate(&cfg)),
-        Command::Admin(cmd) => rt.block_on(cli::run(&cfg, cmd)),
+        Command::Admin(cmd) => rt.block_on(cli::run(&cfg, args.url.as_deref(), cmd)),
     }
 }

@@ -17,6 +17,7 @@ fn init_logging(cfg: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if cfg.log.format == "json" {
         builder.json().flatten_event(true).init();
@@ -25,20 +26,26 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a file readable by its owner only, atomically: a crash leaves no half-written
+/// secret behind (temp file, fsync, rename, fsync of the directory).
 fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     opts.mode(0o600);
     let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 
@@ -66,7 +73,11 @@ pub fn admin_token_file(cfg: &Config) -> PathBuf {
     cfg.data_dir.join("admin.token")
 }
 
+/// Creates the data dir owner-only; an existing directory is left as the operator made it.
 fn ensure_data_dir(cfg: &Config) -> Result<()> {
+    if cfg.data_dir.exists() {
+        return Ok(());
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     #[cfg(unix)]
@@ -146,13 +157,21 @@ pub async fn run(cfg: Config) -> Result<()> {
         anyhow::bail!("the admin token must be at least 16 characters");
     }
     let (sessions, identity) = open_stores(&cfg).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
     let engine = Engine::start(
         sessions,
         identity,
         Arc::new(SystemClock),
         master,
         EngineConfig {
-            issuer: cfg.issuer(),
+            // With `listen = "…:0"` the default issuer names the port actually bound.
+            issuer: cfg
+                .issuer
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
             token_cache_size: cfg.cache.tokens,
             session_cache_size: cfg.cache.sessions,
             audience: cfg.audience.clone(),
@@ -160,10 +179,6 @@ pub async fn run(cfg: Config) -> Result<()> {
         },
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
     println!("sessiond listening on http://{addr}");
     if generated {
         println!(

@@ -21,6 +21,8 @@ fn start(data_dir: &Path) -> Server {
         .env("SESSIOND_LISTEN", "127.0.0.1:0")
         .env("SESSIOND_DATA_DIR", data_dir)
         .env("SESSIOND_ADMIN_TOKEN", ADMIN)
+        // A fixed issuer: with port 0 the default (http://<bound address>) changes per start.
+        .env("SESSIOND_ISSUER", "http://sessiond.test")
         .env("SESSIOND_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

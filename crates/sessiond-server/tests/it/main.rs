@@ -2,6 +2,7 @@
 
 mod admin;
 mod errors;
+mod hardening;
 mod lifecycle;
 mod partner;
 mod refresh;
