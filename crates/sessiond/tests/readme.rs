@@ -1,22 +1,22 @@
-//! The README's quick start, run verbatim (but for the server address) against the binary.
+//! The README's quick start and partner integration, run verbatim (but for the server
+//! address) against the binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-fn quick_start_block() -> String {
+/// The first `sh` block after a README heading.
+fn block(heading: &str) -> String {
     let readme = include_str!("../../../README.md");
-    let section = &readme[readme
-        .find("## Quick start")
-        .expect("a Quick start section")..];
+    let section = &readme[readme.find(heading).expect("the section")..];
     let start = section.find("```sh\n").expect("a sh block") + "```sh\n".len();
     let end = start + section[start..].find("```").expect("the block ends");
     section[start..end].to_owned()
 }
 
 #[test]
-fn readme_quick_start_works() {
+fn readme_blocks_work_verbatim() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_sessiond"))
         .arg("serve")
@@ -35,9 +35,9 @@ fn readme_quick_start_works() {
             break u.to_owned();
         }
     };
-    let block = quick_start_block();
-    assert!(block.contains("SESSIOND=http://127.0.0.1:8080\n"));
-    let script = block.replace(
+    let script = block("## Quick start") + &block("## Partner integration");
+    assert!(script.contains("SESSIOND=http://127.0.0.1:8080\n"));
+    let script = script.replace(
         "SESSIOND=http://127.0.0.1:8080\n",
         &format!("SESSIOND={url}\n"),
     );
@@ -45,7 +45,7 @@ fn readme_quick_start_works() {
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(dir.path())
         .output()
-        .expect("bash and curl are needed for this test");
+        .expect("bash, curl and openssl are needed for this test");
     server.kill().unwrap();
     server.wait().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -64,6 +64,12 @@ fn readme_quick_start_works() {
         "\"code\":\"session_revoked\"",
         "\"type\":\"login_succeeded\"",
         "\"type\":\"session_refreshed\"",
+        "\"code\":\"sso_token_invalid\"",
+        "{\"success\":true,\"revoked\":1}",
+        "\"maxSessionsPerUser\":1",
+        "\"code\":\"session_displaced\"",
+        "\"audience\":\"ledger-service\"",
+        "\"active\":true",
     ] {
         assert!(
             stdout.contains(expected),
