@@ -920,6 +920,23 @@ impl Engine {
         Ok(self.keyring()?.jwks())
     }
 
+    /// The algorithms of the published keys, signing key first.
+    pub fn signing_algorithms(&self) -> CoreResult<Vec<String>> {
+        let keyring = self.keyring()?;
+        let mut algs: Vec<String> = keyring
+            .stored()
+            .iter()
+            .filter(|k| k.state == KeyState::Signing)
+            .map(|k| k.alg.clone())
+            .collect();
+        for k in keyring.stored() {
+            if !algs.contains(&k.alg) {
+                algs.push(k.alg.clone());
+            }
+        }
+        Ok(algs)
+    }
+
     pub fn keys(&self) -> CoreResult<Vec<StoredKey>> {
         Ok(self.keyring()?.stored().to_vec())
     }

@@ -363,6 +363,36 @@ impl Engine {
         })
     }
 
+    /// One of our live-by-time tokens (a session token or an internal access token) of the
+    /// client's tenant: its claims as JSON, and its session. `None` for anything else.
+    fn client_visible_token(
+        &self,
+        client: &ServiceClient,
+        token: &str,
+    ) -> CoreResult<Option<(serde_json::Value, SessionId)>> {
+        let now = self.now();
+        let Ok(payload) = self.keyring()?.verify_signature(token) else {
+            return Ok(None);
+        };
+        let parsed = match serde_json::from_slice::<crate::token::Claims>(&payload) {
+            Ok(c) if c.aud == self.config().audience => {
+                Some((serde_json::to_value(&c), c.iss, c.tid, c.sid, c.exp, c.nbf))
+            }
+            Ok(_) => None,
+            Err(_) => serde_json::from_slice::<InternalClaims>(&payload)
+                .ok()
+                .map(|c| (serde_json::to_value(&c), c.iss, c.tid, c.sid, c.exp, c.nbf)),
+        };
+        let Some((Ok(value), iss, tid, sid, exp, nbf)) = parsed else {
+            return Ok(None);
+        };
+        let live = iss == self.config().issuer
+            && tid == client.tenant_id
+            && now < exp
+            && nbf <= now + crate::token::NBF_LEEWAY;
+        Ok(live.then_some((value, sid)))
+    }
+
     /// RFC 7662: the claims of a live session or internal token of the client's tenant, or
     /// `None` for anything else — never saying why.
     pub async fn introspect(
@@ -370,49 +400,44 @@ impl Engine {
         client: &ServiceClient,
         token: &str,
     ) -> CoreResult<Option<serde_json::Value>> {
-        let now = self.now();
-        let Ok(payload) = self.keyring()?.verify_signature(token) else {
+        let Some((mut value, sid)) = self.client_visible_token(client, token)? else {
             return Ok(None);
         };
-        let (value, iss, tid, sid, exp, nbf) = if let Ok(c) =
-            serde_json::from_slice::<crate::token::Claims>(&payload)
-        {
-            if c.aud != self.config().audience {
-                return Ok(None);
-            }
-            let v = serde_json::json!({
-                "scope": c.scope, "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat,
-                "nbf": c.nbf, "jti": c.jti, "sid": c.sid, "tid": c.tid, "cid": c.cid, "token_type": "Bearer",
-                "auth_time": c.auth_time,
-            });
-            (v, c.iss, c.tid, c.sid, c.exp, c.nbf)
-        } else if let Ok(c) = serde_json::from_slice::<InternalClaims>(&payload) {
-            let v = serde_json::json!({
-                "scope": c.scope, "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat,
-                "nbf": c.nbf, "jti": c.jti, "sid": c.sid, "tid": c.tid, "cid": c.cid, "client_id": c.client_id,
-                "token_type": "Bearer", "auth_time": c.auth_time,
-            });
-            (v, c.iss, c.tid, c.sid, c.exp, c.nbf)
-        } else {
-            return Ok(None);
-        };
-        if iss != self.config().issuer
-            || tid != client.tenant_id
-            || now >= exp
-            || nbf > now + crate::token::NBF_LEEWAY
-        {
-            return Ok(None);
-        }
         let epoch = self.invalidation_epoch();
-        match self.session(&tid, &sid, epoch).await {
-            Ok(s) if s.is_active_at(now) => {
-                let mut v = value;
-                v["active"] = serde_json::Value::Bool(true);
-                Ok(Some(v))
+        match self.session(&client.tenant_id, &sid, epoch).await {
+            Ok(s) if s.is_active_at(self.now()) => {
+                value["active"] = serde_json::Value::Bool(true);
+                value["token_type"] = serde_json::Value::from("Bearer");
+                Ok(Some(value))
             }
             Ok(_) | Err(CoreError::TokenInvalid) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// RFC 7009: revokes the session behind a session token, internal token or refresh token
+    /// of the client's tenant (reason `logout`). Anything else is silently ignored, as the
+    /// RFC asks.
+    pub async fn oauth_revoke(
+        &self,
+        ctx: &RequestContext,
+        client: &ServiceClient,
+        token: &str,
+    ) -> CoreResult<()> {
+        let sid = match self.client_visible_token(client, token)? {
+            Some((_, sid)) => Some(sid),
+            None if token.len() <= 256 => self
+                .sessions
+                .get_refresh(&secret::hash_token(token))
+                .await?
+                .filter(|r| r.tenant_id == client.tenant_id)
+                .map(|r| r.session_id),
+            None => None,
+        };
+        if let Some(sid) = sid {
+            self.revoke(ctx, &sid, RevokeReason::Logout).await?;
+        }
+        Ok(())
     }
 }
 

@@ -86,7 +86,7 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
         .or(Some(peer))
 }
 
-fn is_https(parts: &Parts, state: &AppState) -> bool {
+pub(crate) fn is_https(parts: &Parts, state: &AppState) -> bool {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -106,8 +106,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn device_user_agent(&self) -> Option<String> {
-        self.ctx.user_agent.clone()
+    /// The device a new session is created on: this request's user agent and IP, and the
+    /// client's label for it (at most 128 characters).
+    pub fn device(&self, req: Option<crate::wire::DeviceRequest>) -> sessiond_store::DeviceInfo {
+        sessiond_store::DeviceInfo {
+            user_agent: self.ctx.user_agent.clone(),
+            ip: self.ctx.ip.clone(),
+            label: req
+                .and_then(|d| d.label)
+                .map(|l| l.chars().take(128).collect()),
+        }
     }
 }
 
@@ -182,6 +190,29 @@ pub fn bearer_token(headers: &HeaderMap, alt_header: bool) -> Result<&str, ApiEr
     Err(ApiError::missing_header("Authorization"))
 }
 
+/// The session token of a request: from `Authorization` (or `X-User-Session-Token` where
+/// `alt_header`), else from the session cookie — in which case a state-changing request must
+/// pass the CSRF check. Returns the token and whether it came from the cookie.
+pub fn session_token<'a>(
+    parts: &'a Parts,
+    state: &AppState,
+    alt_header: bool,
+) -> Result<(std::borrow::Cow<'a, str>, bool), ApiError> {
+    match bearer_token(&parts.headers, alt_header) {
+        Ok(t) => Ok((std::borrow::Cow::Borrowed(t), false)),
+        Err(missing) => {
+            let Some(t) = crate::cookies::get(&parts.headers, crate::cookies::SESSION_COOKIE)
+            else {
+                return Err(missing);
+            };
+            if !parts.method.is_safe() {
+                crate::cookies::check_csrf(parts, state)?;
+            }
+            Ok((std::borrow::Cow::Owned(t), true))
+        }
+    }
+}
+
 /// An authenticated end-user request: a valid token of this tenant whose session is active.
 pub struct Auth {
     pub ctx: RequestContext,
@@ -194,24 +225,43 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Ctx { ctx, tenant } = Ctx::from_request_parts(parts, state).await?;
-        let token = bearer_token(&parts.headers, false)?;
-        let auth = state.engine.authenticate(&ctx, token).await?;
+        let (token, _) = session_token(parts, state, false)?;
+        let auth = state.engine.authenticate(&ctx, &token).await?;
         Ok(Auth { ctx, tenant, auth })
     }
 }
 
-/// An operator request: `Authorization: Bearer <admin token>`, compared in constant time.
-pub struct Admin {
-    ctx: RequestContext,
+/// Who is calling (activity, correlation id, IP, user agent), for requests whose tenant is
+/// known only later — from a path, a partner secret or a client's credentials.
+pub struct Caller(RequestContext);
+
+impl Caller {
+    /// The audit context of this request, acting on `tenant`.
+    pub fn ctx(&self, tenant: &TenantId) -> RequestContext {
+        RequestContext {
+            tenant_id: tenant.clone(),
+            ..self.0.clone()
+        }
+    }
 }
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let placeholder =
+            TenantId::parse("unknown").map_err(|e| ApiError::invalid_request(e.to_string()))?;
+        Ok(Caller(request_context(parts, state, placeholder)))
+    }
+}
+
+/// An operator request: `Authorization: Bearer <admin token>`, compared in constant time.
+pub struct Admin(Caller);
 
 impl Admin {
     /// The audit context of this operator request, acting on `tenant`.
     pub fn ctx(&self, tenant: &TenantId) -> RequestContext {
-        RequestContext {
-            tenant_id: tenant.clone(),
-            ..self.ctx.clone()
-        }
+        self.0.ctx(tenant)
     }
 }
 
@@ -230,11 +280,7 @@ impl FromRequestParts<AppState> for Admin {
                 "invalid admin token",
             ));
         }
-        let placeholder =
-            TenantId::parse("admin").map_err(|e| ApiError::invalid_request(e.to_string()))?;
-        Ok(Admin {
-            ctx: request_context(parts, state, placeholder),
-        })
+        Ok(Admin(Caller::from_request_parts(parts, state).await?))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+pub mod cookies;
 pub mod error;
 pub mod extract;
 mod jwks;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Arc<[IpAddr]>,
     pub limiters: Arc<ratelimit::Limiters>,
+    /// Origins (besides this server's own) allowed to make cookie-authenticated changes.
+    pub allowed_origins: Arc<[String]>,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             admin_token: admin_token.into(),
             trusted_proxies: trusted_proxies.into(),
             limiters: Arc::new(ratelimit::Limiters::new(limits)),
+            allowed_origins: Vec::new().into(),
         }
     }
 }

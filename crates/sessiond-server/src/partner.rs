@@ -2,17 +2,19 @@
 //! tokens and RFC 7662 introspection.
 
 use crate::AppState;
+use crate::cookies;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Ctx, Form, X_USER_SESSION_TOKEN, client_ip, request_context};
-use crate::wire::{SsoRequest, TokenResponse};
+use crate::extract::{Body, Caller, Ctx, Form, X_USER_SESSION_TOKEN, client_ip, request_context};
+use crate::wire::{Mode, SsoRequest};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sessiond_store::{DeviceInfo, ServiceClient};
+use sessiond_store::ServiceClient;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,29 +22,21 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/partner/logout-user", post(partner_logout))
         .route("/internal/v1/access-token", post(internal_token))
         .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(oauth_revoke))
 }
 
 async fn sso(
     State(st): State<AppState>,
     c: Ctx,
     Body(req): Body<SsoRequest>,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Response> {
     st.limiters.auth(c.ctx.ip.as_deref())?;
-    let label = req
-        .device
-        .and_then(|d| d.label)
-        .map(|l| l.chars().take(128).collect());
-    let device = DeviceInfo {
-        user_agent: c.device_user_agent(),
-        ip: c.ctx.ip.clone(),
-        label,
-    };
-    Ok(Json(
-        st.engine
-            .sso_login(&c.ctx, &c.tenant, &req.sso_token, device)
-            .await?
-            .into(),
-    ))
+    let device = c.device(req.device);
+    let issued = st
+        .engine
+        .sso_login(&c.ctx, &c.tenant, &req.sso_token, device)
+        .await?;
+    cookies::token_reply(issued, req.mode == Mode::Cookie)
 }
 
 /// The partner's backend: the secret names the tenant, so no `X-Tenant-ID` is needed.
@@ -201,4 +195,31 @@ async fn introspect(
         .await?
         .unwrap_or_else(|| serde_json::json!({ "active": false }));
     Ok((StatusCode::OK, Json(body)))
+}
+
+#[derive(Deserialize)]
+struct RevokeRequest {
+    token: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// RFC 7009: 200 for every token, live or not, once the client is authenticated.
+async fn oauth_revoke(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Form(req): Form<RevokeRequest>,
+) -> ApiResult<StatusCode> {
+    let client = client(
+        &st,
+        &headers,
+        req.client_id.as_deref(),
+        req.client_secret.as_deref(),
+    )
+    .await?;
+    st.engine
+        .oauth_revoke(&caller.ctx(&client.tenant_id), &client, &req.token)
+        .await?;
+    Ok(StatusCode::OK)
 }

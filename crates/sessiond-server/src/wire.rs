@@ -14,12 +14,24 @@ pub struct DeviceRequest {
 }
 
 /// Unknown members are refused (e.g. `"mode": "cookie"`, which this build does not offer).
+/// Where login, SSO and refresh put the tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Body,
+    /// `__Host-` cookies; the body carries only the CSRF token.
+    Cookie,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
     pub device: Option<DeviceRequest>,
+    #[serde(default)]
+    pub mode: Mode,
 }
 
 #[derive(Deserialize)]
@@ -27,12 +39,15 @@ pub struct LoginRequest {
 pub struct SsoRequest {
     pub sso_token: String,
     pub device: Option<DeviceRequest>,
+    #[serde(default)]
+    pub mode: Mode,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    /// Absent in cookie mode: the refresh cookie is used.
+    pub refresh_token: Option<String>,
 }
 
 /// The TokenResponse of login and refresh (DESIGN §5).
@@ -47,11 +62,15 @@ pub struct TokenResponse {
     pub customer_id: CustomerId,
     pub tenant_id: TenantId,
     pub session_id: SessionId,
-    pub user_session_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_session_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     #[serde(rename = "refresh_expires_in", skip_serializing_if = "Option::is_none")]
     pub refresh_expires_in: Option<i64>,
+    /// Cookie mode: send it back as `X-CSRF-Token` on state-changing requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 impl From<Issued> for TokenResponse {
@@ -63,9 +82,10 @@ impl From<Issued> for TokenResponse {
             customer_id: i.session.customer_id,
             tenant_id: i.session.tenant_id,
             session_id: i.session.id,
-            user_session_token: i.session_token,
+            user_session_token: Some(i.session_token),
             refresh_token: i.refresh_token,
             refresh_expires_in: i.refresh_expires_in,
+            csrf_token: None,
         }
     }
 }

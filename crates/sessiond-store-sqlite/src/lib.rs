@@ -20,9 +20,9 @@ use async_trait::async_trait;
 use readers::Readers;
 use sessiond_store::{
     AuditEvent, AuditQuery, IdentityStore, NewSession, PartnerSecret, PolicyOverrides,
-    RevokeReason, RotateOutcome, Rotation, ServiceClient, Session, SessionId, SessionLimit,
-    SessionQuery, SessionStore, SsoSettings, StoreError, StoreResult, StoredKey, Tenant, TenantId,
-    UnixTime, User, UserId, UserStatus,
+    RefreshRecord, RevokeReason, RotateOutcome, Rotation, ServiceClient, Session, SessionId,
+    SessionLimit, SessionQuery, SessionStore, SsoSettings, StoreError, StoreResult, StoredKey,
+    Tenant, TenantId, TokenHash, UnixTime, User, UserId, UserStatus,
 };
 use std::path::Path;
 use writer::Writer;
@@ -155,6 +155,13 @@ impl SessionStore for SqliteStore {
         let (tenant, nonce) = (tenant.clone(), nonce.to_owned());
         self.writer
             .call(move |c| sessions::consume_nonce(c, &tenant, &nonce, expires_at, now))
+            .await
+    }
+
+    async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>> {
+        let hash = *hash;
+        self.readers
+            .call(move |c| sessions::get_refresh(c, &hash))
             .await
     }
 

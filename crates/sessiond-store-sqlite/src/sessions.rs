@@ -353,7 +353,7 @@ fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
     })
 }
 
-fn get_refresh(c: &Connection, hash: &TokenHash) -> DbResult<Option<RefreshRecord>> {
+pub(crate) fn get_refresh(c: &Connection, hash: &TokenHash) -> DbResult<Option<RefreshRecord>> {
     let record = c
         .prepare_cached(
             "SELECT hash, tenant_id, session_id, expires_at, rotated_at, successor,

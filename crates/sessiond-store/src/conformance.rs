@@ -38,6 +38,7 @@ where
     touch_moves_last_seen_forward_on_active_sessions_only(make().await).await;
     idle_timeout_follows_last_seen(make().await).await;
     rotation_rotates_and_the_successor_is_current(make().await).await;
+    refresh_records_are_read_by_hash(make().await).await;
     replay_within_grace_returns_the_same_successor(make().await).await;
     reuse_outside_grace_revokes_the_session(make().await).await;
     reuse_of_a_two_generations_old_token_within_grace(make().await).await;
@@ -1668,6 +1669,46 @@ pub async fn rotation_rotates_and_the_successor_is_current<S: SessionStore>(stor
     };
     assert_eq!(session.last_seen_at, NOW + 620);
     assert_eq!(get(&store, &s).await.last_seen_at, NOW + 620);
+}
+
+pub async fn refresh_records_are_read_by_hash<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let (t0, t1) = (new_token(), new_token());
+    let s = refreshable(&store, t0, None).await;
+    let current = store
+        .get_refresh(&t0)
+        .await
+        .expect("get_refresh")
+        .expect("stored");
+    assert_eq!(
+        (current.session_id.clone(), current.tenant_id.clone()),
+        (s.id.clone(), t.clone())
+    );
+    assert!(current.rotated.is_none());
+    rotate(&store, rotation(&t, t0, t1, NOW + 1)).await;
+    let old = store
+        .get_refresh(&t0)
+        .await
+        .expect("get_refresh")
+        .expect("kept");
+    assert_eq!(
+        old.rotated.map(|r| (r.at, r.successor)),
+        Some((NOW + 1, t1))
+    );
+    let new = store
+        .get_refresh(&t1)
+        .await
+        .expect("get_refresh")
+        .expect("stored");
+    assert_eq!(new.session_id, s.id);
+    assert!(new.rotated.is_none());
+    assert!(
+        store
+            .get_refresh(&new_token())
+            .await
+            .expect("get_refresh")
+            .is_none()
+    );
 }
 
 pub async fn replay_within_grace_returns_the_same_successor<S: SessionStore>(store: S) {

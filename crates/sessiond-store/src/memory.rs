@@ -282,6 +282,10 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>> {
+        Ok(self.lock()?.refresh.get(hash).cloned())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.lock().map(|_| ())
     }

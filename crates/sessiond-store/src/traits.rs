@@ -80,6 +80,9 @@ pub trait SessionStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<bool>;
 
+    /// The stored refresh token with this hash, rotated or not (any tenant: callers check).
+    async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>>;
+
     /// Is the store reachable?
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -6,4 +6,5 @@ mod hardening;
 mod lifecycle;
 mod partner;
 mod refresh;
+mod standards;
 mod testkit;

@@ -1,0 +1,235 @@
+//! Standards: discovery, RFC 7009 revocation, browser sessions in cookies with CSRF defence.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::testkit::*;
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::json;
+
+#[tokio::test]
+async fn discovery_names_the_issuer_keys_and_endpoints() {
+    let s = TestServer::start().await;
+    let d = TestServer::send(s.req(Method::GET, "/.well-known/openid-configuration")).await;
+    assert_eq!(d.status, 200);
+    assert_eq!(d.body["issuer"], ISSUER);
+    assert_eq!(
+        d.body["jwks_uri"],
+        format!("{ISSUER}/.well-known/jwks.json")
+    );
+    assert_eq!(
+        d.body["introspection_endpoint"],
+        format!("{ISSUER}/oauth2/introspect")
+    );
+    assert_eq!(
+        d.body["revocation_endpoint"],
+        format!("{ISSUER}/oauth2/revoke")
+    );
+    assert_eq!(
+        d.body["access_token_signing_alg_values_supported"],
+        json!(["EdDSA"])
+    );
+}
+
+async fn client(s: &TestServer, tenant: &str) -> (String, String) {
+    let r = TestServer::send(
+        s.admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/clients"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    (r.str("clientId"), r.str("clientSecret"))
+}
+
+async fn revoke(s: &TestServer, (id, secret): &(String, String), token: &str) -> Reply {
+    TestServer::send(
+        s.req(Method::POST, "/oauth2/revoke")
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)]),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn rfc7009_revocation_of_session_and_refresh_tokens() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    s.tenant_with_user("t2", "integration", json!({})).await;
+    let c1 = client(&s, "t1").await;
+    let c2 = client(&s, "t2").await;
+
+    let a = s.login_ok("t1", "alice").await;
+    assert_eq!(
+        revoke(&s, &c1, &a.str("userSessionToken")).await.status,
+        200
+    );
+    s.whoami("t1", &a.str("userSessionToken"))
+        .await
+        .problem(401, "session_revoked");
+
+    let b = s.login_ok("t1", "alice").await;
+    assert_eq!(revoke(&s, &c1, &b.str("refreshToken")).await.status, 200);
+    s.whoami("t1", &b.str("userSessionToken"))
+        .await
+        .problem(401, "session_revoked");
+
+    // Another tenant's client cannot revoke, garbage is 200 as the RFC asks, bad clients 401.
+    let c = s.login_ok("t1", "alice").await;
+    assert_eq!(
+        revoke(&s, &c2, &c.str("userSessionToken")).await.status,
+        200
+    );
+    assert_eq!(revoke(&s, &c2, &c.str("refreshToken")).await.status, 200);
+    assert_eq!(s.whoami("t1", &c.str("userSessionToken")).await.status, 200);
+    assert_eq!(revoke(&s, &c1, "garbage").await.status, 200);
+    let bad = (c1.0.clone(), "wrong".to_owned());
+    revoke(&s, &bad, &c.str("userSessionToken"))
+        .await
+        .problem(401, "forbidden");
+    let r = TestServer::send(
+        s.req(Method::POST, "/oauth2/revoke")
+            .form(&[("token", "x")]),
+    )
+    .await;
+    r.problem(401, "forbidden");
+    assert_eq!(s.whoami("t1", &c.str("userSessionToken")).await.status, 200);
+}
+
+/// The `name=value` of each `Set-Cookie`, and the attributes of each.
+fn set_cookies(h: &HeaderMap) -> Vec<(String, String, String)> {
+    h.get_all("set-cookie")
+        .iter()
+        .map(|v| {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap();
+            let (n, val) = pair.split_once('=').unwrap();
+            (n.to_owned(), val.to_owned(), attrs.to_owned())
+        })
+        .collect()
+}
+
+fn cookie_header(cookies: &[(String, String, String)]) -> String {
+    cookies
+        .iter()
+        .map(|(n, v, _)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn cookie_mode_keeps_tokens_out_of_the_body_and_defends_against_csrf() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let login = TestServer::send(
+        s.api(Method::POST, "/api/v2/auth/login", "t1")
+            .json(&json!({"username": "alice", "password": PASSWORD, "mode": "cookie"})),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert!(
+        login.body.get("userSessionToken").is_none() && login.body.get("refreshToken").is_none()
+    );
+    let csrf = login.str("csrfToken");
+    let cookies = set_cookies(&login.headers);
+    let names: Vec<&str> = cookies.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "__Host-sessiond-session",
+            "__Host-sessiond-refresh",
+            "__Host-sessiond-csrf"
+        ]
+    );
+    for (name, _, attrs) in &cookies {
+        assert!(
+            attrs.contains("Path=/")
+                && attrs.contains("Secure")
+                && attrs.contains("SameSite=Strict"),
+            "{name}: {attrs}"
+        );
+        assert_eq!(
+            attrs.contains("HttpOnly"),
+            name != "__Host-sessiond-csrf",
+            "{name}: {attrs}"
+        );
+    }
+    assert_eq!(cookies[2].1, csrf);
+    let jar = cookie_header(&cookies);
+    let with = |m: Method, path: &str| s.api(m, path, "t1").header("Cookie", &jar);
+
+    // Reads need no CSRF token; changes do, and a foreign Origin is refused even with it.
+    assert_eq!(
+        TestServer::send(with(Method::GET, "/api/v2/session"))
+            .await
+            .status,
+        200
+    );
+    TestServer::send(with(Method::POST, "/api/v2/auth/logout-all"))
+        .await
+        .problem(403, "forbidden");
+    let r = TestServer::send(
+        with(Method::POST, "/api/v2/auth/logout-all").header("X-CSRF-Token", "guess"),
+    )
+    .await;
+    r.problem(403, "forbidden");
+    let r = TestServer::send(
+        with(Method::DELETE, "/api/v2/sessions?scope=others")
+            .header("X-CSRF-Token", &csrf)
+            .header("Origin", "https://evil.example"),
+    )
+    .await;
+    r.problem(403, "forbidden");
+    let own_origin = s.base.clone();
+    let r = TestServer::send(
+        with(Method::DELETE, "/api/v2/sessions?scope=others")
+            .header("X-CSRF-Token", &csrf)
+            .header("Origin", &own_origin),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Refresh from the cookie: new cookies, no tokens in the body.
+    TestServer::send(with(Method::POST, "/api/v2/auth/refresh").json(&json!({})))
+        .await
+        .problem(403, "forbidden");
+    let r = TestServer::send(
+        with(Method::POST, "/api/v2/auth/refresh")
+            .header("X-CSRF-Token", &csrf)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("refreshToken").is_none());
+    let fresh = set_cookies(&r.headers);
+    assert_ne!(fresh[1].1, cookies[1].1, "the refresh cookie rotated");
+    let jar2 = cookie_header(&fresh);
+    let csrf2 = r.str("csrfToken");
+
+    // Logout from the cookie clears the cookies; the session is gone.
+    let r = TestServer::send(
+        s.api(Method::POST, "/api/v2/auth/logout", "t1")
+            .header("Cookie", &jar2)
+            .header("X-CSRF-Token", &csrf2),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(
+        set_cookies(&r.headers)
+            .iter()
+            .all(|(_, v, attrs)| v.is_empty() && attrs.contains("Max-Age=0"))
+    );
+    let r = TestServer::send(
+        s.api(Method::GET, "/api/v2/session", "t1")
+            .header("Cookie", &jar2),
+    )
+    .await;
+    r.problem(401, "session_revoked");
+    // A Bearer token never needs the CSRF header.
+    let token = s.login_ok("t1", "alice").await.str("userSessionToken");
+    let r = TestServer::send(
+        s.api(Method::POST, "/api/v2/auth/logout-all", "t1")
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
