@@ -27,6 +27,8 @@ pub struct EngineConfig {
     pub session_cache_size: usize,
     /// How many Argon2id computations may run at once (the number of cores).
     pub hash_concurrency: usize,
+    /// The algorithm of newly generated signing keys.
+    pub signing_alg: crate::token::Alg,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +39,7 @@ impl Default for EngineConfig {
             token_cache_size: 100_000,
             session_cache_size: 100_000,
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            signing_alg: crate::token::Alg::EdDSA,
         }
     }
 }
@@ -105,10 +108,16 @@ impl Engine {
     ) -> CoreResult<Self> {
         let mut stored = identity.load_keys().await?;
         if stored.is_empty() {
-            stored = Keyring::generate(&master, clock.now())?;
+            stored = Keyring::generate(&master, cfg.signing_alg, clock.now())?;
             identity.replace_keys(stored.clone()).await?;
         }
-        let keyring = Keyring::load(&master, stored)?;
+        let mut keyring = Keyring::load(&master, stored)?;
+        // A changed algorithm: the next key (never used yet) becomes one of the new
+        // algorithm, published now, signing from the next rotation on.
+        if let Some(keys) = keyring.with_next_alg(&master, cfg.signing_alg, clock.now())? {
+            identity.replace_keys(keys.clone()).await?;
+            keyring = Keyring::load(&master, keys)?;
+        }
         Ok(Self {
             verified: quick_cache::sync::Cache::new(cfg.token_cache_size.max(1)),
             session_cache: FreshCache::new(cfg.session_cache_size, CACHE_MAX_AGE),
@@ -944,7 +953,9 @@ impl Engine {
     /// Rotates the keyring: the published next key starts signing at once.
     pub async fn rotate_keys(&self) -> CoreResult<Vec<StoredKey>> {
         let _one_at_a_time = self.rotation.lock().await;
-        let rotated = self.keyring()?.rotated(&self.master, self.now())?;
+        let rotated = self
+            .keyring()?
+            .rotated(&self.master, self.cfg.signing_alg, self.now())?;
         let keyring = Keyring::load(&self.master, rotated.clone())?;
         self.identity.replace_keys(rotated.clone()).await?;
         *self

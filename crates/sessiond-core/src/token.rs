@@ -1,10 +1,9 @@
-//! Session tokens (DESIGN §3): EdDSA JWTs with `typ: at+jwt`, and the keyring that signs and
+//! Session tokens (DESIGN §3): EdDSA (or ES256) JWTs with `typ: at+jwt`, and the keyring that signs and
 //! verifies them. Verification takes the algorithm from the key named by `kid`, never from
 //! the token, and refuses any header parameter but `alg`, `typ` and `kid`.
 
 use crate::CoreError;
 use crate::secret::{MasterKey, b64, b64_decode, random_bytes};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sessiond_store::{CustomerId, KeyState, SessionId, StoredKey, TenantId, UnixTime, UserId};
 use sha2::{Digest, Sha256};
@@ -12,6 +11,7 @@ use std::collections::HashMap;
 
 pub const TOKEN_TYPE: &str = "at+jwt";
 pub const ALG_EDDSA: &str = "EdDSA";
+pub const ALG_ES256: &str = "ES256";
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Clock skew tolerated on `nbf`/`iat` (seconds). `exp` is enforced exactly.
@@ -54,14 +54,142 @@ pub enum TokenError {
     Expired,
 }
 
+/// The algorithms sessiond signs its own tokens with (a deployment option, DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Alg {
+    #[default]
+    EdDSA,
+    ES256,
+}
+
+impl Alg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::EdDSA => ALG_EDDSA,
+            Alg::ES256 => ALG_ES256,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Alg::EdDSA, Alg::ES256]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+enum SignKey {
+    Ed(ed25519_dalek::SigningKey),
+    Es(p256::ecdsa::SigningKey),
+}
+
+enum VerifyKey {
+    Ed(ed25519_dalek::VerifyingKey),
+    Es(p256::ecdsa::VerifyingKey),
+}
+
+impl SignKey {
+    /// A fresh key from the OS CSPRNG: the key, its private bytes, its public bytes (Ed25519:
+    /// 32 bytes; P-256: the 65-byte uncompressed SEC1 point).
+    fn generate(alg: Alg) -> Result<(Vec<u8>, Vec<u8>), CoreError> {
+        loop {
+            let seed = random_bytes::<32>()?;
+            if let Some(key) = Self::from_private(alg, &seed) {
+                return Ok((seed.to_vec(), key.public()));
+            }
+            // A P-256 scalar out of range (probability ~2^-32): draw again.
+        }
+    }
+
+    fn from_private(alg: Alg, bytes: &[u8]) -> Option<Self> {
+        match alg {
+            Alg::EdDSA => bytes
+                .try_into()
+                .ok()
+                .map(|b| SignKey::Ed(ed25519_dalek::SigningKey::from_bytes(&b))),
+            Alg::ES256 => p256::ecdsa::SigningKey::from_slice(bytes)
+                .ok()
+                .map(SignKey::Es),
+        }
+    }
+
+    fn public(&self) -> Vec<u8> {
+        match self {
+            SignKey::Ed(k) => k.verifying_key().to_bytes().to_vec(),
+            SignKey::Es(k) => k
+                .verifying_key()
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec(),
+        }
+    }
+
+    fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        use ed25519_dalek::Signer as _;
+        match self {
+            SignKey::Ed(k) => k.sign(msg).to_bytes().to_vec(),
+            SignKey::Es(k) => {
+                let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(k, msg);
+                sig.to_bytes().to_vec()
+            }
+        }
+    }
+}
+
+impl VerifyKey {
+    fn from_public(alg: Alg, bytes: &[u8]) -> Option<Self> {
+        match alg {
+            Alg::EdDSA => bytes
+                .try_into()
+                .ok()
+                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+                .map(VerifyKey::Ed),
+            Alg::ES256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
+                .ok()
+                .map(VerifyKey::Es),
+        }
+    }
+
+    /// Ed25519 verified strictly (no malleable or small-order forms); ES256 as r‖s.
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match self {
+            VerifyKey::Ed(k) => <[u8; 64]>::try_from(sig).is_ok_and(|s| {
+                k.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&s))
+                    .is_ok()
+            }),
+            VerifyKey::Es(k) => p256::ecdsa::Signature::from_slice(sig)
+                .is_ok_and(|s| p256::ecdsa::signature::Verifier::verify(k, msg, &s).is_ok()),
+        }
+    }
+}
+
+/// The public JWK members of a key (RFC 7517/8037), in RFC 7638's lexicographic order.
+fn jwk_members(alg: Alg, public: &[u8]) -> serde_json::Value {
+    match alg {
+        Alg::EdDSA => serde_json::json!({"crv": "Ed25519", "kty": "OKP", "x": b64(public)}),
+        Alg::ES256 => {
+            let (x, y) = public
+                .get(1..)
+                .map_or((&[][..], &[][..]), |xy| xy.split_at(xy.len() / 2));
+            serde_json::json!({"crv": "P-256", "kty": "EC", "x": b64(x), "y": b64(y)})
+        }
+    }
+}
+
+/// RFC 7638 thumbprint: SHA-256 of the required members, serialized in order.
+fn thumbprint(alg: Alg, public: &[u8]) -> String {
+    b64(&Sha256::digest(
+        jwk_members(alg, public).to_string().as_bytes(),
+    ))
+}
+
 struct PublishedKey {
     alg: &'static str,
-    key: VerifyingKey,
+    key: VerifyKey,
 }
 
 /// The signing key, the published keys, and their stored form.
 pub struct Keyring {
-    signing: SigningKey,
+    signing: SignKey,
     signing_kid: String,
     header_b64: String,
     published: HashMap<String, PublishedKey>,
@@ -76,37 +204,40 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-/// RFC 7638 thumbprint of an Ed25519 public key.
-fn thumbprint(public: &[u8; 32]) -> String {
-    let jwk = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(public));
-    b64(&Sha256::digest(jwk.as_bytes()))
-}
-
 fn new_stored_key(
     master: &MasterKey,
+    alg: Alg,
     state: KeyState,
     now: UnixTime,
 ) -> Result<StoredKey, CoreError> {
-    let key = SigningKey::from_bytes(&random_bytes::<32>()?);
-    let public = key.verifying_key().to_bytes();
-    let kid = thumbprint(&public);
+    let (private, public) = SignKey::generate(alg)?;
+    let kid = thumbprint(alg, &public);
     Ok(StoredKey {
-        sealed_private: master.seal(kid.as_bytes(), key.as_bytes())?,
+        sealed_private: master.seal(kid.as_bytes(), &private)?,
         kid,
-        alg: ALG_EDDSA.to_owned(),
-        public: public.to_vec(),
+        alg: alg.as_str().to_owned(),
+        public,
         state,
         created_at: now,
         retire_at: None,
     })
 }
 
+fn stored_alg(k: &StoredKey) -> Result<Alg, CoreError> {
+    Alg::parse(&k.alg)
+        .ok_or_else(|| CoreError::Internal(format!("key {} has unknown alg {}", k.kid, k.alg)))
+}
+
 impl Keyring {
     /// A first keyring: a signing key and a published next key.
-    pub fn generate(master: &MasterKey, now: UnixTime) -> Result<Vec<StoredKey>, CoreError> {
+    pub fn generate(
+        master: &MasterKey,
+        alg: Alg,
+        now: UnixTime,
+    ) -> Result<Vec<StoredKey>, CoreError> {
         Ok(vec![
-            new_stored_key(master, KeyState::Signing, now)?,
-            new_stored_key(master, KeyState::Next, now)?,
+            new_stored_key(master, alg, KeyState::Signing, now)?,
+            new_stored_key(master, alg, KeyState::Next, now)?,
         ])
     }
 
@@ -114,22 +245,12 @@ impl Keyring {
     pub fn load(master: &MasterKey, stored: Vec<StoredKey>) -> Result<Self, CoreError> {
         let mut published = HashMap::new();
         for k in &stored {
-            if k.alg != ALG_EDDSA {
-                return Err(CoreError::Internal(format!(
-                    "key {} has unknown alg {}",
-                    k.kid, k.alg
-                )));
-            }
-            let public: [u8; 32] = k
-                .public
-                .as_slice()
-                .try_into()
-                .map_err(|_| bad_key(&k.kid))?;
-            let key = VerifyingKey::from_bytes(&public).map_err(|_| bad_key(&k.kid))?;
+            let alg = stored_alg(k)?;
+            let key = VerifyKey::from_public(alg, &k.public).ok_or_else(|| bad_key(&k.kid))?;
             published.insert(
                 k.kid.clone(),
                 PublishedKey {
-                    alg: ALG_EDDSA,
+                    alg: alg.as_str(),
                     key,
                 },
             );
@@ -138,6 +259,7 @@ impl Keyring {
             .iter()
             .find(|k| k.state == KeyState::Signing)
             .ok_or_else(|| CoreError::Internal("keyring has no signing key".into()))?;
+        let alg = stored_alg(signing_stored)?;
         let private = master
             .open(
                 signing_stored.kid.as_bytes(),
@@ -149,14 +271,11 @@ impl Keyring {
                         .into(),
                 )
             })?;
-        let seed: [u8; 32] = private
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad_key(&signing_stored.kid))?;
-        let signing = SigningKey::from_bytes(&seed);
+        let signing =
+            SignKey::from_private(alg, &private).ok_or_else(|| bad_key(&signing_stored.kid))?;
         let signing_kid = signing_stored.kid.clone();
         let header = serde_json::to_vec(&Header {
-            alg: ALG_EDDSA,
+            alg: alg.as_str(),
             typ: TOKEN_TYPE,
             kid: &signing_kid,
         })
@@ -171,8 +290,14 @@ impl Keyring {
     }
 
     /// The keyring after a rotation: next → signing, signing → retiring (published until the
-    /// tokens it signed have expired), a fresh next key; retiring keys past their time go.
-    pub fn rotated(&self, master: &MasterKey, now: UnixTime) -> Result<Vec<StoredKey>, CoreError> {
+    /// tokens it signed have expired), a fresh next key of `alg`; retiring keys past their
+    /// time go.
+    pub fn rotated(
+        &self,
+        master: &MasterKey,
+        alg: Alg,
+        now: UnixTime,
+    ) -> Result<Vec<StoredKey>, CoreError> {
         let mut keys: Vec<StoredKey> = self
             .stored
             .iter()
@@ -189,8 +314,34 @@ impl Keyring {
                 KeyState::Retiring => {}
             }
         }
-        keys.push(new_stored_key(master, KeyState::Next, now)?);
+        keys.push(new_stored_key(master, alg, KeyState::Next, now)?);
         Ok(keys)
+    }
+
+    /// When the deployment's algorithm changed, the keyring with the (never yet used) next key
+    /// replaced by one of `alg`, so that the next rotation switches algorithms; `None` if the
+    /// next key already has it.
+    pub fn with_next_alg(
+        &self,
+        master: &MasterKey,
+        alg: Alg,
+        now: UnixTime,
+    ) -> Result<Option<Vec<StoredKey>>, CoreError> {
+        if self
+            .stored
+            .iter()
+            .any(|k| k.state == KeyState::Next && k.alg == alg.as_str())
+        {
+            return Ok(None);
+        }
+        let mut keys: Vec<StoredKey> = self
+            .stored
+            .iter()
+            .filter(|k| k.state != KeyState::Next)
+            .cloned()
+            .collect();
+        keys.push(new_stored_key(master, alg, KeyState::Next, now)?);
+        Ok(Some(keys))
     }
 
     pub fn stored(&self) -> &[StoredKey] {
@@ -209,7 +360,7 @@ impl Keyring {
         token.push_str(&b64(&payload));
         let sig = self.signing.sign(token.as_bytes());
         token.push('.');
-        token.push_str(&b64(&sig.to_bytes()));
+        token.push_str(&b64(&sig));
         Ok(token)
     }
 
@@ -272,16 +423,11 @@ impl Keyring {
         if header.alg != key.alg {
             return Err(TokenError::Invalid);
         }
-        let sig: [u8; 64] = b64_decode(s)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(TokenError::Invalid)?;
+        let sig = b64_decode(s).ok_or(TokenError::Invalid)?;
         let signed_len = h.len() + 1 + p.len();
-        key.key
-            .verify_strict(
-                &token.as_bytes()[..signed_len],
-                &Signature::from_bytes(&sig),
-            )
-            .map_err(|_| TokenError::Invalid)?;
+        if !key.key.verify(&token.as_bytes()[..signed_len], &sig) {
+            return Err(TokenError::Invalid);
+        }
         b64_decode(p).ok_or(TokenError::Invalid)
     }
 
@@ -290,11 +436,12 @@ impl Keyring {
         let keys: Vec<serde_json::Value> = self
             .stored
             .iter()
-            .map(|k| {
-                serde_json::json!({
-                    "kty": "OKP", "crv": "Ed25519", "alg": k.alg, "use": "sig",
-                    "kid": k.kid, "x": b64(&k.public),
-                })
+            .filter_map(|k| {
+                let mut jwk = jwk_members(Alg::parse(&k.alg)?, &k.public);
+                jwk["alg"] = k.alg.clone().into();
+                jwk["use"] = "sig".into();
+                jwk["kid"] = k.kid.clone().into();
+                Some(jwk)
             })
             .collect();
         serde_json::json!({ "keys": keys })
@@ -312,7 +459,7 @@ mod tests {
 
     fn keyring() -> (MasterKey, Keyring) {
         let m = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
-        let stored = Keyring::generate(&m, 1000).unwrap_or_else(|e| panic!("{e}"));
+        let stored = Keyring::generate(&m, Alg::EdDSA, 1000).unwrap_or_else(|e| panic!("{e}"));
         let k = Keyring::load(&m, stored).unwrap_or_else(|e| panic!("{e}"));
         (m, k)
     }
@@ -396,6 +543,63 @@ mod tests {
     }
 
     #[test]
+    fn es256_keys_sign_verify_and_publish_ec_jwks() {
+        let m = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let k = Keyring::load(
+            &m,
+            Keyring::generate(&m, Alg::ES256, 1000).unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let t = k.sign(&claims(1000)).unwrap_or_default();
+        assert!(k.verify(&t, "iss", "aud", 1000).is_ok());
+        let jwk = &k.jwks()["keys"][0];
+        assert_eq!(
+            (
+                jwk["kty"].as_str(),
+                jwk["crv"].as_str(),
+                jwk["alg"].as_str()
+            ),
+            (Some("EC"), Some("P-256"), Some("ES256"))
+        );
+        assert_eq!(jwk["x"].as_str().map(str::len), Some(43));
+        // A signature of the right length but wrong value, and an EdDSA header on an ES256 key.
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], parts[1], b64(&[7u8; 64]));
+        assert_eq!(
+            k.verify(&forged, "iss", "aud", 1000),
+            Err(TokenError::Invalid)
+        );
+        let kid = k.signing_kid().to_owned();
+        let eddsa = b64(format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}"}}"#).as_bytes());
+        assert_eq!(
+            k.verify(
+                &format!("{eddsa}.{}.{}", parts[1], parts[2]),
+                "iss",
+                "aud",
+                1000
+            ),
+            Err(TokenError::Invalid)
+        );
+        // Switching back: the next key changes algorithm, the signing key stays.
+        let switched = k
+            .with_next_alg(&m, Alg::EdDSA, 1000)
+            .unwrap_or_default()
+            .unwrap_or_default();
+        let k2 = Keyring::load(&m, switched).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k2.signing_kid(), kid);
+        assert!(
+            k2.stored()
+                .iter()
+                .any(|s| s.state == KeyState::Next && s.alg == "EdDSA")
+        );
+        assert!(
+            k2.with_next_alg(&m, Alg::EdDSA, 1000)
+                .unwrap_or_default()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn rotation_promotes_the_published_next_key_and_keeps_the_old_one() {
         let (m, k) = keyring();
         let old = k.sign(&claims(1000)).unwrap_or_default();
@@ -404,7 +608,7 @@ mod tests {
             .iter()
             .find(|s| s.state == KeyState::Next)
             .map(|s| s.kid.clone());
-        let k2 = Keyring::load(&m, k.rotated(&m, 1000).unwrap_or_default())
+        let k2 = Keyring::load(&m, k.rotated(&m, Alg::EdDSA, 1000).unwrap_or_default())
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(Some(k2.signing_kid().to_owned()), next_kid);
         assert_eq!(k2.stored().len(), 3);

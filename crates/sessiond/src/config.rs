@@ -30,6 +30,9 @@ pub struct Config {
     pub issuer: Option<String>,
     /// The `aud` of session tokens.
     pub audience: String,
+    /// `EdDSA` (default) or `ES256`, for clients without Ed25519. A change takes effect at the
+    /// next key rotation (the published next key is replaced at start).
+    pub signing_algorithm: String,
     /// The operator's bearer token; generated into the data dir when unset.
     pub admin_token: Option<Secret>,
     /// 32 bytes (hex or base64) sealing private keys; generated into the data dir when unset.
@@ -95,6 +98,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./sessiond-data"),
             issuer: None,
             audience: "sessiond".into(),
+            signing_algorithm: "EdDSA".into(),
             admin_token: None,
             master_key: None,
             trusted_proxies: Vec::new(),
@@ -168,6 +172,9 @@ impl Config {
         cfg.store_url(&cfg.store.identity)?;
         if !matches!(cfg.log.format.as_str(), "json" | "text") {
             bail!("log.format must be `json` or `text`");
+        }
+        if sessiond_core::token::Alg::parse(&cfg.signing_algorithm).is_none() {
+            bail!("signing_algorithm must be `EdDSA` or `ES256`");
         }
         if tracing_subscriber::EnvFilter::try_new(&cfg.log.level).is_err() {
             bail!(

@@ -175,6 +175,8 @@ pub async fn run(cfg: Config) -> Result<()> {
             token_cache_size: cfg.cache.tokens,
             session_cache_size: cfg.cache.sessions,
             audience: cfg.audience.clone(),
+            signing_alg: sessiond_core::token::Alg::parse(&cfg.signing_algorithm)
+                .unwrap_or_default(),
             ..EngineConfig::default()
         },
     )

@@ -233,3 +233,91 @@ async fn cookie_mode_keeps_tokens_out_of_the_body_and_defends_against_csrf() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+fn header_alg(token: &str) -> String {
+    use base64::Engine as _;
+    let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&h).unwrap()["alg"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn es256_tokens_verify_with_a_standard_library_from_the_jwks() {
+    let s = TestServer::start_signing_with(sessiond_core::token::Alg::ES256).await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let token = s.login_ok("t1", "alice").await.str("userSessionToken");
+    assert_eq!(header_alg(&token), "ES256");
+    let jwks = TestServer::send(s.req(Method::GET, "/.well-known/jwks.json")).await;
+    let kid = {
+        use base64::Engine as _;
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&h).unwrap()["kid"].clone()
+    };
+    let jwk = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["crv"].as_str()),
+        (Some("EC"), Some("P-256"))
+    );
+    let key = jsonwebtoken::DecodingKey::from_ec_components(
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["sessiond"]);
+    v.set_issuer(&[ISSUER]);
+    v.validate_exp = false;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["tid"], "t1");
+    assert_eq!(s.whoami("t1", &token).await.status, 200);
+}
+
+#[tokio::test]
+async fn switching_to_es256_takes_effect_at_the_next_rotation_without_breaking_tokens() {
+    use sessiond_core::token::Alg;
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let old = s.login_ok("t1", "alice").await.str("userSessionToken");
+    assert_eq!(header_alg(&old), "EdDSA");
+
+    let es = s.restart_signing_with(Alg::ES256).await;
+    let still_eddsa = es.login_ok("t1", "alice").await.str("userSessionToken");
+    assert_eq!(
+        header_alg(&still_eddsa),
+        "EdDSA",
+        "the signing key does not change at start"
+    );
+    let keys = TestServer::send(es.admin(Method::GET, "/admin/v1/keys")).await;
+    let next = keys.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "next")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        next["alg"], "ES256",
+        "the published next key has the new algorithm"
+    );
+    let r = TestServer::send(es.admin(Method::POST, "/admin/v1/keys/rotate")).await;
+    assert_eq!(r.status, 200);
+    let new = es.login_ok("t1", "alice").await.str("userSessionToken");
+    assert_eq!(header_alg(&new), "ES256");
+    for t in [&old, &still_eddsa, &new] {
+        assert_eq!(es.whoami("t1", t).await.status, 200);
+    }
+}

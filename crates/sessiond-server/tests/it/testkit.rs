@@ -4,6 +4,7 @@
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
+use sessiond_core::token::Alg;
 use sessiond_core::{Engine, EngineConfig, ManualClock, secret::MasterKey};
 use sessiond_server::AppState;
 use sessiond_server::ratelimit::RateLimits;
@@ -69,17 +70,29 @@ impl TestServer {
 
     pub async fn start_with(tune: impl FnOnce(&mut AppState)) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        Self::start_node(dir, Arc::new(ManualClock::new(START)), tune).await
+        Self::start_node(dir, Arc::new(ManualClock::new(START)), Alg::EdDSA, tune).await
+    }
+
+    /// A server whose new signing keys use `alg`.
+    pub async fn start_signing_with(alg: Alg) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::start_node(dir, Arc::new(ManualClock::new(START)), alg, |_| {}).await
+    }
+
+    /// The same data dir, restarted as a new node signing with `alg`.
+    pub async fn restart_signing_with(&self, alg: Alg) -> Self {
+        Self::start_node(self.dir.clone(), self.clock.clone(), alg, |_| {}).await
     }
 
     /// Another sessiond node on the same database (its own caches and clock handle).
     pub async fn second_node(&self) -> Self {
-        Self::start_node(self.dir.clone(), self.clock.clone(), |_| {}).await
+        Self::start_node(self.dir.clone(), self.clock.clone(), Alg::EdDSA, |_| {}).await
     }
 
     async fn start_node(
         dir: Arc<TempDir>,
         clock: Arc<ManualClock>,
+        alg: Alg,
         tune: impl FnOnce(&mut AppState),
     ) -> Self {
         let store = Arc::new(SqliteStore::open(&dir.path().join("sessiond.db")).unwrap());
@@ -93,6 +106,7 @@ impl TestServer {
             EngineConfig {
                 issuer: ISSUER.into(),
                 hash_concurrency: 2,
+                signing_alg: alg,
                 ..EngineConfig::default()
             },
         )
