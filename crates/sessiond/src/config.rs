@@ -39,6 +39,8 @@ pub struct Config {
     pub master_key: Option<Secret>,
     /// Proxies whose X-Forwarded-For / X-Forwarded-Proto headers are trusted.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Origins, besides sessiond's own, allowed to make cookie-authenticated changes.
+    pub allowed_origins: Vec<String>,
     pub store: StoreConfig,
     pub log: LogConfig,
     pub cache: CacheConfig,
@@ -102,6 +104,7 @@ impl Default for Config {
             admin_token: None,
             master_key: None,
             trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
             cache: CacheConfig::default(),

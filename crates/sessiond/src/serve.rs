@@ -195,7 +195,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         auth_per_minute: cfg.limits.auth_per_minute,
         partner_per_minute: cfg.limits.partner_per_minute,
     };
-    let state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
+    let mut state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
+    state.allowed_origins = cfg.allowed_origins.clone().into();
     sessiond_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("sessiond stopped");
     Ok(())
