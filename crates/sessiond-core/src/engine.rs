@@ -86,6 +86,8 @@ pub struct Engine {
     cfg: EngineConfig,
     keyring: RwLock<Arc<Keyring>>,
     pub(crate) sso: crate::sso::SsoVerifier,
+    guard: crate::guard::Guard,
+    alerts: Option<Arc<dyn crate::alert::AlertSink>>,
     /// Verified claims by SHA-256 of the token: a token pays one signature check.
     verified: quick_cache::sync::Cache<[u8; 32], Arc<Claims>>,
     /// Session records; every revocation removes its entry before it is acknowledged.
@@ -127,12 +129,28 @@ impl Engine {
             rotation: tokio::sync::Mutex::new(()),
             keyring: RwLock::new(Arc::new(keyring)),
             sso: crate::sso::SsoVerifier::default(),
+            guard: crate::guard::Guard::default(),
+            alerts: None,
             sessions,
             identity,
             clock,
             master,
             cfg,
         })
+    }
+
+    /// Where `suspicious_activity` events of tenants with a `webhookUrl` go.
+    pub fn with_alert_sink(mut self, sink: Arc<dyn crate::alert::AlertSink>) -> Self {
+        self.alerts = Some(sink);
+        self
+    }
+
+    /// A tenant's webhook URL and the secret its deliveries are signed with.
+    pub async fn webhook(&self, tenant: &TenantId) -> CoreResult<Option<(String, String)>> {
+        let tp = self.tenant(tenant).await?;
+        Ok(tp.policy.webhook_url.as_ref().map(|url| {
+            (url.clone(), crate::alert::webhook_secret(&self.master, tenant, url))
+        }))
     }
 
     /// Lets SSO settings name a JWKS URL, fetched with `fetcher`.
@@ -348,12 +366,16 @@ impl Engine {
         password: &str,
         device: DeviceInfo,
     ) -> CoreResult<Issued> {
-        let user = match normalize_username(username) {
-            Some(u) => {
-                self.identity
-                    .find_user_by_username(&ctx.tenant_id, &u)
-                    .await?
-            }
+        let account = normalize_username(username);
+        let account_key = account.as_deref().unwrap_or(username);
+        if let Err(retry_after) = self.guard.check(&ctx.tenant_id, account_key, self.now()) {
+            let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
+            e.reason = Some("backoff".into());
+            self.record(vec![e]).await?;
+            return Err(CoreError::RateLimited { retry_after });
+        }
+        let user = match &account {
+            Some(u) => self.identity.find_user_by_username(&ctx.tenant_id, u).await?,
             None => None,
         };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -364,12 +386,22 @@ impl Engine {
         let user = match user {
             Some(u) if ok => u,
             u => {
-                let mut e = self.event(ctx, AuditKind::LoginFailed, u.map(|u| u.id), None);
+                let user_id = u.map(|u| u.id);
+                let mut e = self.event(ctx, AuditKind::LoginFailed, user_id, None);
                 e.reason = Some("invalid_credentials".into());
-                self.record(vec![e]).await?;
+                let mut events = vec![e];
+                let free = tp.policy.login_backoff_after;
+                let failures = self.guard.failed(&ctx.tenant_id, account_key, free, self.now());
+                if free > 0 && failures == free {
+                    let mut s = self.event(ctx, AuditKind::SuspiciousActivity, user_id, None);
+                    s.reason = Some("failure_burst".into());
+                    events.push(s);
+                }
+                self.record(events).await?;
                 return Err(CoreError::InvalidCredentials);
             }
         };
+        self.guard.succeeded(&ctx.tenant_id, account_key);
         if user.status != UserStatus::Active {
             let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
             e.reason = Some("account_disabled".into());
@@ -379,6 +411,13 @@ impl Engine {
         let issued = self
             .create_session(ctx, tp, &user, AuthMethod::Password, device)
             .await?;
+        if let Some(ip) = &ctx.ip
+            && self.guard.login_from(&ctx.tenant_id, user.id, ip, self.now()) == crate::guard::MANY_IPS
+        {
+            let mut s = self.event(ctx, AuditKind::SuspiciousActivity, Some(user.id), Some(issued.session.id.clone()));
+            s.reason = Some("logins_from_many_addresses".into());
+            self.record(vec![s]).await?;
+        }
         Ok(issued)
     }
 
@@ -557,7 +596,19 @@ impl Engine {
                     Some(session.user_id),
                     Some(session.id.clone()),
                 );
-                self.record(vec![e]).await?;
+                let mut events = vec![e];
+                let moved = |now: &Option<String>, then: &Option<String>| now.is_some() && then.is_some() && now != then;
+                for (changed, reason) in [
+                    (moved(&ctx.ip, &session.device.ip), "refresh_from_new_address"),
+                    (moved(&ctx.user_agent, &session.device.user_agent), "refresh_from_new_user_agent"),
+                ] {
+                    if changed {
+                        let mut s = self.event(ctx, AuditKind::SuspiciousActivity, Some(session.user_id), Some(session.id.clone()));
+                        s.reason = Some(reason.into());
+                        events.push(s);
+                    }
+                }
+                self.record(events).await?;
                 let exp = successor_expires.min(session.absolute_expires_at);
                 self.issue(session, p, Some((successor, exp)), now)
             }
@@ -596,6 +647,9 @@ impl Engine {
                     e.reason = Some(RevokeReason::ReuseDetected.as_str().into());
                     events.push(e);
                 }
+                let mut s = self.event(ctx, AuditKind::SuspiciousActivity, Some(session.user_id), Some(session.id.clone()));
+                s.reason = Some("refresh_token_reuse".into());
+                events.push(s);
                 self.record(events).await?;
                 Err(CoreError::RefreshTokenReused)
             }
@@ -1006,7 +1060,21 @@ impl Engine {
                 "audit"
             );
         }
-        Ok(self.identity.append_audit(events).await?)
+        self.identity.append_audit(events.clone()).await?;
+        self.alert(&events).await;
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Hands `suspicious_activity` events to the alert sink for tenants with a webhook.
+    async fn alert(&self, events: &[AuditEvent]) {
+        let Some(sink) = &self.alerts else { return };
+        for e in events.iter().filter(|e| e.kind == AuditKind::SuspiciousActivity) {
+            if let Ok(Some((url, secret))) = self.webhook(&e.tenant_id).await {
+                sink.deliver(&url, &secret, e);
+            }
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! sessiond's domain: sessions, policies, tokens, keyring, refresh rotation and audit.
 //! No HTTP and no SQL here: storage is reached only through the `sessiond-store` traits.
 
+pub mod alert;
 mod cache;
 pub mod clock;
 pub mod engine;
+mod guard;
 mod error;
 mod partner;
 pub mod password;

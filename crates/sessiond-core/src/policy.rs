@@ -25,6 +25,10 @@ pub struct Policy {
     pub required_headers: Vec<String>,
     pub refresh_grace_seconds: u32,
     pub https_only: bool,
+    /// 0 = no per-account backoff.
+    pub login_backoff_after: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 const DAY: u32 = 24 * 3600;
@@ -43,6 +47,8 @@ impl Policy {
             required_headers: headers(&KNOWN_HEADERS),
             refresh_grace_seconds: 10,
             https_only: false,
+            login_backoff_after: 5,
+            webhook_url: None,
         };
         match profile {
             Profile::Playground => Policy {
@@ -75,6 +81,8 @@ impl Policy {
             required_headers: o.required_headers.clone().unwrap_or(d.required_headers),
             refresh_grace_seconds: o.refresh_grace_seconds.unwrap_or(d.refresh_grace_seconds),
             https_only: o.https_only.unwrap_or(d.https_only),
+            login_backoff_after: o.login_backoff_after.unwrap_or(d.login_backoff_after),
+            webhook_url: o.webhook_url.clone().or(d.webhook_url),
         };
         p.validate()?;
         Ok(p)
@@ -100,6 +108,11 @@ impl Policy {
                     "requiredHeaders may name only Authorization, X-Activity-ID and X-Tenant-ID",
                 );
             }
+        }
+        if let Some(url) = &self.webhook_url
+            && (url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return bad("webhookUrl must be an http(s) URL of at most 2048 characters");
         }
         // Every end-user request names its tenant, and authenticated ones carry a token:
         // only X-Activity-ID is the tenant's choice.

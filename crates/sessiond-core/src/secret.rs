@@ -100,6 +100,11 @@ impl MasterKey {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A secret derived from the master key for one purpose (HMAC-SHA256 over `parts`), hex.
+    pub fn derive_hex(&self, parts: &[&[u8]]) -> String {
+        crate::alert::hmac_sha256_hex(&self.0, parts)
+    }
+
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
         seal(&self.0, aad, plaintext)
     }

@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/admin/v1/tenants/{tenant}/sso", put(set_sso))
         .route("/admin/v1/tenants/{tenant}/clients", post(create_client))
+        .route("/admin/v1/tenants/{tenant}/webhook", get(webhook))
         .route("/admin/v1/keys", get(keys))
         .route("/admin/v1/keys/rotate", post(rotate_keys))
 }
@@ -354,4 +355,17 @@ async fn find_user(
     Ok(Json(
         user.ok_or_else(|| ApiError::not_found("user"))?.into(),
     ))
+}
+
+/// The tenant's webhook URL (policy `webhookUrl`) and the secret its deliveries are signed
+/// with (`X-Sessiond-Signature: v1=HMAC-SHA256(secret, timestamp + "." + body)`).
+async fn webhook(
+    State(st): State<AppState>,
+    _: Admin,
+    Path(t): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    match st.engine.webhook(&tenant_id(&t)?).await.map_err(admin_err)? {
+        Some((url, secret)) => Ok(Json(serde_json::json!({ "url": url, "secret": secret }))),
+        None => Err(ApiError::not_found("webhook")),
+    }
 }

@@ -12,6 +12,7 @@ pub mod middleware;
 mod partner;
 pub mod ratelimit;
 mod sessions;
+mod webhook;
 pub mod wire;
 
 use axum::Router;
@@ -21,6 +22,9 @@ use sessiond_core::Engine;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// A failed webhook delivery is retried after this, then twice as long each time.
+pub const WEBHOOK_FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Request bodies above this get `413 payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -45,7 +49,11 @@ impl AppState {
         limits: ratelimit::RateLimits,
     ) -> Self {
         Self {
-            engine: Arc::new(engine.with_jwks_fetcher(Arc::new(jwks::HttpJwksFetcher::new()))),
+            engine: Arc::new(
+                engine
+                    .with_jwks_fetcher(Arc::new(jwks::HttpJwksFetcher::new()))
+                    .with_alert_sink(Arc::new(webhook::WebhookSender::start(WEBHOOK_FIRST_RETRY))),
+            ),
             admin_token: admin_token.into(),
             trusted_proxies: trusted_proxies.into(),
             limiters: Arc::new(ratelimit::Limiters::new(limits)),

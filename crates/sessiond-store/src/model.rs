@@ -139,6 +139,12 @@ pub struct PolicyOverrides {
     /// Refuse requests that did not arrive over HTTPS (directly or via a trusted proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_only: Option<bool>,
+    /// Failed logins of one account before exponential backoff starts (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_backoff_after: Option<u32>,
+    /// Where `suspicious_activity` events are POSTed, signed (none: no webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@ mod admin;
 mod errors;
 mod hardening;
 mod lifecycle;
+mod monitoring;
 mod partner;
 mod refresh;
 mod standards;
