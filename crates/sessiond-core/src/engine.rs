@@ -174,6 +174,16 @@ impl Engine {
             .map_err(|_| CoreError::Internal("keyring lock poisoned".into()))
     }
 
+    /// Deletes audit events older than `keep_seconds` (all tenants); returns how many.
+    pub async fn purge_audit(&self, keep_seconds: i64) -> CoreResult<u64> {
+        Ok(self.identity.purge_audit(self.now() - keep_seconds).await?)
+    }
+
+    /// Sessions active now across all tenants (a store query: for metrics scrapes).
+    pub async fn count_active_sessions(&self) -> CoreResult<u64> {
+        Ok(self.sessions.count_active_sessions(self.now()).await?)
+    }
+
     pub async fn ping(&self) -> CoreResult<()> {
         Ok(self.sessions.ping().await?)
     }
@@ -1046,6 +1056,14 @@ impl Engine {
     /// Stores audit events and emits each as a JSON log line (no token ever reaches either).
     pub(crate) async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
         for e in &events {
+            // Every lifecycle step passes here: logins and failures, refreshes, reuse,
+            // revocations by reason, expirations, suspicious activity.
+            metrics::counter!(
+                "sessiond_events_total",
+                "type" => e.kind.as_str(),
+                "reason" => e.reason.clone().unwrap_or_default()
+            )
+            .increment(1);
             let user = e.user_id.map(|u| u.to_string());
             tracing::info!(
                 target: "sessiond::audit",
@@ -1098,4 +1116,41 @@ pub fn normalize_username(raw: &str) -> Option<String> {
 /// How far `last_seen` may lag before it is written: 1/20 of the idle timeout, at most 60 s.
 fn touch_interval(idle_ttl: Option<u32>) -> i64 {
     idle_ttl.map_or(60, |t| i64::from(t / 20).clamp(1, 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use sessiond_store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn audit_retention_purges_old_events_only() {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let master = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::start(store.clone(), store.clone(), clock.clone(), master, EngineConfig::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tenant = TenantId::parse("t1").unwrap_or_else(|e| panic!("{e}"));
+        engine
+            .create_tenant(tenant.clone(), None, Profile::Integration, PolicyOverrides::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ctx = RequestContext {
+            tenant_id: tenant.clone(),
+            activity_id: "a".into(),
+            correlation_id: None,
+            ip: None,
+            user_agent: None,
+        };
+        let e = engine.event(&ctx, AuditKind::LoginFailed, None, None);
+        engine.record(vec![e]).await.unwrap_or_else(|e| panic!("{e}"));
+        clock.advance(86_400);
+        let e = engine.event(&ctx, AuditKind::LoginFailed, None, None);
+        engine.record(vec![e]).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(engine.purge_audit(3600).await.unwrap_or_default(), 1);
+        let all = AuditQuery { limit: 10, ..AuditQuery::default() };
+        assert_eq!(engine.find_audit(&tenant, &all).await.unwrap_or_default().len(), 1);
+    }
 }

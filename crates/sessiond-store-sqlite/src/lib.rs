@@ -158,6 +158,10 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn count_active_sessions(&self, now: UnixTime) -> StoreResult<u64> {
+        self.readers.call(move |c| sessions::count_active(c, now)).await
+    }
+
     async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>> {
         let hash = *hash;
         self.readers
@@ -313,6 +317,17 @@ impl IdentityStore for SqliteStore {
     async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()> {
         self.writer
             .call(move |c| identity::replace_keys(c, &keys))
+            .await
+    }
+
+    async fn purge_audit(&self, before: UnixTime) -> StoreResult<u64> {
+        self.writer
+            .call(move |c| {
+                let n = c
+                    .prepare_cached("DELETE FROM audit_events WHERE at < :before")?
+                    .execute(rusqlite::named_params! {":before": before})?;
+                Ok(n as u64)
+            })
             .await
     }
 

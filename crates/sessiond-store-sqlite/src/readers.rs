@@ -44,8 +44,12 @@ impl Readers {
             };
             let _ = reply.send(result);
         });
+        let started = std::time::Instant::now();
         self.reads.send(job).map_err(|_| readers_gone())?;
-        answer.await.map_err(|_| readers_gone())?
+        let result = answer.await.map_err(|_| readers_gone())?;
+        metrics::histogram!("sessiond_store_seconds", "store" => "sqlite", "op" => "read")
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 }
 

@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -144,6 +144,11 @@ CREATE TABLE service_clients (
     audience    TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 ) STRICT;
+";
+
+/// Audit retention purges by time across tenants.
+const V3: &str = "
+CREATE INDEX audit_by_at ON audit_events (at);
 ";
 
 /// Opens the writing connection, creating the file, and brings the schema up to date.

@@ -272,6 +272,13 @@ pub(crate) fn mark_expired(
     Ok(changed > 0)
 }
 
+pub(crate) fn count_active(c: &Connection, now: UnixTime) -> DbResult<u64> {
+    let n: i64 = c
+        .prepare_cached(concat!("SELECT COUNT(*) FROM sessions WHERE ", active_at_now!()))?
+        .query_row(named_params! {":now": now}, |row| row.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 pub(crate) fn find(
     c: &Connection,
     tenant: &TenantId,

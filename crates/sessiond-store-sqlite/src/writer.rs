@@ -90,10 +90,15 @@ impl Writer {
             result: None,
             reply,
         };
+        let started = std::time::Instant::now();
         self.commands
             .send(Box::new(call))
             .map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
+        let result = answer.await.map_err(|_| writer_gone())?;
+        // Queueing, the group's transaction and its fsync: what a caller waits for.
+        metrics::histogram!("sessiond_store_seconds", "store" => "sqlite", "op" => "write")
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 }
 

@@ -28,6 +28,7 @@ where
     keys_are_replaced_as_a_whole(make().await).await;
     audit_ids_ascend_and_events_come_newest_first(make().await).await;
     audit_queries_filter_and_limit(make().await).await;
+    audit_events_are_purged_by_age(make().await).await;
     sessions_are_created_and_read_per_tenant(make().await).await;
     session_creation_conflicts_write_nothing(make().await).await;
     unlimited_sessions_evict_nothing(make().await).await;
@@ -39,6 +40,7 @@ where
     idle_timeout_follows_last_seen(make().await).await;
     rotation_rotates_and_the_successor_is_current(make().await).await;
     refresh_records_are_read_by_hash(make().await).await;
+    active_sessions_are_counted(make().await).await;
     replay_within_grace_returns_the_same_successor(make().await).await;
     reuse_outside_grace_revokes_the_session(make().await).await;
     reuse_of_a_two_generations_old_token_within_grace(make().await).await;
@@ -286,6 +288,8 @@ pub async fn tenants_are_created_read_and_updated<S: IdentityStore>(store: S) {
         required_headers: Some(vec!["X-Activity-ID".into(), "X-Tenant-ID".into()]),
         refresh_grace_seconds: Some(5),
         https_only: Some(true),
+        login_backoff_after: Some(3),
+        webhook_url: Some("https://hooks.example/sessiond".into()),
     };
     let expected = Tenant {
         overrides: overrides.clone(),
@@ -1045,6 +1049,21 @@ pub async fn audit_ids_ascend_and_events_come_newest_first<S: IdentityStore>(sto
     assert!(newest[0].id > all[0].id, "a later append gets a larger id");
 }
 
+pub async fn audit_events_are_purged_by_age<S: IdentityStore>(store: S) {
+    let mut events = Vec::new();
+    for (tenant, at) in [(tenant_a(), NOW - 100), (tenant_b(), NOW - 50), (tenant_a(), NOW)] {
+        let activity = format!("act-{at}");
+        events.push(event(&tenant, "purge", AuditKind::LoginSucceeded, None, None, &activity, at));
+    }
+    store.append_audit(events).await.expect("append_audit");
+    assert_eq!(store.purge_audit(NOW - 50).await.expect("purge_audit"), 1);
+    let q = AuditQuery { limit: 10, ..AuditQuery::default() };
+    let left: Vec<i64> = store.find_audit(&tenant_a(), &q).await.expect("find_audit").iter().map(|e| e.at).collect();
+    assert_eq!(left, [NOW]);
+    assert_eq!(store.find_audit(&tenant_b(), &q).await.expect("find_audit").len(), 1);
+    assert_eq!(store.purge_audit(NOW - 50).await.expect("purge_audit"), 0);
+}
+
 pub async fn audit_queries_filter_and_limit<S: IdentityStore>(store: S) {
     let (a, b) = (tenant_a(), tenant_b());
     let (u1, u2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
@@ -1669,6 +1688,20 @@ pub async fn rotation_rotates_and_the_successor_is_current<S: SessionStore>(stor
     };
     assert_eq!(session.last_seen_at, NOW + 620);
     assert_eq!(get(&store, &s).await.last_seen_at, NOW + 620);
+}
+
+pub async fn active_sessions_are_counted<S: SessionStore>(store: S) {
+    assert_eq!(store.count_active_sessions(NOW).await.expect("count"), 0);
+    let a = refreshable(&store, new_token(), Some(600)).await;
+    refreshable(&store, new_token(), None).await;
+    refreshable(&store, new_token(), None).await;
+    assert_eq!(store.count_active_sessions(NOW).await.expect("count"), 3);
+    store.revoke_session(&a.tenant_id, &a.id, RevokeReason::Logout, NOW).await.expect("revoke");
+    assert_eq!(store.count_active_sessions(NOW).await.expect("count"), 2);
+    let b = refreshable(&store, new_token(), Some(600)).await;
+    assert_eq!(store.count_active_sessions(NOW + 599).await.expect("count"), 3);
+    assert_eq!(store.count_active_sessions(NOW + 600).await.expect("count"), 2, "idle timed out");
+    let _ = b;
 }
 
 pub async fn refresh_records_are_read_by_hash<S: SessionStore>(store: S) {

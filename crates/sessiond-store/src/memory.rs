@@ -282,6 +282,10 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn count_active_sessions(&self, now: UnixTime) -> StoreResult<u64> {
+        Ok(self.lock()?.sessions.values().filter(|s| s.is_active_at(now)).count() as u64)
+    }
+
     async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>> {
         Ok(self.lock()?.refresh.get(hash).cloned())
     }
@@ -451,6 +455,13 @@ impl IdentityStore for MemoryStore {
             d.audit.push(e);
         }
         Ok(())
+    }
+
+    async fn purge_audit(&self, before: UnixTime) -> StoreResult<u64> {
+        let mut d = self.lock()?;
+        let n = d.audit.len();
+        d.audit.retain(|e| e.at >= before);
+        Ok((n - d.audit.len()) as u64)
     }
 
     async fn find_audit(

@@ -80,6 +80,9 @@ pub trait SessionStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<bool>;
 
+    /// How many sessions (all tenants) are active at `now`, timeouts included.
+    async fn count_active_sessions(&self, now: UnixTime) -> StoreResult<u64>;
+
     /// The stored refresh token with this hash, rotated or not (any tenant: callers check).
     async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>>;
 
@@ -147,6 +150,9 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()>;
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
+    /// Deletes the events (all tenants) older than `before`; returns how many.
+    async fn purge_audit(&self, before: UnixTime) -> StoreResult<u64>;
+
     /// Events of a tenant matching the query, newest first.
     async fn find_audit(
         &self,

@@ -41,6 +41,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Origins, besides sessiond's own, allowed to make cookie-authenticated changes.
     pub allowed_origins: Vec<String>,
+    /// Audit events older than this many days are deleted (hourly); 0 keeps them forever.
+    pub audit_retention_days: u32,
     pub store: StoreConfig,
     pub log: LogConfig,
     pub cache: CacheConfig,
@@ -105,6 +107,7 @@ impl Default for Config {
             master_key: None,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            audit_retention_days: 90,
             store: StoreConfig::default(),
             log: LogConfig::default(),
             cache: CacheConfig::default(),

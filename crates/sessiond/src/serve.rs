@@ -197,6 +197,21 @@ pub async fn run(cfg: Config) -> Result<()> {
     };
     let mut state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
     state.allowed_origins = cfg.allowed_origins.clone().into();
+    if cfg.audit_retention_days > 0 {
+        let engine = Arc::clone(&state.engine);
+        let keep = i64::from(cfg.audit_retention_days) * 86_400;
+        tokio::spawn(async move {
+            let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every_hour.tick().await;
+                match engine.purge_audit(keep).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "audit retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+                }
+            }
+        });
+    }
     sessiond_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("sessiond stopped");
     Ok(())
