@@ -19,18 +19,33 @@ fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
     for p in parts {
         mac.update(p);
     }
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A tenant's webhook signing secret: derived from the master key, the tenant and the URL, so
 /// nothing more is stored; changing the URL (e.g. a `?v=2`) changes the secret.
 pub fn webhook_secret(master: &MasterKey, tenant: &TenantId, url: &str) -> String {
-    master.derive_hex(&[b"sessiond/webhook/v1\0", tenant.as_str().as_bytes(), b"\0", url.as_bytes()])
+    master.derive_hex(&[
+        b"sessiond/webhook/v1\0",
+        tenant.as_str().as_bytes(),
+        b"\0",
+        url.as_bytes(),
+    ])
 }
 
 /// The `X-Sessiond-Signature` of a delivery: `v1=` and HMAC-SHA256 over `timestamp.body`.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("v1={}", hmac_hex(secret.as_bytes(), &[timestamp.to_string().as_bytes(), b".", body]))
+    format!(
+        "v1={}",
+        hmac_hex(
+            secret.as_bytes(),
+            &[timestamp.to_string().as_bytes(), b".", body]
+        )
+    )
 }
 
 pub(crate) fn hmac_sha256_hex(key: &[u8], parts: &[&[u8]]) -> String {

@@ -149,7 +149,10 @@ impl Engine {
     pub async fn webhook(&self, tenant: &TenantId) -> CoreResult<Option<(String, String)>> {
         let tp = self.tenant(tenant).await?;
         Ok(tp.policy.webhook_url.as_ref().map(|url| {
-            (url.clone(), crate::alert::webhook_secret(&self.master, tenant, url))
+            (
+                url.clone(),
+                crate::alert::webhook_secret(&self.master, tenant, url),
+            )
         }))
     }
 
@@ -385,7 +388,11 @@ impl Engine {
             return Err(CoreError::RateLimited { retry_after });
         }
         let user = match &account {
-            Some(u) => self.identity.find_user_by_username(&ctx.tenant_id, u).await?,
+            Some(u) => {
+                self.identity
+                    .find_user_by_username(&ctx.tenant_id, u)
+                    .await?
+            }
             None => None,
         };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -401,7 +408,9 @@ impl Engine {
                 e.reason = Some("invalid_credentials".into());
                 let mut events = vec![e];
                 let free = tp.policy.login_backoff_after;
-                let failures = self.guard.failed(&ctx.tenant_id, account_key, free, self.now());
+                let failures = self
+                    .guard
+                    .failed(&ctx.tenant_id, account_key, free, self.now());
                 if free > 0 && failures == free {
                     let mut s = self.event(ctx, AuditKind::SuspiciousActivity, user_id, None);
                     s.reason = Some("failure_burst".into());
@@ -422,9 +431,17 @@ impl Engine {
             .create_session(ctx, tp, &user, AuthMethod::Password, device)
             .await?;
         if let Some(ip) = &ctx.ip
-            && self.guard.login_from(&ctx.tenant_id, user.id, ip, self.now()) == crate::guard::MANY_IPS
+            && self
+                .guard
+                .login_from(&ctx.tenant_id, user.id, ip, self.now())
+                == crate::guard::MANY_IPS
         {
-            let mut s = self.event(ctx, AuditKind::SuspiciousActivity, Some(user.id), Some(issued.session.id.clone()));
+            let mut s = self.event(
+                ctx,
+                AuditKind::SuspiciousActivity,
+                Some(user.id),
+                Some(issued.session.id.clone()),
+            );
             s.reason = Some("logins_from_many_addresses".into());
             self.record(vec![s]).await?;
         }
@@ -607,13 +624,26 @@ impl Engine {
                     Some(session.id.clone()),
                 );
                 let mut events = vec![e];
-                let moved = |now: &Option<String>, then: &Option<String>| now.is_some() && then.is_some() && now != then;
+                let moved = |now: &Option<String>, then: &Option<String>| {
+                    now.is_some() && then.is_some() && now != then
+                };
                 for (changed, reason) in [
-                    (moved(&ctx.ip, &session.device.ip), "refresh_from_new_address"),
-                    (moved(&ctx.user_agent, &session.device.user_agent), "refresh_from_new_user_agent"),
+                    (
+                        moved(&ctx.ip, &session.device.ip),
+                        "refresh_from_new_address",
+                    ),
+                    (
+                        moved(&ctx.user_agent, &session.device.user_agent),
+                        "refresh_from_new_user_agent",
+                    ),
                 ] {
                     if changed {
-                        let mut s = self.event(ctx, AuditKind::SuspiciousActivity, Some(session.user_id), Some(session.id.clone()));
+                        let mut s = self.event(
+                            ctx,
+                            AuditKind::SuspiciousActivity,
+                            Some(session.user_id),
+                            Some(session.id.clone()),
+                        );
                         s.reason = Some(reason.into());
                         events.push(s);
                     }
@@ -657,7 +687,12 @@ impl Engine {
                     e.reason = Some(RevokeReason::ReuseDetected.as_str().into());
                     events.push(e);
                 }
-                let mut s = self.event(ctx, AuditKind::SuspiciousActivity, Some(session.user_id), Some(session.id.clone()));
+                let mut s = self.event(
+                    ctx,
+                    AuditKind::SuspiciousActivity,
+                    Some(session.user_id),
+                    Some(session.id.clone()),
+                );
                 s.reason = Some("refresh_token_reuse".into());
                 events.push(s);
                 self.record(events).await?;
@@ -1088,7 +1123,10 @@ impl Engine {
     /// Hands `suspicious_activity` events to the alert sink for tenants with a webhook.
     async fn alert(&self, events: &[AuditEvent]) {
         let Some(sink) = &self.alerts else { return };
-        for e in events.iter().filter(|e| e.kind == AuditKind::SuspiciousActivity) {
+        for e in events
+            .iter()
+            .filter(|e| e.kind == AuditKind::SuspiciousActivity)
+        {
             if let Ok(Some((url, secret))) = self.webhook(&e.tenant_id).await {
                 sink.deliver(&url, &secret, e);
             }
@@ -1129,12 +1167,23 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(1_000_000));
         let master = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
-        let engine = Engine::start(store.clone(), store.clone(), clock.clone(), master, EngineConfig::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::start(
+            store.clone(),
+            store.clone(),
+            clock.clone(),
+            master,
+            EngineConfig::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         let tenant = TenantId::parse("t1").unwrap_or_else(|e| panic!("{e}"));
         engine
-            .create_tenant(tenant.clone(), None, Profile::Integration, PolicyOverrides::default())
+            .create_tenant(
+                tenant.clone(),
+                None,
+                Profile::Integration,
+                PolicyOverrides::default(),
+            )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let ctx = RequestContext {
@@ -1145,12 +1194,28 @@ mod tests {
             user_agent: None,
         };
         let e = engine.event(&ctx, AuditKind::LoginFailed, None, None);
-        engine.record(vec![e]).await.unwrap_or_else(|e| panic!("{e}"));
+        engine
+            .record(vec![e])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         clock.advance(86_400);
         let e = engine.event(&ctx, AuditKind::LoginFailed, None, None);
-        engine.record(vec![e]).await.unwrap_or_else(|e| panic!("{e}"));
+        engine
+            .record(vec![e])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(engine.purge_audit(3600).await.unwrap_or_default(), 1);
-        let all = AuditQuery { limit: 10, ..AuditQuery::default() };
-        assert_eq!(engine.find_audit(&tenant, &all).await.unwrap_or_default().len(), 1);
+        let all = AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        assert_eq!(
+            engine
+                .find_audit(&tenant, &all)
+                .await
+                .unwrap_or_default()
+                .len(),
+            1
+        );
     }
 }

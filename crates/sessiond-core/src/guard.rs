@@ -46,7 +46,11 @@ impl Guard {
     /// [`MAX_BACKOFF`]). Returns the number of recent failures.
     pub fn failed(&self, tenant: &TenantId, account: &str, free: u32, now: UnixTime) -> u32 {
         let key = (tenant.clone(), account.to_owned());
-        let mut f = self.failures.get(&key).filter(|f| now - f.last < FAILURE_WINDOW).unwrap_or_default();
+        let mut f = self
+            .failures
+            .get(&key)
+            .filter(|f| now - f.last < FAILURE_WINDOW)
+            .unwrap_or_default();
         f.count = f.count.saturating_add(1);
         f.last = now;
         if free > 0 && f.count >= free {
@@ -100,7 +104,11 @@ mod tests {
             g.failed(&t, "c", 5, 200);
         }
         assert_eq!(g.check(&t, "c", 200), Err(MAX_BACKOFF as u64));
-        assert_eq!(g.failed(&t, "c", 5, 200 + FAILURE_WINDOW), 1, "old failures are forgotten");
+        assert_eq!(
+            g.failed(&t, "c", 5, 200 + FAILURE_WINDOW),
+            1,
+            "old failures are forgotten"
+        );
     }
 
     #[test]
@@ -111,6 +119,10 @@ mod tests {
         assert_eq!(g.login_from(&t, u, "1.1.1.1", 0), 1);
         assert_eq!(g.login_from(&t, u, "1.1.1.1", 1), 1);
         assert_eq!(g.login_from(&t, u, "2.2.2.2", 2), 2);
-        assert_eq!(g.login_from(&t, u, "3.3.3.3", IP_WINDOW + 1), 2, "the first address aged out");
+        assert_eq!(
+            g.login_from(&t, u, "3.3.3.3", IP_WINDOW + 1),
+            2,
+            "the first address aged out"
+        );
     }
 }

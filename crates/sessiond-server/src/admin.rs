@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Body, Params, Path};
+use crate::openapi as oa;
 use crate::wire::*;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -69,6 +70,24 @@ fn ids(tenant: &str, user: &str) -> ApiResult<(TenantId, UserId)> {
     Ok((tenant_id(tenant)?, user))
 }
 
+/// Create a tenant with a profile and optional policy overrides.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants",
+    tag = "admin",
+    operation_id = "createTenant",
+    request_body = CreateTenantRequest,
+    security(("adminToken" = [])),
+    responses(
+        (status = 201, description = "The tenant, with its effective policy.", body = TenantResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_request`: the tenant already exists.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create_tenant(
     State(st): State<AppState>,
     _: Admin,
@@ -85,6 +104,24 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(t.as_ref().into())))
 }
 
+/// A tenant, with its effective policy.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{tenantId}",
+    tag = "admin",
+    operation_id = "getTenant",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The tenant.", body = TenantResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn get_tenant(
     State(st): State<AppState>,
     _: Admin,
@@ -94,6 +131,27 @@ async fn get_tenant(
     Ok(Json(t.as_ref().into()))
 }
 
+/// Change a tenant's policy overrides (JSON merge patch; `null` restores a default).
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/tenants/{tenantId}/policy",
+    tag = "admin",
+    operation_id = "patchPolicy",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+    ),
+    request_body = oa::PolicyPatch,
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The effective policy.", body = oa::Policy),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn patch_policy(
     State(st): State<AppState>,
     _: Admin,
@@ -108,6 +166,28 @@ async fn patch_policy(
     ))
 }
 
+/// Create a user with a password.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{tenantId}/users",
+    tag = "admin",
+    operation_id = "createUser",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+    ),
+    request_body = CreateUserRequest,
+    security(("adminToken" = [])),
+    responses(
+        (status = 201, description = "The user.", body = UserResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_request`: the username or customer id is taken.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create_user(
     State(st): State<AppState>,
     _: Admin,
@@ -128,6 +208,28 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
+/// Set a user's password; revokes the user's sessions (reason `password_changed`).
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{tenantId}/users/{userId}/password",
+    tag = "admin",
+    operation_id = "setPassword",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("userId" = uuid::Uuid, Path, description = "The user (`userId`)."),
+    ),
+    request_body = PasswordRequest,
+    security(("adminToken" = [])),
+    responses(
+        (status = 204, description = "Done."),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or user.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn set_password(
     State(st): State<AppState>,
     admin: Admin,
@@ -142,6 +244,25 @@ async fn set_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Disable a user; revokes all the user's sessions (reason `admin`).
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{tenantId}/users/{userId}/disable",
+    tag = "admin",
+    operation_id = "disableUser",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("userId" = uuid::Uuid, Path, description = "The user (`userId`)."),
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 204, description = "Done."),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or user.", body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn disable_user(
     State(st): State<AppState>,
     admin: Admin,
@@ -155,14 +276,40 @@ async fn disable_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SessionParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct SessionParams {
+    /// Only this user's sessions.
+    #[param(value_type = Option<uuid::Uuid>, nullable = false)]
     user_id: Option<UserId>,
+    /// Only sessions in this state (timeouts included).
+    #[param(value_type = Option<oa::StateFilter>, nullable = false)]
     state: Option<StateFilter>,
+    /// At most this many (default 100, at most 1000).
+    #[param(nullable = false)]
     limit: Option<usize>,
 }
 
+/// Search a tenant's sessions, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{tenantId}/sessions",
+    tag = "admin",
+    operation_id = "findSessions",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        SessionParams,
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The matching sessions.", body = SessionsResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn find_sessions(
     State(st): State<AppState>,
     _: Admin,
@@ -188,6 +335,25 @@ async fn find_sessions(
     }))
 }
 
+/// Revoke a session (reason `admin`).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/tenants/{tenantId}/sessions/{sessionId}",
+    tag = "admin",
+    operation_id = "adminRevokeSession",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("sessionId" = oa::SessionId, Path, description = "The session."),
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 204, description = "The session is revoked (or already was)."),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or session.", body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn revoke_session(
     State(st): State<AppState>,
     admin: Admin,
@@ -211,17 +377,49 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AuditParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditParams {
+    /// Only this user's events.
+    #[param(value_type = Option<uuid::Uuid>, nullable = false)]
     user_id: Option<UserId>,
+    /// Only this session's events.
+    #[param(value_type = Option<oa::SessionId>, nullable = false)]
     session_id: Option<String>,
+    /// Only the events of this activity (`X-Activity-ID`).
+    #[param(nullable = false)]
     activity_id: Option<String>,
+    /// Only events of this type.
+    #[param(value_type = Option<oa::AuditKind>, nullable = false)]
     r#type: Option<String>,
+    /// Only events at or after this time (Unix seconds).
+    #[param(nullable = false)]
     since: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    #[param(nullable = false)]
     limit: Option<usize>,
 }
 
+/// Search a tenant's audit events, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{tenantId}/audit",
+    tag = "admin",
+    operation_id = "audit",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        AuditParams,
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The matching events.", body = AuditResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn audit(
     State(st): State<AppState>,
     _: Admin,
@@ -256,16 +454,63 @@ async fn audit(
     }))
 }
 
+/// The signing keys (public parts, state, times).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/keys",
+    tag = "admin",
+    operation_id = "listKeys",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The keys.", body = KeysResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
     Ok(Json(st.engine.keys()?.into()))
 }
 
+/// Rotate the signing keys: the published next key starts signing, a new next key is
+/// published, and the old signing key stays published until its tokens have expired.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/keys/rotate",
+    tag = "admin",
+    operation_id = "rotateKeys",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The keys after the rotation.", body = KeysResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn rotate_keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
     Ok(Json(
         st.engine.rotate_keys().await.map_err(admin_err)?.into(),
     ))
 }
 
+/// Create a partner secret for the tenant (shown once; several may be active).
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{tenantId}/partner-secrets",
+    tag = "admin",
+    operation_id = "createPartnerSecret",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 201, description = "The secret and its id.", body = PartnerSecretResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create_partner_secret(
     State(st): State<AppState>,
     _: Admin,
@@ -282,6 +527,25 @@ async fn create_partner_secret(
     ))
 }
 
+/// Revoke a partner secret.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/tenants/{tenantId}/partner-secrets/{secretId}",
+    tag = "admin",
+    operation_id = "revokePartnerSecret",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("secretId" = String, Path, description = "The secret's id."),
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 204, description = "Done."),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or partner secret.", body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn revoke_partner_secret(
     State(st): State<AppState>,
     _: Admin,
@@ -294,6 +558,27 @@ async fn revoke_partner_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Set the tenant's SSO trust (exactly one of `hs256Secret`, `publicKeyPem`, `jwksUrl`).
+#[utoipa::path(
+    put,
+    path = "/admin/v1/tenants/{tenantId}/sso",
+    tag = "admin",
+    operation_id = "setSso",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+    ),
+    request_body = oa::SsoConfig,
+    security(("adminToken" = [])),
+    responses(
+        (status = 204, description = "Done."),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn set_sso(
     State(st): State<AppState>,
     _: Admin,
@@ -307,6 +592,28 @@ async fn set_sso(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Create a service client (introspection, internal access tokens); the secret is shown once.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{tenantId}/clients",
+    tag = "admin",
+    operation_id = "createClient",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+    ),
+    request_body = CreateClientRequest,
+    security(("adminToken" = [])),
+    responses(
+        (status = 201, description = "The client's id and secret.", body = ClientResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_request`: the clientId is taken.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create_client(
     State(st): State<AppState>,
     _: Admin,
@@ -327,14 +634,38 @@ async fn create_client(
     ))
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `username` and `externalId`.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UserParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct UserParams {
+    /// The user's username.
+    #[param(nullable = false)]
     username: Option<String>,
+    /// The partner's id for the user (the SSO token's `sub`).
+    #[param(nullable = false)]
     external_id: Option<String>,
 }
 
-/// Finds a user by username or external id (the way to learn a user's id after creation).
+/// Find a user by username or external id (the way to learn a user's id).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{tenantId}/users",
+    tag = "admin",
+    operation_id = "findUser",
+    params(
+        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        UserParams,
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The user.", body = UserResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or user.", body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn find_user(
     State(st): State<AppState>,
     _: Admin,
@@ -359,12 +690,36 @@ async fn find_user(
 
 /// The tenant's webhook URL (policy `webhookUrl`) and the secret its deliveries are signed
 /// with (`X-Sessiond-Signature: v1=HMAC-SHA256(secret, timestamp + "." + body)`).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{tenantId}/webhook",
+    tag = "admin",
+    operation_id = "getWebhook",
+    params(("tenantId" = oa::TenantId, Path, description = "The tenant.")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The webhook.", body = oa::Webhook),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant, or it has no webhook.",
+            body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn webhook(
     State(st): State<AppState>,
     _: Admin,
     Path(t): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    match st.engine.webhook(&tenant_id(&t)?).await.map_err(admin_err)? {
+    match st
+        .engine
+        .webhook(&tenant_id(&t)?)
+        .await
+        .map_err(admin_err)?
+    {
         Some((url, secret)) => Ok(Json(serde_json::json!({ "url": url, "secret": secret }))),
         None => Err(ApiError::not_found("webhook")),
     }

@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::cookies;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body, Ctx, session_token};
+use crate::openapi as oa;
 use crate::wire::{LoginRequest, Mode, RefreshRequest, RevokedResponse};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,6 +21,40 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/auth/logout-all", post(logout_all))
 }
 
+/// Log in with a username and password.
+///
+/// Authenticates the user, creates a session on a new device and returns a TokenResponse. An
+/// unknown user and a wrong password are indistinguishable (same code, same timing). With
+/// `"mode": "cookie"` the tokens go into `__Host-` cookies instead of the body.
+#[utoipa::path(
+    post,
+    path = "/api/v2/auth/login",
+    tag = "end-user",
+    operation_id = "login",
+    params(oa::TenantHeader),
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = oa::D_TOKEN_RESPONSE, body = crate::wire::TokenResponse,
+            headers(("Set-Cookie" = String, description = "Cookie mode only: `__Host-sessiond-session`, \
+                `__Host-sessiond-refresh` (when refresh tokens are issued) and \
+                `__Host-sessiond-csrf`, each `Secure; SameSite=Strict; Path=/` (the first two \
+                `HttpOnly`)."))),
+        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: unknown user or wrong password.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`; or `forbidden`: the user is at the \
+            tenant's session limit with `onLimit: reject`, or the tenant accepts HTTPS only.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = oa::D_429, body = oa::Problem,
+            content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 async fn login(
     State(st): State<AppState>,
     c: Ctx,
@@ -37,8 +72,46 @@ async fn login(
     cookies::token_reply(issued, req.mode == Mode::Cookie)
 }
 
-/// The refresh token comes from the body, or in cookie mode from the refresh cookie (then the
-/// CSRF check applies and the new tokens go back into cookies).
+/// Rotate a refresh token.
+///
+/// The presented refresh token dies and a new pair is returned. A repeat of the just-rotated
+/// token within the tenant's grace window returns the same successor again; any other reuse
+/// revokes the session (`refresh_token_reused`). The refresh token comes from the body, or in
+/// cookie mode from the refresh cookie (then `X-CSRF-Token` is required and the new tokens go
+/// back into cookies).
+#[utoipa::path(
+    post,
+    path = "/api/v2/auth/refresh",
+    tag = "end-user",
+    operation_id = "refresh",
+    params(oa::TenantHeader, oa::CsrfHeader),
+    request_body = RefreshRequest,
+    security((), ("refreshCookie" = [])),
+    responses(
+        (status = 200, description = oa::D_TOKEN_RESPONSE, body = crate::wire::TokenResponse,
+            headers(("Set-Cookie" = String, description = "Cookie mode only: `__Host-sessiond-session`, \
+                `__Host-sessiond-refresh` (when refresh tokens are issued) and \
+                `__Host-sessiond-csrf`, each `Secure; SameSite=Strict; Path=/` (the first two \
+                `HttpOnly`)."))),
+        (status = 400, description = "As for every end-user request (`missing_header`, \
+            `invalid_header`, `unknown_tenant`, `invalid_request`: no refresh token in the body \
+            or cookie), or `refresh_not_enabled`: the tenant's profile issues no refresh tokens.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`refresh_token_invalid` (unknown, expired or another \
+            tenant's), `refresh_token_reused` (the session is now revoked), `session_revoked`, \
+            `session_displaced` or `session_expired`.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = oa::D_429, body = oa::Problem,
+            content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 async fn refresh(
     State(st): State<AppState>,
     c: Ctx,
@@ -60,8 +133,31 @@ async fn refresh(
     cookies::token_reply(issued, via_cookie)
 }
 
+/// Log out: revoke this session.
+///
 /// Accepts `Authorization: Bearer`, the FinHub seed's `X-User-Session-Token`, or the session
-/// cookie (then it also expires the cookies).
+/// cookie (then `X-CSRF-Token` is required and the cookies are expired). Idempotent; the
+/// session's own expired token is accepted.
+#[utoipa::path(
+    post,
+    path = "/api/v2/auth/logout",
+    tag = "end-user",
+    operation_id = "logout",
+    params(oa::TenantHeader, oa::OptionalSessionTokenHeader, oa::CsrfHeader),
+    security(("sessionToken" = []), ("sessionCookie" = []), ()),
+    responses(
+        (status = 204, description = "The session is revoked (or already was).",
+            headers(("Set-Cookie" = String, description = "Cookie mode: the three cookies, \
+                expired."))),
+        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = "`missing_header` (no session token), `invalid_header` \
+            (`Authorization` is not `Bearer <token>`), `token_invalid` or `tenant_mismatch`.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn logout(State(st): State<AppState>, c: Ctx, parts: Parts) -> ApiResult<Response> {
     let (token, via_cookie) = session_token(&parts, &st, true)?;
     st.engine.logout(&c.ctx, &token).await?;
@@ -72,6 +168,24 @@ async fn logout(State(st): State<AppState>, c: Ctx, parts: Parts) -> ApiResult<R
     })
 }
 
+/// Log out everywhere: revoke every session of this user in this tenant.
+#[utoipa::path(
+    post,
+    path = "/api/v2/auth/logout-all",
+    tag = "end-user",
+    operation_id = "logoutAll",
+    params(oa::TenantHeader, oa::CsrfHeader),
+    security(("sessionToken" = []), ("sessionCookie" = [])),
+    responses(
+        (status = 200, description = "How many sessions were revoked.", body = RevokedResponse),
+        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn logout_all(State(st): State<AppState>, a: Auth) -> ApiResult<Json<RevokedResponse>> {
     let revoked = st.engine.logout_all(&a.ctx, &a.auth).await?;
     Ok(Json(RevokedResponse { revoked }))

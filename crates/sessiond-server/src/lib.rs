@@ -8,7 +8,9 @@ pub mod error;
 pub mod extract;
 mod jwks;
 mod meta;
+mod metrics;
 pub mod middleware;
+pub mod openapi;
 mod partner;
 pub mod ratelimit;
 mod sessions;
@@ -68,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(admin::router())
         .merge(meta::router())
+        .merge(metrics::router())
         .merge(partner::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -78,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(axum::middleware::from_fn(middleware::run_to_completion))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,

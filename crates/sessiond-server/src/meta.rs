@@ -1,7 +1,9 @@
-//! Unauthenticated endpoints: public keys, liveness and readiness.
+//! Unauthenticated endpoints: public keys, issuer metadata, liveness, readiness and the
+//! OpenAPI document.
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi as oa;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +16,23 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(oa::openapi_json))
 }
 
+/// The public keys (JWKS): signing, next and retiring.
+///
+/// Cached for 5 minutes (`Cache-Control: public, max-age=300`).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "well-known",
+    operation_id = "jwks",
+    responses(
+        (status = 200, description = "The JSON Web Key Set.", body = oa::Jwks),
+        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn jwks(State(st): State<AppState>) -> ApiResult<Response> {
     let mut res = Json(st.engine.jwks()?).into_response();
     res.headers_mut().insert(
@@ -25,10 +42,38 @@ async fn jwks(State(st): State<AppState>) -> ApiResult<Response> {
     Ok(res)
 }
 
+/// Liveness.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "The server runs: `{\"status\": \"ok\"}`.",
+            body = oa::Health),
+        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Readiness: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = oa::Health),
+        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 503, description = "`internal_error`: the store is unreachable (or no answer \
+            within 30 s).",
+            body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     st.engine.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "store not ready");
@@ -41,8 +86,21 @@ async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>
     Ok(Json(serde_json::json!({ "status": "ready" })))
 }
 
-/// Issuer metadata (the subset of OpenID Connect Discovery / RFC 8414 that applies to a
-/// session server: keys, introspection, revocation, algorithms).
+/// Issuer metadata.
+///
+/// The subset of OpenID Connect Discovery / RFC 8414 that applies to a session server: keys,
+/// introspection, revocation, algorithms. Cached for 5 minutes.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "well-known",
+    operation_id = "openidConfiguration",
+    responses(
+        (status = 200, description = "The issuer's metadata.", body = oa::Discovery),
+        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn discovery(State(st): State<AppState>) -> ApiResult<Response> {
     let issuer = st.engine.config().issuer.clone();
     let base = issuer.trim_end_matches('/');

@@ -137,9 +137,21 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Runs each request to completion in its own task. A client that disconnects mid-request
 /// drops its connection's future; without this, a committed write (a revocation, say) could
 /// be cut off from the cache invalidation and audit events that must follow it.
+///
+/// A request still running after [`REQUEST_TIMEOUT`] is answered 503 at once; its work goes on
+/// to its end in the background, so nothing it committed is left half done.
 pub async fn run_to_completion(req: Request, next: Next) -> Response {
-    match tokio::spawn(next.run(req)).await {
-        Ok(res) => res,
-        Err(e) => panic_response(Box::new(e.to_string())),
+    match tokio::time::timeout(REQUEST_TIMEOUT, tokio::spawn(next.run(req))).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => panic_response(Box::new(e.to_string())),
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "internal_error",
+            "the request took too long; it may still complete",
+        )
+        .into_response(),
     }
 }
+
+/// How long a client waits for an answer at most.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

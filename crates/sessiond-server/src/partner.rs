@@ -5,6 +5,7 @@ use crate::AppState;
 use crate::cookies;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Caller, Ctx, Form, X_USER_SESSION_TOKEN, client_ip, request_context};
+use crate::openapi as oa;
 use crate::wire::{Mode, SsoRequest};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -25,6 +26,41 @@ pub fn router() -> Router<AppState> {
         .route("/oauth2/revoke", post(oauth_revoke))
 }
 
+/// Log in with a partner-issued SSO token.
+///
+/// Verifies the signed JWT with the tenant's SSO trust (shared secret, public key or JWKS;
+/// `aud`, `iss`, `exp`, single-use `jti`), provisions the user by `sub` on first sight, creates
+/// a session and returns a TokenResponse. `"mode": "cookie"` as for login.
+#[utoipa::path(
+    post,
+    path = "/api/v2/auth/sso",
+    tag = "partner",
+    operation_id = "sso",
+    params(oa::TenantHeader),
+    request_body = SsoRequest,
+    responses(
+        (status = 200, description = oa::D_TOKEN_RESPONSE, body = crate::wire::TokenResponse,
+            headers(("Set-Cookie" = String, description = "Cookie mode only: `__Host-sessiond-session`, \
+                `__Host-sessiond-refresh` (when refresh tokens are issued) and \
+                `__Host-sessiond-csrf`, each `Secure; SameSite=Strict; Path=/` (the first two \
+                `HttpOnly`)."))),
+        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = "`sso_token_invalid`: invalid, expired, already used, or \
+            not trusted by this tenant (never saying which).",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`; or `forbidden`: the user is at the \
+            tenant's session limit with `onLimit: reject`, or the tenant accepts HTTPS only.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = oa::D_429, body = oa::Problem,
+            content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 async fn sso(
     State(st): State<AppState>,
     c: Ctx,
@@ -63,18 +99,51 @@ impl FromRequestParts<AppState> for Partner {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PartnerLogoutRequest {
+pub(crate) struct PartnerLogoutRequest {
+    /// sessiond's user id, or the partner's user id (the SSO token's `sub`).
+    #[schema(min_length = 1, max_length = 256)]
     user_id: String,
 }
 
-#[derive(Serialize)]
-struct PartnerLogoutResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PartnerLogoutResponse {
+    /// Always `true`; also for a user sessiond has never seen.
     success: bool,
+    /// How many sessions were revoked.
     revoked: usize,
 }
 
+/// Partner backend: log a user out everywhere.
+///
+/// Revokes all that user's sessions in the tenant the partner secret names (no `X-Tenant-ID`).
+#[utoipa::path(
+    post,
+    path = "/v1/auth/partner/logout-user",
+    tag = "partner",
+    operation_id = "partnerLogoutUser",
+    params(oa::PartnerSecretHeader),
+    request_body = PartnerLogoutRequest,
+    security(("partnerSecret" = [])),
+    responses(
+        (status = 200, description = "The user's sessions are revoked.",
+            body = PartnerLogoutResponse),
+        (status = 400, description = "`missing_header` (no `X-PARTNER-SECRET`), \
+            `invalid_header` (a malformed tracing header) or `invalid_request` (a malformed body \
+            or a `userId` not 1 to 256 characters).",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_partner_secret`.", body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = oa::D_429, body = oa::Problem,
+            content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 async fn partner_logout(
     State(st): State<AppState>,
     p: Partner,
@@ -134,18 +203,48 @@ async fn client(
     Ok(st.engine.authenticate_client(&id, &secret).await?)
 }
 
-#[derive(Serialize)]
-struct InternalTokenResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct InternalTokenResponse {
+    /// A JWT for the client's audience, bound to the user's live session; not usable as a
+    /// session token.
     access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// Seconds (at most 300, never past the session).
     expires_in: i64,
+    /// The client's audience.
     audience: String,
     #[serde(rename = "sessionId")]
+    #[schema(value_type = oa::SessionId)]
     session_id: sessiond_store::SessionId,
 }
 
+/// Mint an internal access token for a trusted backend.
+///
 /// A trusted backend presents its client credentials (Basic) and the user's session token
 /// (`X-User-Session-Token`); it gets a short-lived token for its own audience.
+#[utoipa::path(
+    post,
+    path = "/internal/v1/access-token",
+    tag = "internal",
+    operation_id = "internalAccessToken",
+    params(oa::TenantHeader, oa::SessionTokenHeader),
+    security(("clientBasic" = [])),
+    responses(
+        (status = 200, description = "The internal access token (`Cache-Control: no-store`).",
+            body = InternalTokenResponse),
+        (status = 400, description = "As for every end-user request (`missing_header`: \
+            `X-Tenant-ID`, `X-Activity-ID` where required, or `X-User-Session-Token`; \
+            `invalid_header`; `unknown_tenant`).",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`forbidden`: missing or wrong client credentials; or, \
+            for the session token: `token_invalid`, `token_expired`, `tenant_mismatch`, \
+            `session_revoked`, `session_displaced` or `session_expired`.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the tenant accepts HTTPS only.",
+            body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn internal_token(
     State(st): State<AppState>,
     c: Ctx,
@@ -177,6 +276,32 @@ struct IntrospectRequest {
     client_secret: Option<String>,
 }
 
+/// RFC 7662 token introspection.
+///
+/// Client credentials as HTTP Basic or as `client_id`/`client_secret` form fields. A live
+/// session token or internal token of the client's tenant gets its claims and
+/// `"active": true`; anything else gets `{"active": false}`, never saying why.
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    tag = "oauth2",
+    operation_id = "introspect",
+    request_body(content = oa::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("clientBasic" = []), ()),
+    responses(
+        (status = 200, description = "The token's state.", body = oa::Introspection),
+        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = "`forbidden`: missing or wrong client credentials.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415_FORM, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_request`: the form lacks `token` or does not \
+            parse.", body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn introspect(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -204,7 +329,31 @@ struct RevokeRequest {
     client_secret: Option<String>,
 }
 
-/// RFC 7009: 200 for every token, live or not, once the client is authenticated.
+/// RFC 7009 token revocation.
+///
+/// Revokes the session behind a session token, internal token or refresh token of the client's
+/// tenant. 200 for every token, live or not, once the client is authenticated.
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    tag = "oauth2",
+    operation_id = "revoke",
+    request_body(content = oa::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("clientBasic" = []), ()),
+    responses(
+        (status = 200, description = "Done (also for unknown or already dead tokens)."),
+        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = "`forbidden`: missing or wrong client credentials.",
+            body = oa::Problem, content_type = "application/problem+json"),
+        (status = 413, description = oa::D_413, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = oa::D_415_FORM, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_request`: the form lacks `token` or does not \
+            parse.", body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn oauth_revoke(
     State(st): State<AppState>,
     caller: Caller,

@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Params, Path};
+use crate::openapi as oa;
 use crate::wire::{RevokedResponse, SessionView, SessionsResponse, WhoamiResponse};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,6 +19,26 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/sessions/{session_id}", delete(revoke_one))
 }
 
+/// Who am I: validate the token and its session.
+///
+/// Returns the session and what the token says. Counts as activity for the idle timeout.
+#[utoipa::path(
+    get,
+    path = "/api/v2/session",
+    tag = "end-user",
+    operation_id = "whoami",
+    params(oa::TenantHeader),
+    security(("sessionToken" = []), ("sessionCookie" = [])),
+    responses(
+        (status = 200, description = "The current session.", body = WhoamiResponse),
+        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn whoami(State(st): State<AppState>, a: Auth) -> Json<WhoamiResponse> {
     let now = st.engine.now();
     Json(WhoamiResponse {
@@ -27,6 +48,25 @@ async fn whoami(State(st): State<AppState>, a: Auth) -> Json<WhoamiResponse> {
     })
 }
 
+/// The user's active sessions (devices), the current one flagged.
+#[utoipa::path(
+    get,
+    path = "/api/v2/sessions",
+    tag = "end-user",
+    operation_id = "listSessions",
+    params(oa::TenantHeader),
+    security(("sessionToken" = []), ("sessionCookie" = [])),
+    responses(
+        (status = 200, description = "The user's active sessions in this tenant.",
+            body = SessionsResponse),
+        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn list(State(st): State<AppState>, a: Auth) -> ApiResult<Json<SessionsResponse>> {
     let now = st.engine.now();
     let current = a.auth.session.id.clone();
@@ -39,6 +79,30 @@ async fn list(State(st): State<AppState>, a: Auth) -> ApiResult<Json<SessionsRes
     }))
 }
 
+/// Revoke one of the user's own sessions.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/sessions/{sessionId}",
+    tag = "end-user",
+    operation_id = "revokeSession",
+    params(
+        ("sessionId" = oa::SessionId, Path, description = "The session to revoke."),
+        oa::TenantHeader,
+        oa::CsrfHeader,
+    ),
+    security(("sessionToken" = []), ("sessionCookie" = [])),
+    responses(
+        (status = 204, description = "The session is revoked."),
+        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such session of this user.",
+            body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn revoke_one(
     State(st): State<AppState>,
     a: Auth,
@@ -49,11 +113,33 @@ async fn revoke_one(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct ScopeQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ScopeQuery {
+    /// Must be `others`.
+    #[param(value_type = String, required = true, pattern = "^others$")]
     scope: Option<String>,
 }
 
+/// Revoke all the user's sessions but this one (`?scope=others`).
+#[utoipa::path(
+    delete,
+    path = "/api/v2/sessions",
+    tag = "end-user",
+    operation_id = "revokeOtherSessions",
+    params(ScopeQuery, oa::TenantHeader, oa::CsrfHeader),
+    security(("sessionToken" = []), ("sessionCookie" = [])),
+    responses(
+        (status = 200, description = "How many sessions were revoked.", body = RevokedResponse),
+        (status = 400, description = "As for every end-user request, or `invalid_request`: \
+            `scope` is not `others`.", body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
 async fn revoke_others(
     State(st): State<AppState>,
     a: Auth,

@@ -35,7 +35,9 @@ impl WebhookSender {
         let slots = Arc::new(Semaphore::new(PARALLEL));
         tokio::spawn(async move {
             while let Some(job) = jobs.recv().await {
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    break;
+                };
                 let http = http.clone();
                 tokio::spawn(async move {
                     deliver(&http, &job, first_retry).await;
@@ -50,18 +52,25 @@ impl WebhookSender {
 async fn deliver(http: &reqwest::Client, job: &Job, first_retry: Duration) {
     let mut wait = first_retry;
     for attempt in 1..=ATTEMPTS {
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let res = http
             .post(&job.url)
             .header("content-type", "application/json")
             .header("x-sessiond-timestamp", ts.to_string())
-            .header("x-sessiond-signature", signature(&job.secret, ts, job.body.as_bytes()))
+            .header(
+                "x-sessiond-signature",
+                signature(&job.secret, ts, job.body.as_bytes()),
+            )
             .body(job.body.clone())
             .send()
             .await;
         match res {
             Ok(r) if r.status().is_success() => return,
-            Ok(r) => tracing::warn!(url = %job.url, status = %r.status(), attempt, "webhook refused"),
+            Ok(r) => {
+                tracing::warn!(url = %job.url, status = %r.status(), attempt, "webhook refused")
+            }
             Err(e) => tracing::warn!(url = %job.url, error = %e, attempt, "webhook unreachable"),
         }
         if attempt < ATTEMPTS {
@@ -74,8 +83,14 @@ async fn deliver(http: &reqwest::Client, job: &Job, first_retry: Duration) {
 
 impl AlertSink for WebhookSender {
     fn deliver(&self, url: &str, secret: &str, event: &AuditEvent) {
-        let Ok(body) = serde_json::to_string(event) else { return };
-        let job = Job { url: url.to_owned(), secret: secret.to_owned(), body };
+        let Ok(body) = serde_json::to_string(event) else {
+            return;
+        };
+        let job = Job {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            body,
+        };
         if self.queue.try_send(job).is_err() {
             tracing::error!(url, "webhook queue full: alert dropped");
         }

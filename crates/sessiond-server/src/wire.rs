@@ -1,22 +1,30 @@
 //! Request and response bodies of the HTTP API (camelCase JSON, as the contract shows).
 
+use crate::openapi as oa;
 use serde::{Deserialize, Serialize};
 use sessiond_core::{Issued, Policy, TenantPolicy};
 use sessiond_store::{
     AuditEvent, AuthMethod, CustomerId, KeyState, PolicyOverrides, Profile, Session, SessionId,
     SessionStatus, StoredKey, TenantId, UnixTime, User, UserId,
 };
+use utoipa::ToSchema;
 
-#[derive(Debug, Deserialize)]
+/// The device a new session is created on.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceRequest {
+    /// A label for the device (kept to 128 characters).
     pub label: Option<String>,
 }
 
 /// Unknown members are refused (e.g. `"mode": "cookie"`, which this build does not offer).
 /// Where login, SSO and refresh put the tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(
+    description = "Where login, SSO and refresh put the tokens: in the body (default), or \
+    in `__Host-` cookies with only the CSRF token in the body."
+)]
 pub enum Mode {
     #[default]
     Body,
@@ -24,26 +32,29 @@ pub enum Mode {
     Cookie,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(max_length = 256)]
     pub username: String,
+    #[schema(max_length = 1024)]
     pub password: String,
     pub device: Option<DeviceRequest>,
     #[serde(default)]
     pub mode: Mode,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SsoRequest {
+    /// The partner-signed JWT.
     pub sso_token: String,
     pub device: Option<DeviceRequest>,
     #[serde(default)]
     pub mode: Mode,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     /// Absent in cookie mode: the refresh cookie is used.
@@ -51,25 +62,38 @@ pub struct RefreshRequest {
 }
 
 /// The TokenResponse of login and refresh (DESIGN §5).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
+    /// The session token's lifetime, seconds.
     #[serde(rename = "expires_in")]
     pub expires_in: i64,
     #[serde(rename = "token_type")]
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
+    #[schema(value_type = String, example = "session")]
     pub scope: &'static str,
+    #[schema(value_type = uuid::Uuid)]
     pub customer_id: CustomerId,
+    #[schema(value_type = oa::TenantId)]
     pub tenant_id: TenantId,
+    #[schema(value_type = oa::SessionId)]
     pub session_id: SessionId,
+    /// The session token (a JWT, `typ: at+jwt`); absent in cookie mode.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub user_session_token: Option<String>,
+    /// The refresh token; absent where the profile issues none, and in cookie mode.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub refresh_token: Option<String>,
+    /// The refresh token's lifetime, seconds; absent where the profile issues none.
     #[serde(rename = "refresh_expires_in", skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub refresh_expires_in: Option<i64>,
     /// Cookie mode: send it back as `X-CSRF-Token` on state-changing requests.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub csrf_token: Option<String>,
 }
 
@@ -90,7 +114,7 @@ impl From<Issued> for TokenResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceView {
     pub user_agent: Option<String>,
@@ -98,25 +122,40 @@ pub struct DeviceView {
     pub label: Option<String>,
 }
 
-/// A session as the API shows it.
-#[derive(Debug, Serialize)]
+/// A session as the API shows it (times are Unix seconds).
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
+    #[schema(value_type = oa::SessionId)]
     pub session_id: SessionId,
+    #[schema(value_type = oa::TenantId)]
     pub tenant_id: TenantId,
+    #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
+    #[schema(value_type = uuid::Uuid)]
     pub customer_id: CustomerId,
+    #[schema(value_type = oa::AuthMethod)]
     pub auth_method: AuthMethod,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
+    #[schema(value_type = i64)]
     pub last_seen_at: UnixTime,
+    /// Absent when the session has no idle timeout.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, required = false)]
     pub idle_expires_at: Option<UnixTime>,
+    #[schema(value_type = i64)]
     pub absolute_expires_at: UnixTime,
     pub device: DeviceView,
+    #[schema(value_type = oa::SessionState)]
     pub state: &'static str,
+    /// Present when `state` is `revoked`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = oa::RevokeReason, required = false)]
     pub revoked_reason: Option<&'static str>,
+    /// In the user's own session list: whether this is the session of the calling token.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub current: Option<bool>,
 }
 
@@ -150,43 +189,58 @@ impl SessionView {
 }
 
 /// whoami: the session and what the token says.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WhoamiResponse {
     #[serde(flatten)]
     pub session: SessionView,
+    /// The token's scope.
     pub scope: String,
+    /// The token's `exp` (Unix seconds).
+    #[schema(value_type = i64)]
     pub token_expires_at: UnixTime,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsResponse {
     pub sessions: Vec<SessionView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RevokedResponse {
+    /// How many sessions this request revoked.
     pub revoked: usize,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTenantRequest {
+    /// 1 to 64 characters of `A-Z`, `a-z`, `0-9`, `-` and `_`.
+    #[schema(value_type = oa::TenantId)]
     pub id: String,
     pub name: Option<String>,
+    #[schema(value_type = oa::Profile)]
     pub profile: Profile,
     #[serde(default)]
+    #[schema(value_type = oa::PolicyOverrides)]
     pub policy: PolicyOverrides,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantResponse {
+    #[schema(value_type = oa::TenantId)]
     pub id: TenantId,
     pub name: Option<String>,
+    #[schema(value_type = oa::Profile)]
     pub profile: Profile,
+    /// The effective policy.
+    #[schema(value_type = oa::Policy)]
     pub policy: Policy,
+    /// The tenant's own overrides of its profile's defaults.
+    #[schema(value_type = oa::PolicyOverrides)]
     pub overrides: PolicyOverrides,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
 }
 
@@ -203,21 +257,30 @@ impl From<&TenantPolicy> for TenantResponse {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
+    /// 1 to 256 characters (NFC), no control characters or surrounding spaces.
     pub username: String,
+    /// 8 to 1024 characters.
     pub password: String,
+    /// Generated when absent.
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub customer_id: Option<CustomerId>,
+    /// The partner's id for this user (the SSO token's `sub`).
     pub external_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserResponse {
+    #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
+    #[schema(value_type = uuid::Uuid)]
     pub customer_id: CustomerId,
+    /// `null` for users provisioned by SSO.
     pub username: Option<String>,
+    #[schema(value_type = oa::UserStatus)]
     pub status: sessiond_store::UserStatus,
 }
 
@@ -232,29 +295,37 @@ impl From<User> for UserResponse {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
+    /// 8 to 1024 characters.
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuditResponse {
+    /// Newest first.
+    #[schema(value_type = Vec<oa::AuditEvent>)]
     pub events: Vec<AuditEvent>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
     pub kid: String,
+    /// `EdDSA` or `ES256`.
     pub alg: String,
+    #[schema(value_type = oa::KeyState)]
     pub state: KeyState,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
+    /// Retiring keys: when they leave the JWKS (Unix seconds).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, required = false)]
     pub retire_at: Option<UnixTime>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeysResponse {
     pub keys: Vec<KeyView>,
 }
@@ -276,21 +347,23 @@ impl From<Vec<StoredKey>> for KeysResponse {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartnerSecretResponse {
     pub secret_id: String,
     pub secret: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateClientRequest {
+    /// Generated when absent.
     pub client_id: Option<String>,
+    /// The audience of the client's internal access tokens.
     pub audience: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientResponse {
     pub client_id: String,

@@ -159,7 +159,9 @@ impl SessionStore for SqliteStore {
     }
 
     async fn count_active_sessions(&self, now: UnixTime) -> StoreResult<u64> {
-        self.readers.call(move |c| sessions::count_active(c, now)).await
+        self.readers
+            .call(move |c| sessions::count_active(c, now))
+            .await
     }
 
     async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>> {

@@ -274,7 +274,10 @@ pub(crate) fn mark_expired(
 
 pub(crate) fn count_active(c: &Connection, now: UnixTime) -> DbResult<u64> {
     let n: i64 = c
-        .prepare_cached(concat!("SELECT COUNT(*) FROM sessions WHERE ", active_at_now!()))?
+        .prepare_cached(concat!(
+            "SELECT COUNT(*) FROM sessions WHERE ",
+            active_at_now!()
+        ))?
         .query_row(named_params! {":now": now}, |row| row.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }

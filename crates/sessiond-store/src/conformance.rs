@@ -1051,16 +1051,44 @@ pub async fn audit_ids_ascend_and_events_come_newest_first<S: IdentityStore>(sto
 
 pub async fn audit_events_are_purged_by_age<S: IdentityStore>(store: S) {
     let mut events = Vec::new();
-    for (tenant, at) in [(tenant_a(), NOW - 100), (tenant_b(), NOW - 50), (tenant_a(), NOW)] {
+    for (tenant, at) in [
+        (tenant_a(), NOW - 100),
+        (tenant_b(), NOW - 50),
+        (tenant_a(), NOW),
+    ] {
         let activity = format!("act-{at}");
-        events.push(event(&tenant, "purge", AuditKind::LoginSucceeded, None, None, &activity, at));
+        events.push(event(
+            &tenant,
+            "purge",
+            AuditKind::LoginSucceeded,
+            None,
+            None,
+            &activity,
+            at,
+        ));
     }
     store.append_audit(events).await.expect("append_audit");
     assert_eq!(store.purge_audit(NOW - 50).await.expect("purge_audit"), 1);
-    let q = AuditQuery { limit: 10, ..AuditQuery::default() };
-    let left: Vec<i64> = store.find_audit(&tenant_a(), &q).await.expect("find_audit").iter().map(|e| e.at).collect();
+    let q = AuditQuery {
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    let left: Vec<i64> = store
+        .find_audit(&tenant_a(), &q)
+        .await
+        .expect("find_audit")
+        .iter()
+        .map(|e| e.at)
+        .collect();
     assert_eq!(left, [NOW]);
-    assert_eq!(store.find_audit(&tenant_b(), &q).await.expect("find_audit").len(), 1);
+    assert_eq!(
+        store
+            .find_audit(&tenant_b(), &q)
+            .await
+            .expect("find_audit")
+            .len(),
+        1
+    );
     assert_eq!(store.purge_audit(NOW - 50).await.expect("purge_audit"), 0);
 }
 
@@ -1696,11 +1724,21 @@ pub async fn active_sessions_are_counted<S: SessionStore>(store: S) {
     refreshable(&store, new_token(), None).await;
     refreshable(&store, new_token(), None).await;
     assert_eq!(store.count_active_sessions(NOW).await.expect("count"), 3);
-    store.revoke_session(&a.tenant_id, &a.id, RevokeReason::Logout, NOW).await.expect("revoke");
+    store
+        .revoke_session(&a.tenant_id, &a.id, RevokeReason::Logout, NOW)
+        .await
+        .expect("revoke");
     assert_eq!(store.count_active_sessions(NOW).await.expect("count"), 2);
     let b = refreshable(&store, new_token(), Some(600)).await;
-    assert_eq!(store.count_active_sessions(NOW + 599).await.expect("count"), 3);
-    assert_eq!(store.count_active_sessions(NOW + 600).await.expect("count"), 2, "idle timed out");
+    assert_eq!(
+        store.count_active_sessions(NOW + 599).await.expect("count"),
+        3
+    );
+    assert_eq!(
+        store.count_active_sessions(NOW + 600).await.expect("count"),
+        2,
+        "idle timed out"
+    );
     let _ = b;
 }
 

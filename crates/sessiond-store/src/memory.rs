@@ -283,7 +283,12 @@ impl SessionStore for MemoryStore {
     }
 
     async fn count_active_sessions(&self, now: UnixTime) -> StoreResult<u64> {
-        Ok(self.lock()?.sessions.values().filter(|s| s.is_active_at(now)).count() as u64)
+        Ok(self
+            .lock()?
+            .sessions
+            .values()
+            .filter(|s| s.is_active_at(now))
+            .count() as u64)
     }
 
     async fn get_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshRecord>> {

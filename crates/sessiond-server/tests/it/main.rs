@@ -1,6 +1,7 @@
 //! Integration tests: the real server on an ephemeral port, over real HTTP, on SQLite.
 
 mod admin;
+mod attacks;
 mod errors;
 mod hardening;
 mod lifecycle;

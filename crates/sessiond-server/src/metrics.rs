@@ -1,0 +1,85 @@
+//! `/metrics` in Prometheus' text format: requests by route and status with latency
+//! histograms (here), lifecycle events by type and reason (`sessiond_events_total`, from the
+//! engine), store latency (`sessiond_store_seconds`, from the store) and active sessions.
+
+use crate::AppState;
+use crate::error::ApiResult;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The process-wide recorder (installed once; every server in the process shares it).
+fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+pub fn router() -> Router<AppState> {
+    handle();
+    Router::new().route("/metrics", get(render))
+}
+
+/// Prometheus metrics.
+///
+/// Requests by route and status with latency histograms, lifecycle events by type and reason,
+/// store latency and active sessions, in Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "The metrics (Prometheus text format 0.0.4).",
+            body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 400, description = crate::openapi::D_400_TRACE, body = crate::openapi::Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
+async fn render(State(st): State<AppState>) -> ApiResult<Response> {
+    metrics::gauge!("sessiond_sessions_active")
+        .set(st.engine.count_active_sessions().await? as f64);
+    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    let mut res = body.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(res)
+}
+
+/// Counts every request by method, route template and status, and times it.
+pub async fn track(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("sessiond_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("sessiond_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    res
+}

@@ -1,0 +1,1127 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the wire types' schemas. Served at `GET /openapi.json` and checked into the
+//! repository as `openapi.json`; a test fails when the two differ
+//! (`SESSIOND_UPDATE_OPENAPI=1 cargo test -p sessiond-server openapi` rewrites the file).
+//!
+//! Types that live in other crates (`sessiond_store`, `sessiond_core`) are described here by
+//! mirror schemas, so those crates need no OpenAPI dependency; they must follow the serde
+//! shape of the type they mirror.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::OnceLock;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
+    Type,
+};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sessiond",
+        description = "Session management: logins, session tokens, refresh-token rotation, \
+            revocation, SSO, partner and service endpoints, RFC 7662 introspection, RFC 7009 \
+            revocation and the operator API.\n\n\
+            Every response carries `X-Activity-ID` (the client's, or a generated one) and echoes \
+            `X-Correlation-ID` and `X-Session-ID` when sent. Errors are RFC 9457 \
+            `application/problem+json` (`Problem`) with a `code` from the contract. Request \
+            bodies are limited to 64 KiB (`413 payload_too_large`).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        crate::auth::login,
+        crate::partner::sso,
+        crate::auth::refresh,
+        crate::auth::logout,
+        crate::auth::logout_all,
+        crate::sessions::whoami,
+        crate::sessions::list,
+        crate::sessions::revoke_others,
+        crate::sessions::revoke_one,
+        crate::partner::partner_logout,
+        crate::partner::internal_token,
+        crate::partner::introspect,
+        crate::partner::oauth_revoke,
+        crate::meta::jwks,
+        crate::meta::discovery,
+        crate::meta::healthz,
+        crate::meta::readyz,
+        openapi_json,
+        crate::admin::create_tenant,
+        crate::admin::get_tenant,
+        crate::admin::patch_policy,
+        crate::admin::create_user,
+        crate::admin::find_user,
+        crate::admin::set_password,
+        crate::admin::disable_user,
+        crate::admin::find_sessions,
+        crate::admin::revoke_session,
+        crate::admin::audit,
+        crate::admin::create_partner_secret,
+        crate::admin::revoke_partner_secret,
+        crate::admin::set_sso,
+        crate::admin::create_client,
+        crate::admin::webhook,
+        crate::admin::keys,
+        crate::admin::rotate_keys,
+        crate::metrics::render,
+    ),
+    components(schemas(
+        Problem, ErrorCode, TenantId, SessionId, Profile, OnLimit, Policy, PolicyOverrides,
+        PolicyPatch, SsoConfig, AuthMethod, SessionState, RevokeReason, UserStatus, KeyState,
+        AuditKind, AuditEvent, StateFilter,
+    )),
+    modifiers(&Common),
+    tags(
+        (name = "end-user", description = "Login, refresh, logout and the user's own sessions. \
+            Every request names its tenant in `X-Tenant-ID`; `integration` and `production` \
+            tenants also require `X-Activity-ID`."),
+        (name = "partner", description = "Partner-issued SSO tokens and the partner backend's \
+            logout (`X-PARTNER-SECRET`)."),
+        (name = "internal", description = "Trusted backends (service client credentials)."),
+        (name = "oauth2", description = "RFC 7662 introspection and RFC 7009 revocation."),
+        (name = "well-known", description = "Public keys and issuer metadata."),
+        (name = "health", description = "Liveness, readiness and this document."),
+        (name = "admin", description = "The operator API (`Authorization: Bearer <admin token>`)."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as served and as checked in (pretty JSON, trailing newline).
+pub fn document_json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut s = ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        s.push('\n');
+        s
+    })
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "health",
+    operation_id = "openapi",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API.",
+            body = Object, content_type = "application/json"),
+        (status = 400, description = "`invalid_header`: a malformed `X-Activity-ID`, \
+            `X-Correlation-ID` or `X-Session-ID`.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        document_json(),
+    )
+        .into_response()
+}
+
+// ---- response descriptions the annotations share ---------------------------------------------
+
+pub(crate) const D_400_TRACE: &str =
+    "`invalid_header`: a malformed `X-Activity-ID`, `X-Correlation-ID` or `X-Session-ID`.";
+pub(crate) const D_400_CTX: &str = "`missing_header` (`X-Tenant-ID`, or `X-Activity-ID` where \
+    the tenant's policy requires it), `invalid_header` (a malformed `X-Tenant-ID` or tracing \
+    header, or a non-ASCII `Authorization`), `unknown_tenant`, or `invalid_request`.";
+pub(crate) const D_401_TOKEN: &str = "`missing_header` (no session token), `invalid_header` \
+    (`Authorization` is not `Bearer <token>`), `token_invalid`, `token_expired`, \
+    `tenant_mismatch`, `session_revoked`, `session_displaced` or `session_expired`.";
+pub(crate) const D_403_CTX: &str = "`forbidden`: the tenant accepts requests over HTTPS only, \
+    or a cookie-authenticated change failed the CSRF check.";
+pub(crate) const D_413: &str = "`payload_too_large`: the body exceeds 64 KiB.";
+pub(crate) const D_415: &str = "`invalid_request`: the body is not `application/json`.";
+pub(crate) const D_415_FORM: &str =
+    "`invalid_request`: the body is not `application/x-www-form-urlencoded`.";
+pub(crate) const D_429: &str = "`rate_limited`: too many requests from this client IP; retry \
+    after `Retry-After` seconds.";
+pub(crate) const D_400_ADMIN: &str = "`invalid_request` (malformed body or query), or \
+    `invalid_header` (a malformed tracing header or non-ASCII `Authorization`).";
+pub(crate) const D_401_ADMIN: &str = "`missing_header` (no `Authorization`) or \
+    `invalid_header` (not `Bearer <token>`).";
+pub(crate) const D_403_ADMIN: &str = "`forbidden`: not the admin token.";
+pub(crate) const D_404_TENANT: &str = "`not_found`: no such tenant.";
+pub(crate) const D_TOKEN_RESPONSE: &str = "The new tokens (TokenResponse; `Cache-Control: \
+    no-store`). In cookie mode the tokens are in `__Host-` cookies and the body carries \
+    `csrfToken` instead of `userSessionToken` and `refreshToken`.";
+
+// ---- the error body --------------------------------------------------------------------------
+
+/// An RFC 9457 problem: every error response of the API.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Problem {
+    /// `https://sessiond.dev/problems/<code>`.
+    #[schema(example = "https://sessiond.dev/problems/token_invalid")]
+    r#type: String,
+    /// The HTTP status's reason phrase.
+    #[schema(example = "Unauthorized")]
+    title: String,
+    /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599, example = 401)]
+    status: u16,
+    /// What went wrong, for humans.
+    detail: String,
+    code: ErrorCode,
+    /// The request's `X-Activity-ID` (the client's, or a generated one).
+    #[schema(rename = "activityId", format = Uuid)]
+    activity_id: String,
+}
+
+/// The contract's error codes (`internal_error` only with 5xx).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ErrorCode {
+    InvalidRequest,
+    MissingHeader,
+    InvalidHeader,
+    UnknownTenant,
+    TenantMismatch,
+    InvalidCredentials,
+    AccountDisabled,
+    TokenInvalid,
+    TokenExpired,
+    SessionRevoked,
+    SessionDisplaced,
+    SessionExpired,
+    RefreshTokenInvalid,
+    RefreshTokenReused,
+    RefreshNotEnabled,
+    InvalidPartnerSecret,
+    SsoTokenInvalid,
+    RateLimited,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    InternalError,
+}
+
+// ---- mirrors of other crates' types ------------------------------------------------------------
+
+/// A tenant id (`X-Tenant-ID`).
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "1234567")]
+#[allow(dead_code)]
+pub struct TenantId(String);
+
+/// A session id: 128 random bits, base64url (22 characters).
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_-]{22}$", example = "q3v1mZJ0c4y5KQxY2p8f7A")]
+#[allow(dead_code)]
+pub struct SessionId(String);
+
+/// A tenant's profile: the defaults its policy starts from.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Profile {
+    Playground,
+    Integration,
+    Production,
+}
+
+/// What a new login does when the user is at `maxSessionsPerUser`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum OnLimit {
+    EvictOldest,
+    Reject,
+}
+
+/// A tenant's effective policy: its profile's defaults with its overrides applied.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct Policy {
+    /// Session token lifetime, seconds (≤ 86400).
+    session_token_ttl: u32,
+    /// Whether refresh tokens are issued.
+    refresh_tokens: bool,
+    /// Refresh token lifetime, seconds.
+    refresh_token_ttl: u32,
+    /// Absolute session lifetime, seconds.
+    absolute_ttl: u32,
+    /// Idle timeout, seconds; 0 = none.
+    idle_ttl: u32,
+    /// Active sessions per user; 0 = unlimited.
+    max_sessions_per_user: u32,
+    on_limit: OnLimit,
+    /// Headers end-user requests must carry (always `Authorization` and `X-Tenant-ID`).
+    required_headers: Vec<String>,
+    /// Seconds during which a just-rotated refresh token returns the same successor (≤ 300).
+    refresh_grace_seconds: u32,
+    /// Requests must arrive over HTTPS (directly or via a trusted proxy).
+    https_only: bool,
+    /// Failed logins of one account before exponential backoff starts; 0 = never.
+    login_backoff_after: u32,
+    /// Where `suspicious_activity` events are POSTed, signed; absent: no webhook.
+    #[schema(nullable = false)]
+    webhook_url: Option<String>,
+}
+
+/// Per-tenant policy overrides; an absent member keeps the profile's default.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct PolicyOverrides {
+    session_token_ttl: Option<u32>,
+    refresh_tokens: Option<bool>,
+    refresh_token_ttl: Option<u32>,
+    absolute_ttl: Option<u32>,
+    /// 0 turns the idle timeout off.
+    idle_ttl: Option<u32>,
+    /// 0 means unlimited.
+    max_sessions_per_user: Option<u32>,
+    on_limit: Option<OnLimit>,
+    required_headers: Option<Vec<String>>,
+    refresh_grace_seconds: Option<u32>,
+    https_only: Option<bool>,
+    /// 0 turns the per-account login backoff off.
+    login_backoff_after: Option<u32>,
+    /// An http(s) URL of at most 2048 characters.
+    webhook_url: Option<String>,
+}
+
+/// A JSON merge patch (RFC 7396) of the tenant's overrides: a member sets an override, `null`
+/// restores the profile's default, an absent member is left alone.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct PolicyPatch {
+    session_token_ttl: Option<u32>,
+    refresh_tokens: Option<bool>,
+    refresh_token_ttl: Option<u32>,
+    absolute_ttl: Option<u32>,
+    idle_ttl: Option<u32>,
+    max_sessions_per_user: Option<u32>,
+    on_limit: Option<OnLimit>,
+    required_headers: Option<Vec<String>>,
+    refresh_grace_seconds: Option<u32>,
+    https_only: Option<bool>,
+    /// 0 turns the per-account login backoff off.
+    login_backoff_after: Option<u32>,
+    /// An http(s) URL of at most 2048 characters.
+    webhook_url: Option<String>,
+}
+
+/// A tenant's SSO trust: the expected audience (and issuer), and exactly one of a shared HS256
+/// secret, a PEM public key (RS256, ES256 or EdDSA) or a JWKS URL.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct SsoConfig {
+    /// The SSO token's expected `iss`.
+    issuer: Option<String>,
+    /// The SSO token's expected `aud`.
+    audience: String,
+    hs256_secret: Option<String>,
+    public_key_pem: Option<String>,
+    jwks_url: Option<String>,
+}
+
+/// How a session was created.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum AuthMethod {
+    Password,
+    Sso,
+}
+
+/// A session's state at the time of the response (timeouts included).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SessionState {
+    Active,
+    Revoked,
+    Expired,
+}
+
+/// Why a session was revoked.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RevokeReason {
+    Logout,
+    LogoutAll,
+    Displaced,
+    PartnerLogout,
+    Admin,
+    ReuseDetected,
+    PasswordChanged,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+/// A signing key's place in the rotation.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum KeyState {
+    /// Published, signs new tokens.
+    Signing,
+    /// Published, signs after the next rotation.
+    Next,
+    /// Published until `retireAt`, signs nothing.
+    Retiring,
+}
+
+/// An audit event type.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum AuditKind {
+    LoginSucceeded,
+    LoginFailed,
+    SessionCreated,
+    SessionRefreshed,
+    RefreshTokenReused,
+    SessionRevoked,
+    SessionExpired,
+    SuspiciousActivity,
+}
+
+/// One append-only audit record.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct AuditEvent {
+    /// Ascending in append order.
+    id: i64,
+    r#type: AuditKind,
+    tenant_id: TenantId,
+    user_id: Option<uuid::Uuid>,
+    session_id: Option<SessionId>,
+    activity_id: String,
+    correlation_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    /// For `session_revoked`: the revocation reason.
+    reason: Option<String>,
+    /// Unix seconds.
+    at: i64,
+}
+
+/// The session-state filter of the admin session search.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StateFilter {
+    Active,
+    Revoked,
+    Expired,
+}
+
+// ---- bodies built as JSON values in the handlers -----------------------------------------------
+
+/// A tenant's webhook: its URL and the secret deliveries are signed with
+/// (`X-Sessiond-Signature: v1=HMAC-SHA256(secret, timestamp + "." + body)`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Webhook {
+    url: String,
+    secret: String,
+}
+
+/// `{"status": "ok"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    #[schema(example = "ok")]
+    status: String,
+}
+
+/// A public key (RFC 7517): Ed25519 (`OKP`) or P-256 (`EC`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Jwk {
+    #[schema(example = "OKP")]
+    kty: String,
+    #[schema(example = "Ed25519")]
+    crv: String,
+    x: String,
+    /// `EC` keys only.
+    #[schema(nullable = false)]
+    y: Option<String>,
+    #[schema(example = "EdDSA")]
+    alg: String,
+    #[schema(example = "sig")]
+    r#use: String,
+    kid: String,
+}
+
+/// The published keys: signing, next and retiring.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+/// Issuer metadata (the subset of OpenID Connect Discovery / RFC 8414 that applies).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+    introspection_endpoint: String,
+    introspection_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint: String,
+    revocation_endpoint_auth_methods_supported: Vec<String>,
+    access_token_signing_alg_values_supported: Vec<String>,
+    token_types_supported: Vec<String>,
+}
+
+/// RFC 7662: `{"active": false}` for anything not live; for a live session token or internal
+/// token of the client's tenant, `"active": true` with its claims.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Introspection {
+    active: bool,
+    #[schema(nullable = false)]
+    iss: Option<String>,
+    #[schema(nullable = false)]
+    aud: Option<String>,
+    /// The user id.
+    #[schema(nullable = false)]
+    sub: Option<uuid::Uuid>,
+    /// The session id.
+    #[schema(nullable = false)]
+    sid: Option<SessionId>,
+    /// The tenant id.
+    #[schema(nullable = false)]
+    tid: Option<TenantId>,
+    /// The customer id.
+    #[schema(nullable = false)]
+    cid: Option<uuid::Uuid>,
+    /// Internal access tokens only: the client they were minted for.
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    #[schema(nullable = false)]
+    jti: Option<String>,
+    #[schema(nullable = false)]
+    iat: Option<i64>,
+    #[schema(nullable = false)]
+    nbf: Option<i64>,
+    #[schema(nullable = false)]
+    exp: Option<i64>,
+    #[schema(nullable = false)]
+    auth_time: Option<i64>,
+    #[schema(nullable = false)]
+    amr: Option<Vec<String>>,
+    #[schema(nullable = false, example = "Bearer")]
+    token_type: Option<String>,
+}
+
+/// RFC 7662 / RFC 7009 request: the token, and the client's credentials when not sent as
+/// HTTP Basic (`client_secret_post`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    token: String,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+}
+
+// ---- request headers ---------------------------------------------------------------------------
+
+/// `X-Tenant-ID`, required on every end-user request.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct TenantHeader {
+    /// The tenant the request belongs to.
+    #[param(
+        rename = "X-Tenant-ID",
+        pattern = "^[A-Za-z0-9_-]{1,64}$",
+        example = "1234567"
+    )]
+    tenant: String,
+}
+
+/// The double-submit CSRF token of a cookie-authenticated state change.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct CsrfHeader {
+    /// Cookie mode only: the value of the `__Host-sessiond-csrf` cookie (required with the
+    /// session or refresh cookie; an `Origin`, when sent, must be an allowed one).
+    #[param(rename = "X-CSRF-Token", nullable = false)]
+    csrf: Option<String>,
+}
+
+/// The FinHub form of the session token, an alternative to `Authorization: Bearer`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct OptionalSessionTokenHeader {
+    /// The session token (instead of `Authorization: Bearer`).
+    #[param(rename = "X-User-Session-Token", nullable = false)]
+    token: Option<String>,
+}
+
+/// The user's session token, for internal access tokens.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct SessionTokenHeader {
+    /// The user's session token.
+    #[param(rename = "X-User-Session-Token")]
+    token: String,
+}
+
+/// The partner's shared secret, which also names the tenant.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct PartnerSecretHeader {
+    /// `<secretId>.<random>`, as `POST /admin/v1/tenants/{tenantId}/partner-secrets` returned it.
+    #[param(rename = "X-PARTNER-SECRET")]
+    secret: String,
+}
+
+// ---- what every operation shares ---------------------------------------------------------------
+
+const ACTIVITY_PATTERN: &str =
+    "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-4[0-9A-Fa-f]{3}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
+const ECHO_PATTERN: &str = "^[!-~]{1,128}$";
+
+/// Adds the security schemes, the tracing headers every request may send and every response
+/// carries, and the 500 (a failure) and 503 (a timeout) every operation may answer.
+struct Common;
+
+fn string_schema(pattern: &str) -> RefOr<Schema> {
+    RefOr::T(Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .build(),
+    ))
+}
+
+fn trace_params() -> Vec<Parameter> {
+    let param = |name: &str, pattern: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(string_schema(pattern)))
+            .build()
+    };
+    vec![
+        param(
+            "X-Activity-ID",
+            ACTIVITY_PATTERN,
+            "A UUID v4 naming the user activity this request belongs to (required by \
+             `integration` and `production` tenants on end-user requests; generated when \
+             absent). Echoed in the response and recorded in the audit trail.",
+        ),
+        param(
+            "X-Correlation-ID",
+            ECHO_PATTERN,
+            "1 to 128 visible ASCII characters; echoed in the response.",
+        ),
+        param(
+            "X-Session-ID",
+            ECHO_PATTERN,
+            "1 to 128 visible ASCII characters; echoed in the response.",
+        ),
+    ]
+}
+
+fn operations(path: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        path.get.as_mut(),
+        path.put.as_mut(),
+        path.post.as_mut(),
+        path.delete.as_mut(),
+        path.options.as_mut(),
+        path.head.as_mut(),
+        path.patch.as_mut(),
+        path.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+impl Modify for Common {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            let mut h = Http::new(HttpAuthScheme::Bearer);
+            h.description = Some(description.to_owned());
+            h
+        };
+        let mut session = bearer("A session token (`userSessionToken` of a TokenResponse).");
+        session.bearer_format = Some("JWT".into());
+        let mut basic = Http::new(HttpAuthScheme::Basic);
+        basic.description = Some(
+            "A service client's id and secret (`POST /admin/v1/tenants/{tenantId}/clients`)."
+                .into(),
+        );
+        let schemes = [
+            ("sessionToken", SecurityScheme::Http(session)),
+            (
+                "adminToken",
+                SecurityScheme::Http(bearer("The operator's admin token.")),
+            ),
+            ("clientBasic", SecurityScheme::Http(basic)),
+            (
+                "partnerSecret",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "X-PARTNER-SECRET",
+                    "A tenant's partner secret.",
+                ))),
+            ),
+            (
+                "sessionCookie",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                    crate::cookies::SESSION_COOKIE,
+                    "Cookie mode: the session token cookie (state changes also need \
+                     `X-CSRF-Token`).",
+                ))),
+            ),
+            (
+                "refreshCookie",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                    crate::cookies::REFRESH_COOKIE,
+                    "Cookie mode: the refresh token cookie (also needs `X-CSRF-Token`).",
+                ))),
+            ),
+        ];
+        for (name, scheme) in schemes {
+            components.add_security_scheme(name, scheme);
+        }
+
+        let activity_header = HeaderBuilder::new()
+            .schema(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Uuid,
+                    )))
+                    .build(),
+            ))
+            .description(Some(
+                "The request's activity id (the client's, or a generated one).",
+            ))
+            .build();
+        let internal_error = ResponseBuilder::new()
+            .description("`internal_error`: the server failed (see its log).")
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        let timed_out = ResponseBuilder::new()
+            .description(
+                "`internal_error`: no answer within 30 s (the request may still complete).",
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for path in doc.paths.paths.values_mut() {
+            for op in operations(path) {
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                for p in trace_params() {
+                    if !params.iter().any(|q| q.name == p.name) {
+                        params.push(p);
+                    }
+                }
+                for (status, response) in [("500", &internal_error), ("503", &timed_out)] {
+                    op.responses
+                        .responses
+                        .entry(status.into())
+                        .or_insert_with(|| RefOr::T(response.clone()));
+                }
+                for response in op.responses.responses.values_mut() {
+                    if let RefOr::T(r) = response {
+                        r.headers
+                            .insert("X-Activity-ID".into(), activity_header.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+    use tower::ServiceExt;
+
+    const UPDATE_VAR: &str = "SESSIOND_UPDATE_OPENAPI";
+
+    fn checked_in_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi.json")
+    }
+
+    /// The checked-in `openapi.json` is the document the code generates.
+    #[test]
+    fn openapi_json_is_in_sync_with_the_code() {
+        let generated = document_json();
+        let path = checked_in_path();
+        if std::env::var_os(UPDATE_VAR).is_some() {
+            std::fs::write(&path, generated).unwrap();
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        if checked_in != generated {
+            let line = checked_in
+                .lines()
+                .zip(generated.lines())
+                .position(|(a, b)| a != b)
+                .map_or_else(|| "the end".to_owned(), |n| format!("line {}", n + 1));
+            panic!(
+                "openapi.json at the repository root differs from the document the code \
+                 generates (first difference at {line}). Regenerate it with\n\n    \
+                 {UPDATE_VAR}=1 cargo test -p sessiond-server openapi\n\nand commit the result."
+            );
+        }
+    }
+
+    fn doc() -> Value {
+        serde_json::from_str(document_json()).unwrap()
+    }
+
+    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+    /// `(METHOD, path)` of every documented operation, path parameters written `{}`.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = doc();
+        let mut ops = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for m in METHODS {
+                if item.get(m).is_some() {
+                    ops.insert((m.to_uppercase(), normalize(path)));
+                }
+            }
+        }
+        ops
+    }
+
+    /// `/a/{tenant}/b` and `/a/{tenantId}/b` are the same route.
+    fn normalize(path: &str) -> String {
+        let mut out = String::new();
+        let mut in_param = false;
+        for c in path.chars() {
+            match c {
+                '{' => {
+                    in_param = true;
+                    out.push_str("{}");
+                }
+                '}' => in_param = false,
+                c if !in_param => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Every route call (path and method chain) in the crate's source files.
+    fn registered() -> BTreeSet<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut routes = BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            let compact: String = src.split_whitespace().collect();
+            for call in compact.split(".route(").skip(1) {
+                let Some(rest) = call.strip_prefix('"') else {
+                    continue;
+                };
+                let Some((path, handlers)) = rest.split_once("\",") else {
+                    continue;
+                };
+                // The handler chain ends at the parenthesis closing `.route(`.
+                let mut depth = 0usize;
+                let mut chain = String::new();
+                for c in handlers.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' if depth == 0 => break,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    chain.push(c);
+                }
+                for m in METHODS {
+                    let starts = chain.starts_with(&format!("{m}("));
+                    if starts || chain.contains(&format!(".{m}(")) {
+                        routes.insert((m.to_uppercase(), normalize(path)));
+                    }
+                }
+            }
+        }
+        routes
+    }
+
+    /// Every route the router registers is documented, and every documented operation exists.
+    #[test]
+    fn openapi_documents_every_registered_route() {
+        let registered = registered();
+        assert!(
+            registered.len() >= 30,
+            "the route scan found only {registered:?}"
+        );
+        let documented = documented();
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let phantom: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty() && phantom.is_empty(),
+            "routes without an OpenAPI operation: {undocumented:?}; documented operations no \
+             route serves: {phantom:?}"
+        );
+    }
+
+    async fn app() -> axum::Router {
+        let store = std::sync::Arc::new(sessiond_store::memory::MemoryStore::new());
+        let engine = sessiond_core::Engine::start(
+            store.clone(),
+            store,
+            std::sync::Arc::new(sessiond_core::ManualClock::new(1_800_000_000)),
+            sessiond_core::secret::MasterKey::parse(&"42".repeat(32)).unwrap(),
+            sessiond_core::EngineConfig {
+                hash_concurrency: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let limits = crate::ratelimit::RateLimits {
+            auth_per_minute: 0,
+            partner_per_minute: 0,
+        };
+        crate::router(crate::AppState::new(
+            engine,
+            "admin-token-0123456789",
+            Vec::new(),
+            limits,
+        ))
+    }
+
+    /// Each documented operation reaches a handler of the router: neither the 404 fallback nor
+    /// the 405 of a path served for other methods.
+    #[tokio::test]
+    async fn openapi_operations_reach_their_handlers() {
+        let app = app().await;
+        for (method, path) in documented() {
+            let uri = path.replace("{}", "x");
+            let req = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).unwrap())
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {uri}: {body}"
+            );
+            assert!(
+                !body.contains("route not found"),
+                "{method} {uri} fell through to the fallback: {body}"
+            );
+        }
+    }
+
+    /// The served document is the generated one.
+    #[tokio::test]
+    async fn openapi_is_served() {
+        let res = app()
+            .await
+            .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        assert_eq!(body, document_json().as_bytes());
+    }
+
+    fn refs(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.insert(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Every `$ref` resolves, every operation has an id, documents its errors as problem+json
+    /// and names only defined security schemes.
+    #[test]
+    fn openapi_document_is_well_formed() {
+        let doc = doc();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut all = BTreeSet::new();
+        refs(&doc, &mut all);
+        for r in all {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| {
+                panic!("unexpected $ref {r}");
+            });
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "dangling $ref {r}"
+            );
+        }
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        let mut ids = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for m in METHODS {
+                let Some(op) = item.get(m) else { continue };
+                let id = op["operationId"].as_str().unwrap();
+                assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
+                for (status, res) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert!(
+                            res["content"]["application/problem+json"].is_object(),
+                            "{m} {path} {status} is not problem+json"
+                        );
+                    }
+                }
+                assert!(
+                    op["responses"]["400"].is_object() && op["responses"]["500"].is_object(),
+                    "{m} {path}: every operation may answer 400 (tracing headers) and 500"
+                );
+                for alt in op["security"].as_array().into_iter().flatten() {
+                    for name in alt.as_object().unwrap().keys() {
+                        assert!(
+                            schemes.contains_key(name),
+                            "{m} {path}: unknown scheme {name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
+        doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no schema {schema}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// The mirror schemas of `sessiond_core` / `sessiond_store` types follow the real types'
+    /// serde shapes (a field added there must be added here).
+    #[test]
+    fn openapi_mirror_schemas_match_the_real_types() {
+        use sessiond_store::{AuditKind, Profile, RevokeReason};
+        let doc = doc();
+        let mut policy = sessiond_core::Policy::defaults(Profile::Integration);
+        policy.webhook_url = Some("https://hooks.example/x".into());
+        let policy = serde_json::to_value(&policy).unwrap();
+        assert_eq!(keys(&policy), properties(&doc, "Policy"), "Policy");
+        let overrides: sessiond_store::PolicyOverrides =
+            serde_json::from_value(policy.clone()).unwrap();
+        let overrides = serde_json::to_value(&overrides).unwrap();
+        assert_eq!(keys(&overrides), properties(&doc, "PolicyOverrides"));
+        assert_eq!(keys(&overrides), properties(&doc, "PolicyPatch"));
+
+        let event = sessiond_store::AuditEvent {
+            id: 1,
+            kind: AuditKind::SessionRevoked,
+            tenant_id: sessiond_store::TenantId::parse("t").unwrap(),
+            user_id: None,
+            session_id: None,
+            activity_id: "a".into(),
+            correlation_id: None,
+            ip: None,
+            user_agent: None,
+            reason: None,
+            at: 0,
+        };
+        let event = serde_json::to_value(&event).unwrap();
+        assert_eq!(keys(&event), properties(&doc, "AuditEvent"));
+
+        let sso: serde_json::Map<String, Value> = properties(&doc, "SsoConfig")
+            .into_iter()
+            .map(|k| (k, Value::from("x")))
+            .collect();
+        serde_json::from_value::<sessiond_core::SsoConfig>(Value::Object(sso)).unwrap();
+
+        let values = |schema: &str| -> Vec<String> {
+            doc["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{schema} is not an enum"))
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        fn parses<T: serde::de::DeserializeOwned>(v: &str) -> bool {
+            serde_json::from_value::<T>(Value::from(v)).is_ok()
+        }
+        type Parse = fn(&str) -> bool;
+        let enums: [(&str, Parse); 9] = [
+            ("Profile", parses::<Profile>),
+            ("OnLimit", parses::<sessiond_store::OnLimit>),
+            ("AuthMethod", parses::<sessiond_store::AuthMethod>),
+            ("UserStatus", parses::<sessiond_store::UserStatus>),
+            ("KeyState", parses::<sessiond_store::KeyState>),
+            ("StateFilter", parses::<sessiond_store::StateFilter>),
+            ("AuditKind", |v| AuditKind::parse(v).is_some()),
+            ("RevokeReason", |v| RevokeReason::parse(v).is_some()),
+            ("Mode", parses::<crate::wire::Mode>),
+        ];
+        for (schema, parse) in enums {
+            for v in values(schema) {
+                assert!(parse(&v), "{schema}: {v} is not a value of the real type");
+            }
+        }
+    }
+}
