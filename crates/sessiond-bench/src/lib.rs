@@ -1,0 +1,727 @@
+//! sessiond's HTTP benchmark (issue 7): sessiond in-process and a bare axum ceiling in the
+//! same run, each on its own tokio runtime; a load generator on a third; the raw operations
+//! each scenario cannot avoid (Argon2id, an fsync'd SQLite insert) measured beside them.
+//! [`run`] returns a [`Report`]; [`Report::markdown`] and [`plot::draw`] render it.
+
+pub mod baseline;
+pub mod load;
+pub mod plot;
+pub mod server;
+
+use anyhow::{Context, Result};
+use load::{Op, RunResult, Workload};
+use server::{Ceiling, Sessiond};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How much to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub concurrencies: Vec<usize>,
+    /// Measured time of each scenario at each concurrency.
+    pub duration: Duration,
+    /// Cap on the requests of one run (the run ends at whichever comes first).
+    pub max_requests: usize,
+    pub warmup: Duration,
+    /// Live sessions (and tokens) whoami and introspection cycle through.
+    pub live_sessions: usize,
+    /// Seeded sessions made ready for each logout run (a logout run ends when they are gone).
+    pub logout_pool: usize,
+    /// Users that log in (each login picks one).
+    pub users: usize,
+    /// The scale check: sessions seeded for the small and the large measurement.
+    pub scale_small: usize,
+    pub scale_large: usize,
+    /// Seeding the large set stops after this long; the report says how many it made.
+    pub seed_budget: Duration,
+    /// Tokens of the large set whoami spreads over (the "spread" measurement).
+    pub scale_spread_tokens: usize,
+    pub skip_scale: bool,
+    pub server_threads: usize,
+    pub client_threads: usize,
+    /// Where the temporary data dirs go (the same file system for sessiond and the baseline).
+    pub data_dir: PathBuf,
+    /// Print progress to stderr.
+    pub verbose: bool,
+    /// Run only these scenarios (by name; the ceilings run with whoami / introspect).
+    pub only: Option<Vec<String>>,
+}
+
+impl Options {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == scenario))
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+impl Options {
+    /// The default: about 8–10 minutes on 2 cores.
+    pub fn full() -> Self {
+        Self {
+            concurrencies: vec![1, 16, 64],
+            duration: Duration::from_secs(5),
+            max_requests: usize::MAX,
+            warmup: Duration::from_secs(2),
+            live_sessions: 10_000,
+            logout_pool: 60_000,
+            users: 16,
+            scale_small: 1_000,
+            scale_large: 1_000_000,
+            seed_budget: Duration::from_secs(300),
+            scale_spread_tokens: 100_000,
+            skip_scale: false,
+            server_threads: cores(),
+            client_threads: cores(),
+            data_dir: std::env::temp_dir(),
+            verbose: true,
+            only: None,
+        }
+    }
+
+    /// A 30-second smoke run.
+    pub fn quick() -> Self {
+        Self {
+            duration: Duration::from_millis(700),
+            warmup: Duration::from_millis(300),
+            live_sessions: 2_000,
+            logout_pool: 6_000,
+            users: 4,
+            scale_large: 20_000,
+            seed_budget: Duration::from_secs(20),
+            scale_spread_tokens: 5_000,
+            ..Self::full()
+        }
+    }
+
+    /// A few seconds, tiny counts: for the CI smoke test.
+    pub fn tiny() -> Self {
+        Self {
+            concurrencies: vec![1, 4],
+            duration: Duration::from_millis(250),
+            max_requests: 40,
+            warmup: Duration::from_millis(50),
+            live_sessions: 50,
+            logout_pool: 60,
+            users: 2,
+            scale_small: 50,
+            scale_large: 200,
+            seed_budget: Duration::from_secs(10),
+            scale_spread_tokens: 100,
+            verbose: false,
+            ..Self::quick()
+        }
+    }
+}
+
+/// One scenario at one concurrency.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: &'static str,
+    pub concurrency: usize,
+    pub ok: u64,
+    pub errors: u64,
+    pub rps: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// The baseline's name and rate.
+    pub baseline: Option<(String, f64)>,
+    pub first_error: Option<String>,
+}
+
+impl Row {
+    pub fn ratio(&self) -> Option<f64> {
+        self.baseline.as_ref().map(|(_, b)| self.rps / b.max(1e-9))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BaselineRow {
+    pub name: String,
+    pub threads: usize,
+    pub ops: u64,
+    pub per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScaleRow {
+    pub label: String,
+    pub sessions: usize,
+    pub distinct_tokens: usize,
+    pub rps: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub errors: u64,
+    pub rss: u64,
+    pub store_logical: u64,
+    pub store_on_disk: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scale {
+    pub rows: Vec<ScaleRow>,
+    pub seeded_large: usize,
+    pub seed_secs: f64,
+    pub bytes_per_session: f64,
+    /// Bytes of the session tokens the load generator itself holds (part of the RSS).
+    pub client_token_bytes: usize,
+    pub budget_hit: bool,
+    /// RSS with the scale check's sessiond started and nothing seeded yet.
+    pub rss_before: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Starvation {
+    pub concurrency: usize,
+    pub idle_p99_us: u64,
+    pub loaded_p99_us: u64,
+    pub loaded_whoami_rps: f64,
+    pub login_rps: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub baselines: Vec<BaselineRow>,
+    pub starvation: Option<Starvation>,
+    pub scale: Option<Scale>,
+    pub targets: Vec<Target>,
+    pub options: Options,
+    pub total_secs: f64,
+}
+
+macro_rules! say {
+    ($o:expr, $($t:tt)*) => {
+        if $o.verbose {
+            eprintln!($($t)*);
+        }
+    };
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("load")
+        .enable_all()
+        .build()
+        .context("cannot build the load generator's runtime")
+}
+
+/// Runs the whole suite.
+pub fn run(o: &Options) -> Result<Report> {
+    let started = Instant::now();
+    let client = runtime(o.client_threads)?;
+    // The scale check first, on its own sessiond, so that its RSS is not inflated by what the
+    // other scenarios leave in the allocator.
+    let scale = if o.skip_scale || !o.wants("scale") {
+        None
+    } else {
+        Some(scale_check(o, &client)?)
+    };
+    let ceiling = Ceiling::start(o.server_threads)?;
+    let sd = Sessiond::start(o.server_threads, &o.data_dir, o.users)?;
+    say!(
+        o,
+        "sessiond on {}, ceiling on {}, data in {}",
+        sd.addr,
+        ceiling.addr,
+        sd.db_path.display()
+    );
+
+    // Baselines, with both servers idle.
+    let base_ops = u64::try_from(o.max_requests).unwrap_or(u64::MAX);
+    let hash_threads = sd.engine.config().hash_concurrency;
+    let argon = baseline::argon2(hash_threads, o.duration, base_ops)?;
+    let sqlite = baseline::sqlite_insert(&o.data_dir, o.duration, base_ops)?;
+    let baselines = vec![
+        BaselineRow {
+            name: "Argon2id hash (m=19456,t=2,p=1)".into(),
+            threads: hash_threads,
+            ops: argon.ops,
+            per_sec: argon.per_sec(),
+            p50_us: argon.hist.value_at_quantile(0.5),
+            p99_us: argon.hist.value_at_quantile(0.99),
+        },
+        BaselineRow {
+            name: "SQLite INSERT, WAL + synchronous=FULL, 1 row/txn".into(),
+            threads: 1,
+            ops: sqlite.ops,
+            per_sec: sqlite.per_sec(),
+            p50_us: sqlite.hist.value_at_quantile(0.5),
+            p99_us: sqlite.hist.value_at_quantile(0.99),
+        },
+    ];
+    say!(
+        o,
+        "baselines: argon2 {:.1}/s on {hash_threads} threads, sqlite insert {:.0}/s",
+        argon.per_sec(),
+        sqlite.per_sec()
+    );
+
+    let (_, live) = client.block_on(sd.seed(o.live_sessions, 1, 256, None))?;
+    let workload = |spare: Vec<server::Seeded>, addr| {
+        Arc::new(Workload {
+            addr,
+            tenant: server::TENANT.into(),
+            basic_auth: load::basic_auth(&sd.client_id, &sd.client_secret),
+            users: sd.users.iter().map(|u| u.0.clone()).collect(),
+            live: Arc::new(live.iter().map(|s| s.session_token.clone()).collect()),
+            spare: Mutex::new(spare),
+        })
+    };
+    let run_op = |w: Arc<Workload>, op: Op, c: usize| -> Result<RunResult> {
+        client.block_on(load::run(w, op, c, o.duration, o.max_requests))
+    };
+    let maxc = o.concurrencies.iter().copied().max().unwrap_or(1);
+    // Warm-up: connections, caches (every live token verified once), allocator.
+    client.block_on(load::run(
+        workload(Vec::new(), sd.addr),
+        Op::Whoami,
+        maxc,
+        o.warmup,
+        o.max_requests,
+    ))?;
+    client.block_on(load::run(
+        workload(Vec::new(), sd.addr),
+        Op::Introspect,
+        maxc,
+        o.warmup,
+        o.max_requests,
+    ))?;
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut push =
+        |scenario: &'static str, c: usize, r: &RunResult, base: Option<(String, f64)>| {
+            say!(
+                o,
+                "{scenario:>14} c={c:<3} {:>9.1}/s p50 {:>7}µs p99 {:>7}µs errors {}{}",
+                r.rps(),
+                r.p50_us(),
+                r.p99_us(),
+                r.errors,
+                r.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default()
+            );
+            rows.push(Row {
+                scenario,
+                concurrency: c,
+                ok: r.ok,
+                errors: r.errors,
+                rps: r.rps(),
+                p50_us: r.p50_us(),
+                p99_us: r.p99_us(),
+                baseline: base,
+                first_error: r.first_error.clone(),
+            });
+        };
+
+    let argon_base = || Some((format!("argon2 ×{hash_threads}"), argon.per_sec()));
+    let sqlite_base = || Some(("sqlite insert c=1".to_owned(), sqlite.per_sec()));
+    for &c in &o.concurrencies {
+        if o.wants("whoami") {
+            let ceil = run_op(workload(Vec::new(), ceiling.addr), Op::CeilingGet, c)?;
+            push("ceiling-get", c, &ceil, None);
+            let r = run_op(workload(Vec::new(), sd.addr), Op::Whoami, c)?;
+            push("whoami", c, &r, Some(("ceiling-get".into(), ceil.rps())));
+        }
+        if o.wants("introspect") {
+            let ceil = run_op(workload(Vec::new(), ceiling.addr), Op::CeilingPost, c)?;
+            push("ceiling-post", c, &ceil, None);
+            let r = run_op(workload(Vec::new(), sd.addr), Op::Introspect, c)?;
+            push(
+                "introspect",
+                c,
+                &r,
+                Some(("ceiling-post".into(), ceil.rps())),
+            );
+        }
+    }
+    for &c in o.concurrencies.iter().filter(|_| o.wants("login")) {
+        let r = run_op(workload(Vec::new(), sd.addr), Op::Login, c)?;
+        push("login", c, &r, argon_base());
+    }
+    for &c in o.concurrencies.iter().filter(|_| o.wants("refresh")) {
+        let (_, chains) = client.block_on(sd.seed(c, 1, 64, None))?;
+        let r = run_op(workload(chains, sd.addr), Op::Refresh, c)?;
+        push("refresh", c, &r, sqlite_base());
+    }
+    for &c in o.concurrencies.iter().filter(|_| o.wants("logout")) {
+        let (_, pool) = client.block_on(sd.seed(o.logout_pool, 1, 256, None))?;
+        let r = run_op(workload(pool, sd.addr), Op::Logout, c)?;
+        push("logout", c, &r, sqlite_base());
+    }
+    for &c in o.concurrencies.iter().filter(|_| o.wants("mix")) {
+        let (_, pool) = client.block_on(sd.seed(o.logout_pool / 4 + c, 1, 256, None))?;
+        let r = run_op(workload(pool, sd.addr), Op::Mix, c)?;
+        push("mix", c, &r, None);
+    }
+
+    // Logins must not starve validation: whoami alone, then beside saturating logins.
+    let sc = 16.min(maxc);
+    let starvation = if o.wants("starvation") {
+        Some(starvation(o, &client, &workload, sd.addr, sc)?)
+    } else {
+        None
+    };
+    drop(sd);
+    drop(ceiling);
+    let mut report = Report {
+        rows,
+        baselines,
+        starvation,
+        scale,
+        targets: Vec::new(),
+        options: o.clone(),
+        total_secs: 0.0,
+    };
+    report.targets = report.evaluate();
+    report.total_secs = started.elapsed().as_secs_f64();
+    client.shutdown_background();
+    Ok(report)
+}
+
+fn starvation(
+    o: &Options,
+    client: &tokio::runtime::Runtime,
+    workload: &dyn Fn(Vec<server::Seeded>, std::net::SocketAddr) -> Arc<Workload>,
+    addr: std::net::SocketAddr,
+    sc: usize,
+) -> Result<Starvation> {
+    let run_op = |w: Arc<Workload>, op: Op, c: usize| -> Result<RunResult> {
+        client.block_on(load::run(w, op, c, o.duration, o.max_requests))
+    };
+    let idle = run_op(workload(Vec::new(), addr), Op::Whoami, sc)?;
+    let (loaded, logins) = client.block_on(async {
+        let a = tokio::spawn(load::run(
+            workload(Vec::new(), addr),
+            Op::Whoami,
+            sc,
+            o.duration,
+            o.max_requests,
+        ));
+        let b = tokio::spawn(load::run(
+            workload(Vec::new(), addr),
+            Op::Login,
+            sc,
+            o.duration,
+            o.max_requests,
+        ));
+        anyhow::Ok((a.await??, b.await??))
+    })?;
+    let s = Starvation {
+        concurrency: sc,
+        idle_p99_us: idle.p99_us(),
+        loaded_p99_us: loaded.p99_us(),
+        loaded_whoami_rps: loaded.rps(),
+        login_rps: logins.rps(),
+    };
+    say!(
+        o,
+        "whoami p99 idle {}µs, beside {sc} logging-in clients {}µs ({:.1} logins/s)",
+        s.idle_p99_us,
+        s.loaded_p99_us,
+        s.login_rps
+    );
+    Ok(s)
+}
+
+/// whoami p99, RSS and store size with a small and a large number of seeded sessions, on a
+/// fresh sessiond (the main one is gone by then).
+fn scale_check(o: &Options, client: &tokio::runtime::Runtime) -> Result<Scale> {
+    let sd = Sessiond::start(o.server_threads, &o.data_dir, o.users)?;
+    let rss_before = server::rss_bytes();
+    let c = 16.min(o.concurrencies.iter().copied().max().unwrap_or(1));
+    let mut rows = Vec::new();
+    let measure = |label: String,
+                   sessions: usize,
+                   tokens: &[server::Seeded],
+                   rows: &mut Vec<ScaleRow>|
+     -> Result<()> {
+        let w = Arc::new(Workload {
+            addr: sd.addr,
+            tenant: server::TENANT.into(),
+            basic_auth: String::new(),
+            users: Vec::new(),
+            live: Arc::new(tokens.iter().map(|s| s.session_token.clone()).collect()),
+            spare: Mutex::new(Vec::new()),
+        });
+        client.block_on(load::run(
+            w.clone(),
+            Op::Whoami,
+            c,
+            o.warmup,
+            o.max_requests,
+        ))?;
+        let r = client.block_on(load::run(w, Op::Whoami, c, o.duration, o.max_requests))?;
+        let (logical, on_disk) = sd.store_size()?;
+        say!(
+            o,
+            "scale {label}: {:.0}/s p99 {}µs rss {} MiB store {} MiB",
+            r.rps(),
+            r.p99_us(),
+            server::rss_bytes() >> 20,
+            logical >> 20
+        );
+        rows.push(ScaleRow {
+            label,
+            sessions,
+            distinct_tokens: tokens.len(),
+            rps: r.rps(),
+            p50_us: r.p50_us(),
+            p99_us: r.p99_us(),
+            errors: r.errors,
+            rss: server::rss_bytes(),
+            store_logical: logical,
+            store_on_disk: on_disk,
+        });
+        Ok(())
+    };
+    let (small, hot) = client.block_on(sd.seed(o.scale_small, 1, 256, None))?;
+    measure(format!("{small} sessions"), small, &hot, &mut rows)?;
+    let (size_small, _) = sd.store_size()?;
+    let more = o.scale_large.saturating_sub(small);
+    let keep_every = (more / o.scale_spread_tokens.max(1)).max(1);
+    let t0 = Instant::now();
+    let deadline = t0 + o.seed_budget;
+    say!(
+        o,
+        "seeding {more} more sessions (budget {:?})",
+        o.seed_budget
+    );
+    let (made, spread) = client.block_on(sd.seed(more, keep_every, 512, Some(deadline)))?;
+    let seed_secs = t0.elapsed().as_secs_f64();
+    let total = small + made;
+    let (size_large, _) = sd.store_size()?;
+    measure(
+        format!("{total} sessions, same {small} tokens"),
+        total,
+        &hot,
+        &mut rows,
+    )?;
+    measure(
+        format!("{total} sessions, {} tokens spread", spread.len()),
+        total,
+        &spread,
+        &mut rows,
+    )?;
+    let client_token_bytes = hot
+        .iter()
+        .chain(spread.iter())
+        .map(|s| s.session_token.len() + s.refresh_token.len())
+        .sum();
+    Ok(Scale {
+        rows,
+        seeded_large: total,
+        seed_secs,
+        bytes_per_session: size_large.saturating_sub(size_small) as f64 / made.max(1) as f64,
+        client_token_bytes,
+        budget_hit: made < more,
+        rss_before,
+    })
+}
+
+impl Report {
+    pub fn row(&self, scenario: &str, c: usize) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.concurrency == c)
+    }
+
+    fn evaluate(&self) -> Vec<Target> {
+        let mut t = Vec::new();
+        let maxc = self
+            .options
+            .concurrencies
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1);
+        let minc = self
+            .options
+            .concurrencies
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(1);
+        let mut ratio_target = |name: &str, scenario: &str, c: usize, min: f64| {
+            if let Some(r) = self
+                .row(scenario, c)
+                .and_then(|r| r.ratio().map(|x| (r, x)))
+            {
+                t.push(Target {
+                    name: name.into(),
+                    measured: format!("{:.2}× at c={c} ({:.0}/s)", r.1, r.0.rps),
+                    met: r.1 >= min,
+                });
+            }
+        };
+        ratio_target("whoami ≥ 0.5× ceiling", "whoami", maxc, 0.5);
+        ratio_target("introspection ≥ 0.45× ceiling", "introspect", maxc, 0.45);
+        ratio_target("login ≥ 0.9× raw Argon2id", "login", maxc, 0.9);
+        ratio_target(
+            &format!("refresh ≥ 0.5× fsync'd insert at c={minc}"),
+            "refresh",
+            minc,
+            0.5,
+        );
+        ratio_target(
+            &format!("refresh > 1× fsync'd insert at c={maxc}"),
+            "refresh",
+            maxc,
+            1.0 + f64::EPSILON,
+        );
+        if let Some(s) = &self.starvation {
+            let x = s.loaded_p99_us as f64 / s.idle_p99_us.max(1) as f64;
+            t.push(Target {
+                name: "whoami p99 beside saturating logins ≤ 2× idle".into(),
+                measured: format!(
+                    "{x:.2}× ({} µs vs {} µs, c={})",
+                    s.loaded_p99_us, s.idle_p99_us, s.concurrency
+                ),
+                met: x <= 2.0,
+            });
+        }
+        if let Some(s) = &self.scale
+            && let (Some(small), Some(large)) = (s.rows.first(), s.rows.get(1))
+        {
+            let x = large.p99_us as f64 / small.p99_us.max(1) as f64;
+            t.push(Target {
+                name: format!(
+                    "whoami p99 with {} sessions ≤ 2× with {}",
+                    large.sessions, small.sessions
+                ),
+                measured: format!("{x:.2}× ({} µs vs {} µs)", large.p99_us, small.p99_us),
+                met: x <= 2.0,
+            });
+        }
+        t
+    }
+
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let o = &self.options;
+        let _ = writeln!(
+            m,
+            "Run: {} s per scenario and concurrency, concurrencies {:?}, {} server threads per \
+             server, {} load-generator threads; total {:.0} s.\n",
+            o.duration.as_secs_f64(),
+            o.concurrencies,
+            o.server_threads,
+            o.client_threads,
+            self.total_secs
+        );
+        let _ = writeln!(m, "### Scenarios\n");
+        let _ = writeln!(
+            m,
+            "| scenario | conc. | req/s | p50 µs | p99 µs | errors | baseline | baseline /s | ratio |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
+        for r in &self.rows {
+            let (bn, bv) = r
+                .baseline
+                .as_ref()
+                .map_or(("—".to_owned(), "—".to_owned()), |(n, v)| {
+                    (n.clone(), format!("{v:.1}"))
+                });
+            let ratio = r.ratio().map_or("—".to_owned(), |x| format!("{x:.2}×"));
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.1} | {} | {} | {} | {bn} | {bv} | {ratio} |",
+                r.scenario, r.concurrency, r.rps, r.p50_us, r.p99_us, r.errors
+            );
+        }
+        let _ = writeln!(m, "\n### Baselines\n");
+        let _ = writeln!(m, "| operation | threads | ops | ops/s | p50 µs | p99 µs |");
+        let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|");
+        for b in &self.baselines {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {:.1} | {} | {} |",
+                b.name, b.threads, b.ops, b.per_sec, b.p50_us, b.p99_us
+            );
+        }
+        if let Some(s) = &self.starvation {
+            let _ = writeln!(
+                m,
+                "\n### Logins beside validation\n\nwhoami at c={}: p99 {} µs alone, {} µs beside \
+                 {} clients logging in ({:.1} logins/s, {:.0} whoami/s).",
+                s.concurrency,
+                s.idle_p99_us,
+                s.loaded_p99_us,
+                s.concurrency,
+                s.login_rps,
+                s.loaded_whoami_rps
+            );
+        }
+        if let Some(s) = &self.scale {
+            let _ = writeln!(m, "\n### Scale (whoami at c=16)\n");
+            let _ = writeln!(
+                m,
+                "| seeded | distinct tokens | req/s | p50 µs | p99 µs | errors | process RSS MiB | store MiB (logical / on disk) |"
+            );
+            let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---|");
+            for r in &s.rows {
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {:.0} | {} | {} | {} | {:.1} | {:.1} / {:.1} |",
+                    r.label,
+                    r.distinct_tokens,
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.errors,
+                    r.rss as f64 / 1048576.0,
+                    r.store_logical as f64 / 1048576.0,
+                    r.store_on_disk as f64 / 1048576.0
+                );
+            }
+            let _ = writeln!(
+                m,
+                "\nSeeded {} sessions in {:.0} s{}; {:.0} bytes per session in SQLite (session \
+                 row + refresh-token row + indexes). The load generator's own token pools hold \
+                 {:.1} MiB of that RSS; before seeding, the process's RSS was {:.1} MiB.",
+                s.seeded_large,
+                s.seed_secs,
+                if s.budget_hit {
+                    " (the seeding budget ran out before the requested count)"
+                } else {
+                    ""
+                },
+                s.bytes_per_session,
+                s.client_token_bytes as f64 / 1048576.0,
+                s.rss_before as f64 / 1048576.0
+            );
+        }
+        let _ = writeln!(m, "\n### Targets (issue 7)\n");
+        let _ = writeln!(m, "| target | measured | met |");
+        let _ = writeln!(m, "|---|---|---|");
+        for t in &self.targets {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} |",
+                t.name,
+                t.measured,
+                if t.met { "yes" } else { "**no**" }
+            );
+        }
+        m
+    }
+}

@@ -1,0 +1,94 @@
+//! `sessiond-bench`: see BENCHMARKS.md at the repository's root.
+
+use anyhow::Result;
+use clap::Parser;
+use sessiond_bench::{Options, plot, run};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Load-tests sessiond in-process beside a bare axum ceiling and the raw baselines, and
+/// prints a Markdown report.
+#[derive(Parser)]
+#[command(name = "sessiond-bench", version)]
+struct Args {
+    /// A ~30-second smoke run (short runs, 20k sessions for the scale check).
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per scenario and concurrency (default 5, or 0.7 with --quick).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Concurrencies, comma-separated (default 1,16,64).
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
+    /// Sessions for the large scale measurement (default 1000000, or 20000 with --quick).
+    #[arg(long)]
+    scale_sessions: Option<usize>,
+    /// Seconds seeding the large set may take before it stops (default 300).
+    #[arg(long)]
+    seed_budget: Option<u64>,
+    /// Skip the scale check.
+    #[arg(long)]
+    no_scale: bool,
+    /// Worker threads of each server's runtime (default: the number of cores).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// Worker threads of the load generator's runtime (default: the number of cores).
+    #[arg(long)]
+    client_threads: Option<usize>,
+    /// Where to put the temporary data dirs (default: the system temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Run only these scenarios, comma-separated (whoami, introspect, login, refresh, logout,
+    /// mix, starvation, scale).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Also write the Markdown report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Draw throughput vs concurrency here (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let mut o = if a.quick {
+        Options::quick()
+    } else {
+        Options::full()
+    };
+    if let Some(d) = a.duration {
+        o.duration = Duration::from_secs_f64(d);
+    }
+    if let Some(c) = a.concurrency {
+        o.concurrencies = c;
+    }
+    if let Some(n) = a.scale_sessions {
+        o.scale_large = n;
+    }
+    if let Some(s) = a.seed_budget {
+        o.seed_budget = Duration::from_secs(s);
+    }
+    if let Some(t) = a.server_threads {
+        o.server_threads = t;
+    }
+    if let Some(t) = a.client_threads {
+        o.client_threads = t;
+    }
+    if let Some(d) = a.data_dir {
+        o.data_dir = d;
+    }
+    o.skip_scale = a.no_scale;
+    o.only = a.only;
+    let report = run(&o)?;
+    let md = report.markdown();
+    println!("{md}");
+    if let Some(p) = a.out {
+        std::fs::write(&p, &md)?;
+    }
+    if let Some(p) = a.plot {
+        plot::draw(&report, &p)?;
+        eprintln!("plot written to {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The benchmark tool runs end to end with tiny counts: every scenario answers, with non-zero
+//! throughput and no errors. No timing is asserted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sessiond_bench::{Options, plot, run};
+
+#[test]
+fn every_scenario_runs_and_the_report_renders() {
+    let o = Options::tiny();
+    let report = run(&o).unwrap();
+    for scenario in [
+        "ceiling-get",
+        "whoami",
+        "ceiling-post",
+        "introspect",
+        "login",
+        "refresh",
+        "logout",
+        "mix",
+    ] {
+        for &c in &o.concurrencies {
+            let r = report
+                .row(scenario, c)
+                .unwrap_or_else(|| panic!("no {scenario} at c={c}"));
+            assert!(r.ok > 0 && r.rps > 0.0, "{scenario} c={c}: {r:?}");
+            assert_eq!(r.errors, 0, "{scenario} c={c}: {:?}", r.first_error);
+        }
+    }
+    assert!(
+        report
+            .baselines
+            .iter()
+            .all(|b| b.ops > 0 && b.per_sec > 0.0)
+    );
+    let starvation = report.starvation.as_ref().unwrap();
+    assert!(starvation.login_rps > 0.0 && starvation.loaded_whoami_rps > 0.0);
+    let scale = report.scale.as_ref().unwrap();
+    assert_eq!(scale.rows.len(), 3);
+    assert!(scale.rows.iter().all(|r| r.rps > 0.0 && r.errors == 0));
+    assert!(scale.bytes_per_session > 0.0);
+    assert_eq!(report.targets.len(), 7);
+
+    let md = report.markdown();
+    for needle in [
+        "| whoami |",
+        "| introspect |",
+        "| login |",
+        "| refresh |",
+        "| logout |",
+        "| mix |",
+    ] {
+        assert!(md.contains(needle), "{needle} missing from\n{md}");
+    }
+    let png = tempfile::NamedTempFile::with_suffix(".png").unwrap();
+    plot::draw(&report, png.path()).unwrap();
+    let bytes = std::fs::read(png.path()).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"));
+}
