@@ -27,7 +27,10 @@ impl<K: Eq + Hash + Clone, V: Clone> FreshCache<K, V> {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    pub fn get(&self, k: &K) -> Option<V> {
+    pub fn get<Q>(&self, k: &Q) -> Option<V>
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
         self.entries
             .get(k)
             .filter(|(_, at)| at.elapsed() < self.max_age)

@@ -17,7 +17,7 @@ pub const SCOPE: &str = "session";
 /// Password hashes waiting for a core, per core, before logins are refused with 429.
 pub const HASH_QUEUE_PER_CORE: usize = 64;
 /// No cached session or tenant is older than this, even if an invalidation was missed.
-pub const CACHE_MAX_AGE: Duration = Duration::from_secs(5);
+pub const CACHE_MAX_AGE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -61,6 +61,19 @@ pub struct TenantPolicy {
     pub policy: Policy,
 }
 
+/// A token whose signature, issuer and (for session tokens) audience were verified once;
+/// its time claims are checked on every use.
+#[derive(Clone)]
+pub(crate) enum Verified {
+    Session(Arc<Claims>),
+    Internal(Arc<crate::partner::InternalClaims>),
+}
+
+/// `nbf`/`iat` may lie at most the leeway in the future, and `exp` must not have passed.
+pub(crate) fn time_ok(nbf: UnixTime, iat: UnixTime, now: UnixTime) -> bool {
+    nbf <= now + crate::token::NBF_LEEWAY && iat <= now + crate::token::NBF_LEEWAY
+}
+
 /// A verified token whose session is active.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -89,10 +102,12 @@ pub struct Engine {
     guard: crate::guard::Guard,
     alerts: Option<Arc<dyn crate::alert::AlertSink>>,
     /// Verified claims by SHA-256 of the token: a token pays one signature check.
-    verified: quick_cache::sync::Cache<[u8; 32], Arc<Claims>>,
+    pub(crate) verified: quick_cache::sync::Cache<[u8; 32], Verified>,
     /// Session records; every revocation removes its entry before it is acknowledged.
     session_cache: FreshCache<SessionId, Session>,
     tenants: FreshCache<TenantId, Arc<TenantPolicy>>,
+    /// Service clients by id (introspection authenticates one per request).
+    pub(crate) clients: FreshCache<String, ServiceClient>,
     hashing: Semaphore,
     hashing_queued: std::sync::atomic::AtomicUsize,
     /// Serializes key rotations.
@@ -124,6 +139,7 @@ impl Engine {
             verified: quick_cache::sync::Cache::new(cfg.token_cache_size.max(1)),
             session_cache: FreshCache::new(cfg.session_cache_size, CACHE_MAX_AGE),
             tenants: FreshCache::new(10_000, CACHE_MAX_AGE),
+            clients: FreshCache::new(10_000, CACHE_MAX_AGE),
             hashing: Semaphore::new(cfg.hash_concurrency.max(1)),
             hashing_queued: std::sync::atomic::AtomicUsize::new(0),
             rotation: tokio::sync::Mutex::new(()),
@@ -711,12 +727,14 @@ impl Engine {
     pub fn verify_token(&self, token: &str) -> CoreResult<Arc<Claims>> {
         let now = self.now();
         let key: [u8; 32] = secret::hash_token(token).0;
-        if let Some(c) = self.verified.get(&key) {
-            return if now < c.exp {
-                Ok(c)
-            } else {
-                Err(CoreError::TokenExpired)
-            };
+        match self.verified.get(&key) {
+            Some(Verified::Session(c)) if !time_ok(c.nbf, c.iat, now) => {
+                return Err(CoreError::TokenInvalid);
+            }
+            Some(Verified::Session(c)) if now < c.exp => return Ok(c),
+            Some(Verified::Session(_)) => return Err(CoreError::TokenExpired),
+            Some(Verified::Internal(_)) => return Err(CoreError::TokenInvalid),
+            None => {}
         }
         let claims = self
             .keyring()?
@@ -726,7 +744,8 @@ impl Engine {
                 TokenError::Expired => CoreError::TokenExpired,
             })?;
         let claims = Arc::new(claims);
-        self.verified.insert(key, Arc::clone(&claims));
+        self.verified
+            .insert(key, Verified::Session(Arc::clone(&claims)));
         Ok(claims)
     }
 

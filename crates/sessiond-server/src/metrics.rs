@@ -6,12 +6,14 @@ use crate::AppState;
 use crate::error::ApiResult;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -67,19 +69,59 @@ async fn render(State(st): State<AppState>) -> ApiResult<Response> {
     Ok(res)
 }
 
+/// The metric handles of one (method, route, status), made once: the hot path then costs a
+/// read-locked map lookup, not a registry lookup with freshly allocated labels.
+type Handles = (metrics::Counter, metrics::Histogram);
+type HandleKey = (Method, Option<Box<str>>, u16);
+
+fn handles(method: &Method, route: Option<&str>, status: u16) -> Option<Handles> {
+    static CACHE: OnceLock<RwLock<HashMap<HandleKey, Handles>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(RwLock::default);
+    // Label values are bounded: known methods only, route templates (not paths), statuses.
+    let method = if KNOWN_METHODS.contains(method) {
+        method.clone()
+    } else {
+        Method::from_bytes(b"OTHER").ok()?
+    };
+    let key = (method, route.map(Box::from), status);
+    if let Some(h) = cache.read().ok()?.get(&key) {
+        return Some(h.clone());
+    }
+    let (m, r) = (
+        key.0.as_str().to_owned(),
+        route.unwrap_or("unmatched").to_owned(),
+    );
+    let h = (
+        metrics::counter!("sessiond_http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status.to_string()),
+        metrics::histogram!("sessiond_http_request_duration_seconds", "method" => m, "route" => r),
+    );
+    cache.write().ok()?.insert(key, h.clone());
+    Some(h)
+}
+
+const KNOWN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+];
+
 /// Counts every request by method, route template and status, and times it.
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("sessiond_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("sessiond_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    if let Some((count, time)) = handles(
+        &method,
+        route.as_ref().map(MatchedPath::as_str),
+        res.status().as_u16(),
+    ) {
+        count.increment(1);
+        time.record(started.elapsed().as_secs_f64());
+    }
     res
 }

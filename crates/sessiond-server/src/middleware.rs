@@ -144,13 +144,17 @@ pub async fn run_to_completion(req: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, tokio::spawn(next.run(req))).await {
         Ok(Ok(res)) => res,
         Ok(Err(e)) => panic_response(Box::new(e.to_string())),
-        Err(_) => ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "internal_error",
-            "the request took too long; it may still complete",
-        )
-        .into_response(),
+        Err(_) => timed_out(),
     }
+}
+
+fn timed_out() -> Response {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "internal_error",
+        "the request took too long; it may still complete",
+    )
+    .into_response()
 }
 
 /// How long a client waits for an answer at most.
