@@ -269,8 +269,10 @@ async fn internal_token(
     }))
 }
 
+/// The form of introspection and revocation (RFC 7662 / 7009): the token, and the client's
+/// credentials unless they come as HTTP Basic.
 #[derive(Deserialize)]
-struct IntrospectRequest {
+struct TokenForm {
     token: String,
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -305,7 +307,7 @@ struct IntrospectRequest {
 async fn introspect(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Form(req): Form<IntrospectRequest>,
+    Form(req): Form<TokenForm>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let client = client(
         &st,
@@ -320,13 +322,6 @@ async fn introspect(
         .await?
         .unwrap_or_else(|| serde_json::json!({ "active": false }));
     Ok((StatusCode::OK, Json(body)))
-}
-
-#[derive(Deserialize)]
-struct RevokeRequest {
-    token: String,
-    client_id: Option<String>,
-    client_secret: Option<String>,
 }
 
 /// RFC 7009 token revocation.
@@ -358,7 +353,7 @@ async fn oauth_revoke(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Form(req): Form<RevokeRequest>,
+    Form(req): Form<TokenForm>,
 ) -> ApiResult<StatusCode> {
     let client = client(
         &st,
