@@ -397,6 +397,13 @@ impl Engine {
     ) -> CoreResult<Issued> {
         let account = normalize_username(username);
         let account_key = account.as_deref().unwrap_or(username);
+        let per_minute = tp.policy.login_rate_per_minute;
+        if let Err(retry_after) = self.guard.rate(&ctx.tenant_id, account_key, per_minute) {
+            let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
+            e.reason = Some("rate_limited".into());
+            self.record(vec![e]).await?;
+            return Err(CoreError::RateLimited { retry_after });
+        }
         if let Err(retry_after) = self.guard.check(&ctx.tenant_id, account_key, self.now()) {
             let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
             e.reason = Some("backoff".into());

@@ -19,8 +19,14 @@ struct Failures {
     locked_until: UnixTime,
 }
 
+type AccountLimiter = governor::DefaultKeyedRateLimiter<String>;
+
 pub struct Guard {
     failures: quick_cache::sync::Cache<(TenantId, String), Failures>,
+    /// Per tenant: its quota and the keyed GCRA limiter of its accounts.
+    rates: std::sync::Mutex<
+        std::collections::HashMap<TenantId, (u32, std::sync::Arc<AccountLimiter>)>,
+    >,
     addresses: quick_cache::sync::Cache<(TenantId, UserId), Vec<(String, UnixTime)>>,
 }
 
@@ -29,11 +35,46 @@ impl Default for Guard {
         Self {
             failures: quick_cache::sync::Cache::new(100_000),
             addresses: quick_cache::sync::Cache::new(100_000),
+            rates: std::sync::Mutex::default(),
         }
     }
 }
 
 impl Guard {
+    /// GCRA per account at the tenant's `per_minute` (0: unlimited); `Err(seconds to wait)`.
+    pub fn rate(&self, tenant: &TenantId, account: &str, per_minute: u32) -> Result<(), u64> {
+        let Some(quota) = std::num::NonZeroU32::new(per_minute).map(governor::Quota::per_minute)
+        else {
+            return Ok(());
+        };
+        let limiter = {
+            let Ok(mut rates) = self.rates.lock() else {
+                return Ok(());
+            };
+            let entry = rates.entry(tenant.clone()).or_insert_with(|| {
+                (
+                    per_minute,
+                    std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
+                )
+            });
+            if entry.0 != per_minute {
+                *entry = (
+                    per_minute,
+                    std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
+                );
+            }
+            entry.1.retain_recent();
+            std::sync::Arc::clone(&entry.1)
+        };
+        limiter.check_key(&account.to_owned()).map_err(|not_until| {
+            use governor::clock::{Clock, DefaultClock};
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                + 1
+        })
+    }
+
     /// `Err(seconds to wait)` while the account is held back.
     pub fn check(&self, tenant: &TenantId, account: &str, now: UnixTime) -> Result<(), u64> {
         match self.failures.get(&(tenant.clone(), account.to_owned())) {

@@ -27,6 +27,8 @@ pub struct Policy {
     pub https_only: bool,
     /// 0 = no per-account backoff.
     pub login_backoff_after: u32,
+    /// Login attempts per minute per account; 0 = no limit.
+    pub login_rate_per_minute: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
 }
@@ -48,6 +50,7 @@ impl Policy {
             refresh_grace_seconds: 10,
             https_only: false,
             login_backoff_after: 5,
+            login_rate_per_minute: 30,
             webhook_url: None,
         };
         match profile {
@@ -82,6 +85,7 @@ impl Policy {
             refresh_grace_seconds: o.refresh_grace_seconds.unwrap_or(d.refresh_grace_seconds),
             https_only: o.https_only.unwrap_or(d.https_only),
             login_backoff_after: o.login_backoff_after.unwrap_or(d.login_backoff_after),
+            login_rate_per_minute: o.login_rate_per_minute.unwrap_or(d.login_rate_per_minute),
             webhook_url: o.webhook_url.clone().or(d.webhook_url),
         };
         p.validate()?;

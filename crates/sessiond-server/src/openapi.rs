@@ -266,6 +266,8 @@ pub struct Policy {
     https_only: bool,
     /// Failed logins of one account before exponential backoff starts; 0 = never.
     login_backoff_after: u32,
+    /// Login attempts per minute for one account (GCRA); 0 = no limit.
+    login_rate_per_minute: u32,
     /// Where `suspicious_activity` events are POSTed, signed; absent: no webhook.
     #[schema(nullable = false)]
     webhook_url: Option<String>,
@@ -290,6 +292,8 @@ pub struct PolicyOverrides {
     https_only: Option<bool>,
     /// 0 turns the per-account login backoff off.
     login_backoff_after: Option<u32>,
+    /// 0 turns the per-account login rate limit off.
+    login_rate_per_minute: Option<u32>,
     /// An http(s) URL of at most 2048 characters.
     webhook_url: Option<String>,
 }
@@ -312,6 +316,8 @@ pub struct PolicyPatch {
     https_only: Option<bool>,
     /// 0 turns the per-account login backoff off.
     login_backoff_after: Option<u32>,
+    /// 0 turns the per-account login rate limit off.
+    login_rate_per_minute: Option<u32>,
     /// An http(s) URL of at most 2048 characters.
     webhook_url: Option<String>,
 }

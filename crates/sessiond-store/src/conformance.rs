@@ -289,6 +289,7 @@ pub async fn tenants_are_created_read_and_updated<S: IdentityStore>(store: S) {
         refresh_grace_seconds: Some(5),
         https_only: Some(true),
         login_backoff_after: Some(3),
+        login_rate_per_minute: Some(10),
         webhook_url: Some("https://hooks.example/sessiond".into()),
     };
     let expected = Tenant {

@@ -142,6 +142,9 @@ pub struct PolicyOverrides {
     /// Failed logins of one account before exponential backoff starts (0: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_backoff_after: Option<u32>,
+    /// Login attempts per minute for one account (GCRA; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_rate_per_minute: Option<u32>,
     /// Where `suspicious_activity` events are POSTed, signed (none: no webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,

@@ -57,6 +57,36 @@ async fn repeated_failures_back_off_exponentially_per_account() {
 }
 
 #[tokio::test]
+async fn login_attempts_per_account_are_rate_limited_per_tenant() {
+    let s = TestServer::start().await;
+    s.tenant_with_user(
+        "t1",
+        "integration",
+        json!({"loginRatePerMinute": 3, "loginBackoffAfter": 0}),
+    )
+    .await;
+    s.user("t1", "bob").await;
+    s.tenant_with_user("t2", "integration", json!({})).await;
+    for _ in 0..3 {
+        assert_eq!(s.login("t1", "alice").await.status, 200);
+    }
+    let r = s.login("t1", "alice").await;
+    r.problem(429, "rate_limited");
+    assert!(
+        r.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(s.login("t1", "bob").await.status, 200, "per account");
+    assert_eq!(s.login("t2", "alice").await.status, 200, "per tenant");
+    let events = s.audit("t1", "type=login_failed").await;
+    assert_eq!(events[0]["reason"], "rate_limited");
+}
+
+#[tokio::test]
 async fn refresh_from_another_device_and_reuse_are_suspicious() {
     let s = TestServer::start().await;
     s.tenant_with_user("t1", "integration", json!({})).await;
