@@ -12,7 +12,8 @@ pub trait AlertSink: Send + Sync + 'static {
     fn deliver(&self, url: &str, secret: &str, event: &AuditEvent);
 }
 
-fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+/// HMAC-SHA256 over the concatenated `parts`, as hex.
+pub(crate) fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
         return String::new();
     };
@@ -46,8 +47,4 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
             &[timestamp.to_string().as_bytes(), b".", body]
         )
     )
-}
-
-pub(crate) fn hmac_sha256_hex(key: &[u8], parts: &[&[u8]]) -> String {
-    hmac_hex(key, parts)
 }

@@ -102,7 +102,7 @@ impl MasterKey {
 
     /// A secret derived from the master key for one purpose (HMAC-SHA256 over `parts`), hex.
     pub fn derive_hex(&self, parts: &[&[u8]]) -> String {
-        crate::alert::hmac_sha256_hex(&self.0, parts)
+        crate::alert::hmac_hex(&self.0, parts)
     }
 
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {

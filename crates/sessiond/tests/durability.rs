@@ -4,41 +4,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 const ADMIN: &str = "durability-admin-token-123";
 
-struct Server {
-    child: Child,
-    base: String,
-}
+mod common;
+use common::Server;
 
 fn start(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .arg("serve")
-        .env("SESSIOND_LISTEN", "127.0.0.1:0")
-        .env("SESSIOND_DATA_DIR", data_dir)
-        .env("SESSIOND_ADMIN_TOKEN", ADMIN)
-        // A fixed issuer: with port 0 the default (http://<bound address>) changes per start.
-        .env("SESSIOND_ISSUER", "http://sessiond.test")
-        .env("SESSIOND_LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("sessiond exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("sessiond listening on ") {
-            break url.to_owned();
-        }
-    };
-    Server { child, base }
+    common::spawn(|cmd| {
+        cmd.env("SESSIOND_DATA_DIR", data_dir)
+            .env("SESSIOND_ADMIN_TOKEN", ADMIN)
+            // A fixed issuer: with port 0 the default (http://<bound address>) changes per start.
+            .env("SESSIOND_ISSUER", "http://sessiond.test")
+            .env("SESSIOND_LOG_LEVEL", "warn");
+    })
 }
 
 async fn call(

@@ -6,149 +6,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 const ADMIN: &str = "no-secrets-admin-token-0123456789";
 const PASSWORD: &str = "correct horse battery staple";
 const WRONG_PASSWORD: &str = "wrong-password-that-must-not-be-logged";
 const SSO_SECRET: &str = "sso-shared-secret-that-must-not-be-logged";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::Server;
 
 fn start(data_dir: &Path, log: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .arg("serve")
-        .env("SESSIOND_LISTEN", "127.0.0.1:0")
-        .env("SESSIOND_DATA_DIR", data_dir)
-        .env("SESSIOND_ADMIN_TOKEN", ADMIN)
-        .env("SESSIOND_ISSUER", "http://sessiond.test")
-        .env("SESSIOND_LOG_LEVEL", "debug")
-        .env("SESSIOND_LIMITS_AUTH_PER_MINUTE", "0")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("sessiond exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("sessiond listening on ") {
-            break url.to_owned();
-        }
-    };
-    Server { child, base }
-}
-
-// A minimal SHA-256 and HMAC (FIPS 180-4, RFC 2104), to mint a partner's HS256 SSO token
-// without a crypto crate in this package's dependencies.
-fn sha256(data: &[u8]) -> [u8; 32] {
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
-    ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
-    for block in msg.chunks(64) {
-        let mut w = [0u32; 64];
-        for (i, c) in block.chunks(4).enumerate() {
-            w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let mut v = h;
-        for i in 0..64 {
-            let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
-            let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
-            let t1 = v[7]
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
-            let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
-            let t2 = s0.wrapping_add(maj);
-            v = [
-                t1.wrapping_add(t2),
-                v[0],
-                v[1],
-                v[2],
-                v[3].wrapping_add(t1),
-                v[4],
-                v[5],
-                v[6],
-            ];
-        }
-        for (a, b) in h.iter_mut().zip(v) {
-            *a = a.wrapping_add(b);
-        }
-    }
-    let mut out = [0u8; 32];
-    for (i, word) in h.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&word.to_be_bytes());
-    }
-    out
-}
-
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&sha256(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
-    let inner = sha256(&[pad(0x36), msg.to_vec()].concat());
-    sha256(&[pad(0x5c), inner.to_vec()].concat())
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    sessiond_core::secret::b64(bytes)
+    let log = std::fs::File::create(log).unwrap();
+    common::spawn(|cmd| {
+        cmd.env("SESSIOND_DATA_DIR", data_dir)
+            .env("SESSIOND_ADMIN_TOKEN", ADMIN)
+            .env("SESSIOND_ISSUER", "http://sessiond.test")
+            .env("SESSIOND_LOG_LEVEL", "debug")
+            .env("SESSIOND_LIMITS_AUTH_PER_MINUTE", "0")
+            .stderr(log);
+    })
 }
 
 fn hs256_jwt(secret: &str, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
-        b64url(claims.to_string().as_bytes())
-    );
-    let sig = hmac_sha256(secret.as_bytes(), input.as_bytes());
-    format!("{input}.{}", b64url(&sig))
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &key,
+    )
+    .unwrap()
 }
 
 struct Client {
@@ -321,7 +208,10 @@ async fn tokens_passwords_and_secrets_never_appear_in_the_logs() {
     secrets.push(client_secret.clone());
     let basic = format!(
         "Basic {}",
-        base64_std(format!("ledger:{client_secret}").as_bytes())
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("ledger:{client_secret}")
+        )
     );
     let (st, internal) = c
         .call(
@@ -477,8 +367,4 @@ async fn tokens_passwords_and_secrets_never_appear_in_the_logs() {
             );
         }
     }
-}
-
-fn base64_std(bytes: &[u8]) -> String {
-    b64url(bytes).replace('-', "+").replace('_', "/") + &"=".repeat((3 - bytes.len() % 3) % 3)
 }

@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 
 /// The first `sh` block after a README heading.
 fn block(heading: &str) -> String {
@@ -18,23 +19,12 @@ fn block(heading: &str) -> String {
 #[test]
 fn readme_blocks_work_verbatim() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("SESSIOND_LISTEN", "127.0.0.1:0")
-        .env_remove("SESSIOND_DATA_DIR")
-        .env_remove("SESSIOND_ADMIN_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("sessiond exited").unwrap();
-        if let Some(u) = line.strip_prefix("sessiond listening on ") {
-            break u.to_owned();
-        }
-    };
+    let server = common::spawn(|cmd| {
+        cmd.current_dir(dir.path())
+            .env_remove("SESSIOND_DATA_DIR")
+            .env_remove("SESSIOND_ADMIN_TOKEN");
+    });
+    let url = server.base.clone();
     let script = block("## Quick start") + &block("## Partner integration");
     assert!(script.contains("SESSIOND=http://127.0.0.1:8080\n"));
     let script = script.replace(
@@ -46,8 +36,7 @@ fn readme_blocks_work_verbatim() {
         .current_dir(dir.path())
         .output()
         .expect("bash, curl and openssl are needed for this test");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
