@@ -1,5 +1,6 @@
 //! `sessiond serve`: open the stores, the keyring and the API, and run until stopped.
 
+use crate::cli::print;
 use crate::config::{Config, StoreUrl};
 use anyhow::{Context, Result};
 use sessiond_core::{Engine, EngineConfig, SystemClock, secret};
@@ -133,7 +134,7 @@ enum Either {
 pub async fn migrate(cfg: &Config) -> Result<()> {
     ensure_data_dir(cfg)?;
     open_stores(cfg).await?;
-    println!("stores are at the current schema");
+    print("stores are at the current schema");
     Ok(())
 }
 
@@ -181,14 +182,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         },
     )
     .await?;
-    println!("sessiond listening on http://{addr}");
+    // A closed stdout (the launcher went away) must not stop the server: no println!.
+    print(&format!("sessiond listening on http://{addr}"));
     if generated {
-        println!(
+        print(&format!(
             "admin token (generated, stored in {}): {admin_token}",
             token_file.display()
-        );
+        ));
     } else if cfg.admin_token.is_none() {
-        println!("admin token: in {}", token_file.display());
+        print(&format!("admin token: in {}", token_file.display()));
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "sessiond started");
     let limits = RateLimits {

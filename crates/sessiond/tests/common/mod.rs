@@ -38,5 +38,7 @@ pub fn spawn(configure: impl FnOnce(&mut Command)) -> Server {
             break url.to_owned();
         }
     };
+    // Keep reading what it prints later, so its stdout never meets a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     Server { child, base }
 }
