@@ -12,7 +12,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
-    /// Seconds, sent as `Retry-After` (with `rate_limited`).
+    /// Seconds, sent as `Retry-After` (with `rate_limited` and `store_unavailable`).
     pub retry_after: Option<u64>,
 }
 
@@ -99,6 +99,16 @@ impl From<CoreError> for ApiError {
                     "internal_error",
                     "the server failed; see its log",
                 );
+            }
+            CoreError::Store(StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "store unavailable");
+                let mut e = Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the session store is unavailable; retry shortly",
+                );
+                e.retry_after = Some(1);
+                return e;
             }
             CoreError::Store(StoreError::Conflict) => (S::CONFLICT, "invalid_request"),
             CoreError::Store(StoreError::LimitReached) => (S::FORBIDDEN, "forbidden"),

@@ -16,17 +16,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const NOW: i64 = 1_700_000_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_store_passes_the_conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = AtomicUsize::new(0);
-    sessiond_store::conformance::run_all(|| {
-        let path = dir
-            .path()
-            .join(format!("{}.db", n.fetch_add(1, Ordering::Relaxed)));
-        async move { SqliteStore::open(&path).unwrap() }
-    })
-    .await;
+/// A fresh store in a file of its own, kept for the life of the test process.
+async fn fresh() -> SqliteStore {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let path = dir
+        .path()
+        .join(format!("{}.db", N.fetch_add(1, Ordering::Relaxed)));
+    SqliteStore::open(&path).unwrap()
+}
+
+mod conformance {
+    use super::fresh;
+    sessiond_store::identity_store_conformance!(fresh());
+    sessiond_store::session_store_conformance!(fresh());
 }
 
 fn tenant(id: &str) -> Tenant {

@@ -1,60 +1,62 @@
 //! The conformance suite every store backend must pass: one function per behaviour, each run
-//! on a fresh store. A backend is done when `run_all` passes against it.
+//! on a fresh store. A backend is done when the macros below pass against it:
+//! [`identity_store_conformance!`](crate::identity_store_conformance),
+//! [`session_store_conformance!`](crate::session_store_conformance) and, for backends shared by
+//! several nodes, the change-log suites.
 
 // Test code: a failed expectation is meant to panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::model::*;
-use crate::{IdentityStore, SessionStore, StoreError};
+use crate::{ChangeLog, IdentityStore, SessionStore, StoreError};
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
 
-/// Runs every conformance check against fresh stores made by `make`.
-pub async fn run_all<S, F, Fut>(make: F)
-where
-    S: SessionStore + IdentityStore,
-    F: Fn() -> Fut,
-    Fut: Future<Output = S>,
-{
-    tenants_are_created_read_and_updated(make().await).await;
-    users_are_created_with_unique_names_and_ids(make().await).await;
-    users_are_tenant_scoped(make().await).await;
-    user_password_and_status_are_updated(make().await).await;
-    users_are_found_by_external_id_per_tenant(make().await).await;
-    sso_settings_are_set_replaced_and_read_per_tenant(make().await).await;
-    partner_secrets_are_created_read_and_deleted_per_tenant(make().await).await;
-    service_clients_are_created_and_read(make().await).await;
-    keys_are_replaced_as_a_whole(make().await).await;
-    audit_ids_ascend_and_events_come_newest_first(make().await).await;
-    audit_queries_filter_and_limit(make().await).await;
-    audit_events_are_purged_by_age(make().await).await;
-    sessions_are_created_and_read_per_tenant(make().await).await;
-    session_creation_conflicts_write_nothing(make().await).await;
-    unlimited_sessions_evict_nothing(make().await).await;
-    evict_oldest_one_displaces_the_previous_session(make().await).await;
-    evict_oldest_two_displaces_only_the_oldest(make().await).await;
-    reject_at_the_limit_writes_nothing(make().await).await;
-    limits_count_only_sessions_active_now(make().await).await;
-    touch_moves_last_seen_forward_on_active_sessions_only(make().await).await;
-    idle_timeout_follows_last_seen(make().await).await;
-    rotation_rotates_and_the_successor_is_current(make().await).await;
-    refresh_records_are_read_by_hash(make().await).await;
-    active_sessions_are_counted(make().await).await;
-    replay_within_grace_returns_the_same_successor(make().await).await;
-    reuse_outside_grace_revokes_the_session(make().await).await;
-    reuse_of_a_two_generations_old_token_within_grace(make().await).await;
-    rotation_rejects_unknown_foreign_and_expired_tokens(make().await).await;
-    rotation_on_an_inactive_session(make().await).await;
-    revoke_session_is_idempotent_and_tenant_scoped(make().await).await;
-    revoke_user_sessions_revokes_only_that_users_active_sessions(make().await).await;
-    mark_expired_records_a_timeout_once(make().await).await;
-    find_sessions_filters_orders_and_limits(make().await).await;
-    nonces_are_single_use_per_tenant_until_they_expire(make().await).await;
-    ping_answers(make().await).await;
-    concurrent_logins_respect_a_limit_of_one(make().await).await;
-    concurrent_refreshes_rotate_once(make().await).await;
-    concurrent_nonce_consumption_succeeds_once(make().await).await;
+/// One `#[tokio::test]` per behaviour of the [`IdentityStore`] suite, each on a fresh store
+/// made by the expression `$make` (a future giving the store), so a failure names it.
+#[macro_export]
+macro_rules! identity_store_conformance {
+    ($make:expr) => {
+        $crate::conformance_tests!($make; tenants_are_created_read_and_updated, users_are_created_with_unique_names_and_ids, users_are_tenant_scoped, user_password_and_status_are_updated, users_are_found_by_external_id_per_tenant, sso_settings_are_set_replaced_and_read_per_tenant, partner_secrets_are_created_read_and_deleted_per_tenant, service_clients_are_created_and_read, keys_are_replaced_as_a_whole, audit_ids_ascend_and_events_come_newest_first, audit_queries_filter_and_limit, audit_events_are_purged_by_age);
+    };
+}
+
+/// One `#[tokio::test]` per behaviour of the [`SessionStore`] suite (see
+/// [`identity_store_conformance!`](crate::identity_store_conformance)).
+#[macro_export]
+macro_rules! session_store_conformance {
+    ($make:expr) => {
+        $crate::conformance_tests!($make; sessions_are_created_and_read_per_tenant, session_creation_conflicts_write_nothing, unlimited_sessions_evict_nothing, evict_oldest_one_displaces_the_previous_session, evict_oldest_two_displaces_only_the_oldest, reject_at_the_limit_writes_nothing, limits_count_only_sessions_active_now, touch_moves_last_seen_forward_on_active_sessions_only, idle_timeout_follows_last_seen, rotation_rotates_and_the_successor_is_current, refresh_records_are_read_by_hash, active_sessions_are_counted, replay_within_grace_returns_the_same_successor, reuse_outside_grace_revokes_the_session, reuse_of_a_two_generations_old_token_within_grace, rotation_rejects_unknown_foreign_and_expired_tokens, rotation_on_an_inactive_session, revoke_session_is_idempotent_and_tenant_scoped, revoke_user_sessions_revokes_only_that_users_active_sessions, mark_expired_records_a_timeout_once, find_sessions_filters_orders_and_limits, nonces_are_single_use_per_tenant_until_they_expire, ping_answers, concurrent_logins_respect_a_limit_of_one, concurrent_refreshes_rotate_once, concurrent_nonce_consumption_succeeds_once, sessions_spread_over_routes_are_found_and_revoked);
+    };
+}
+
+/// The [`ChangeLog`] checks of a session store that is also a change log.
+#[macro_export]
+macro_rules! session_change_log_conformance {
+    ($make:expr) => {
+        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline);
+    };
+}
+
+/// The [`ChangeLog`] checks of an identity store that is also a change log.
+#[macro_export]
+macro_rules! identity_change_log_conformance {
+    ($make:expr) => {
+        $crate::conformance_tests!($make; identity_changes_are_logged);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $crate::conformance::$name($make.await).await;
+            }
+        )*
+    };
 }
 
 const NOW: UnixTime = 1_700_000_000;
@@ -98,17 +100,37 @@ fn new_user(tenant: &TenantId, username: Option<&str>, external_id: Option<&str>
     }
 }
 
-fn new_session_id() -> SessionId {
-    let mut s = uuid::Uuid::new_v4().simple().to_string();
-    s.truncate(22);
-    SessionId::from_generated(s)
+/// The route of the users (and so of the sessions and refresh tokens) most checks use; one
+/// check spreads users over many routes.
+const ROUTE: Route = Route(7);
+
+fn random15() -> [u8; 15] {
+    let mut b = [0u8; 15];
+    b.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..15]);
+    b
 }
 
+/// A session id of a user of [`ROUTE`] that no session has.
+fn new_session_id() -> SessionId {
+    SessionId::generate(ROUTE, random15())
+}
+
+/// A user id of [`ROUTE`].
+fn uid() -> UserId {
+    loop {
+        let u = uuid::Uuid::new_v4();
+        if Route::of_user(&u) == ROUTE {
+            return u;
+        }
+    }
+}
+
+/// A refresh token hash of [`ROUTE`].
 fn new_token() -> TokenHash {
     let mut b = [0u8; 32];
     b[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     b[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    TokenHash(b)
+    TokenHash::routed(b, ROUTE)
 }
 
 /// An active session created at `created_at`, valid for a day.
@@ -119,7 +141,7 @@ fn session(
     idle_ttl: Option<u32>,
 ) -> Session {
     Session {
-        id: new_session_id(),
+        id: SessionId::generate(Route::of_user(&user), random15()),
         tenant_id: tenant.clone(),
         user_id: user,
         customer_id: uuid::Uuid::new_v4(),
@@ -1286,7 +1308,7 @@ pub async fn audit_queries_filter_and_limit<S: IdentityStore>(store: S) {
 
 pub async fn sessions_are_created_and_read_per_tenant<S: SessionStore>(store: S) {
     let (a, b) = (tenant_a(), tenant_b());
-    let user = uuid::Uuid::new_v4();
+    let user = uid();
     let s = session(&a, user, NOW, Some(1800));
     let evicted = store
         .create_session(with_refresh(&s, new_token()), SessionLimit::Unlimited, NOW)
@@ -1322,7 +1344,7 @@ pub async fn sessions_are_created_and_read_per_tenant<S: SessionStore>(store: S)
 
 pub async fn session_creation_conflicts_write_nothing<S: SessionStore>(store: S) {
     let t = tenant_a();
-    let (u1, u2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (u1, u2) = (uid(), uid());
     let token = new_token();
     let first = session(&t, u1, NOW, None);
     store
@@ -1387,7 +1409,7 @@ pub async fn session_creation_conflicts_write_nothing<S: SessionStore>(store: S)
 
 pub async fn unlimited_sessions_evict_nothing<S: SessionStore>(store: S) {
     let t = tenant_a();
-    let user = uuid::Uuid::new_v4();
+    let user = uid();
     let mut all = Vec::new();
     for i in 0..5 {
         let s = session(&t, user, NOW + i, None);
@@ -1408,7 +1430,7 @@ pub async fn unlimited_sessions_evict_nothing<S: SessionStore>(store: S) {
 
 pub async fn evict_oldest_one_displaces_the_previous_session<S: SessionStore>(store: S) {
     let (a, b) = (tenant_a(), tenant_b());
-    let (user, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (user, other) = (uid(), uid());
     let bystanders = [session(&a, other, NOW, None), session(&b, user, NOW, None)];
     for s in &bystanders {
         create(&store, s).await;
@@ -1443,7 +1465,7 @@ pub async fn evict_oldest_one_displaces_the_previous_session<S: SessionStore>(st
 
 pub async fn evict_oldest_two_displaces_only_the_oldest<S: SessionStore>(store: S) {
     let t = tenant_a();
-    let user = uuid::Uuid::new_v4();
+    let user = uid();
     // Created out of order: eviction goes by creation time, not by insertion order.
     let newer = session(&t, user, NOW + 10, None);
     let older = session(&t, user, NOW, None);
@@ -1481,7 +1503,7 @@ pub async fn evict_oldest_two_displaces_only_the_oldest<S: SessionStore>(store: 
 
 pub async fn reject_at_the_limit_writes_nothing<S: SessionStore>(store: S) {
     let t = tenant_a();
-    let (user, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (user, other) = (uid(), uid());
     let first = session(&t, user, NOW, None);
     let evicted = store
         .create_session(bare(&first), SessionLimit::Reject(1), NOW)
@@ -1527,7 +1549,7 @@ pub async fn reject_at_the_limit_writes_nothing<S: SessionStore>(store: S) {
 
 pub async fn limits_count_only_sessions_active_now<S: SessionStore>(store: S) {
     let t = tenant_a();
-    let user = uuid::Uuid::new_v4();
+    let user = uid();
     let idle = session(&t, user, NOW, Some(60));
     let gone = session(&t, user, NOW, None);
     let old = Session {
@@ -1574,7 +1596,7 @@ pub async fn limits_count_only_sessions_active_now<S: SessionStore>(store: S) {
 
 pub async fn touch_moves_last_seen_forward_on_active_sessions_only<S: SessionStore>(store: S) {
     let (a, b) = (tenant_a(), tenant_b());
-    let user = uuid::Uuid::new_v4();
+    let user = uid();
     let s = session(&a, user, NOW, Some(600));
     create(&store, &s).await;
 
@@ -1650,7 +1672,7 @@ pub async fn touch_moves_last_seen_forward_on_active_sessions_only<S: SessionSto
 
 pub async fn idle_timeout_follows_last_seen<S: SessionStore>(store: S) {
     let t = tenant_a();
-    let s = session(&t, uuid::Uuid::new_v4(), NOW, Some(100));
+    let s = session(&t, uid(), NOW, Some(100));
     create(&store, &s).await;
     let stored = get(&store, &s).await;
     assert_eq!(stored.status_at(NOW + 99), SessionStatus::Active);
@@ -1684,7 +1706,7 @@ async fn refreshable<S: SessionStore>(
     token: TokenHash,
     idle_ttl: Option<u32>,
 ) -> Session {
-    let s = session(&tenant_a(), uuid::Uuid::new_v4(), NOW, idle_ttl);
+    let s = session(&tenant_a(), uid(), NOW, idle_ttl);
     store
         .create_session(with_refresh(&s, token), SessionLimit::Unlimited, NOW)
         .await
@@ -1928,7 +1950,7 @@ pub async fn rotation_rejects_unknown_foreign_and_expired_tokens<S: SessionStore
 
     // A current token past its own expiry, in a session that is still active.
     let short = new_token();
-    let s2 = session(&a, uuid::Uuid::new_v4(), NOW, None);
+    let s2 = session(&a, uid(), NOW, None);
     let new = NewSession {
         session: s2.clone(),
         refresh: Some(NewRefreshToken {
@@ -1998,7 +2020,7 @@ pub async fn rotation_on_an_inactive_session<S: SessionStore>(store: S) {
 
 pub async fn revoke_session_is_idempotent_and_tenant_scoped<S: SessionStore>(store: S) {
     let (a, b) = (tenant_a(), tenant_b());
-    let s = session(&a, uuid::Uuid::new_v4(), NOW, None);
+    let s = session(&a, uid(), NOW, None);
     create(&store, &s).await;
 
     assert_eq!(
@@ -2043,7 +2065,7 @@ pub async fn revoke_session_is_idempotent_and_tenant_scoped<S: SessionStore>(sto
         "the first reason and time stay"
     );
 
-    let idle = session(&a, uuid::Uuid::new_v4(), NOW, Some(60));
+    let idle = session(&a, uid(), NOW, Some(60));
     create(&store, &idle).await;
     assert_eq!(
         store
@@ -2059,7 +2081,7 @@ pub async fn revoke_user_sessions_revokes_only_that_users_active_sessions<S: Ses
     store: S,
 ) {
     let (a, b) = (tenant_a(), tenant_b());
-    let (user, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (user, other) = (uid(), uid());
     let mine: Vec<Session> = (0..3).map(|i| session(&a, user, NOW + i, None)).collect();
     let done = session(&a, user, NOW + 3, None);
     let idle = session(&a, user, NOW + 4, Some(60));
@@ -2136,7 +2158,7 @@ pub async fn revoke_user_sessions_revokes_only_that_users_active_sessions<S: Ses
 
 pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
     let (a, b) = (tenant_a(), tenant_b());
-    let user = uuid::Uuid::new_v4();
+    let user = uid();
     let idle = session(&a, user, NOW, Some(60));
     let absolute = session(&a, user, NOW, None);
     let gone = session(&a, user, NOW, Some(60));
@@ -2220,7 +2242,7 @@ pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
 
 pub async fn find_sessions_filters_orders_and_limits<S: SessionStore>(store: S) {
     let (a, b) = (tenant_a(), tenant_b());
-    let (u1, u2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (u1, u2) = (uid(), uid());
     let s1 = session(&a, u1, NOW, None);
     let s2 = session(&a, u1, NOW + 10, None);
     let s3 = session(&a, u1, NOW + 20, Some(30));
@@ -2419,7 +2441,7 @@ pub async fn ping_answers<S: SessionStore>(store: S) {
 pub async fn concurrent_logins_respect_a_limit_of_one<S: SessionStore>(store: S) {
     let store = Arc::new(store);
     let t = tenant_a();
-    let user = uuid::Uuid::new_v4();
+    let user = uid();
     let sessions: Vec<Session> = (0..20).map(|_| session(&t, user, NOW, None)).collect();
     let tasks: Vec<_> = sessions
         .iter()
@@ -2546,5 +2568,361 @@ pub async fn concurrent_nonce_consumption_succeeds_once<S: SessionStore>(store: 
             .await
             .expect("consume_nonce"),
         "and the nonce stays used"
+    );
+}
+
+pub async fn sessions_spread_over_routes_are_found_and_revoked<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    // Users on many routes (many hash slots on a cluster), two sessions each.
+    let users: Vec<UserId> = (0..24).map(|_| uuid::Uuid::new_v4()).collect();
+    let mut all = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        for k in 0..2 {
+            let s = session(&t, *u, NOW + (2 * i + k) as i64, None);
+            create(&store, &s).await;
+            all.push(s);
+        }
+    }
+    let routes: BTreeSet<Route> = users.iter().map(Route::of_user).collect();
+    assert!(routes.len() > 8, "the users spread over routes: {routes:?}");
+
+    let listed = find(&store, &t, None, None, ALL, NOW + 100).await;
+    let mut newest_first: Vec<&Session> = all.iter().collect();
+    newest_first.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    assert_eq!(
+        listed,
+        newest_first
+            .iter()
+            .map(|s| s.id.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.count_active_sessions(NOW + 100).await.expect("count"),
+        all.len() as u64
+    );
+
+    let victim = users[5];
+    let revoked_now = store
+        .revoke_user_sessions(&t, &victim, RevokeReason::LogoutAll, None, NOW + 101)
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(revoked_now.len(), 2);
+    let active = find(&store, &t, None, Some(StateFilter::Active), ALL, NOW + 102).await;
+    assert_eq!(active.len(), all.len() - 2);
+    assert!(revoked_now.iter().all(|s| !active.contains(&s.id)));
+    assert_eq!(
+        find(&store, &t, None, Some(StateFilter::Revoked), ALL, NOW + 102).await,
+        {
+            let mut ids = ids(&revoked_now);
+            ids.sort_by_key(|id| {
+                std::cmp::Reverse(all.iter().find(|s| &s.id == id).map(|s| s.created_at))
+            });
+            ids
+        }
+    );
+    let page = find(&store, &t, None, None, 5, NOW + 102).await;
+    assert_eq!(page, listed[..5].to_vec(), "the limit keeps the newest");
+}
+
+// ---------------------------------------------------------------------------------------
+// Change log
+
+/// Every partition's cursor at its current end.
+async fn log_heads<S: ChangeLog>(store: &S) -> Vec<(usize, u64)> {
+    let mut cursors: Vec<(usize, u64)> = (0..store.partitions()).map(|p| (p, 0)).collect();
+    loop {
+        let reads = store.read_log(&cursors, 1_000).await.expect("read_log");
+        let mut moved = false;
+        for (c, r) in cursors.iter_mut().zip(reads) {
+            match r {
+                LogRead::Entries(e) => {
+                    if let Some(last) = e.last() {
+                        c.1 = last.seq;
+                        moved = true;
+                    }
+                }
+                LogRead::Gone { head } => {
+                    c.1 = head;
+                    moved = true;
+                }
+            }
+        }
+        if !moved {
+            return cursors;
+        }
+    }
+}
+
+/// The changes after `cursors`, advancing them; entries are numbered consecutively.
+async fn log_since<S: ChangeLog>(store: &S, cursors: &mut [(usize, u64)]) -> Vec<Change> {
+    let reads = store.read_log(cursors, 10_000).await.expect("read_log");
+    let mut changes = Vec::new();
+    for (c, r) in cursors.iter_mut().zip(reads) {
+        let LogRead::Entries(entries) = r else {
+            panic!("partition {} cannot resume after {}", c.0, c.1);
+        };
+        for e in entries {
+            assert_eq!(
+                e.seq,
+                c.1 + 1,
+                "partition {} is numbered consecutively",
+                c.0
+            );
+            c.1 = e.seq;
+            changes.push(e.change);
+        }
+    }
+    changes
+}
+
+fn ended(s: &Session, reason: RevokeReason) -> Change {
+    Change::SessionEnded {
+        tenant: s.tenant_id.clone(),
+        session: s.id.clone(),
+        user: s.user_id,
+        reason,
+    }
+}
+
+fn sorted(mut changes: Vec<Change>) -> Vec<String> {
+    let mut v: Vec<String> = changes
+        .drain(..)
+        .map(|c| serde_json::to_string(&c).expect("change serializes"))
+        .collect();
+    v.sort();
+    v
+}
+
+pub async fn session_changes_are_logged_and_the_hot_path_is_not<S: SessionStore + ChangeLog>(
+    store: S,
+) {
+    let t = tenant_a();
+    let mut cur = log_heads(&store).await;
+
+    // Creating, touching and rotating log nothing: they invalidate nothing.
+    let t0 = new_token();
+    let s = refreshable(&store, t0, Some(600)).await;
+    store
+        .touch_session(&t, &s.id, NOW + 5)
+        .await
+        .expect("touch");
+    let t1 = new_token();
+    rotate(&store, rotation(&t, t0, t1, NOW + 6)).await;
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![],
+        "the hot path logs nothing"
+    );
+
+    // Reuse detection ends the session.
+    rotate(&store, rotation(&t, t0, new_token(), NOW + 100)).await;
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![ended(&s, RevokeReason::ReuseDetected)]
+    );
+
+    // A revocation, once; a repeat logs nothing.
+    let user = uid();
+    let (a, b, c) = (
+        session(&t, user, NOW, None),
+        session(&t, user, NOW + 1, None),
+        session(&t, user, NOW + 2, None),
+    );
+    for x in [&a, &b, &c] {
+        create(&store, x).await;
+    }
+    store
+        .revoke_session(&t, &a.id, RevokeReason::Logout, NOW + 10)
+        .await
+        .expect("revoke");
+    store
+        .revoke_session(&t, &a.id, RevokeReason::Logout, NOW + 11)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![ended(&a, RevokeReason::Logout)]
+    );
+
+    // All of a user's sessions: one entry each.
+    store
+        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW + 12)
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(
+        sorted(log_since(&store, &mut cur).await),
+        sorted(vec![
+            ended(&b, RevokeReason::LogoutAll),
+            ended(&c, RevokeReason::LogoutAll)
+        ])
+    );
+
+    // An eviction under a limit.
+    let first = session(&t, user, NOW + 20, None);
+    create(&store, &first).await;
+    let second = session(&t, user, NOW + 21, None);
+    store
+        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 21)
+        .await
+        .expect("create_session");
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![ended(&first, RevokeReason::Displaced)]
+    );
+}
+
+pub async fn identity_changes_are_logged<S: IdentityStore + ChangeLog>(store: S) {
+    let t = tenant_a();
+    store.create_tenant(new_tenant(&t)).await.expect("tenant");
+    let user = new_user(&t, Some("alice"), None);
+    store.create_user(user.clone()).await.expect("user");
+    let mut cur = log_heads(&store).await;
+
+    store
+        .set_tenant_policy(&t, PolicyOverrides::default())
+        .await
+        .expect("policy");
+    store
+        .set_password_hash(&t, &user.id, "h".into())
+        .await
+        .expect("password");
+    store
+        .set_user_status(&t, &user.id, UserStatus::Disabled)
+        .await
+        .expect("status");
+    store.set_sso(&t, sso("aud", NOW)).await.expect("sso");
+    store
+        .create_partner_secret(partner_secret("ps1", &t, NOW))
+        .await
+        .expect("secret");
+    store
+        .delete_partner_secret(&t, "ps1")
+        .await
+        .expect("delete secret");
+    store
+        .create_client(service_client("c1", &t, "api"))
+        .await
+        .expect("client");
+    store
+        .replace_keys(vec![key("k1", KeyState::Signing, None)])
+        .await
+        .expect("keys");
+    let user_changed = Change::UserChanged {
+        tenant: t.clone(),
+        user: user.id,
+    };
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![
+            Change::TenantChanged { tenant: t.clone() },
+            user_changed.clone(),
+            user_changed,
+            Change::SsoChanged { tenant: t.clone() },
+            Change::PartnerSecretChanged {
+                secret_id: "ps1".into()
+            },
+            Change::PartnerSecretChanged {
+                secret_id: "ps1".into()
+            },
+            Change::ClientChanged {
+                client_id: "c1".into()
+            },
+            Change::KeyringChanged,
+        ],
+        "in commit order"
+    );
+    // Changes to nothing log nothing.
+    let ghost = tenant_id("ghost");
+    store
+        .set_tenant_policy(&ghost, PolicyOverrides::default())
+        .await
+        .expect("policy");
+    assert!(
+        !store
+            .set_user_status(&t, &uuid::Uuid::new_v4(), UserStatus::Active)
+            .await
+            .expect("status")
+    );
+    assert_eq!(log_since(&store, &mut cur).await, vec![]);
+}
+
+pub async fn purged_log_entries_are_gone_and_numbering_goes_on<S: SessionStore + ChangeLog>(
+    store: S,
+) {
+    let t = tenant_a();
+    let start = log_heads(&store).await;
+    let user = uid();
+    let sessions: Vec<Session> = (0..3).map(|i| session(&t, user, NOW + i, None)).collect();
+    for s in &sessions {
+        create(&store, s).await;
+    }
+    store
+        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 5)
+        .await
+        .expect("revoke");
+    let mut cur = start.clone();
+    assert_eq!(log_since(&store, &mut cur).await.len(), 3);
+    let route = ROUTE.index() % store.partitions();
+    let (_, last) = cur[route];
+
+    // Nothing is purged that is newer than `before`.
+    assert_eq!(store.purge_log(0, 1_000).await.expect("purge"), 0);
+    assert_eq!(log_since(&store, &mut start.clone()).await.len(), 3);
+
+    // Everything written before the far future goes, in batches.
+    let far = i64::from(u32::MAX);
+    let mut purged = 0;
+    loop {
+        let n = store.purge_log(far, 2).await.expect("purge");
+        assert!(n <= 2, "a batch is at most its size");
+        if n == 0 {
+            break;
+        }
+        purged += n;
+    }
+    assert!(purged >= 3);
+    let read = store
+        .read_log(&[(route, start[route].1)], 100)
+        .await
+        .expect("read_log");
+    assert_eq!(
+        read,
+        vec![LogRead::Gone { head: last }],
+        "a purged cursor is gone"
+    );
+    let read = store
+        .read_log(&[(route, last)], 100)
+        .await
+        .expect("read_log");
+    assert_eq!(
+        read,
+        vec![LogRead::Entries(vec![])],
+        "the head still resumes"
+    );
+
+    let more = session(&t, user, NOW + 10, None);
+    create(&store, &more).await;
+    store
+        .revoke_session(&t, &more.id, RevokeReason::Logout, NOW + 11)
+        .await
+        .expect("revoke");
+    let read = store
+        .read_log(&[(route, last)], 100)
+        .await
+        .expect("read_log");
+    let LogRead::Entries(entries) = &read[0] else {
+        panic!("the head resumes: {read:?}");
+    };
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].seq, last + 1, "numbering goes on after a purge");
+    assert_eq!(entries[0].change, ended(&more, RevokeReason::Logout));
+}
+
+pub async fn wait_hint_returns_by_its_deadline<S: SessionStore + ChangeLog>(store: S) {
+    let started = std::time::Instant::now();
+    let _ = store.wait_hint(std::time::Duration::from_millis(200)).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "wait_hint must not hang past its deadline"
     );
 }

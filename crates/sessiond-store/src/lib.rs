@@ -19,6 +19,9 @@ pub enum StoreError {
     LimitReached,
     #[error("store backend failure: {0}")]
     Backend(String),
+    /// The store cannot be reached (or did not answer in time); the request may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -2,7 +2,7 @@
 //! nothing survives a restart.
 
 use crate::model::*;
-use crate::{IdentityStore, SessionStore, StoreError, StoreResult};
+use crate::{ChangeLog, IdentityStore, SessionStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +19,10 @@ struct Data {
     sso: HashMap<TenantId, SsoSettings>,
     partner_secrets: HashMap<String, PartnerSecret>,
     clients: HashMap<String, ServiceClient>,
+    /// The change log (one partition); entries up to `log_purged` were purged.
+    log: Vec<LogEntry>,
+    log_purged: u64,
+    hint: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
@@ -38,6 +42,12 @@ impl MemoryStore {
     }
 }
 
+fn wall_clock() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 impl Data {
     fn session_mut(&mut self, tenant: &TenantId, id: &SessionId) -> Option<&mut Session> {
         self.sessions.get_mut(id).filter(|s| &s.tenant_id == tenant)
@@ -49,7 +59,24 @@ impl Data {
             return None;
         }
         s.state = SessionState::Revoked { reason, at: now };
-        Some(s.clone())
+        let s = s.clone();
+        self.log(Change::SessionEnded {
+            tenant: s.tenant_id.clone(),
+            session: s.id.clone(),
+            user: s.user_id,
+            reason,
+        });
+        Some(s)
+    }
+
+    fn log(&mut self, change: Change) {
+        let seq = self.log_purged + self.log.len() as u64 + 1;
+        self.log.push(LogEntry {
+            seq,
+            at: wall_clock(),
+            change,
+        });
+        self.hint.notify_waiters();
     }
 }
 
@@ -321,10 +348,14 @@ impl IdentityStore for MemoryStore {
         overrides: PolicyOverrides,
     ) -> StoreResult<Option<Tenant>> {
         let mut d = self.lock()?;
-        Ok(d.tenants.get_mut(id).map(|t| {
+        let t = d.tenants.get_mut(id).map(|t| {
             t.overrides = overrides;
             t.clone()
-        }))
+        });
+        if t.is_some() {
+            d.log(Change::TenantChanged { tenant: id.clone() });
+        }
+        Ok(t)
     }
 
     async fn create_user(&self, user: User) -> StoreResult<()> {
@@ -366,10 +397,18 @@ impl IdentityStore for MemoryStore {
         hash: String,
     ) -> StoreResult<bool> {
         let mut d = self.lock()?;
-        Ok(d.users
+        let found = d
+            .users
             .get_mut(&(tenant.clone(), *id))
             .map(|u| u.password_hash = Some(hash))
-            .is_some())
+            .is_some();
+        if found {
+            d.log(Change::UserChanged {
+                tenant: tenant.clone(),
+                user: *id,
+            });
+        }
+        Ok(found)
     }
 
     async fn set_user_status(
@@ -379,10 +418,18 @@ impl IdentityStore for MemoryStore {
         status: UserStatus,
     ) -> StoreResult<bool> {
         let mut d = self.lock()?;
-        Ok(d.users
+        let found = d
+            .users
             .get_mut(&(tenant.clone(), *id))
             .map(|u| u.status = status)
-            .is_some())
+            .is_some();
+        if found {
+            d.log(Change::UserChanged {
+                tenant: tenant.clone(),
+                user: *id,
+            });
+        }
+        Ok(found)
     }
 
     async fn find_user_by_external_id(
@@ -399,7 +446,11 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn set_sso(&self, tenant: &TenantId, settings: SsoSettings) -> StoreResult<()> {
-        self.lock()?.sso.insert(tenant.clone(), settings);
+        let mut d = self.lock()?;
+        d.sso.insert(tenant.clone(), settings);
+        d.log(Change::SsoChanged {
+            tenant: tenant.clone(),
+        });
         Ok(())
     }
 
@@ -412,6 +463,9 @@ impl IdentityStore for MemoryStore {
         if d.partner_secrets.contains_key(&secret.secret_id) {
             return Err(StoreError::Conflict);
         }
+        d.log(Change::PartnerSecretChanged {
+            secret_id: secret.secret_id.clone(),
+        });
         d.partner_secrets.insert(secret.secret_id.clone(), secret);
         Ok(())
     }
@@ -425,6 +479,9 @@ impl IdentityStore for MemoryStore {
         match d.partner_secrets.get(secret_id) {
             Some(s) if &s.tenant_id == tenant => {
                 d.partner_secrets.remove(secret_id);
+                d.log(Change::PartnerSecretChanged {
+                    secret_id: secret_id.to_owned(),
+                });
                 Ok(true)
             }
             _ => Ok(false),
@@ -436,6 +493,9 @@ impl IdentityStore for MemoryStore {
         if d.clients.contains_key(&client.client_id) {
             return Err(StoreError::Conflict);
         }
+        d.log(Change::ClientChanged {
+            client_id: client.client_id.clone(),
+        });
         d.clients.insert(client.client_id.clone(), client);
         Ok(())
     }
@@ -449,7 +509,9 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()> {
-        self.lock()?.keys = keys;
+        let mut d = self.lock()?;
+        d.keys = keys;
+        d.log(Change::KeyringChanged);
         Ok(())
     }
 
@@ -485,12 +547,57 @@ impl IdentityStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl ChangeLog for MemoryStore {
+    fn partitions(&self) -> usize {
+        1
+    }
+
+    async fn read_log(&self, cursors: &[(usize, u64)], limit: usize) -> StoreResult<Vec<LogRead>> {
+        let d = self.lock()?;
+        let head = d.log_purged + d.log.len() as u64;
+        Ok(cursors
+            .iter()
+            .map(|&(_, after)| {
+                if after < d.log_purged {
+                    return LogRead::Gone { head };
+                }
+                let from = usize::try_from(after - d.log_purged).unwrap_or(usize::MAX);
+                LogRead::Entries(d.log.iter().skip(from).take(limit).cloned().collect())
+            })
+            .collect())
+    }
+
+    async fn wait_hint(&self, max_wait: std::time::Duration) -> Vec<usize> {
+        let Ok(hint) = self.lock().map(|d| std::sync::Arc::clone(&d.hint)) else {
+            return Vec::new();
+        };
+        match tokio::time::timeout(max_wait, hint.notified()).await {
+            Ok(()) => vec![0],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64> {
+        let mut d = self.lock()?;
+        let n = d
+            .log
+            .iter()
+            .take(batch)
+            .take_while(|e| e.at < before)
+            .count();
+        d.log.drain(..n);
+        d.log_purged += n as u64;
+        Ok(n as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::MemoryStore;
 
-    #[tokio::test]
-    async fn memory_store_passes_the_conformance_suite() {
-        crate::conformance::run_all(|| async { MemoryStore::new() }).await;
-    }
+    crate::identity_store_conformance!(async { MemoryStore::new() });
+    crate::session_store_conformance!(async { MemoryStore::new() });
+    crate::session_change_log_conformance!(async { MemoryStore::new() });
+    crate::identity_change_log_conformance!(async { MemoryStore::new() });
 }

@@ -601,3 +601,123 @@ pub struct ServiceClient {
     pub audience: String,
     pub created_at: UnixTime,
 }
+
+/// Which of [`Route::COUNT`] partitions a user's sessions, their index and their refresh
+/// tokens live in. A sharded backend (Redis Cluster) keeps one partition on one hash slot, so
+/// that every read-modify-write of a user is one script on one slot; session ids and refresh
+/// tokens carry their route in their first byte, so a store finds the slot from them alone.
+/// Other backends ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route(pub u8);
+
+impl Route {
+    pub const COUNT: usize = 256;
+
+    /// A user's route: FNV-1a over the user id (routing only, not a secret).
+    pub fn of_user(user: &UserId) -> Self {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in user.as_bytes() {
+            h ^= u32::from(*b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        Self((h ^ (h >> 8) ^ (h >> 16) ^ (h >> 24)) as u8)
+    }
+
+    /// The route carried by a base64url value's first byte (a session id or refresh token).
+    pub fn of_b64(s: &str) -> Self {
+        fn sextet(c: u8) -> u8 {
+            match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' => 62,
+                b'_' => 63,
+                _ => 0,
+            }
+        }
+        let b = s.as_bytes();
+        match (b.first(), b.get(1)) {
+            (Some(&c0), Some(&c1)) => Self((sextet(c0) << 2) | (sextet(c1) >> 4)),
+            _ => Self(0),
+        }
+    }
+
+    /// The route of a refresh token's hash (see [`TokenHash::routed`]).
+    pub fn of_hash(hash: &TokenHash) -> Self {
+        Self(hash.0[0])
+    }
+
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+impl SessionId {
+    /// A session id of `route`: the route byte, then 15 bytes from the CSPRNG (120 bits).
+    pub fn generate(route: Route, random: [u8; 15]) -> Self {
+        use base64::Engine as _;
+        let mut b = [0u8; 16];
+        b[0] = route.0;
+        b[1..].copy_from_slice(&random);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+    }
+
+    pub fn route(&self) -> Route {
+        Route::of_b64(&self.0)
+    }
+}
+
+impl TokenHash {
+    /// A refresh token's stored form: its SHA-256 with the first byte replaced by the token's
+    /// route, so a sharded store finds the token's slot from the hash alone.
+    pub fn routed(mut sha256: [u8; 32], route: Route) -> Self {
+        sha256[0] = route.0;
+        Self(sha256)
+    }
+}
+
+/// A change that invalidates state other nodes may have cached. Every backend shared by
+/// several nodes appends one to its [`crate::ChangeLog`] in the same transaction (or script)
+/// as the change itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A session stopped being active (revoked, displaced, reuse detected).
+    SessionEnded {
+        tenant: TenantId,
+        session: SessionId,
+        user: UserId,
+        reason: RevokeReason,
+    },
+    /// A user's password or status changed.
+    UserChanged { tenant: TenantId, user: UserId },
+    /// A tenant's policy changed.
+    TenantChanged { tenant: TenantId },
+    /// A tenant's SSO settings changed.
+    SsoChanged { tenant: TenantId },
+    /// A service client was created or changed.
+    ClientChanged { client_id: String },
+    /// A partner secret was created or deleted.
+    PartnerSecretChanged { secret_id: String },
+    /// The keyring was replaced (a rotation).
+    KeyringChanged,
+}
+
+/// One numbered entry of a change log partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Consecutive within a partition, starting at 1.
+    pub seq: u64,
+    pub at: UnixTime,
+    pub change: Change,
+}
+
+/// What a partition holds after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRead {
+    /// The entries after the cursor, oldest first (empty: nothing new).
+    Entries(Vec<LogEntry>),
+    /// Entries after the cursor were already purged: the reader cannot resume and must drop
+    /// what it cached; `head` is the partition's last sequence number, to follow on from.
+    Gone { head: u64 },
+}

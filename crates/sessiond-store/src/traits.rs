@@ -88,6 +88,35 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Is the store reachable?
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Deletes up to `batch` records that can no longer matter at `now` (sessions past their
+    /// absolute expiry, their refresh tokens, expired nonces); returns how many. Backends that
+    /// expire records by themselves (Redis) or keep few (memory) may do nothing.
+    async fn purge_expired(&self, _now: UnixTime, _batch: usize) -> StoreResult<u64> {
+        Ok(0)
+    }
+}
+
+/// The durable, numbered log of [`Change`]s of a store shared by several nodes, in
+/// [`ChangeLog::partitions`] independent sequences (one for PostgreSQL; one per [`Route`] on
+/// Redis, so that a change is appended by the same script, on the same slot, as the change).
+/// Nodes follow it to invalidate their caches; a hint (NOTIFY / PUBLISH) only says that a
+/// partition moved, and is never the only way a change is seen.
+#[async_trait]
+pub trait ChangeLog: Send + Sync + 'static {
+    fn partitions(&self) -> usize;
+
+    /// The entries after each `(partition, after)` cursor, oldest first, at most `limit` per
+    /// partition; answered in the order asked.
+    async fn read_log(&self, cursors: &[(usize, u64)], limit: usize) -> StoreResult<Vec<LogRead>>;
+
+    /// Waits at most `max_wait` for a hint that partitions moved; returns the partitions
+    /// hinted (empty after a timeout, or when the backend has no hints). Never fails: a lost
+    /// hint costs latency, not correctness, since readers also poll.
+    async fn wait_hint(&self, max_wait: std::time::Duration) -> Vec<usize>;
+
+    /// Deletes entries written before `before`, at most `batch` of them; returns how many.
+    async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64>;
 }
 
 /// Tenants, users, signing keys and the audit trail.
