@@ -13,7 +13,7 @@ use sessiond_server::AppState;
 use sessiond_server::ratelimit::RateLimits;
 use sessiond_store::{
     AuthMethod, DeviceInfo, IdentityStore, NewRefreshToken, NewSession, PolicyOverrides, Profile,
-    Session, SessionLimit, SessionState, SessionStore, TenantId, UserId,
+    Route, Session, SessionLimit, SessionState, SessionStore, TenantId, UserId,
 };
 use sessiond_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -235,7 +235,7 @@ impl Sessiond {
                     }
                     let (_, user_id, customer_id) = users[(w + i * in_flight) % users.len()];
                     let session = Session {
-                        id: secret::new_session_id()?,
+                        id: secret::new_session_id(Route::of_user(&user_id))?,
                         tenant_id: tenant.clone(),
                         user_id,
                         customer_id,
@@ -251,11 +251,11 @@ impl Sessiond {
                         },
                         state: SessionState::Active,
                     };
-                    let refresh = secret::new_secret()?;
+                    let refresh = secret::new_refresh_token(Route::of_user(&user_id))?;
                     let new = NewSession {
                         session: session.clone(),
                         refresh: Some(NewRefreshToken {
-                            hash: secret::hash_token(&refresh),
+                            hash: secret::hash_refresh(&refresh),
                             expires_at: now + ABSOLUTE_TTL,
                         }),
                     };

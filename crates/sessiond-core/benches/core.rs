@@ -29,7 +29,7 @@ fn claims(n: u64) -> Claims {
         iss: ISS.into(),
         aud: AUD.into(),
         sub: uuid::Uuid::new_v4(),
-        sid: secret::new_session_id().unwrap(),
+        sid: secret::new_session_id(sessiond_store::Route(0)).unwrap(),
         tid: TenantId::parse("1234567").unwrap(),
         cid: uuid::Uuid::new_v4(),
         scope: "session".into(),

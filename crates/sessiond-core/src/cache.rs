@@ -51,6 +51,12 @@ impl<K: Eq + Hash + Clone, V: Clone> FreshCache<K, V> {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(k);
     }
+
+    /// Drops every entry (a concurrent fill loses, as with [`FreshCache::invalidate`]).
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use tokio::sync::Semaphore;
 pub const SCOPE: &str = "session";
 /// Password hashes waiting for a core, per core, before logins are refused with 429.
 pub const HASH_QUEUE_PER_CORE: usize = 64;
+/// How long the active-session count of the metrics is reused.
+pub const ACTIVE_COUNT_MAX_AGE: Duration = Duration::from_secs(10);
 /// No cached session or tenant is older than this, even if an invalidation was missed.
 pub const CACHE_MAX_AGE: Duration = Duration::from_secs(30);
 
@@ -112,6 +114,11 @@ pub struct Engine {
     hashing_queued: std::sync::atomic::AtomicUsize,
     /// Serializes key rotations.
     rotation: tokio::sync::Mutex<()>,
+    /// With shared stores: how fresh the caches are (see [`crate::changes`]).
+    freshness: Option<crate::freshness::Freshness>,
+    /// When the keyring was last reloaded for a token with an unknown `kid`.
+    kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
+    active_count: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 impl Engine {
@@ -143,6 +150,9 @@ impl Engine {
             hashing: Semaphore::new(cfg.hash_concurrency.max(1)),
             hashing_queued: std::sync::atomic::AtomicUsize::new(0),
             rotation: tokio::sync::Mutex::new(()),
+            freshness: None,
+            kid_reload: std::sync::Mutex::new(None),
+            active_count: std::sync::Mutex::new(None),
             keyring: RwLock::new(Arc::new(keyring)),
             sso: crate::sso::SsoVerifier::default(),
             guard: crate::guard::Guard::default(),
@@ -153,6 +163,73 @@ impl Engine {
             master,
             cfg,
         })
+    }
+
+    /// Shares the stores with other nodes: caches are trusted only while each of the `logs`
+    /// change logs (followed by [`Engine::spawn_follower`]) was swept within `bound`.
+    pub fn with_change_logs(mut self, logs: usize, bound: Duration) -> Self {
+        if logs > 0 {
+            self.freshness = Some(crate::freshness::Freshness::new(logs, bound));
+        }
+        self
+    }
+
+    pub(crate) fn freshness(&self) -> Option<&crate::freshness::Freshness> {
+        self.freshness.as_ref()
+    }
+
+    /// False while a followed change log has not been read within the bound: every cached
+    /// session, tenant and client is then read from the store instead.
+    pub fn caches_trusted(&self) -> bool {
+        self.freshness.as_ref().is_none_or(|f| f.trusted())
+    }
+
+    pub(crate) fn drop_caches(&self) {
+        self.session_cache.clear();
+        self.tenants.clear();
+        self.clients.clear();
+    }
+
+    pub(crate) fn invalidate_tenant(&self, id: &TenantId) {
+        self.tenants.invalidate(id);
+    }
+
+    /// Reads the keyring from the identity store again (another node rotated it).
+    pub(crate) async fn reload_keyring(&self) -> CoreResult<()> {
+        let keyring = Keyring::load(&self.master, self.identity.load_keys().await?)?;
+        *self
+            .keyring
+            .write()
+            .map_err(|_| CoreError::Internal("keyring lock poisoned".into()))? = Arc::new(keyring);
+        Ok(())
+    }
+
+    /// [`Engine::verify_token`], and for a token naming a key this node does not know (another
+    /// node rotated, and the change log has not told us yet), one keyring reload — at most one
+    /// a second, so made-up `kid`s cannot hammer the store — and a second try.
+    pub async fn verify_token_reloading(&self, token: &str) -> CoreResult<Arc<Claims>> {
+        match self.verify_token(token) {
+            Err(CoreError::TokenInvalid) if self.keyring()?.names_unknown_kid(token) => {
+                let due = {
+                    let now = std::time::Instant::now();
+                    let mut last = self
+                        .kid_reload
+                        .lock()
+                        .map_err(|_| CoreError::Internal("kid reload lock poisoned".into()))?;
+                    let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+                    if due {
+                        *last = Some(now);
+                    }
+                    due
+                };
+                if !due {
+                    return Err(CoreError::TokenInvalid);
+                }
+                self.reload_keyring().await?;
+                self.verify_token(token)
+            }
+            r => r,
+        }
     }
 
     /// Where `suspicious_activity` events of tenants with a `webhookUrl` go.
@@ -198,9 +275,24 @@ impl Engine {
         Ok(self.identity.purge_audit(self.now() - keep_seconds).await?)
     }
 
-    /// Sessions active now across all tenants (a store query: for metrics scrapes).
+    /// Sessions active now across all tenants, for metrics scrapes: a store query at most
+    /// every [`ACTIVE_COUNT_MAX_AGE`], however often (and from however many nodes) the
+    /// metrics are scraped.
     pub async fn count_active_sessions(&self) -> CoreResult<u64> {
-        Ok(self.sessions.count_active_sessions(self.now()).await?)
+        let cached = self
+            .active_count
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .filter(|(at, _)| at.elapsed() < ACTIVE_COUNT_MAX_AGE);
+        if let Some((_, n)) = cached {
+            return Ok(n);
+        }
+        let n = self.sessions.count_active_sessions(self.now()).await?;
+        if let Ok(mut c) = self.active_count.lock() {
+            *c = Some((std::time::Instant::now(), n));
+        }
+        Ok(n)
     }
 
     pub async fn ping(&self) -> CoreResult<()> {
@@ -210,7 +302,7 @@ impl Engine {
     // ---- tenants -------------------------------------------------------------------------
 
     pub async fn tenant(&self, id: &TenantId) -> CoreResult<Arc<TenantPolicy>> {
-        if let Some(t) = self.tenants.get(id) {
+        if let Some(t) = self.tenants.get(id).filter(|_| self.caches_trusted()) {
             return Ok(t);
         }
         let epoch = self.tenants.epoch();
@@ -482,7 +574,7 @@ impl Engine {
         let now = self.now();
         let p = &tp.policy;
         let session = Session {
-            id: secret::new_session_id()?,
+            id: secret::new_session_id(Route::of_user(&user.id))?,
             tenant_id: ctx.tenant_id.clone(),
             user_id: user.id,
             customer_id: user.customer_id,
@@ -495,7 +587,7 @@ impl Engine {
             state: SessionState::Active,
         };
         let refresh = if p.refresh_tokens {
-            let token = secret::new_secret()?;
+            let token = secret::new_refresh_token(Route::of_user(&user.id))?;
             let expires_at =
                 (now + i64::from(p.refresh_token_ttl)).min(session.absolute_expires_at);
             Some((token, expires_at))
@@ -505,7 +597,7 @@ impl Engine {
         let new = NewSession {
             session: session.clone(),
             refresh: refresh.as_ref().map(|(t, exp)| NewRefreshToken {
-                hash: secret::hash_token(t),
+                hash: secret::hash_refresh(t),
                 expires_at: *exp,
             }),
         };
@@ -620,16 +712,18 @@ impl Engine {
             return Err(CoreError::RefreshTokenInvalid);
         }
         let now = self.now();
-        let successor = secret::new_secret()?;
+        // The successor lives where the presented token does: with the session.
+        let presented_hash = secret::hash_refresh(presented);
+        let successor = secret::new_refresh_token(Route::of_hash(&presented_hash))?;
         let successor_expires = now + i64::from(p.refresh_token_ttl);
         let epoch = self.session_cache.epoch();
         let outcome = self
             .sessions
             .rotate_refresh(Rotation {
                 tenant_id: ctx.tenant_id.clone(),
-                presented: secret::hash_token(presented),
+                presented: presented_hash,
                 successor: NewRefreshToken {
-                    hash: secret::hash_token(&successor),
+                    hash: secret::hash_refresh(&successor),
                     expires_at: successor_expires,
                 },
                 sealed_successor: secret::seal_successor(presented, &successor)?,
@@ -763,7 +857,7 @@ impl Engine {
         ctx: &RequestContext,
         token: &str,
     ) -> CoreResult<Authenticated> {
-        let claims = self.verify_token(token)?;
+        let claims = self.verify_token_reloading(token).await?;
         if claims.tid != ctx.tenant_id {
             return Err(CoreError::TenantMismatch);
         }
@@ -794,9 +888,13 @@ impl Engine {
         id: &SessionId,
         epoch: u64,
     ) -> CoreResult<Session> {
-        let session = match self.session_cache.get(id) {
-            Some(s) => s,
-            None => {
+        let now = self.now();
+        let cached = self.session_cache.get(id).filter(|_| self.caches_trusted());
+        let session = match cached {
+            // An ended session never comes back; an active one that has timed out by its
+            // cached last-seen time may have been used on another node since: read it again.
+            Some(s) if s.state != SessionState::Active || s.is_active_at(now) => s,
+            _ => {
                 let s = self
                     .sessions
                     .get_session(tenant, id)

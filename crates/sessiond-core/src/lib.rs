@@ -3,9 +3,11 @@
 
 pub mod alert;
 mod cache;
+mod changes;
 pub mod clock;
 pub mod engine;
 mod error;
+mod freshness;
 mod guard;
 mod partner;
 pub mod password;

@@ -318,7 +318,11 @@ impl Engine {
             return Err(CoreError::InvalidClient);
         }
         let presented = secret::hash_token(client_secret);
-        let client = match self.clients.get(client_id) {
+        let client = match self
+            .clients
+            .get(client_id)
+            .filter(|_| self.caches_trusted())
+        {
             Some(c) => Some(c),
             None => {
                 let epoch = self.clients.epoch();
@@ -466,7 +470,7 @@ impl Engine {
             Some((_, sid)) => Some(sid),
             None if token.len() <= 256 => self
                 .sessions
-                .get_refresh(&secret::hash_token(token))
+                .get_refresh(&secret::hash_refresh(token))
                 .await?
                 .filter(|r| r.tenant_id == client.tenant_id)
                 .map(|r| r.session_id),

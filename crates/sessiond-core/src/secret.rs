@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use sessiond_store::{SessionId, TokenHash};
+use sessiond_store::{Route, SessionId, TokenHash};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -25,9 +25,31 @@ pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
     B64.decode(s).ok()
 }
 
-/// A fresh session id: 128 bits from the OS CSPRNG.
-pub fn new_session_id() -> Result<SessionId, CoreError> {
-    Ok(SessionId::from_generated(b64(&random_bytes::<16>()?)))
+/// A fresh session id of `route` (the user's): its route byte, then 120 bits from the OS
+/// CSPRNG.
+pub fn new_session_id(route: Route) -> Result<SessionId, CoreError> {
+    Ok(SessionId::generate(route, random_bytes::<15>()?))
+}
+
+/// A fresh refresh token of `route`: the route byte, then 256 bits from the OS CSPRNG
+/// (44 base64url characters).
+pub fn new_refresh_token(route: Route) -> Result<String, CoreError> {
+    let mut b = [0u8; 33];
+    b[0] = route.0;
+    b[1..].copy_from_slice(&random_bytes::<32>()?);
+    Ok(b64(&b))
+}
+
+/// The stored form of a refresh token: its SHA-256, routed (see [`TokenHash::routed`]).
+/// Tokens of the shape issued before routes existed (43 characters) keep their plain hash,
+/// so that they still rotate after an upgrade.
+pub fn hash_refresh(token: &str) -> TokenHash {
+    let plain = hash_token(token);
+    if token.len() == 44 {
+        TokenHash::routed(plain.0, Route::of_b64(token))
+    } else {
+        plain
+    }
 }
 
 /// An opaque secret of 256 bits (refresh tokens, admin and client secrets).
@@ -155,8 +177,14 @@ mod tests {
 
     #[test]
     fn ids_and_secrets_have_the_documented_shape() {
-        let id = new_session_id().unwrap_or_else(|e| panic!("{e}"));
+        let id = new_session_id(Route(200)).unwrap_or_else(|e| panic!("{e}"));
         assert!(SessionId::parse(id.as_str()).is_ok());
+        assert_eq!(id.route(), Route(200));
         assert_eq!(new_secret().unwrap_or_default().len(), 43);
+        let rt = new_refresh_token(Route(13)).unwrap_or_default();
+        assert_eq!(rt.len(), 44);
+        assert_eq!(Route::of_hash(&hash_refresh(&rt)), Route(13));
+        let legacy = new_secret().unwrap_or_default();
+        assert_eq!(hash_refresh(&legacy), hash_token(&legacy));
     }
 }

@@ -401,6 +401,18 @@ impl Keyring {
         Ok(claims)
     }
 
+    /// True for a well-formed token header naming a key this keyring does not hold.
+    pub fn names_unknown_kid(&self, token: &str) -> bool {
+        let Some(h) = token.split('.').next() else {
+            return false;
+        };
+        let Some(bytes) = b64_decode(h).filter(|_| token.len() <= MAX_TOKEN_LEN) else {
+            return false;
+        };
+        serde_json::from_slice::<Header<'_>>(&bytes)
+            .is_ok_and(|header| !self.published.contains_key(header.kid))
+    }
+
     /// Checks the header (`typ`, a known `kid`, that key's own `alg`, nothing else) and the
     /// signature; returns the payload's bytes, unparsed.
     pub fn verify_signature(&self, token: &str) -> Result<Vec<u8>, TokenError> {
