@@ -178,7 +178,7 @@ pub struct Problem {
     activity_id: String,
 }
 
-/// The contract's error codes (`internal_error` only with 5xx).
+/// The contract's error codes (`internal_error` and `store_unavailable` only with 5xx).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 #[allow(dead_code)]
@@ -205,6 +205,7 @@ pub enum ErrorCode {
     NotFound,
     PayloadTooLarge,
     InternalError,
+    StoreUnavailable,
 }
 
 // ---- mirrors of other crates' types ------------------------------------------------------------
@@ -746,7 +747,9 @@ impl Modify for Common {
             .build();
         let timed_out = ResponseBuilder::new()
             .description(
-                "`internal_error`: no answer within 30 s (the request may still complete).",
+                "`store_unavailable` (with `Retry-After`): a store cannot be reached; retry \
+                 shortly. `internal_error`: no answer within 30 s (the request may still \
+                 complete).",
             )
             .content(
                 "application/problem+json",
