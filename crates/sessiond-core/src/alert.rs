@@ -2,29 +2,12 @@
 //! hands them to an [`AlertSink`], which must not block (the server's sink queues them and
 //! delivers in the background, signed and retried).
 
-use crate::secret::MasterKey;
-use hmac::{Hmac, Mac};
+use crate::secret::{MasterKey, hmac_hex};
 use sessiond_store::{AuditEvent, TenantId};
-use sha2::Sha256;
 
 pub trait AlertSink: Send + Sync + 'static {
     /// Queues `event` for delivery to `url`, signed with `secret`. Must return at once.
     fn deliver(&self, url: &str, secret: &str, event: &AuditEvent);
-}
-
-/// HMAC-SHA256 over the concatenated `parts`, as hex.
-pub(crate) fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A tenant's webhook signing secret: derived from the master key, the tenant and the URL, so

@@ -68,7 +68,7 @@ pub struct TenantPolicy {
 #[derive(Clone)]
 pub(crate) enum Verified {
     Session(Arc<Claims>),
-    Internal(Arc<crate::partner::InternalClaims>),
+    Internal(Arc<crate::token::InternalClaims>),
 }
 
 /// `nbf`/`iat` may lie at most the leeway in the future, and `exp` must not have passed.

@@ -5,7 +5,8 @@ use crate::engine::{Engine, Issued, RequestContext, TenantPolicy, Verified, time
 use crate::error::{CoreError, CoreResult};
 use crate::secret;
 use crate::sso;
-use serde::{Deserialize, Serialize};
+use crate::token::InternalClaims;
+use serde::Deserialize;
 use sessiond_store::*;
 use std::sync::Arc;
 
@@ -22,26 +23,6 @@ pub struct SsoConfig {
     pub hs256_secret: Option<String>,
     pub public_key_pem: Option<String>,
     pub jwks_url: Option<String>,
-}
-
-/// The claims of an internal access token: a session's identity, for one backend's audience.
-/// `client_id` makes it unusable as a session token (whose claims admit no extra member).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InternalClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: UserId,
-    pub sid: SessionId,
-    pub tid: TenantId,
-    pub cid: CustomerId,
-    pub client_id: String,
-    pub scope: String,
-    pub jti: String,
-    pub iat: UnixTime,
-    pub nbf: UnixTime,
-    pub exp: UnixTime,
-    pub auth_time: UnixTime,
 }
 
 #[derive(Clone)]

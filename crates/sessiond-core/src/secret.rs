@@ -57,6 +57,22 @@ pub fn new_secret() -> Result<String, CoreError> {
     Ok(b64(&random_bytes::<32>()?))
 }
 
+/// HMAC-SHA256 over the concatenated `parts`, as hex.
+pub(crate) fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    use hmac::Mac;
+    let Ok(mut mac) = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return String::new();
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn hash_token(token: &str) -> TokenHash {
     TokenHash(Sha256::digest(token.as_bytes()).into())
 }
@@ -124,7 +140,7 @@ impl MasterKey {
 
     /// A secret derived from the master key for one purpose (HMAC-SHA256 over `parts`), hex.
     pub fn derive_hex(&self, parts: &[&[u8]]) -> String {
-        crate::alert::hmac_hex(&self.0, parts)
+        hmac_hex(&self.0, parts)
     }
 
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {

@@ -464,6 +464,26 @@ fn bad_key(kid: &str) -> CoreError {
     CoreError::Internal(format!("stored key {kid} is corrupt"))
 }
 
+/// The claims of an internal access token: a session's identity, for one backend's audience.
+/// `client_id` makes it unusable as a session token (whose claims admit no extra member).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: UserId,
+    pub sid: SessionId,
+    pub tid: TenantId,
+    pub cid: CustomerId,
+    pub client_id: String,
+    pub scope: String,
+    pub jti: String,
+    pub iat: UnixTime,
+    pub nbf: UnixTime,
+    pub exp: UnixTime,
+    pub auth_time: UnixTime,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
