@@ -1,0 +1,82 @@
+//! The audit trail: events, their recording and alerts, queries and retention.
+
+use super::*;
+
+impl Engine {
+    /// A tenant's webhook URL and the secret its deliveries are signed with.
+    pub async fn webhook(&self, tenant: &TenantId) -> CoreResult<Option<(String, String)>> {
+        let tp = self.tenant(tenant).await?;
+        Ok(tp.policy.webhook_url.as_ref().map(|url| {
+            (
+                url.clone(),
+                crate::alert::webhook_secret(&self.master, tenant, url),
+            )
+        }))
+    }
+
+    /// Deletes audit events older than `keep_seconds` (all tenants); returns how many.
+    pub async fn purge_audit(&self, keep_seconds: i64) -> CoreResult<u64> {
+        Ok(self.identity.purge_audit(self.now() - keep_seconds).await?)
+    }
+
+    pub async fn find_audit(
+        &self,
+        tenant: &TenantId,
+        q: &AuditQuery,
+    ) -> CoreResult<Vec<AuditEvent>> {
+        self.tenant(tenant).await?;
+        Ok(self.identity.find_audit(tenant, q).await?)
+    }
+
+    pub(crate) fn event(
+        &self,
+        ctx: &RequestContext,
+        kind: AuditKind,
+        user: Option<UserId>,
+        session: Option<SessionId>,
+    ) -> AuditEvent {
+        AuditEvent {
+            id: 0,
+            kind,
+            tenant_id: ctx.tenant_id.clone(),
+            user_id: user,
+            session_id: session,
+            activity_id: ctx.activity_id.clone(),
+            correlation_id: ctx.correlation_id.clone(),
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            reason: None,
+            at: self.now(),
+        }
+    }
+
+    /// Stores audit events and emits each as a JSON log line (no token ever reaches either).
+    pub(crate) async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
+        for e in &events {
+            // Every lifecycle step passes here: logins and failures, refreshes, reuse,
+            // revocations by reason, expirations, suspicious activity.
+            metrics::counter!(
+                "sessiond_events_total",
+                "type" => e.kind.as_str(),
+                "reason" => e.reason.clone().unwrap_or_default()
+            )
+            .increment(1);
+            let user = e.user_id.map(|u| u.to_string());
+            tracing::info!(
+                target: "sessiond::audit",
+                r#type = e.kind.as_str(),
+                tenant = %e.tenant_id,
+                user = user.as_deref(),
+                session = e.session_id.as_ref().map(SessionId::as_str),
+                activity = %e.activity_id,
+                correlation = e.correlation_id.as_deref(),
+                reason = e.reason.as_deref(),
+                ip = e.ip.as_deref(),
+                "audit"
+            );
+        }
+        self.identity.append_audit(events.clone()).await?;
+        self.alert(&events).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! Ending sessions (logout, logout-all, revocations) and the session queries.
+
+use super::*;
+
+impl Engine {
+    /// Logs out the token's session. Accepts an expired token (a signed one) so a client can
+    /// always end its session; idempotent.
+    pub async fn logout(&self, ctx: &RequestContext, token: &str) -> CoreResult<()> {
+        let claims = match self.verify_token(token) {
+            Ok(c) => (*c).clone(),
+            Err(CoreError::TokenExpired) => self
+                .keyring()?
+                .verify_ignoring_expiry(token, &self.cfg.issuer, &self.cfg.audience, self.now())
+                .map_err(|_| CoreError::TokenInvalid)?,
+            Err(e) => return Err(e),
+        };
+        if claims.tid != ctx.tenant_id {
+            return Err(CoreError::TenantMismatch);
+        }
+        self.revoke(ctx, &claims.sid, RevokeReason::Logout).await?;
+        Ok(())
+    }
+
+    pub async fn logout_all(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authenticated,
+    ) -> CoreResult<usize> {
+        self.revoke_user(ctx, &auth.session.user_id, RevokeReason::LogoutAll, None)
+            .await
+    }
+
+    /// Revokes one session of the authenticated user.
+    pub async fn revoke_own(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authenticated,
+        id: &SessionId,
+    ) -> CoreResult<()> {
+        match self.sessions.get_session(&ctx.tenant_id, id).await? {
+            Some(s) if s.user_id == auth.session.user_id => {
+                self.revoke(ctx, id, RevokeReason::Logout).await?;
+                Ok(())
+            }
+            _ => Err(CoreError::NotFound("session")),
+        }
+    }
+
+    pub async fn revoke_others(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authenticated,
+    ) -> CoreResult<usize> {
+        self.revoke_user(
+            ctx,
+            &auth.session.user_id,
+            RevokeReason::LogoutAll,
+            Some(&auth.session.id),
+        )
+        .await
+    }
+
+    /// Revokes one session by id (idempotent); true if this call revoked it.
+    pub async fn revoke(
+        &self,
+        ctx: &RequestContext,
+        id: &SessionId,
+        reason: RevokeReason,
+    ) -> CoreResult<bool> {
+        let revoked = self
+            .sessions
+            .revoke_session(&ctx.tenant_id, id, reason, self.now())
+            .await?;
+        self.invalidate(id);
+        match revoked {
+            Some(s) => {
+                self.record_revocations(ctx, &[s], reason).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub async fn revoke_user(
+        &self,
+        ctx: &RequestContext,
+        user: &UserId,
+        reason: RevokeReason,
+        keep: Option<&SessionId>,
+    ) -> CoreResult<usize> {
+        let revoked = self
+            .sessions
+            .revoke_user_sessions(&ctx.tenant_id, user, reason, keep, self.now())
+            .await?;
+        for s in &revoked {
+            self.invalidate(&s.id);
+        }
+        self.record_revocations(ctx, &revoked, reason).await?;
+        Ok(revoked.len())
+    }
+
+    async fn record_revocations(
+        &self,
+        ctx: &RequestContext,
+        revoked: &[Session],
+        reason: RevokeReason,
+    ) -> CoreResult<()> {
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        let events = revoked
+            .iter()
+            .map(|s| {
+                let mut e = self.event(
+                    ctx,
+                    AuditKind::SessionRevoked,
+                    Some(s.user_id),
+                    Some(s.id.clone()),
+                );
+                e.reason = Some(reason.as_str().into());
+                e
+            })
+            .collect();
+        self.record(events).await
+    }
+
+    pub async fn user_sessions(&self, auth: &Authenticated) -> CoreResult<Vec<Session>> {
+        let q = SessionQuery {
+            user_id: Some(auth.session.user_id),
+            state: Some(StateFilter::Active),
+            limit: 1000,
+        };
+        Ok(self
+            .sessions
+            .find_sessions(&auth.session.tenant_id, &q, self.now())
+            .await?)
+    }
+
+    pub async fn find_sessions(
+        &self,
+        tenant: &TenantId,
+        q: &SessionQuery,
+    ) -> CoreResult<Vec<Session>> {
+        self.tenant(tenant).await?;
+        Ok(self.sessions.find_sessions(tenant, q, self.now()).await?)
+    }
+
+    pub async fn get_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+    ) -> CoreResult<Option<Session>> {
+        Ok(self.sessions.get_session(tenant, id).await?)
+    }
+}
