@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::model::*;
-use crate::{ChangeLog, IdentityStore, SessionStore, StoreError};
+use crate::{ChangeLog, Counters, IdentityStore, SessionStore, StoreError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -43,6 +43,14 @@ macro_rules! session_change_log_conformance {
 macro_rules! identity_change_log_conformance {
     ($make:expr) => {
         $crate::conformance_tests!($make; identity_changes_are_logged);
+    };
+}
+
+/// The [`Counters`] checks.
+#[macro_export]
+macro_rules! counters_conformance {
+    ($make:expr) => {
+        $crate::conformance_tests!($make; counters_count_forget_and_reset, concurrent_hits_are_all_counted);
     };
 }
 
@@ -2924,5 +2932,73 @@ pub async fn wait_hint_returns_by_its_deadline<S: SessionStore + ChangeLog>(stor
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "wait_hint must not hang past its deadline"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared counters
+
+pub async fn counters_count_forget_and_reset<S: Counters>(store: S) {
+    let key = format!("k:{}", uuid::Uuid::new_v4());
+    let other = format!("k:{}", uuid::Uuid::new_v4());
+    assert_eq!(
+        store.peek(&key, 60, NOW).await.expect("peek"),
+        Hits::default()
+    );
+    for n in 1..=3 {
+        let h = store.hit(&key, 60, NOW + n).await.expect("hit");
+        assert_eq!(
+            h,
+            Hits {
+                count: n as u64,
+                last: NOW + n
+            }
+        );
+    }
+    assert_eq!(
+        store.peek(&key, 60, NOW + 10).await.expect("peek"),
+        Hits {
+            count: 3,
+            last: NOW + 3
+        }
+    );
+    assert_eq!(
+        store.peek(&other, 60, NOW + 10).await.expect("peek").count,
+        0,
+        "per key"
+    );
+    // Forgotten once the latest hit is `forget_after` old.
+    assert_eq!(store.peek(&key, 60, NOW + 63).await.expect("peek").count, 0);
+    assert_eq!(
+        store.hit(&key, 60, NOW + 63).await.expect("hit"),
+        Hits {
+            count: 1,
+            last: NOW + 63
+        },
+        "a forgotten counter restarts"
+    );
+    store.hit(&key, 60, NOW + 64).await.expect("hit");
+    store.reset(&key).await.expect("reset");
+    assert_eq!(store.peek(&key, 60, NOW + 64).await.expect("peek").count, 0);
+    assert_eq!(store.hit(&key, 60, NOW + 65).await.expect("hit").count, 1);
+}
+
+pub async fn concurrent_hits_are_all_counted<S: Counters>(store: S) {
+    let store = Arc::new(store);
+    let key = format!("k:{}", uuid::Uuid::new_v4());
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.hit(&key, 600, NOW).await.expect("hit").count })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    for t in tasks {
+        seen.insert(t.await.expect("task"));
+    }
+    assert_eq!(
+        seen,
+        (1..=50).collect(),
+        "every hit counted once, none lost"
     );
 }

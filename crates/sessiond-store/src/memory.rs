@@ -2,7 +2,7 @@
 //! nothing survives a restart.
 
 use crate::model::*;
-use crate::{ChangeLog, IdentityStore, SessionStore, StoreError, StoreResult};
+use crate::{ChangeLog, Counters, IdentityStore, SessionStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -22,6 +22,7 @@ struct Data {
     /// The change log (one partition); entries up to `log_purged` were purged.
     log: Vec<LogEntry>,
     log_purged: u64,
+    counters: HashMap<String, Hits>,
     hint: std::sync::Arc<tokio::sync::Notify>,
 }
 
@@ -592,6 +593,38 @@ impl ChangeLog for MemoryStore {
     }
 }
 
+#[async_trait]
+impl Counters for MemoryStore {
+    async fn hit(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
+        let mut d = self.lock()?;
+        if d.counters.len() > 100_000 {
+            d.counters
+                .retain(|_, h| now - h.last < i64::from(forget_after.max(900)));
+        }
+        let h = d.counters.entry(key.to_owned()).or_default();
+        if now - h.last >= i64::from(forget_after) {
+            *h = Hits::default();
+        }
+        h.count += 1;
+        h.last = h.last.max(now);
+        Ok(*h)
+    }
+
+    async fn peek(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
+        let d = self.lock()?;
+        Ok(d.counters
+            .get(key)
+            .filter(|h| now - h.last < i64::from(forget_after))
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn reset(&self, key: &str) -> StoreResult<()> {
+        self.lock()?.counters.remove(key);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::MemoryStore;
@@ -600,4 +633,5 @@ mod tests {
     crate::session_store_conformance!(async { MemoryStore::new() });
     crate::session_change_log_conformance!(async { MemoryStore::new() });
     crate::identity_change_log_conformance!(async { MemoryStore::new() });
+    crate::counters_conformance!(async { MemoryStore::new() });
 }

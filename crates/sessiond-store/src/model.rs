@@ -721,3 +721,11 @@ pub enum LogRead {
     /// what it cached; `head` is the partition's last sequence number, to follow on from.
     Gone { head: u64 },
 }
+
+/// A shared counter: how many hits since it was last forgotten, and when the latest was
+/// (0 when there is none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hits {
+    pub count: u64,
+    pub last: UnixTime,
+}

@@ -189,3 +189,17 @@ pub trait IdentityStore: Send + Sync + 'static {
         query: &AuditQuery,
     ) -> StoreResult<Vec<AuditEvent>>;
 }
+
+/// Counters every node shares, for rate limits and login backoff, so that N nodes do not
+/// give an attacker N times the budget. One counter per key; a counter whose latest hit is
+/// `forget_after` seconds old (or older) restarts from zero. A fixed window is a key that
+/// names it (`…:<minute>`).
+#[async_trait]
+pub trait Counters: Send + Sync + 'static {
+    /// Adds one hit at `now`; returns the counter after it.
+    async fn hit(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits>;
+    /// The counter as it stands at `now` (zero when forgotten or never hit).
+    async fn peek(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits>;
+    /// Forgets the counter.
+    async fn reset(&self, key: &str) -> StoreResult<()>;
+}
