@@ -191,6 +191,13 @@ impl Engine {
         self.freshness.as_ref().is_none_or(|f| f.trusted())
     }
 
+    /// Counts login failures and per-account rates in `counters`, shared by every node,
+    /// instead of in this node's memory.
+    pub fn with_counters(mut self, counters: Arc<dyn Counters>) -> Self {
+        self.guard = crate::guard::Guard::shared(counters);
+        self
+    }
+
     /// Where `suspicious_activity` events of tenants with a `webhookUrl` go.
     pub fn with_alert_sink(mut self, sink: Arc<dyn crate::alert::AlertSink>) -> Self {
         self.alerts = Some(sink);

@@ -60,7 +60,9 @@ async fn login(
     c: Ctx,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
-    st.limiters.auth(c.ctx.ip.as_deref())?;
+    st.limiters
+        .auth(c.ctx.ip.as_deref(), st.engine.now())
+        .await?;
     if req.username.len() > 256 || req.password.len() > 1024 {
         return Err(ApiError::invalid_request("username or password too long"));
     }
@@ -118,7 +120,9 @@ async fn refresh(
     parts: Parts,
     Body(req): Body<RefreshRequest>,
 ) -> ApiResult<Response> {
-    st.limiters.auth(c.ctx.ip.as_deref())?;
+    st.limiters
+        .auth(c.ctx.ip.as_deref(), st.engine.now())
+        .await?;
     let (token, via_cookie) = match req.refresh_token {
         Some(t) => (t, false),
         None => match cookies::get(&parts.headers, cookies::REFRESH_COOKIE) {

@@ -66,7 +66,9 @@ async fn sso(
     c: Ctx,
     Body(req): Body<SsoRequest>,
 ) -> ApiResult<Response> {
-    st.limiters.auth(c.ctx.ip.as_deref())?;
+    st.limiters
+        .auth(c.ctx.ip.as_deref(), st.engine.now())
+        .await?;
     let device = c.device(req.device);
     let issued = st
         .engine
@@ -85,7 +87,7 @@ impl FromRequestParts<AppState> for Partner {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let ip = client_ip(parts, st).map(|i| i.to_string());
-        st.limiters.partner(ip.as_deref())?;
+        st.limiters.partner(ip.as_deref(), st.engine.now()).await?;
         let secret = parts
             .headers
             .get("x-partner-secret")

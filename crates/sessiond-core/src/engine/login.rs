@@ -14,13 +14,23 @@ impl Engine {
         let account = normalize_username(username);
         let account_key = account.as_deref().unwrap_or(username);
         let per_minute = tp.policy.login_rate_per_minute;
-        if let Err(retry_after) = self.guard.rate(&ctx.tenant_id, account_key, per_minute) {
+        let now = self.now();
+        if let Err(retry_after) = self
+            .guard
+            .rate(&ctx.tenant_id, account_key, per_minute, now)
+            .await?
+        {
             let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
             e.reason = Some("rate_limited".into());
             self.record(vec![e]).await?;
             return Err(CoreError::RateLimited { retry_after });
         }
-        if let Err(retry_after) = self.guard.check(&ctx.tenant_id, account_key, self.now()) {
+        let free = tp.policy.login_backoff_after;
+        if let Err(retry_after) = self
+            .guard
+            .check(&ctx.tenant_id, account_key, free, now)
+            .await?
+        {
             let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
             e.reason = Some("backoff".into());
             self.record(vec![e]).await?;
@@ -46,10 +56,10 @@ impl Engine {
                 let mut e = self.event(ctx, AuditKind::LoginFailed, user_id, None);
                 e.reason = Some("invalid_credentials".into());
                 let mut events = vec![e];
-                let free = tp.policy.login_backoff_after;
                 let failures = self
                     .guard
-                    .failed(&ctx.tenant_id, account_key, free, self.now());
+                    .failed(&ctx.tenant_id, account_key, free, self.now())
+                    .await?;
                 if free > 0 && failures == free {
                     let mut s = self.event(ctx, AuditKind::SuspiciousActivity, user_id, None);
                     s.reason = Some("failure_burst".into());
@@ -59,7 +69,7 @@ impl Engine {
                 return Err(CoreError::InvalidCredentials);
             }
         };
-        self.guard.succeeded(&ctx.tenant_id, account_key);
+        self.guard.succeeded(&ctx.tenant_id, account_key).await?;
         if user.status != UserStatus::Active {
             let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
             e.reason = Some("account_disabled".into());
