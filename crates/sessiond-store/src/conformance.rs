@@ -2596,7 +2596,7 @@ pub async fn sessions_spread_over_routes_are_found_and_revoked<S: SessionStore>(
 
     let listed = find(&store, &t, None, None, ALL, NOW + 100).await;
     let mut newest_first: Vec<&Session> = all.iter().collect();
-    newest_first.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    newest_first.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     assert_eq!(
         listed,
         newest_first

@@ -1,0 +1,305 @@
+//! [`ChangeLog`] on Redis: one partition per [`Route`], a ZSET scored by sequence number
+//! (members `<seq>:<at>:<change json>`, appended by the session scripts) with its last
+//! sequence number beside it; hints are `PUBLISH`ed on `<prefix>changes` with the route.
+
+use crate::record;
+use crate::{RedisStore, within};
+use async_trait::async_trait;
+use futures_util::{FutureExt, StreamExt};
+use redis::aio::{PubSubSink, PubSubStream};
+use sessiond_store::{
+    Change, ChangeLog, LogEntry, LogRead, Route, StoreError, StoreResult, UnixTime,
+};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+fn bad(what: &str) -> StoreError {
+    StoreError::Backend(format!("unexpected change log data: {what}"))
+}
+
+fn route_of(partition: usize) -> StoreResult<Route> {
+    u8::try_from(partition)
+        .map(Route)
+        .map_err(|_| StoreError::Backend(format!("no change log partition {partition}")))
+}
+
+/// `seq` and `at` of a member, and the rest (the change).
+fn split(member: &[u8]) -> StoreResult<(u64, UnixTime, &[u8])> {
+    let mut parts = member.splitn(3, |&b| b == b':');
+    let mut num = |what| {
+        parts
+            .next()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .and_then(|p| p.parse::<i64>().ok())
+            .ok_or_else(|| bad(what))
+    };
+    let seq = u64::try_from(num("seq")?).map_err(|_| bad("seq"))?;
+    let at = num("at")?;
+    Ok((seq, at, parts.next().ok_or_else(|| bad("change"))?))
+}
+
+fn entry(member: &[u8]) -> StoreResult<LogEntry> {
+    let (seq, at, json) = split(member)?;
+    let change: Change = serde_json::from_slice(json).map_err(|e| bad(&format!("change: {e}")))?;
+    Ok(LogEntry { seq, at, change })
+}
+
+#[async_trait]
+impl ChangeLog for RedisStore {
+    fn partitions(&self) -> usize {
+        Route::COUNT
+    }
+
+    async fn read_log(&self, cursors: &[(usize, u64)], limit: usize) -> StoreResult<Vec<LogRead>> {
+        let keys = self.keys();
+        // At least one entry is read, to tell a purged cursor from an idle one.
+        let fetch = limit.max(1);
+        let groups = cursors
+            .iter()
+            .map(|&(p, after)| {
+                let route = route_of(p)?;
+                let mut pipe = redis::pipe();
+                // The head first: entries appended after it are then seen by the range.
+                pipe.get(keys.logseq(route));
+                pipe.cmd("ZRANGEBYSCORE")
+                    .arg(keys.log(route))
+                    .arg(format!("({after}"))
+                    .arg("+inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(fetch);
+                Ok(pipe)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let replies = self.pipelines(groups).await?;
+        cursors
+            .iter()
+            .zip(replies)
+            .map(|(&(_, after), reply)| {
+                let mut reply = reply.into_iter();
+                let head = reply.next().map(record::int_value).transpose()?;
+                let head = u64::try_from(head.unwrap_or(0)).map_err(|_| bad("head"))?;
+                let mut entries = reply
+                    .next()
+                    .map(record::array)
+                    .transpose()?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| entry(&record::bytes(m)?))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let gone = match entries.first() {
+                    // Consecutive numbering: a gap after the cursor is a purge.
+                    Some(first) => first.seq > after + 1,
+                    // Nothing after the cursor although the head is past it: purged. A
+                    // cursor past the head (the data was lost) cannot resume either.
+                    None => head != after,
+                };
+                Ok(if gone {
+                    let last = entries.last().map_or(0, |e| e.seq);
+                    LogRead::Gone {
+                        head: head.max(last),
+                    }
+                } else {
+                    entries.truncate(limit);
+                    LogRead::Entries(entries)
+                })
+            })
+            .collect()
+    }
+
+    async fn wait_hint(&self, max_wait: Duration) -> Vec<usize> {
+        self.inner.hints.wait(max_wait).await
+    }
+
+    async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        let keys = self.keys();
+        let groups = (0..=u8::MAX)
+            .map(|r| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZRANGE").arg(keys.log(Route(r))).arg(0).arg(0);
+                pipe
+            })
+            .collect();
+        let oldest = self.pipelines(groups).await?;
+        let mut left = batch as u64;
+        let mut purged = 0;
+        for (r, reply) in (0..=u8::MAX).zip(oldest) {
+            if left == 0 {
+                break;
+            }
+            let first = reply.into_iter().next().map(record::array).transpose()?;
+            let Some(first) = first.and_then(|f| f.into_iter().next()) else {
+                continue;
+            };
+            if split(&record::bytes(first)?)?.1 >= before {
+                continue;
+            }
+            let log = keys.log(Route(r));
+            let members: Vec<Vec<u8>> = self
+                .query(redis::cmd("ZRANGE").arg(&log).arg(0).arg(left - 1))
+                .await?;
+            let mut last = None;
+            for m in &members {
+                let (seq, at, _) = split(m)?;
+                if at >= before {
+                    break;
+                }
+                last = Some(seq);
+            }
+            if let Some(last) = last {
+                // By score, so that concurrent purges cannot remove newer entries.
+                let n: u64 = self
+                    .query(
+                        redis::cmd("ZREMRANGEBYSCORE")
+                            .arg(&log)
+                            .arg("-inf")
+                            .arg(last),
+                    )
+                    .await?;
+                purged += n;
+                left = left.saturating_sub(n);
+            }
+        }
+        Ok(purged)
+    }
+}
+
+/// The hint subscription: created on first use, re-created after an error.
+pub(crate) struct Hints {
+    /// Where to subscribe: the server, or any node of a Cluster (which broadcasts PUBLISH).
+    urls: Vec<String>,
+    channel: String,
+    deadline: Duration,
+    sub: tokio::sync::Mutex<Option<Subscription>>,
+}
+
+struct Subscription {
+    sink: PubSubSink,
+    stream: PubSubStream,
+    checked: Instant,
+}
+
+/// How long a quiet subscription goes before it is checked with a PING.
+const CHECK_EVERY: Duration = Duration::from_secs(30);
+
+impl Hints {
+    pub(crate) fn new(urls: Vec<String>, channel: String, deadline: Duration) -> Self {
+        Self {
+            urls,
+            channel,
+            deadline,
+            sub: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn open(&self) -> StoreResult<Subscription> {
+        let mut last = StoreError::Unavailable("no Redis node to subscribe to".into());
+        for url in &self.urls {
+            let opened = async {
+                let client = redis::Client::open(url.as_str()).map_err(crate::map_err)?;
+                let (mut sink, stream) = within(self.deadline, client.get_async_pubsub())
+                    .await?
+                    .split();
+                within(self.deadline, sink.subscribe(&self.channel)).await?;
+                Ok::<_, StoreError>(Subscription {
+                    sink,
+                    stream,
+                    checked: Instant::now(),
+                })
+            };
+            match opened.await {
+                Ok(sub) => return Ok(sub),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    pub(crate) async fn wait(&self, max_wait: Duration) -> Vec<usize> {
+        let deadline = Instant::now() + max_wait;
+        let Ok(mut guard) = tokio::time::timeout_at(deadline, self.sub.lock()).await else {
+            return Vec::new();
+        };
+        let failed = |error: String| {
+            tracing::debug!(%error, "change hints unavailable");
+            tokio::time::sleep_until(deadline)
+        };
+        if guard.is_none() {
+            match tokio::time::timeout_at(deadline, self.open()).await {
+                Ok(Ok(sub)) => *guard = Some(sub),
+                Ok(Err(e)) => {
+                    drop(guard);
+                    failed(e.to_string()).await;
+                    return Vec::new();
+                }
+                Err(_) => return Vec::new(),
+            }
+        }
+        let Some(sub) = guard.as_mut() else {
+            return Vec::new();
+        };
+        if sub.checked.elapsed() >= CHECK_EVERY {
+            match tokio::time::timeout_at(deadline, sub.sink.ping::<redis::Value>()).await {
+                Ok(Ok(_)) => sub.checked = Instant::now(),
+                Ok(Err(e)) => {
+                    *guard = None;
+                    drop(guard);
+                    failed(e.to_string()).await;
+                    return Vec::new();
+                }
+                Err(_) => return Vec::new(),
+            }
+        }
+        let mut routes = BTreeSet::new();
+        let mut add = |msg: redis::Msg| {
+            if let Ok(r) = msg.get_payload::<String>()
+                && let Ok(r) = r.parse::<usize>()
+                && r < Route::COUNT
+            {
+                routes.insert(r);
+            }
+        };
+        match tokio::time::timeout_at(deadline, sub.stream.next()).await {
+            Err(_) => return Vec::new(),
+            Ok(None) => {
+                *guard = None;
+                drop(guard);
+                failed("the subscription closed".into()).await;
+                return Vec::new();
+            }
+            Ok(Some(msg)) => add(msg),
+        }
+        sub.checked = Instant::now();
+        // Everything else already queued.
+        loop {
+            match sub.stream.next().now_or_never() {
+                Some(Some(msg)) => add(msg),
+                Some(None) => {
+                    *guard = None;
+                    break;
+                }
+                None => break,
+            }
+        }
+        routes.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn members_parse_into_entries() {
+        let json = r#"{"user":"67e55044-10b1-426f-9247-bb680e5fe0c8","kind":"session_ended","tenant":"t","session":"AAAAAAAAAAAAAAAAAAAAAA","reason":"logout"}"#;
+        let e = entry(format!("12:1700000000:{json}").as_bytes()).unwrap();
+        assert_eq!((e.seq, e.at), (12, 1_700_000_000));
+        assert!(matches!(e.change, Change::SessionEnded { .. }));
+        assert!(entry(b"x:1:{}").is_err());
+    }
+}

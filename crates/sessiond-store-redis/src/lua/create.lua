@@ -1,0 +1,59 @@
+-- KEYS: session, user index, log, logseq[, refresh token]
+-- ARGV: base, now, limit kind (u|e|r), limit, session id, channel, route,
+--       refresh expiry, then the session's fields as name, value pairs.
+-- Returns {'ok', evicted ids...} | {'conflict'} | {'limit'}.
+local skey, index, log, logseq, rkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local base, now, kind, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local sid = ARGV[5]
+
+if redis.call('EXISTS', skey) == 1 then
+  return {'conflict'}
+end
+if rkey and redis.call('EXISTS', rkey) == 1 then
+  return {'conflict'}
+end
+
+-- The user's active sessions, oldest first; members whose session is gone are pruned.
+local active = {}
+for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+  local k = base .. 's:' .. id
+  if redis.call('EXISTS', k) == 0 then
+    redis.call('ZREM', index, id)
+  elseif active_at(k, now) then
+    active[#active + 1] = id
+  end
+end
+
+local evict = 0
+if kind == 'r' and #active >= limit then
+  return {'limit'}
+elseif kind == 'e' then
+  evict = #active + 1 - math.max(limit, 1)
+end
+
+local result = {'ok'}
+for i = 1, evict do
+  local id = active[i]
+  revoke(base .. 's:' .. id, id, 'displaced', ARGV[2], log, logseq)
+  result[#result + 1] = id
+end
+if evict > 0 then
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
+end
+
+local fields = {}
+for i = 9, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('HSET', skey, unpack(fields))
+local ttl = keep_for(skey, now)
+redis.call('EXPIRE', skey, ttl)
+redis.call('ZADD', index, redis.call('HGET', skey, 'ca'), sid)
+if redis.call('TTL', index) < ttl then
+  redis.call('EXPIRE', index, ttl)
+end
+if rkey then
+  redis.call('HSET', rkey, 't', redis.call('HGET', skey, 't'), 's', sid, 'x', ARGV[8])
+  redis.call('EXPIRE', rkey, ttl)
+end
+return result
