@@ -11,6 +11,7 @@
 //! <prefix>{t:<tenant>}:sessions            zset   the tenant's sessions, score created_at
 //! <prefix>{meta}:tenants                   set    tenants with a session index
 //! <prefix>{n:<tenant>}:<nonce>             string a used nonce, value its expiry
+//! <prefix>{c:<key>}                        hash   a shared counter: count, last hit
 //! <prefix>changes                          pub/sub channel of change hints (payload: route)
 //! ```
 
@@ -53,6 +54,10 @@ impl Keys {
 
     pub(crate) fn tenant_index(&self, tenant: &TenantId) -> String {
         format!("{}{{t:{}}}:sessions", self.prefix, tenant)
+    }
+
+    pub(crate) fn counter(&self, key: &str) -> String {
+        format!("{}{{c:{}}}", self.prefix, key)
     }
 
     pub(crate) fn tenants(&self) -> String {

@@ -27,6 +27,7 @@
 //! issue `WAITAOF` / `WAIT` itself.
 
 mod changes;
+mod counters;
 mod keys;
 mod record;
 mod scripts;

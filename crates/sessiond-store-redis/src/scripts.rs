@@ -23,3 +23,4 @@ script!(REVOKE_USER, "lua/revoke_user.lua");
 script!(MARK_EXPIRED, "lua/mark_expired.lua");
 script!(TOUCH, "lua/touch.lua");
 script!(NONCE, "lua/nonce.lua");
+script!(COUNTER, "lua/counter.lua");

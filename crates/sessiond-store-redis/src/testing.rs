@@ -180,6 +180,17 @@ impl RedisServer {
         RedisServer { node, dir }
     }
 
+    /// Starts a standalone server that fsyncs every write to its append-only file before it
+    /// answers (`appendfsync always`, the setting sessiond's durability guarantee needs), so
+    /// what it acknowledged survives [`RedisServer::stop`] and [`RedisServer::start_again`].
+    pub fn start_durable() -> RedisServer {
+        let dir = temp_dir();
+        let extra = ["--appendonly", "yes", "--appendfsync", "always"];
+        let mut node = Node::new(free_port(), extra.map(str::to_owned).to_vec());
+        node.start(&dir);
+        RedisServer { node, dir }
+    }
+
     pub fn port(&self) -> u16 {
         self.node.port
     }

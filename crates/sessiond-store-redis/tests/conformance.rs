@@ -39,6 +39,7 @@ mod standalone {
 
     sessiond_store::session_store_conformance!(fresh());
     sessiond_store::session_change_log_conformance!(fresh());
+    sessiond_store::counters_conformance!(fresh());
 }
 
 mod cluster {
@@ -56,4 +57,5 @@ mod cluster {
 
     sessiond_store::session_store_conformance!(fresh());
     sessiond_store::session_change_log_conformance!(fresh());
+    sessiond_store::counters_conformance!(fresh());
 }

@@ -163,11 +163,19 @@ async fn an_outage_is_unavailable_quickly_and_the_store_recovers() {
     // Nothing answers at all: connecting fails, and says so.
     let started = Instant::now();
     let refused = RedisStore::connect(&server.url(), RedisOptions::default()).await;
-    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{:?}", refused.err());
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{:?}",
+        refused.err()
+    );
     assert!(started.elapsed() < Duration::from_secs(6));
     let cluster_url = format!("redis-cluster://127.0.0.1:{}", server.port());
     let refused = RedisStore::connect(&cluster_url, RedisOptions::default()).await;
-    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{:?}", refused.err());
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{:?}",
+        refused.err()
+    );
     assert!(started.elapsed() < Duration::from_secs(12));
 
     let server = tokio::task::spawn_blocking(move || {
@@ -190,7 +198,9 @@ async fn an_outage_is_unavailable_quickly_and_the_store_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_server_times_out_and_the_store_recovers() {
-    let server = tokio::task::spawn_blocking(RedisServer::start).await.unwrap();
+    let server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
     let opts = RedisOptions {
         prefix: prefix(),
         response_timeout: Duration::from_millis(500),

@@ -220,7 +220,7 @@ impl Client {
         let token = match &cfg.admin_token {
             Some(t) => t.0.clone(),
             None => {
-                let f = crate::serve::admin_token_file(cfg);
+                let f = cfg.admin_token_file();
                 std::fs::read_to_string(&f)
                     .with_context(|| {
                         format!(

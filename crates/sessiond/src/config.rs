@@ -71,10 +71,24 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite` (the data dir's database), `sqlite://PATH`, or `memory`.
+    /// `sqlite` (the data dir's database), `sqlite://PATH`, `memory`, `postgres://…`,
+    /// `redis://…`, `rediss://…` (TLS) or `redis-cluster://host:port,host:port,…`.
     pub sessions: String,
-    /// Same choices as `sessions`.
+    /// `sqlite`, `sqlite://PATH`, `memory` or `postgres://…` (tenants, users, keys, audit).
     pub identity: String,
+    /// Apply pending PostgreSQL migrations at start (otherwise run `sessiond migrate` first).
+    pub migrate_on_start: bool,
+    /// The PostgreSQL schema sessiond's tables live in (created if missing).
+    pub postgres_schema: Option<String>,
+    /// Connections in each node's PostgreSQL pool.
+    pub postgres_pool: u32,
+    /// Prefix of every Redis key sessiond writes.
+    pub redis_prefix: String,
+    /// With shared stores: no node trusts a cached session, tenant or client for longer than
+    /// this without having read the change log (milliseconds).
+    pub staleness_bound_ms: u64,
+    /// How long change-log entries are kept before the janitor purges them (seconds).
+    pub change_log_retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +135,12 @@ impl Default for StoreConfig {
         Self {
             sessions: "sqlite".into(),
             identity: "sqlite".into(),
+            migrate_on_start: true,
+            postgres_schema: None,
+            postgres_pool: 16,
+            redis_prefix: "sessiond:".into(),
+            staleness_bound_ms: 1_000,
+            change_log_retention_secs: 3_600,
         }
     }
 }
@@ -146,10 +166,26 @@ impl Default for CacheConfig {
 const SECTIONS: [&str; 4] = ["store", "log", "cache", "limits"];
 
 /// Where a store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
     Memory,
+    Postgres(String),
+    Redis(String),
+}
+
+/// `scheme://user:password@host` with the password masked.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((auth, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 impl Config {
@@ -175,7 +211,30 @@ impl Config {
             .lowercase(false);
         let cfg: Config = fig.merge(env).extract().context("invalid configuration")?;
         cfg.store_url(&cfg.store.sessions)?;
-        cfg.store_url(&cfg.store.identity)?;
+        if let StoreUrl::Redis(_) = cfg.store_url(&cfg.store.identity)? {
+            bail!(
+                "store.identity cannot be Redis: tenants, users, keys and audit need PostgreSQL (or SQLite on one node)"
+            );
+        }
+        if !(50..=60_000).contains(&cfg.store.staleness_bound_ms) {
+            bail!("store.staleness_bound_ms must be between 50 and 60000");
+        }
+        if cfg.store.postgres_pool == 0 {
+            bail!("store.postgres_pool must be at least 1");
+        }
+        if cfg.store.change_log_retention_secs < 60 {
+            bail!("store.change_log_retention_secs must be at least 60");
+        }
+        if let Some(schema) = &cfg.store.postgres_schema {
+            let ok = !schema.is_empty()
+                && schema.len() <= 63
+                && schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !ok {
+                bail!("store.postgres_schema must be 1–63 characters of [a-z0-9_]");
+            }
+        }
         if !matches!(cfg.log.format.as_str(), "json" | "text") {
             bail!("log.format must be `json` or `text`");
         }
@@ -201,6 +260,11 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Where a generated admin token is kept.
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("sessiond.db")
     }
@@ -212,8 +276,23 @@ impl Config {
             s if s.starts_with("sqlite://") => {
                 StoreUrl::Sqlite(PathBuf::from(&s["sqlite://".len()..]))
             }
+            s if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                StoreUrl::Postgres(s.to_owned())
+            }
+            s if [
+                "redis://",
+                "rediss://",
+                "redis-cluster://",
+                "rediss-cluster://",
+            ]
+            .iter()
+            .any(|p| s.starts_with(p)) =>
+            {
+                StoreUrl::Redis(s.to_owned())
+            }
             other => bail!(
-                "unsupported store `{other}`: this build supports `sqlite`, `sqlite://PATH` and `memory`"
+                "unsupported store `{}`: use `sqlite`, `sqlite://PATH`, `memory`, `postgres://…`, `redis://…`, `rediss://…` or `redis-cluster://host:port,…`",
+                mask_url_password(other)
             ),
         })
     }
@@ -227,6 +306,8 @@ impl Config {
         {
             s.0 = "***".into();
         }
+        shown.store.sessions = mask_url_password(&shown.store.sessions);
+        shown.store.identity = mask_url_password(&shown.store.identity);
         Ok(toml::to_string_pretty(&shown)?)
     }
 }
@@ -270,6 +351,36 @@ mod tests {
             );
             let shown = c.masked_toml().map_err(|e| e.to_string())?;
             assert!(!shown.contains("hunter2") && shown.contains("***"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn shared_stores_are_read_and_their_passwords_masked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "SESSIOND_STORE_IDENTITY",
+                "postgres://app:s3cret@db:5432/sessiond",
+            );
+            jail.set_env("SESSIOND_STORE_SESSIONS", "redis-cluster://r1:6379,r2:6379");
+            jail.set_env("SESSIOND_STORE_STALENESS_BOUND_MS", "500");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.store_url(&c.store.sessions).ok(),
+                Some(StoreUrl::Redis("redis-cluster://r1:6379,r2:6379".into()))
+            );
+            assert_eq!(c.store.staleness_bound_ms, 500);
+            let shown = c.masked_toml().map_err(|e| e.to_string())?;
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(
+                shown.contains("postgres://app:***@db:5432/sessiond"),
+                "{shown}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_STORE_IDENTITY", "redis://127.0.0.1:6379");
+            assert!(Config::load(None).is_err(), "identity cannot live in Redis");
             Ok(())
         });
     }

@@ -5,12 +5,13 @@ use crate::config::{Config, StoreUrl};
 use anyhow::{Context, Result};
 use sessiond_core::{Engine, EngineConfig, SystemClock, secret};
 use sessiond_server::AppState;
-use sessiond_server::ratelimit::RateLimits;
+use sessiond_server::ratelimit::{Limiters, RateLimits};
 use sessiond_store::memory::MemoryStore;
-use sessiond_store::{IdentityStore, SessionStore};
+use sessiond_store::{ChangeLog, Counters, IdentityStore, SessionStore};
+use sessiond_store_postgres::{PgOptions, PgStore};
+use sessiond_store_redis::{RedisOptions, RedisStore};
 use sessiond_store_sqlite::SqliteStore;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 fn init_logging(cfg: &Config) {
@@ -70,10 +71,6 @@ fn secret_in_data_dir(
     Ok((s, true))
 }
 
-pub fn admin_token_file(cfg: &Config) -> PathBuf {
-    cfg.data_dir.join("admin.token")
-}
-
 /// Creates the data dir owner-only; an existing directory is left as the operator made it.
 fn ensure_data_dir(cfg: &Config) -> Result<()> {
     if cfg.data_dir.exists() {
@@ -89,53 +86,199 @@ fn ensure_data_dir(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Opens the configured stores; one SQLite file backing both is opened once.
-async fn open_stores(cfg: &Config) -> Result<(Arc<dyn SessionStore>, Arc<dyn IdentityStore>)> {
-    let mut sqlite: HashMap<PathBuf, Arc<SqliteStore>> = HashMap::new();
-    let mut memory: Option<Arc<MemoryStore>> = None;
-    let mut open = |url: StoreUrl| -> Result<Either> {
-        Ok(match url {
-            StoreUrl::Memory => Either::Memory(Arc::clone(
-                memory.get_or_insert_with(|| Arc::new(MemoryStore::new())),
-            )),
-            StoreUrl::Sqlite(path) => {
-                if let Some(s) = sqlite.get(&path) {
-                    Either::Sqlite(Arc::clone(s))
-                } else {
-                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                    let s = Arc::new(
-                        SqliteStore::open(&path)
-                            .with_context(|| format!("cannot open {}", path.display()))?,
-                    );
-                    sqlite.insert(path, Arc::clone(&s));
-                    Either::Sqlite(s)
-                }
-            }
-        })
-    };
-    let sessions: Arc<dyn SessionStore> = match open(cfg.store_url(&cfg.store.sessions)?)? {
-        Either::Memory(m) => m,
-        Either::Sqlite(s) => s,
-    };
-    let identity: Arc<dyn IdentityStore> = match open(cfg.store_url(&cfg.store.identity)?)? {
-        Either::Memory(m) => m,
-        Either::Sqlite(s) => s,
-    };
-    Ok((sessions, identity))
+/// The stores a node works with, and the change logs it follows (shared stores only).
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub identity: Arc<dyn IdentityStore>,
+    pub logs: Vec<Arc<dyn ChangeLog>>,
+    /// Rate-limit and backoff counters every node shares (none on one node).
+    pub counters: Option<Arc<dyn Counters>>,
+    /// Held while the node runs: one process per SQLite file.
+    _locks: Vec<std::fs::File>,
 }
 
-enum Either {
+#[derive(Clone)]
+enum Opened {
     Memory(Arc<MemoryStore>),
     Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+    Redis(Arc<RedisStore>),
+}
+
+/// Takes `<db>.lock` for this process: a second process on the same SQLite file would not see
+/// this one's cached state, so it is refused.
+fn lock_sqlite(db: &Path) -> Result<std::fs::File> {
+    let path = db.with_extension("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is in use by another sessiond process: a SQLite store belongs to one node (use PostgreSQL or Redis for several)",
+            db.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+async fn open_one(
+    cfg: &Config,
+    url: &StoreUrl,
+    migrate: bool,
+    locks: &mut Vec<std::fs::File>,
+) -> Result<Opened> {
+    Ok(match url {
+        StoreUrl::Memory => Opened::Memory(Arc::new(MemoryStore::new())),
+        StoreUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            locks.push(lock_sqlite(path)?);
+            Opened::Sqlite(Arc::new(
+                SqliteStore::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            ))
+        }
+        StoreUrl::Postgres(u) => {
+            let opts = PgOptions {
+                schema: cfg.store.postgres_schema.clone(),
+                max_connections: cfg.store.postgres_pool,
+                migrate,
+                ..PgOptions::default()
+            };
+            Opened::Postgres(Arc::new(
+                PgStore::connect(u, opts)
+                    .await
+                    .context("cannot open the PostgreSQL store")?,
+            ))
+        }
+        StoreUrl::Redis(u) => {
+            let opts = RedisOptions {
+                prefix: cfg.store.redis_prefix.clone(),
+                ..RedisOptions::default()
+            };
+            Opened::Redis(Arc::new(
+                RedisStore::connect(u, opts)
+                    .await
+                    .context("cannot open the Redis store")?,
+            ))
+        }
+    })
+}
+
+/// Opens the configured stores; a store backing both sessions and identity is opened once.
+pub async fn open_stores(cfg: &Config, migrate: bool) -> Result<Stores> {
+    let mut locks = Vec::new();
+    let (s_url, i_url) = (
+        cfg.store_url(&cfg.store.sessions)?,
+        cfg.store_url(&cfg.store.identity)?,
+    );
+    let s = open_one(cfg, &s_url, migrate, &mut locks).await?;
+    let shared = s_url == i_url;
+    let i = if shared {
+        s.clone()
+    } else {
+        open_one(cfg, &i_url, migrate, &mut locks).await?
+    };
+    let mut logs: Vec<Arc<dyn ChangeLog>> = Vec::new();
+    let mut counters: Option<Arc<dyn Counters>> = None;
+    let sessions: Arc<dyn SessionStore> = match &s {
+        Opened::Memory(m) => m.clone(),
+        Opened::Sqlite(x) => x.clone(),
+        Opened::Postgres(p) => {
+            logs.push(p.clone());
+            counters = Some(p.clone());
+            p.clone()
+        }
+        Opened::Redis(r) => {
+            logs.push(r.clone());
+            counters = Some(r.clone());
+            r.clone()
+        }
+    };
+    let identity: Arc<dyn IdentityStore> = match &i {
+        Opened::Memory(m) => m.clone(),
+        Opened::Sqlite(x) => x.clone(),
+        Opened::Postgres(p) => {
+            // The same database as the sessions: one log for both.
+            if !shared {
+                logs.push(p.clone());
+            }
+            p.clone()
+        }
+        Opened::Redis(_) => anyhow::bail!("store.identity cannot be Redis"),
+    };
+    Ok(Stores {
+        sessions,
+        identity,
+        logs,
+        counters,
+        _locks: locks,
+    })
 }
 
 pub async fn migrate(cfg: &Config) -> Result<()> {
     ensure_data_dir(cfg)?;
-    open_stores(cfg).await?;
+    open_stores(cfg, true).await?;
     print("stores are at the current schema");
     Ok(())
+}
+
+/// Purges in batches of `BATCH` until a batch comes back short.
+async fn purge_all<F, Fut>(what: &str, mut batch: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sessiond_store::StoreResult<u64>>,
+{
+    let mut purged = 0;
+    loop {
+        match batch().await {
+            Ok(n) => {
+                purged += n;
+                if n < JANITOR_BATCH as u64 {
+                    return purged;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "janitor: purging {what} failed");
+                return purged;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+const JANITOR_BATCH: usize = 500;
+
+/// Any node may run the janitor; the stores make sure one at a time does the work. Every
+/// minute it purges expired sessions and old change-log entries, in small batches.
+fn spawn_janitor(engine: Arc<Engine>, stores: &Stores, retention: i64) {
+    let sessions = Arc::clone(&stores.sessions);
+    let logs = stores.logs.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let now = engine.now();
+            let mut purged =
+                purge_all("sessions", || sessions.purge_expired(now, JANITOR_BATCH)).await;
+            for log in &logs {
+                purged += purge_all("the change log", || {
+                    log.purge_log(now - retention, JANITOR_BATCH)
+                })
+                .await;
+            }
+            if purged > 0 {
+                tracing::info!(purged, "janitor");
+            }
+        }
+    });
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
@@ -148,7 +291,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     )?;
     let master = secret::MasterKey::parse(&master)
         .context("the master key must be 32 bytes as 64 hex digits or base64")?;
-    let token_file = admin_token_file(&cfg);
+    let token_file = cfg.admin_token_file();
     let (admin_token, generated) = secret_in_data_dir(
         cfg.admin_token.as_ref().map(|s| s.0.as_str()),
         &token_file,
@@ -157,14 +300,14 @@ pub async fn run(cfg: Config) -> Result<()> {
     if admin_token.len() < 16 {
         anyhow::bail!("the admin token must be at least 16 characters");
     }
-    let (sessions, identity) = open_stores(&cfg).await?;
+    let stores = open_stores(&cfg, cfg.store.migrate_on_start).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let engine = Engine::start(
-        sessions,
-        identity,
+        Arc::clone(&stores.sessions),
+        Arc::clone(&stores.identity),
         Arc::new(SystemClock),
         master,
         EngineConfig {
@@ -181,7 +324,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             ..EngineConfig::default()
         },
     )
-    .await?;
+    .await?
+    .with_change_logs(
+        stores.logs.len(),
+        std::time::Duration::from_millis(cfg.store.staleness_bound_ms),
+    );
+    let engine = match &stores.counters {
+        Some(c) => engine.with_counters(Arc::clone(c)),
+        None => engine,
+    };
     // A closed stdout (the launcher went away) must not stop the server: no println!.
     print(&format!("sessiond listening on http://{addr}"));
     if generated {
@@ -199,6 +350,17 @@ pub async fn run(cfg: Config) -> Result<()> {
     };
     let mut state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
     state.allowed_origins = cfg.allowed_origins.clone().into();
+    if let Some(c) = &stores.counters {
+        state.limiters = Arc::new(Limiters::shared(limits, Arc::clone(c)));
+    }
+    for (i, log) in stores.logs.iter().enumerate() {
+        state.engine.spawn_follower(i, Arc::clone(log));
+    }
+    spawn_janitor(
+        Arc::clone(&state.engine),
+        &stores,
+        cfg.store.change_log_retention_secs as i64,
+    );
     if cfg.audit_retention_days > 0 {
         let engine = Arc::clone(&state.engine);
         let keep = i64::from(cfg.audit_retention_days) * 86_400;

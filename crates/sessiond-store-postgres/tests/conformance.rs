@@ -1,0 +1,661 @@
+//! The PostgreSQL store against the conformance suite, plus what only a shared server can
+//! show: several nodes on one schema, NOTIFY hints, migrations racing, a server going away.
+//!
+//! Needs a PostgreSQL server: `SESSIOND_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). The tests fail if it cannot be reached.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sessiond_store::{
+    AuthMethod, Change, ChangeLog, DeviceInfo, IdentityStore, LogRead, NewRefreshToken, NewSession,
+    PolicyOverrides, Profile, RevokeReason, Session, SessionId, SessionLimit, SessionState,
+    SessionStore, SsoSettings, StoreError, Tenant, TenantId, TokenHash,
+};
+use sessiond_store_postgres::{PgOptions, PgStore};
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const NOW: i64 = 1_700_000_000;
+const DAY: i64 = 86_400;
+
+fn url() -> String {
+    std::env::var("SESSIOND_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A schema name no other store uses: `sessiond_t_<unix secs>_<pid>_<counter>`.
+fn unique_schema() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "sessiond_t_{}_{}_{}",
+        unix_now(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn admin() -> PgConnection {
+    PgConnection::connect(&url()).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL must be reachable at {} (SESSIOND_TEST_POSTGRES): {e}",
+            url()
+        )
+    })
+}
+
+/// Once per process: drops the test schemas of runs older than an hour.
+async fn drop_stale_schemas() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let mut conn = admin().await;
+    let names: Vec<String> = sqlx::query_scalar(
+        r"SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'sessiond\_t\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let cutoff = unix_now().saturating_sub(3600);
+    for name in names {
+        let stamp = name
+            .strip_prefix("sessiond_t_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|s| s.parse::<u64>().ok());
+        if stamp.is_some_and(|t| t < cutoff) {
+            // Another test process may be dropping it too: not an error.
+            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+fn options(schema: &str) -> PgOptions {
+    PgOptions {
+        schema: Some(schema.to_owned()),
+        max_connections: 4,
+        ..PgOptions::default()
+    }
+}
+
+async fn store_in(schema: &str) -> PgStore {
+    drop_stale_schemas().await;
+    PgStore::connect(&url(), options(schema))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {} (SESSIOND_TEST_POSTGRES): {e}", url()))
+}
+
+/// A new store in a new schema.
+async fn fresh() -> PgStore {
+    store_in(&unique_schema()).await
+}
+
+mod conformance {
+    use super::fresh;
+    sessiond_store::identity_store_conformance!(fresh());
+    sessiond_store::session_store_conformance!(fresh());
+    sessiond_store::session_change_log_conformance!(fresh());
+    sessiond_store::identity_change_log_conformance!(fresh());
+    sessiond_store::counters_conformance!(fresh());
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn tenant_a() -> TenantId {
+    TenantId::parse("tenant-a").unwrap()
+}
+
+fn session(created_at: i64, absolute_expires_at: i64) -> Session {
+    let mut random = [0u8; 15];
+    random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..15]);
+    Session {
+        id: SessionId::generate(sessiond_store::Route(0), random),
+        tenant_id: tenant_a(),
+        user_id: uuid::Uuid::new_v4(),
+        customer_id: uuid::Uuid::new_v4(),
+        auth_method: AuthMethod::Password,
+        created_at,
+        last_seen_at: created_at,
+        absolute_expires_at,
+        idle_ttl: None,
+        device: DeviceInfo::default(),
+        state: SessionState::Active,
+    }
+}
+
+fn token() -> TokenHash {
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    b[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    TokenHash(b)
+}
+
+async fn create(store: &PgStore, s: &Session, refresh: Option<TokenHash>) {
+    let new = NewSession {
+        session: s.clone(),
+        refresh: refresh.map(|hash| NewRefreshToken {
+            hash,
+            expires_at: s.absolute_expires_at,
+        }),
+    };
+    store
+        .create_session(new, SessionLimit::Unlimited, s.created_at)
+        .await
+        .expect("create_session");
+}
+
+fn sso(audience: &str) -> SsoSettings {
+    SsoSettings {
+        issuer: None,
+        audience: audience.to_owned(),
+        sealed_hs256_secret: Some(vec![1, 2, 3]),
+        public_key_pem: None,
+        jwks_url: None,
+        updated_at: NOW,
+    }
+}
+
+/// Everything in the log after `after`, checking that it is numbered consecutively.
+async fn read_all(store: &PgStore, mut after: u64) -> Vec<Change> {
+    let mut changes = Vec::new();
+    loop {
+        let read = store.read_log(&[(0, after)], 7).await.expect("read_log");
+        let [LogRead::Entries(entries)] = read.as_slice() else {
+            panic!("cannot resume after {after}: {read:?}");
+        };
+        if entries.is_empty() {
+            return changes;
+        }
+        for e in entries {
+            assert_eq!(e.seq, after + 1, "consecutive");
+            after = e.seq;
+            changes.push(e.change.clone());
+        }
+    }
+}
+
+/// `url` with its host and port replaced.
+fn with_host(url: &str, host_port: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let userinfo = authority
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{userinfo}{host_port}{path}")
+}
+
+/// A TCP proxy to the test server that can be cut, as a crashed server or a lost network
+/// would cut it.
+struct Proxy {
+    port: u16,
+    accept: tokio::task::JoinHandle<()>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let target = PgConnectOptions::from_str(&url()).unwrap();
+        let upstream = format!("{}:{}", target.get_host(), target.get_port());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tracked = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                tracked.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self {
+            port,
+            accept,
+            conns,
+        }
+    }
+
+    /// Closes every connection and stops listening.
+    fn cut(&self) {
+        self.accept.abort();
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A server that is down or goes away
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_down_server_is_unavailable_within_seconds() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let down = with_host(&url(), &format!("127.0.0.1:{port}"));
+    let opts = PgOptions {
+        acquire_timeout: Duration::from_secs(1),
+        ..options(&unique_schema())
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), PgStore::connect(&down, opts))
+        .await
+        .expect("connect must give up, not hang");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_is_unavailable_within_seconds() {
+    drop_stale_schemas().await;
+    let proxy = Proxy::start().await;
+    let opts = PgOptions {
+        acquire_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(2),
+        ..options(&unique_schema())
+    };
+    let via_proxy = with_host(&url(), &format!("127.0.0.1:{}", proxy.port));
+    let store = PgStore::connect(&via_proxy, opts).await.expect("connect");
+    let s = session(NOW, NOW + DAY);
+    create(&store, &s, Some(token())).await;
+    store.ping().await.expect("ping");
+    assert!(store.wait_hint(Duration::from_millis(50)).await.is_empty());
+
+    proxy.cut();
+    let bounded = Duration::from_secs(10);
+    let started = Instant::now();
+    for _ in 0..3 {
+        let r = tokio::time::timeout(bounded, store.get_session(&s.tenant_id, &s.id))
+            .await
+            .expect("an operation must give up, not hang");
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    }
+    let r = tokio::time::timeout(
+        bounded,
+        store.revoke_session(&s.tenant_id, &s.id, RevokeReason::Admin, NOW + 1),
+    )
+    .await
+    .expect("a write must give up, not hang");
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let r = tokio::time::timeout(bounded, store.ping())
+        .await
+        .expect("ping must give up");
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let waited = Instant::now();
+    let hint = tokio::time::timeout(bounded, store.wait_hint(Duration::from_millis(300)))
+        .await
+        .expect("wait_hint must return by its deadline");
+    assert!(hint.is_empty());
+    assert!(waited.elapsed() < Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------
+// Several nodes on one schema
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_another_node_wakes_the_waiter() {
+    let schema = unique_schema();
+    let (a, b) = (store_in(&schema).await, store_in(&schema).await);
+    let s = session(NOW, NOW + DAY);
+    create(&b, &s, None).await;
+
+    // The listener is opened on first use; once A hears a change of its own, its LISTEN is
+    // in place and nothing else is pending. (A hint sent before the LISTEN is lost: retry.)
+    let _ = a.wait_hint(Duration::from_millis(200)).await;
+    let mut primed = false;
+    for i in 0..10 {
+        a.set_sso(&tenant_a(), sso(&format!("prime{i}")))
+            .await
+            .expect("set_sso");
+        if a.wait_hint(Duration::from_secs(5)).await == vec![0] {
+            primed = true;
+            break;
+        }
+    }
+    assert!(primed, "a node hears its own changes");
+
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait_hint(Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.revoke_session(&s.tenant_id, &s.id, RevokeReason::Admin, NOW + 1)
+        .await
+        .expect("revoke")
+        .expect("revoked");
+    assert_eq!(waiter.await.unwrap(), vec![0], "the waiter was woken");
+    let changes = read_all(&a, 0).await;
+    assert_eq!(
+        changes.last(),
+        Some(&Change::SessionEnded {
+            tenant: s.tenant_id.clone(),
+            session: s.id.clone(),
+            user: s.user_id,
+            reason: RevokeReason::Admin,
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_share_one_gapless_log() {
+    let schema = unique_schema();
+    let (a, b) = (store_in(&schema).await, store_in(&schema).await);
+    let t = Tenant {
+        id: tenant_a(),
+        name: None,
+        profile: Profile::Production,
+        overrides: PolicyOverrides::default(),
+        created_at: NOW,
+    };
+    a.create_tenant(t.clone()).await.expect("tenant");
+    let s = session(NOW, NOW + DAY);
+    create(&a, &s, None).await;
+    a.revoke_session(&s.tenant_id, &s.id, RevokeReason::Logout, NOW + 1)
+        .await
+        .expect("revoke");
+    b.set_tenant_policy(&t.id, PolicyOverrides::default())
+        .await
+        .expect("policy");
+    let expected = vec![
+        Change::SessionEnded {
+            tenant: s.tenant_id.clone(),
+            session: s.id.clone(),
+            user: s.user_id,
+            reason: RevokeReason::Logout,
+        },
+        Change::TenantChanged {
+            tenant: t.id.clone(),
+        },
+    ];
+    assert_eq!(read_all(&a, 0).await, expected, "A sees B's entry");
+    assert_eq!(read_all(&b, 0).await, expected, "B sees A's entry");
+
+    // Many logging transactions from both nodes at once, while a reader follows: it never
+    // finds a hole, so never skips a number that commits later.
+    let writers: Vec<_> = (0..40)
+        .map(|i| {
+            let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let tenant = TenantId::parse(&format!("t{i}")).unwrap();
+                node.set_sso(&tenant, sso(&format!("aud{i}"))).await
+            })
+        })
+        .collect();
+    let reader = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut after = 2;
+            let mut seen = 0;
+            while seen < 40 {
+                let read = a.read_log(&[(0, after)], 5).await.expect("read_log");
+                let [LogRead::Entries(entries)] = read.as_slice() else {
+                    panic!("a hole after {after}: {read:?}");
+                };
+                for e in entries {
+                    assert_eq!(e.seq, after + 1, "visible in sequence order");
+                    after = e.seq;
+                    seen += 1;
+                }
+            }
+            after
+        })
+    };
+    for w in writers {
+        w.await.unwrap().expect("set_sso");
+    }
+    let head = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the reader sees every entry")
+        .unwrap();
+    assert_eq!(head, 42);
+    let read = b.read_log(&[(0, head)], 10).await.expect("read_log");
+    assert_eq!(read, vec![LogRead::Entries(vec![])]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Migrations, indexes, purges
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_run_twice_or_concurrently_are_harmless() {
+    let store = fresh().await;
+    let first = store.migrate().await.expect("migrate");
+    assert!(first >= 1);
+    assert_eq!(store.migrate().await.expect("migrate again"), first);
+
+    // Four nodes starting together on a schema that does not exist yet.
+    let schema = unique_schema();
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        let opts = PgOptions {
+            migrate: false,
+            ..options(&schema)
+        };
+        nodes.push(PgStore::connect(&url(), opts).await.expect("connect"));
+    }
+    let runs: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let n = n.clone();
+            tokio::spawn(async move { n.migrate().await })
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.await.unwrap().expect("concurrent migrate"), first);
+    }
+    let s = session(NOW, NOW + DAY);
+    create(&nodes[0], &s, None).await;
+    assert!(
+        nodes[3]
+            .get_session(&s.tenant_id, &s.id)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_active_sessions_visits_only_active_rows() {
+    let schema = unique_schema();
+    let store = store_in(&schema).await;
+    for i in 0..10 {
+        create(&store, &session(NOW + i, NOW + DAY), None).await;
+    }
+    let opts = PgConnectOptions::from_str(&url())
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let mut conn = PgConnection::connect_with(&opts).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method, created_at,
+                               last_seen_at, absolute_expires_at, state, revoke_reason,
+                               state_at)
+         SELECT 'old-' || i, 'tenant-a', gen_random_uuid(), gen_random_uuid(), 'password',
+                1600000000, 1600000000, 1600086400, 'revoked', 'logout', 1600000001
+         FROM generate_series(1, 20000) AS i;
+         ANALYZE sessions;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(store.count_active_sessions(NOW + 1).await.unwrap(), 10);
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT count(*) FROM sessions WHERE (state = 'active' AND 1700000001 < \
+         absolute_expires_at AND (idle_ttl IS NULL OR 1700000001 < last_seen_at + idle_ttl))",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|line| line.contains("sessions_active")),
+        "the count reads the partial index of active sessions: {plan:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_removes_long_ended_sessions_their_tokens_and_expired_nonces() {
+    let schema = unique_schema();
+    let store = store_in(&schema).await;
+    let (old_token, recent_token) = (token(), token());
+    let old = session(NOW - 3 * DAY, NOW - 2 * DAY);
+    let recent = session(NOW - DAY, NOW - 3600);
+    let active = session(NOW, NOW + DAY);
+    create(&store, &old, Some(old_token)).await;
+    create(&store, &recent, Some(recent_token)).await;
+    create(&store, &active, None).await;
+    let t = tenant_a();
+    assert!(
+        store
+            .consume_nonce(&t, "gone", NOW - 10, NOW - 20)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .consume_nonce(&t, "kept", NOW + 60, NOW - 20)
+            .await
+            .unwrap()
+    );
+
+    // Another node purging: this one does nothing.
+    let mut other = admin().await;
+    let lock = format!("sessiond:{schema}:purge");
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        .bind(&lock)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(store.purge_expired(NOW, 100).await.unwrap(), 0);
+    sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+        .bind(&lock)
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.purge_expired(NOW, 100).await.unwrap(),
+        3,
+        "a session, its token and a nonce"
+    );
+    assert_eq!(store.get_session(&t, &old.id).await.unwrap(), None);
+    assert_eq!(store.get_refresh(&old_token).await.unwrap(), None);
+    assert!(store.get_session(&t, &recent.id).await.unwrap().is_some());
+    assert!(store.get_refresh(&recent_token).await.unwrap().is_some());
+    assert!(store.get_session(&t, &active.id).await.unwrap().is_some());
+    assert!(
+        !store
+            .consume_nonce(&t, "kept", NOW + 60, NOW)
+            .await
+            .unwrap(),
+        "an unexpired nonce stays used"
+    );
+    assert_eq!(store.purge_expired(NOW, 100).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_case_schema_is_quoted_and_isolated() {
+    let schema = format!("{}_Mixed", unique_schema());
+    let store = store_in(&schema).await;
+    let s = session(NOW, NOW + DAY);
+    create(&store, &s, None).await;
+    assert!(
+        store
+            .get_session(&s.tenant_id, &s.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = $1")
+        .bind(&schema)
+        .fetch_one(&mut admin().await)
+        .await
+        .unwrap();
+    assert!(tables > 10, "the tables are in {schema:?}: {tables}");
+    let bad = PgOptions {
+        schema: Some("no-dashes; DROP".into()),
+        ..options("x")
+    };
+    assert!(matches!(
+        PgStore::connect(&url(), bad).await,
+        Err(StoreError::Backend(_))
+    ));
+}
+
+/// Evictions and user-wide revocations of one user, racing: no error, the limit holds and
+/// every revocation is logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evictions_and_user_revocations_race_without_deadlock() {
+    let store = fresh().await;
+    let user = uuid::Uuid::new_v4();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if i % 5 == 4 {
+                    let revoked = store
+                        .revoke_user_sessions(&tenant_a(), &user, RevokeReason::Admin, None, NOW)
+                        .await?;
+                    Ok::<usize, StoreError>(revoked.len())
+                } else {
+                    let s = Session {
+                        user_id: user,
+                        ..session(NOW, NOW + DAY)
+                    };
+                    let new = NewSession {
+                        session: s,
+                        refresh: None,
+                    };
+                    let evicted = store
+                        .create_session(new, SessionLimit::EvictOldest(2), NOW)
+                        .await?;
+                    Ok(evicted.len())
+                }
+            })
+        })
+        .collect();
+    let mut ended = 0;
+    for t in tasks {
+        ended += t.await.unwrap().expect("no deadlock, no error");
+    }
+    let active = store
+        .find_sessions(
+            &tenant_a(),
+            &sessiond_store::SessionQuery {
+                user_id: Some(user),
+                state: Some(sessiond_store::StateFilter::Active),
+                limit: 100,
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(active.len() <= 2, "{}", active.len());
+    assert_eq!(
+        read_all(&store, 0).await.len(),
+        ended,
+        "one entry per ended session"
+    );
+}
