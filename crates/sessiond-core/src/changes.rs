@@ -67,6 +67,14 @@ impl Cursors {
     }
 }
 
+/// A keyring reload's failure, as the follower reports it (and retries).
+fn store_error(e: crate::error::CoreError) -> sessiond_store::StoreError {
+    match e {
+        crate::error::CoreError::Store(s) => s,
+        other => sessiond_store::StoreError::Backend(other.to_string()),
+    }
+}
+
 impl Engine {
     /// Starts following `log` (number `index` among the logs given to
     /// [`Engine::with_change_logs`]) until the engine is dropped.
@@ -94,11 +102,15 @@ impl Engine {
                 let only: &[usize] = if full { &[] } else { &hinted };
                 let result = match cursors.as_mut() {
                     // Starting at the head skips what came before: drop what may have been
-                    // cached meanwhile.
-                    None => Cursors::at_head(&*log).await.map(|c| {
-                        engine.drop_caches();
-                        cursors = Some(c);
-                    }),
+                    // cached meanwhile, and read the keyring again.
+                    None => match Cursors::at_head(&*log).await {
+                        Ok(c) => {
+                            engine.drop_caches();
+                            cursors = Some(c);
+                            engine.reload_keyring().await.map_err(store_error)
+                        }
+                        Err(e) => Err(e),
+                    },
                     Some(c) => engine.catch_up(&*log, c, only).await,
                 };
                 match result {
@@ -162,8 +174,12 @@ impl Engine {
                         self.apply(entries).await;
                     }
                     LogRead::Gone { head } => {
-                        tracing::warn!(partition = i, "change log cursor purged; dropping caches");
+                        tracing::warn!(
+                            partition = i,
+                            "cannot resume the change log; dropping caches"
+                        );
                         self.drop_caches();
+                        self.reload_keyring().await.map_err(store_error)?;
                         cursors.0[i].1 = head;
                     }
                 }

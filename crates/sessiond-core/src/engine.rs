@@ -139,8 +139,9 @@ impl Engine {
     ) -> CoreResult<Self> {
         let mut stored = identity.load_keys().await?;
         if stored.is_empty() {
-            stored = Keyring::generate(&master, cfg.signing_alg, clock.now())?;
-            identity.replace_keys(stored.clone()).await?;
+            // Several nodes may start at once on a new store: one keyring wins.
+            let mine = Keyring::generate(&master, cfg.signing_alg, clock.now())?;
+            stored = identity.init_keys(mine).await?;
         }
         let mut keyring = Keyring::load(&master, stored)?;
         // A changed algorithm: the next key (never used yet) becomes one of the new
@@ -245,8 +246,11 @@ impl Engine {
         Ok(n)
     }
 
+    /// Are both stores reachable? (Identity is pinged through a keyring read.)
     pub async fn ping(&self) -> CoreResult<()> {
-        Ok(self.sessions.ping().await?)
+        self.sessions.ping().await?;
+        self.identity.load_keys().await?;
+        Ok(())
     }
 }
 

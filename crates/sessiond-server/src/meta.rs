@@ -69,19 +69,21 @@ async fn healthz() -> Json<serde_json::Value> {
         (status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = oa::Health),
         (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
             content_type = "application/problem+json"),
-        (status = 503, description = "`internal_error`: the store is unreachable (or no answer \
-            within 30 s).",
+        (status = 503, description = "`store_unavailable` (with `Retry-After`): a store is \
+            unreachable; `internal_error`: no answer within 30 s.",
             body = oa::Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     st.engine.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "store not ready");
-        ApiError::new(
+        let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "internal_error",
-            "the store is unreachable",
-        )
+            "store_unavailable",
+            "a store is unreachable",
+        );
+        e.retry_after = Some(1);
+        e
     })?;
     Ok(Json(serde_json::json!({ "status": "ready" })))
 }

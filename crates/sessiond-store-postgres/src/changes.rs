@@ -131,7 +131,8 @@ impl PgStore {
         }
         let next = after.saturating_add(1);
         let purged = after < head && entries.first().is_none_or(|e| e.seq > next);
-        if purged {
+        // A cursor past the head: the log went back (a restore); the reader cannot resume.
+        if purged || after > head {
             return Ok(LogRead::Gone { head });
         }
         entries.truncate(limit);

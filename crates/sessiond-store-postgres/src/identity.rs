@@ -390,6 +390,23 @@ impl PgStore {
             .collect()
     }
 
+    async fn init_keys_db(&self, keys: Vec<StoredKey>) -> DbResult<Vec<StoredKey>> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_keys")
+            .fetch_one(&mut *tx)
+            .await?;
+        if n > 0 {
+            tx.rollback().await?;
+            return self.load_keys_db().await;
+        }
+        Self::insert_keys(&mut tx, &keys).await?;
+        self.commit_logged(tx, &[Change::KeyringChanged]).await?;
+        Ok(keys)
+    }
+
     async fn replace_keys_db(&self, keys: Vec<StoredKey>) -> DbResult<()> {
         let mut tx = self.pool().begin().await?;
         // Writers of the keyring take turns (readers go on): two replacements never mix.
@@ -399,7 +416,15 @@ impl PgStore {
         sqlx::query("DELETE FROM signing_keys")
             .execute(&mut *tx)
             .await?;
-        for (position, k) in (0_i32..).zip(&keys) {
+        Self::insert_keys(&mut tx, &keys).await?;
+        self.commit_logged(tx, &[Change::KeyringChanged]).await
+    }
+
+    async fn insert_keys(
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        keys: &[StoredKey],
+    ) -> DbResult<()> {
+        for (position, k) in (0_i32..).zip(keys) {
             sqlx::query(
                 "INSERT INTO signing_keys (position, kid, alg, public, sealed_private, state,
                                            created_at, retire_at)
@@ -413,10 +438,10 @@ impl PgStore {
             .bind(key_state_str(k.state))
             .bind(k.created_at)
             .bind(k.retire_at)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        self.commit_logged(tx, &[Change::KeyringChanged]).await
+        Ok(())
     }
 
     async fn append_audit_db(&self, events: Vec<AuditEvent>) -> DbResult<()> {
@@ -600,6 +625,10 @@ impl IdentityStore for PgStore {
 
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>> {
         self.run(self.load_keys_db()).await
+    }
+
+    async fn init_keys(&self, keys: Vec<StoredKey>) -> StoreResult<Vec<StoredKey>> {
+        self.run(self.init_keys_db(keys)).await
     }
 
     async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()> {

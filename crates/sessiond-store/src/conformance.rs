@@ -42,7 +42,7 @@ macro_rules! session_change_log_conformance {
 #[macro_export]
 macro_rules! identity_change_log_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; identity_changes_are_logged);
+        $crate::conformance_tests!($make; identity_changes_are_logged, keyrings_are_initialized_once);
     };
 }
 
@@ -2907,6 +2907,15 @@ pub async fn purged_log_entries_are_gone_and_numbering_goes_on<S: SessionStore +
         vec![LogRead::Entries(vec![])],
         "the head still resumes"
     );
+    let read = store
+        .read_log(&[(route, last + 5)], 100)
+        .await
+        .expect("read_log");
+    assert_eq!(
+        read,
+        vec![LogRead::Gone { head: last }],
+        "a cursor past the head (the store went back) cannot resume"
+    );
 
     let more = session(&t, user, NOW + 10, None);
     create(&store, &more).await;
@@ -3001,4 +3010,29 @@ pub async fn concurrent_hits_are_all_counted<S: Counters>(store: S) {
         (1..=50).collect(),
         "every hit counted once, none lost"
     );
+}
+
+pub async fn keyrings_are_initialized_once<S: IdentityStore + ChangeLog>(store: S) {
+    let store = Arc::new(store);
+    // Nodes starting at once on an empty store: one keyring wins, and every node gets it.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mine = vec![key(&format!("k{i}"), KeyState::Signing, None)];
+                store.init_keys(mine).await.expect("init_keys")
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.expect("task"));
+    }
+    assert!(
+        got.windows(2).all(|w| w[0] == w[1]),
+        "every node got one keyring: {got:?}"
+    );
+    assert_eq!(store.load_keys().await.expect("load_keys"), got[0]);
+    let later = vec![key("late", KeyState::Signing, None)];
+    assert_eq!(store.init_keys(later).await.expect("init_keys"), got[0]);
 }

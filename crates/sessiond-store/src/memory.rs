@@ -509,6 +509,15 @@ impl IdentityStore for MemoryStore {
         Ok(self.lock()?.keys.clone())
     }
 
+    async fn init_keys(&self, keys: Vec<StoredKey>) -> StoreResult<Vec<StoredKey>> {
+        let mut d = self.lock()?;
+        if d.keys.is_empty() {
+            d.keys = keys;
+            d.log(Change::KeyringChanged);
+        }
+        Ok(d.keys.clone())
+    }
+
     async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()> {
         let mut d = self.lock()?;
         d.keys = keys;
@@ -560,7 +569,7 @@ impl ChangeLog for MemoryStore {
         Ok(cursors
             .iter()
             .map(|&(_, after)| {
-                if after < d.log_purged {
+                if after < d.log_purged || after > head {
                     return LogRead::Gone { head };
                 }
                 let from = usize::try_from(after - d.log_purged).unwrap_or(usize::MAX);

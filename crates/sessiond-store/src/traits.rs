@@ -107,7 +107,9 @@ pub trait ChangeLog: Send + Sync + 'static {
     fn partitions(&self) -> usize;
 
     /// The entries after each `(partition, after)` cursor, oldest first, at most `limit` per
-    /// partition; answered in the order asked.
+    /// partition; answered in the order asked. A cursor the partition cannot resume from —
+    /// its entries were purged, or it lies past the partition's head (the store lost or
+    /// restored data) — gets [`LogRead::Gone`].
     async fn read_log(&self, cursors: &[(usize, u64)], limit: usize) -> StoreResult<Vec<LogRead>>;
 
     /// Waits at most `max_wait` for a hint that partitions moved; returns the partitions
@@ -175,6 +177,17 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ServiceClient>>;
 
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Stores `keys` as the keyring if there is none yet, atomically where several nodes may
+    /// start at once; returns the keyring as stored (`keys`, or those another node stored
+    /// first).
+    async fn init_keys(&self, keys: Vec<StoredKey>) -> StoreResult<Vec<StoredKey>> {
+        let existing = self.load_keys().await?;
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+        self.replace_keys(keys.clone()).await?;
+        Ok(keys)
+    }
     /// Replaces the whole keyring in one step.
     async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()>;
 

@@ -228,12 +228,20 @@ impl Config {
         if let Some(schema) = &cfg.store.postgres_schema {
             let ok = !schema.is_empty()
                 && schema.len() <= 63
+                && !schema.starts_with(|c: char| c.is_ascii_digit())
                 && schema
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !ok {
-                bail!("store.postgres_schema must be 1–63 characters of [a-z0-9_]");
+                bail!(
+                    "store.postgres_schema must be 1–63 characters of [a-z0-9_], not starting with a digit"
+                );
             }
+        }
+        if cfg.store.redis_prefix.contains(['{', '}']) {
+            bail!(
+                "store.redis_prefix cannot contain `{{` or `}}` (they would change the Cluster hash slot)"
+            );
         }
         if !matches!(cfg.log.format.as_str(), "json" | "text") {
             bail!("log.format must be `json` or `text`");
