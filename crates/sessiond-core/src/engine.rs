@@ -227,8 +227,7 @@ impl Engine {
     }
 
     /// Sessions active now across all tenants, for metrics scrapes: a store query at most
-    /// every [`ACTIVE_COUNT_MAX_AGE`], however often (and from however many nodes) the
-    /// metrics are scraped.
+    /// every [`ACTIVE_COUNT_MAX_AGE`] per node, however often its metrics are scraped.
     pub async fn count_active_sessions(&self) -> CoreResult<u64> {
         let cached = self
             .active_count
