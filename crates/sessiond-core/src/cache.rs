@@ -41,6 +41,10 @@ impl<K: Eq + Hash + Clone, V: Clone> FreshCache<K, V> {
     /// happened since: insert first, then re-check, so a concurrent invalidation — which bumps
     /// the epoch before it removes — always wins.
     pub fn insert(&self, k: K, v: V, epoch: u64) {
+        // Not even for an instant, when an invalidation is already known to have won.
+        if self.epoch() != epoch {
+            return;
+        }
         self.entries.insert(k.clone(), (v, Instant::now()));
         if self.epoch() != epoch {
             self.entries.remove(&k);

@@ -8,7 +8,7 @@
 //! been applied, so no cached state is older than the bound while the sweeps keep coming.
 
 use crate::engine::Engine;
-use sessiond_store::{Change, ChangeLog, LogEntry, LogRead, StoreResult};
+use sessiond_store::{Change, ChangeLog, LogRead, StoreResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,8 +106,11 @@ impl Engine {
                     None => match Cursors::at_head(&*log).await {
                         Ok(c) => {
                             engine.drop_caches();
-                            cursors = Some(c);
-                            engine.reload_keyring().await.map_err(store_error)
+                            let reloaded = engine.reload_keyring().await.map_err(store_error);
+                            if reloaded.is_ok() {
+                                cursors = Some(c);
+                            }
+                            reloaded
                         }
                         Err(e) => Err(e),
                     },
@@ -161,6 +164,13 @@ impl Engine {
         while !pending.is_empty() {
             let ask: Vec<(usize, u64)> = pending.iter().map(|&i| cursors.0[i]).collect();
             let reads = log.read_log(&ask, BATCH).await?;
+            if reads.len() != ask.len() {
+                return Err(sessiond_store::StoreError::Backend(format!(
+                    "the change log answered {} of {} partitions",
+                    reads.len(),
+                    ask.len()
+                )));
+            }
             let mut again = Vec::new();
             for (&i, r) in pending.iter().zip(reads) {
                 match r {
@@ -168,10 +178,13 @@ impl Engine {
                         if entries.len() >= BATCH {
                             again.push(i);
                         }
-                        if let Some(last) = entries.last() {
-                            cursors.0[i].1 = last.seq;
+                        // The cursor passes an entry only once it is applied: a failure
+                        // (a keyring that cannot be read) is retried on the next sweep, and
+                        // this sweep does not count towards trust.
+                        for e in entries {
+                            self.apply(e.change).await?;
+                            cursors.0[i].1 = e.seq;
                         }
-                        self.apply(entries).await;
                     }
                     LogRead::Gone { head } => {
                         tracing::warn!(
@@ -189,23 +202,18 @@ impl Engine {
         Ok(())
     }
 
-    async fn apply(&self, entries: Vec<LogEntry>) {
-        for e in entries {
-            match e.change {
-                Change::SessionEnded { session, .. } => self.invalidate(&session),
-                Change::TenantChanged { tenant } => self.invalidate_tenant(&tenant),
-                Change::ClientChanged { client_id } => self.clients.invalidate(&client_id),
-                Change::KeyringChanged => {
-                    if let Err(err) = self.reload_keyring().await {
-                        tracing::warn!(error = %err, "cannot reload the keyring; dropping caches");
-                    }
-                }
-                // Read from the store on every use: nothing cached to drop.
-                Change::UserChanged { .. }
-                | Change::SsoChanged { .. }
-                | Change::PartnerSecretChanged { .. } => {}
-            }
+    async fn apply(&self, change: Change) -> StoreResult<()> {
+        match change {
+            Change::SessionEnded { session, .. } => self.invalidate(&session),
+            Change::TenantChanged { tenant } => self.invalidate_tenant(&tenant),
+            Change::ClientChanged { client_id } => self.clients.invalidate(&client_id),
+            Change::KeyringChanged => self.reload_keyring().await.map_err(store_error)?,
+            // Read from the store on every use: nothing cached to drop.
+            Change::UserChanged { .. }
+            | Change::SsoChanged { .. }
+            | Change::PartnerSecretChanged { .. } => {}
         }
+        Ok(())
     }
 }
 
@@ -334,6 +342,65 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         panic!("node b missed the policy change or the rotation");
+    }
+
+    /// A session that ended without a change-log entry (a timeout recorded by another node)
+    /// is found out at the next touch: the touch reads the record back instead of renewing
+    /// the cached copy's age.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_touch_reads_the_record_back() {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(1_700_000_000));
+        let e = Arc::new(
+            ok(Engine::start(
+                store.clone(),
+                store.clone(),
+                clock.clone(),
+                ok(MasterKey::generate()),
+                EngineConfig::default(),
+            )
+            .await)
+            .with_change_logs(1, Duration::from_secs(60)),
+        );
+        e.spawn_follower(0, store.clone());
+        until_trusted(&e).await;
+        let tenant = ok(TenantId::parse("t1"));
+        ok(e.create_tenant(
+            tenant.clone(),
+            None,
+            Profile::Integration,
+            PolicyOverrides::default(),
+        )
+        .await);
+        ok(
+            e.create_user(&tenant, "alice".into(), "pw-pw-pw-pw".into(), None, None)
+                .await,
+        );
+        let ctx = RequestContext {
+            tenant_id: tenant.clone(),
+            activity_id: "a".into(),
+            correlation_id: None,
+            ip: None,
+            user_agent: None,
+        };
+        let tp = ok(e.tenant(&tenant).await);
+        let issued = ok(e
+            .login(&ctx, &tp, "alice", "pw-pw-pw-pw", DeviceInfo::default())
+            .await);
+        ok(e.authenticate(&ctx, &issued.session_token).await);
+        // Recorded as timed out by a node whose clock runs an hour ahead: no log entry.
+        use sessiond_store::SessionStore as _;
+        assert!(ok(store
+            .mark_expired(&tenant, &issued.session.id, e.now() + 3_600)
+            .await));
+        clock.advance(61);
+        match e.authenticate(&ctx, &issued.session_token).await {
+            Err(CoreError::SessionExpired) => {}
+            other => panic!(
+                "the touch must read the record back: {:?}",
+                other.map(|_| ())
+            ),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

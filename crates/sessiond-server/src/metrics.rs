@@ -58,8 +58,11 @@ pub fn router() -> Router<AppState> {
     ),
 )]
 async fn render(State(st): State<AppState>) -> ApiResult<Response> {
-    metrics::gauge!("sessiond_sessions_active")
-        .set(st.engine.count_active_sessions().await? as f64);
+    // A store that is down must not take the metrics with it: the gauge keeps its last value.
+    match st.engine.count_active_sessions().await {
+        Ok(n) => metrics::gauge!("sessiond_sessions_active").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "cannot count the active sessions"),
+    }
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     let mut res = body.into_response();
     res.headers_mut().insert(

@@ -109,6 +109,33 @@ impl PgStore {
         if connect.get_application_name().is_none() {
             connect = connect.application_name("sessiond");
         }
+        // One connection first, outside the pool: its error names the cause (refused, bad
+        // password, unknown database) where the pool would only say it timed out.
+        {
+            use sqlx::Connection as _;
+            let first = tokio::time::timeout(
+                opts.acquire_timeout,
+                sqlx::PgConnection::connect_with(&connect),
+            )
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "PostgreSQL at {}:{} did not answer within {:?}",
+                    connect.get_host(),
+                    connect.get_port(),
+                    opts.acquire_timeout
+                ))
+            })?
+            .map_err(|e| match error::store_error(e) {
+                StoreError::Unavailable(why) => StoreError::Unavailable(format!(
+                    "PostgreSQL at {}:{}: {why}",
+                    connect.get_host(),
+                    connect.get_port()
+                )),
+                other => other,
+            })?;
+            let _ = first.close().await;
+        }
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .min_connections(0)
@@ -145,6 +172,8 @@ impl PgStore {
         };
         if opts.migrate {
             store.migrate().await?;
+        } else {
+            store.check_migrated().await?;
         }
         Ok(store)
     }
@@ -157,6 +186,28 @@ impl PgStore {
         schema::migrate(&inner.pool, &inner.schema, inner.create_schema)
             .await
             .map_err(StoreError::from)
+    }
+
+    /// Refuses a schema that is not at this build's version, saying what to do.
+    async fn check_migrated(&self) -> StoreResult<()> {
+        let version: Option<i32> =
+            sqlx::query_scalar("SELECT version FROM sessiond_schema_version")
+                .fetch_optional(self.pool())
+                .await
+                .ok()
+                .flatten();
+        let latest = schema::MIGRATIONS.len();
+        match version.and_then(|v| usize::try_from(v).ok()) {
+            Some(v) if v == latest => Ok(()),
+            Some(v) if v > latest => Err(StoreError::Backend(format!(
+                "the PostgreSQL schema {} is at version {v}, newer than this sessiond's {latest}",
+                self.inner.schema
+            ))),
+            _ => Err(StoreError::Backend(format!(
+                "the PostgreSQL schema {} is not migrated to this version: run `sessiond migrate` first (or set store.migrate_on_start = true)",
+                self.inner.schema
+            ))),
+        }
     }
 
     /// Runs one store operation, mapping its errors, and gives up with

@@ -659,3 +659,51 @@ async fn evictions_and_user_revocations_race_without_deadlock() {
         "one entry per ended session"
     );
 }
+
+/// Without `migrate`, a schema that was never migrated is refused with what to do.
+#[tokio::test]
+async fn an_unmigrated_schema_is_refused_with_what_to_do() {
+    drop_stale_schemas().await;
+    let schema = unique_schema();
+    let err = PgStore::connect(
+        &url(),
+        PgOptions {
+            migrate: false,
+            ..options(&schema)
+        },
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("sessiond migrate"), "{err}");
+    // Once migrated, the same options connect.
+    store_in(&schema).await;
+    PgStore::connect(
+        &url(),
+        PgOptions {
+            migrate: false,
+            ..options(&schema)
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// An unreachable server is reported with its address and the cause.
+#[tokio::test]
+async fn an_unreachable_server_is_named() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let err = PgStore::connect(
+        &format!("postgres://postgres@127.0.0.1:{port}/test"),
+        options("sessiond_t_unreachable"),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("unavailable"), "{err}");
+}

@@ -220,7 +220,34 @@ impl RedisStore {
             }),
         };
         store.ping_server().await?;
+        store.warn_unless_durable().await;
         Ok(store)
+    }
+
+    /// Logs a warning when the server's persistence or eviction settings break sessiond's
+    /// guarantees: an acknowledged write must survive a restart (`appendonly yes`,
+    /// `appendfsync always`) and nothing may be evicted (`maxmemory-policy noeviction`).
+    /// Managed services may refuse `CONFIG`; then nothing is said.
+    async fn warn_unless_durable(&self) {
+        for (name, wanted) in [
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+            ("maxmemory-policy", "noeviction"),
+        ] {
+            let got: StoreResult<Vec<String>> =
+                self.query(redis::cmd("CONFIG").arg("GET").arg(name)).await;
+            if let Ok(pair) = got
+                && let Some(value) = pair.get(1)
+                && value != wanted
+            {
+                tracing::warn!(
+                    setting = name,
+                    value = %value,
+                    wanted,
+                    "Redis is not configured for sessiond's durability guarantees (see DEPLOYMENT.md)"
+                );
+            }
+        }
     }
 
     fn keys(&self) -> &Keys {

@@ -24,3 +24,4 @@ script!(MARK_EXPIRED, "lua/mark_expired.lua");
 script!(TOUCH, "lua/touch.lua");
 script!(NONCE, "lua/nonce.lua");
 script!(COUNTER, "lua/counter.lua");
+script!(PRUNE, "lua/prune.lua");

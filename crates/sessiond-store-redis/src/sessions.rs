@@ -36,6 +36,9 @@ fn session_from(reply: &mut std::vec::IntoIter<Value>) -> StoreResult<Session> {
     record::parse_session(id, &record::fields(fields)?)
 }
 
+/// Seconds during which an index member without a record is not pruned (see `prune`).
+const PRUNE_GRACE: i64 = 300;
+
 impl RedisStore {
     /// Reads sessions by id (any routes), grouped by route so each group is on one slot.
     /// `None` where the record is gone.
@@ -67,16 +70,20 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// Best effort: drops index members whose session is gone.
-    async fn prune(&self, index: &str, gone: Vec<SessionId>) {
+    /// Best effort: drops index members whose session is gone, unless they were added in
+    /// the last [`PRUNE_GRACE`] seconds (before `now`): `create_session` adds the member
+    /// before its script writes the record, so a young member without a record may be a
+    /// create in flight.
+    async fn prune(&self, index: &str, gone: Vec<SessionId>, now: UnixTime) {
         if gone.is_empty() {
             return;
         }
-        let members: Vec<&str> = gone.iter().map(SessionId::as_str).collect();
-        if let Err(e) = self
-            .query::<Value>(redis::cmd("ZREM").arg(index).arg(&members))
-            .await
-        {
+        let mut inv = scripts::PRUNE.prepare_invoke();
+        inv.key(index).arg(now.saturating_sub(PRUNE_GRACE));
+        for id in &gone {
+            inv.arg(id.as_str());
+        }
+        if let Err(e) = self.invoke(&inv).await {
             tracing::debug!(error = %e, "pruning a session index failed");
         }
     }
@@ -149,7 +156,7 @@ impl RedisStore {
                 break;
             }
         }
-        self.prune(index, gone).await;
+        self.prune(index, gone, now).await;
         Ok(found)
     }
 }
@@ -232,7 +239,15 @@ impl SessionStore for RedisStore {
             }
         };
         match (&outcome, added == 1) {
-            (Err(_), true) => self.prune(&tenant_index, vec![s.id.clone()]).await,
+            // This create added the member and wrote nothing: take it back.
+            (Err(_), true) => {
+                let removed = self
+                    .query::<Value>(redis::cmd("ZREM").arg(&tenant_index).arg(s.id.as_str()))
+                    .await;
+                if let Err(e) = removed {
+                    tracing::debug!(error = %e, "unindexing a failed create failed");
+                }
+            }
             // A member left by an earlier session of the same id (gone since): rescore it.
             (Ok(_), false) => {
                 self.query::<Value>(
@@ -449,7 +464,7 @@ impl SessionStore for RedisStore {
                     break;
                 }
             }
-            self.prune(&index, gone).await;
+            self.prune(&index, gone, now).await;
         }
         Ok(active)
     }

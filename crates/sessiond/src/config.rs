@@ -200,7 +200,13 @@ impl Config {
         }
         let env = Env::prefixed("SESSIOND_")
             // Variables of the CLI itself, not configuration keys.
-            .ignore(&["CONFIG", "URL", "USER_PASSWORD"])
+            .ignore(&[
+                "CONFIG",
+                "URL",
+                "USER_PASSWORD",
+                "TEST_POSTGRES",
+                "TEST_REDIS",
+            ])
             .map(|key| {
                 let k = key.as_str().to_ascii_lowercase();
                 match SECTIONS.iter().find(|s| k.starts_with(&format!("{s}_"))) {
@@ -214,6 +220,11 @@ impl Config {
         if let StoreUrl::Redis(_) = cfg.store_url(&cfg.store.identity)? {
             bail!(
                 "store.identity cannot be Redis: tenants, users, keys and audit need PostgreSQL (or SQLite on one node)"
+            );
+        }
+        if cfg.shared_stores() == Some(false) {
+            bail!(
+                "store.sessions and store.identity must both be shared (postgres://, redis://…) or both local (sqlite, memory): a shared one beside a local one splits the deployment"
             );
         }
         if !(50..=60_000).contains(&cfg.store.staleness_bound_ms) {
@@ -266,6 +277,22 @@ impl Config {
             bail!("master_key must be 32 bytes given as 64 hex digits or as base64");
         }
         Ok(cfg)
+    }
+
+    /// `Some(true)`: both stores are shared (several nodes may run); `Some(false)`: one is
+    /// shared and the other local; `None`: both local (one node).
+    pub fn shared_stores(&self) -> Option<bool> {
+        let shared = |s: &str| {
+            matches!(
+                self.store_url(s),
+                Ok(StoreUrl::Postgres(_)) | Ok(StoreUrl::Redis(_))
+            )
+        };
+        match (shared(&self.store.sessions), shared(&self.store.identity)) {
+            (true, true) => Some(true),
+            (false, false) => None,
+            _ => Some(false),
+        }
     }
 
     /// Where a generated admin token is kept.
@@ -389,6 +416,17 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SESSIOND_STORE_IDENTITY", "redis://127.0.0.1:6379");
             assert!(Config::load(None).is_err(), "identity cannot live in Redis");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_STORE_IDENTITY", "postgres://db/sessiond");
+            assert!(
+                Config::load(None).is_err(),
+                "shared identity beside local sessions splits the deployment"
+            );
+            jail.set_env("SESSIOND_STORE_SESSIONS", "redis://r:6379");
+            jail.set_env("SESSIOND_TEST_POSTGRES", "postgres://x/test");
+            Config::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
     }

@@ -283,6 +283,25 @@ fn spawn_janitor(engine: Arc<Engine>, stores: &Stores, retention: i64) {
 
 pub async fn run(cfg: Config) -> Result<()> {
     init_logging(&cfg);
+    if cfg.shared_stores() == Some(true) {
+        let missing: Vec<&str> = [
+            ("issuer (SESSIOND_ISSUER)", cfg.issuer.is_none()),
+            ("master_key (SESSIOND_MASTER_KEY)", cfg.master_key.is_none()),
+            (
+                "admin_token (SESSIOND_ADMIN_TOKEN)",
+                cfg.admin_token.is_none(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(what, absent)| absent.then_some(what))
+        .collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "with shared stores every node must be given the same {}: a node that generated its own would refuse the others' tokens",
+                missing.join(", ")
+            );
+        }
+    }
     ensure_data_dir(&cfg)?;
     let (master, _) = secret_in_data_dir(
         cfg.master_key.as_ref().map(|s| s.0.as_str()),

@@ -768,3 +768,29 @@ async fn a_redis_outage_gives_503_and_loses_nothing_acknowledged() {
     let (st, body) = d.refresh(2, &refresh).await;
     assert_eq!(st, 200, "{body}");
 }
+
+/// A node on shared stores that would generate its own issuer, master key or admin token
+/// refuses to start, naming what is missing (it would refuse the other nodes' tokens).
+#[test]
+fn a_shared_node_without_the_shared_settings_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .arg("serve")
+        .env("SESSIOND_LISTEN", "127.0.0.1:0")
+        .env("SESSIOND_DATA_DIR", dir.path())
+        .env("SESSIOND_STORE_IDENTITY", postgres_url())
+        .env("SESSIOND_STORE_SESSIONS", postgres_url())
+        .env("SESSIOND_ADMIN_TOKEN", ADMIN)
+        .env_remove("SESSIOND_ISSUER")
+        .env_remove("SESSIOND_MASTER_KEY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SESSIOND_ISSUER") && err.contains("SESSIOND_MASTER_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains("SESSIOND_ADMIN_TOKEN"), "{err}");
+}

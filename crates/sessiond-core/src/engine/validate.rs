@@ -88,13 +88,23 @@ impl Engine {
             return Err(self.inactive(ctx, &session, now).await);
         }
         if now - session.last_seen_at >= touch_interval(session.idle_ttl) {
-            // Cached under the epoch taken before the session was read: a revocation since
-            // then keeps this (possibly stale) copy out of the cache.
+            // Touch, then read the record back rather than trusting the copy in hand: the
+            // touch does nothing to a session that ended meanwhile (on another node, or by
+            // a timeout recorded by a node whose clock is ahead), and re-caching the old copy
+            // would renew its age. Cached under the epoch taken before the first read, so a
+            // revocation since keeps it out.
             self.sessions
                 .touch_session(&ctx.tenant_id, &session.id, now)
                 .await?;
-            session.last_seen_at = now;
+            session = self
+                .sessions
+                .get_session(&ctx.tenant_id, &session.id)
+                .await?
+                .ok_or(CoreError::TokenInvalid)?;
             self.cache_session(session.clone(), epoch);
+            if !session.is_active_at(now) {
+                return Err(self.inactive(ctx, &session, now).await);
+            }
         }
         Ok(Authenticated { claims, session })
     }
