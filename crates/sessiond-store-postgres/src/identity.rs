@@ -3,16 +3,13 @@
 //! the same transaction.
 
 use crate::PgStore;
-use crate::codec::{
-    hash, key_state_str, opt_uuid, parse_enum, parse_key_state, parse_profile, parse_user_status,
-    tenant, user_status_str, uuid,
-};
+use crate::codec::{hash, opt_uuid, parse_enum, tenant, uuid};
 use crate::error::DbResult;
 use async_trait::async_trait;
 use sessiond_store::{
-    AuditEvent, AuditKind, AuditQuery, Change, IdentityStore, PartnerSecret, PolicyOverrides,
-    ServiceClient, SessionId, SsoSettings, StoreResult, StoredKey, Tenant, TenantId, UnixTime,
-    User, UserId, UserStatus,
+    AuditEvent, AuditKind, AuditQuery, Change, IdentityStore, KeyState, PartnerSecret,
+    PolicyOverrides, Profile, ServiceClient, SessionId, SsoSettings, StoreResult, StoredKey,
+    Tenant, TenantId, UnixTime, User, UserId, UserStatus,
 };
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{QueryBuilder, Row};
@@ -30,7 +27,7 @@ fn tenant_from_row(row: &PgRow) -> DbResult<Tenant> {
     Ok(Tenant {
         id: tenant(row.try_get(0)?)?,
         name: row.try_get(1)?,
-        profile: parse_enum("profile", &profile, parse_profile)?,
+        profile: parse_enum("profile", &profile, Profile::parse)?,
         overrides: serde_json::from_str(&overrides)?,
         created_at: row.try_get(4)?,
     })
@@ -53,7 +50,7 @@ fn user_from_row(row: &PgRow) -> DbResult<User> {
         username: row.try_get(3)?,
         password_hash: row.try_get(4)?,
         external_id: row.try_get(5)?,
-        status: parse_enum("user status", &status, parse_user_status)?,
+        status: parse_enum("user status", &status, UserStatus::parse)?,
         created_at: row.try_get(7)?,
     })
 }
@@ -153,7 +150,7 @@ impl PgStore {
         .bind(u.username.as_deref())
         .bind(u.password_hash.as_deref())
         .bind(u.external_id.as_deref())
-        .bind(user_status_str(u.status))
+        .bind(u.status.as_str())
         .bind(u.created_at)
         .execute(self.pool())
         .await?;
@@ -228,7 +225,7 @@ impl PgStore {
             sqlx::query("UPDATE users SET status = $3 WHERE tenant_id = $1 AND id = $2::uuid")
                 .bind(tenant.as_str())
                 .bind(id.to_string())
-                .bind(user_status_str(status));
+                .bind(status.as_str());
         let change = Change::UserChanged {
             tenant: tenant.clone(),
             user: *id,
@@ -382,7 +379,7 @@ impl PgStore {
                     alg: row.try_get(1)?,
                     public: row.try_get(2)?,
                     sealed_private: row.try_get(3)?,
-                    state: parse_enum("key state", &state, parse_key_state)?,
+                    state: parse_enum("key state", &state, KeyState::parse)?,
                     created_at: row.try_get(5)?,
                     retire_at: row.try_get(6)?,
                 })
@@ -435,7 +432,7 @@ impl PgStore {
             .bind(k.alg.as_str())
             .bind(k.public.as_slice())
             .bind(k.sealed_private.as_slice())
-            .bind(key_state_str(k.state))
+            .bind(k.state.as_str())
             .bind(k.created_at)
             .bind(k.retire_at)
             .execute(&mut **tx)

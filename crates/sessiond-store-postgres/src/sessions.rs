@@ -9,13 +9,13 @@
 
 use crate::PgStore;
 use crate::changes::ended;
-use crate::codec::{auth_method_str, hash, parse_auth_method, parse_enum, seconds, tenant, uuid};
+use crate::codec::{hash, parse_enum, seconds, tenant, uuid};
 use crate::error::{DbResult, bad_value};
 use async_trait::async_trait;
 use sessiond_store::{
-    Change, DeviceInfo, NewSession, RefreshRecord, RevokeReason, RotateOutcome, Rotated, Rotation,
-    RotationStep, Session, SessionId, SessionLimit, SessionQuery, SessionState, SessionStore,
-    StateFilter, StoreError, StoreResult, TenantId, TokenHash, UnixTime, UserId,
+    AuthMethod, Change, DeviceInfo, NewSession, RefreshRecord, RevokeReason, RotateOutcome,
+    Rotated, Rotation, RotationStep, Session, SessionId, SessionLimit, SessionQuery, SessionState,
+    SessionStore, StateFilter, StoreError, StoreResult, TenantId, TokenHash, UnixTime, UserId,
 };
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{PgConnection, QueryBuilder, Row};
@@ -70,7 +70,7 @@ fn session_from_row(row: &PgRow) -> DbResult<Session> {
         tenant_id: tenant(row.try_get(1)?)?,
         user_id: uuid(row.try_get(2)?)?,
         customer_id: uuid(row.try_get(3)?)?,
-        auth_method: parse_enum("auth method", &auth_method, parse_auth_method)?,
+        auth_method: parse_enum("auth method", &auth_method, AuthMethod::parse)?,
         created_at: row.try_get(5)?,
         last_seen_at: row.try_get(6)?,
         absolute_expires_at: row.try_get(7)?,
@@ -109,7 +109,7 @@ async fn insert_session(c: &mut PgConnection, s: &Session) -> DbResult<()> {
     .bind(s.tenant_id.as_str())
     .bind(s.user_id.to_string())
     .bind(s.customer_id.to_string())
-    .bind(auth_method_str(s.auth_method))
+    .bind(s.auth_method.as_str())
     .bind(s.created_at)
     .bind(s.last_seen_at)
     .bind(s.absolute_expires_at)

@@ -1,15 +1,12 @@
 //! The `IdentityStore` operations: tenants, users, signing keys and the audit trail.
 
-use crate::codec::{
-    enum_col, hash_col, key_state_str, opt_uuid_col, parse_key_state, parse_profile,
-    parse_user_status, session_id_col, tenant_col, user_status_str, uuid_col,
-};
+use crate::codec::{enum_col, hash_col, opt_uuid_col, session_id_col, tenant_col, uuid_col};
 use crate::error::DbResult;
 use crate::filter::Filter;
 use rusqlite::{Connection, OptionalExtension, Row, named_params};
 use sessiond_store::{
-    AuditEvent, AuditKind, AuditQuery, PartnerSecret, PolicyOverrides, ServiceClient, SsoSettings,
-    StoredKey, Tenant, TenantId, User, UserId, UserStatus,
+    AuditEvent, AuditKind, AuditQuery, KeyState, PartnerSecret, PolicyOverrides, Profile,
+    ServiceClient, SsoSettings, StoredKey, Tenant, TenantId, User, UserId, UserStatus,
 };
 
 fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
@@ -17,7 +14,7 @@ fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
         id: tenant_col(row, 0)?,
         name: row.get(1)?,
-        profile: enum_col(row, 2, "profile", parse_profile)?,
+        profile: enum_col(row, 2, "profile", Profile::parse)?,
         overrides: serde_json::from_str(&overrides).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
         })?,
@@ -82,7 +79,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         username: row.get(3)?,
         password_hash: row.get(4)?,
         external_id: row.get(5)?,
-        status: enum_col(row, 6, "user status", parse_user_status)?,
+        status: enum_col(row, 6, "user status", UserStatus::parse)?,
         created_at: row.get(7)?,
     })
 }
@@ -101,7 +98,7 @@ pub(crate) fn create_user(c: &Connection, u: &User) -> DbResult<()> {
         ":username": u.username,
         ":password_hash": u.password_hash,
         ":external_id": u.external_id,
-        ":status": user_status_str(u.status),
+        ":status": u.status.as_str(),
         ":created_at": u.created_at,
     })?;
     Ok(())
@@ -170,7 +167,7 @@ pub(crate) fn set_user_status(
         .execute(named_params! {
             ":tenant": tenant.as_str(),
             ":id": id.to_string(),
-            ":status": user_status_str(status),
+            ":status": status.as_str(),
         })?;
     Ok(changed > 0)
 }
@@ -335,7 +332,7 @@ pub(crate) fn load_keys(c: &Connection) -> DbResult<Vec<StoredKey>> {
                 alg: row.get(1)?,
                 public: row.get(2)?,
                 sealed_private: row.get(3)?,
-                state: enum_col(row, 4, "key state", parse_key_state)?,
+                state: enum_col(row, 4, "key state", KeyState::parse)?,
                 created_at: row.get(5)?,
                 retire_at: row.get(6)?,
             })
@@ -358,7 +355,7 @@ pub(crate) fn replace_keys(c: &Connection, keys: &[StoredKey]) -> DbResult<()> {
             ":alg": k.alg,
             ":public": k.public,
             ":sealed_private": k.sealed_private,
-            ":state": key_state_str(k.state),
+            ":state": k.state.as_str(),
             ":created_at": k.created_at,
             ":retire_at": k.retire_at,
         })?;

@@ -1,17 +1,14 @@
 //! The `SessionStore` operations, each a function over one connection. Writers run inside the
 //! writer's transaction, so each function is atomic as a whole.
 
-use crate::codec::{
-    auth_method_str, enum_col, hash_col, opt_hash_col, parse_auth_method, session_id_col,
-    tenant_col, uuid_col,
-};
+use crate::codec::{enum_col, hash_col, opt_hash_col, session_id_col, tenant_col, uuid_col};
 use crate::error::{DbResult, bad_column};
 use crate::filter::Filter;
 use rusqlite::{Connection, OptionalExtension, Row, named_params};
 use sessiond_store::{
-    NewSession, RefreshRecord, RevokeReason, RotateOutcome, Rotated, Rotation, RotationStep,
-    Session, SessionId, SessionLimit, SessionQuery, SessionState, StateFilter, StoreError,
-    TenantId, TokenHash, UnixTime, UserId,
+    AuthMethod, NewSession, RefreshRecord, RevokeReason, RotateOutcome, Rotated, Rotation,
+    RotationStep, Session, SessionId, SessionLimit, SessionQuery, SessionState, StateFilter,
+    StoreError, TenantId, TokenHash, UnixTime, UserId,
 };
 
 macro_rules! session_columns {
@@ -44,7 +41,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         tenant_id: tenant_col(row, 1)?,
         user_id: uuid_col(row, 2)?,
         customer_id: uuid_col(row, 3)?,
-        auth_method: enum_col(row, 4, "auth method", parse_auth_method)?,
+        auth_method: enum_col(row, 4, "auth method", AuthMethod::parse)?,
         created_at: row.get(5)?,
         last_seen_at: row.get(6)?,
         absolute_expires_at: row.get(7)?,
@@ -140,7 +137,7 @@ fn insert(c: &Connection, s: &Session) -> DbResult<()> {
         ":tenant": s.tenant_id.as_str(),
         ":user": s.user_id.to_string(),
         ":customer": s.customer_id.to_string(),
-        ":auth_method": auth_method_str(s.auth_method),
+        ":auth_method": s.auth_method.as_str(),
         ":created_at": s.created_at,
         ":last_seen_at": s.last_seen_at,
         ":absolute_expires_at": s.absolute_expires_at,

@@ -102,6 +102,12 @@ impl Profile {
             Profile::Production => "production",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Playground, Self::Integration, Self::Production]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -728,4 +734,90 @@ pub enum LogRead {
 pub struct Hits {
     pub count: u64,
     pub last: UnixTime,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Active, Self::Disabled]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::Sso => "sso",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Password, Self::Sso]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Signing => "signing",
+            KeyState::Next => "next",
+            KeyState::Retiring => "retiring",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Signing, Self::Next, Self::Retiring]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names stores keep are the serde names, so stored values read like the API's.
+    #[test]
+    fn enum_names_match_serde() {
+        fn check<T: Serialize + Copy + PartialEq + fmt::Debug>(
+            all: &[T],
+            as_str: fn(T) -> &'static str,
+            parse: fn(&str) -> Option<T>,
+        ) {
+            for &v in all {
+                let json = serde_json::to_value(v).unwrap_or_default();
+                assert_eq!(json.as_str(), Some(as_str(v)));
+                assert_eq!(parse(as_str(v)), Some(v));
+            }
+            assert_eq!(parse("staging"), None);
+        }
+        use Profile as P;
+        check(
+            &[P::Playground, P::Integration, P::Production],
+            P::as_str,
+            P::parse,
+        );
+        check(
+            &[UserStatus::Active, UserStatus::Disabled],
+            UserStatus::as_str,
+            UserStatus::parse,
+        );
+        check(
+            &[AuthMethod::Password, AuthMethod::Sso],
+            AuthMethod::as_str,
+            AuthMethod::parse,
+        );
+        use KeyState as K;
+        check(&[K::Signing, K::Next, K::Retiring], K::as_str, K::parse);
+    }
 }
