@@ -172,8 +172,6 @@ impl PgStore {
         };
         if opts.migrate {
             store.migrate().await?;
-        } else {
-            store.check_migrated().await?;
         }
         Ok(store)
     }
@@ -188,8 +186,9 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 
-    /// Refuses a schema that is not at this build's version, saying what to do.
-    async fn check_migrated(&self) -> StoreResult<()> {
+    /// Refuses a schema that is not at this build's version, saying what to do (for a node
+    /// that starts without migrating).
+    pub async fn check_migrated(&self) -> StoreResult<()> {
         let version: Option<i32> =
             sqlx::query_scalar("SELECT version FROM sessiond_schema_version")
                 .fetch_optional(self.pool())

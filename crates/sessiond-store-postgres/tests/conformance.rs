@@ -665,29 +665,21 @@ async fn evictions_and_user_revocations_race_without_deadlock() {
 async fn an_unmigrated_schema_is_refused_with_what_to_do() {
     drop_stale_schemas().await;
     let schema = unique_schema();
-    let err = PgStore::connect(
-        &url(),
-        PgOptions {
-            migrate: false,
-            ..options(&schema)
-        },
-    )
-    .await
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    let unmigrated = PgOptions {
+        migrate: false,
+        ..options(&schema)
+    };
+    let store = PgStore::connect(&url(), unmigrated.clone()).await.unwrap();
+    let err = store
+        .check_migrated()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("sessiond migrate"), "{err}");
-    // Once migrated, the same options connect.
+    // Once migrated, it passes.
     store_in(&schema).await;
-    PgStore::connect(
-        &url(),
-        PgOptions {
-            migrate: false,
-            ..options(&schema)
-        },
-    )
-    .await
-    .unwrap();
+    store.check_migrated().await.unwrap();
 }
 
 /// An unreachable server is reported with its address and the cause.

@@ -152,11 +152,13 @@ async fn open_one(
                 migrate,
                 ..PgOptions::default()
             };
-            Opened::Postgres(Arc::new(
-                PgStore::connect(u, opts)
-                    .await
-                    .context("cannot open the PostgreSQL store")?,
-            ))
+            let store = PgStore::connect(u, opts)
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            if !migrate {
+                store.check_migrated().await?;
+            }
+            Opened::Postgres(Arc::new(store))
         }
         StoreUrl::Redis(u) => {
             let opts = RedisOptions {
