@@ -101,3 +101,240 @@ pub fn sqlite_insert(dir: &Path, duration: Duration, max_ops: u64) -> Result<Rat
         hist,
     })
 }
+
+/// xorshift64*, for picking rows.
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    pub fn new(seed: usize) -> Self {
+        Self(0x9e37_79b9_7f4a_7c15 ^ ((seed as u64 + 1) << 17))
+    }
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// `tasks` tokio tasks, each running `op(task, n)` (n: the task's operation count) back to
+/// back until `duration` has passed or `max_ops` operations are done; every operation's
+/// latency goes into one histogram. The raw-store baselines' load generator: closed loop, the
+/// same shape as the HTTP load generator's virtual users.
+pub async fn closed_loop<F, Fut>(
+    tasks: usize,
+    duration: Duration,
+    max_ops: u64,
+    op: F,
+) -> Result<Rate>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let budget = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(max_ops));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks.max(1) {
+        let op = op.clone();
+        let budget = budget.clone();
+        set.spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut n = 0u64;
+            while Instant::now() < deadline
+                && budget
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |b| b.checked_sub(1),
+                    )
+                    .is_ok()
+            {
+                let t0 = Instant::now();
+                op(t, n).await?;
+                hist.saturating_record(
+                    u64::try_from(t0.elapsed().as_micros())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                );
+                n += 1;
+            }
+            anyhow::Ok((n, hist, Instant::now()))
+        });
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut ops = 0;
+    let mut end = start;
+    while let Some(r) = set.join_next().await {
+        let (n, h, finished) = r??;
+        ops += n;
+        hist.add(&h)?;
+        end = end.max(finished);
+    }
+    Ok(Rate {
+        ops,
+        elapsed: end - start,
+        hist,
+    })
+}
+
+/// The raw PostgreSQL operations, through a plain `sqlx` pool of `pool` connections (the size
+/// of the store's pool) on `table` (`bench_raw` in the run's schema).
+pub mod postgres_raw {
+    use super::{Rate, Xorshift, closed_loop};
+    use anyhow::Result;
+    use sqlx::PgPool;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// A row of about a refresh token's size.
+    const VALUE: [u8; 96] = [0x5a; 96];
+
+    pub async fn create_table(pool: &PgPool, table: &str) -> Result<()> {
+        sqlx::raw_sql(&format!(
+            "CREATE TABLE {table} (id BIGINT PRIMARY KEY, v BYTEA NOT NULL)"
+        ))
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `BEGIN; INSERT INTO bench_raw (id, v) VALUES ($1, $2); COMMIT` on `tasks` tasks; ids
+    /// count up from 1. Returns the rate and how many rows the table holds.
+    pub async fn write(
+        pool: PgPool,
+        table: &str,
+        tasks: usize,
+        duration: Duration,
+        max_ops: u64,
+    ) -> Result<(Rate, u64)> {
+        let next = Arc::new(AtomicU64::new(1));
+        let sql: Arc<str> = format!("INSERT INTO {table} (id, v) VALUES ($1, $2)").into();
+        let n = next.clone();
+        let rate = closed_loop(tasks, duration, max_ops, move |_, _| {
+            let (pool, sql, next) = (pool.clone(), sql.clone(), n.clone());
+            async move {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                let mut tx = pool.begin().await?;
+                sqlx::query(&sql)
+                    .bind(i64::try_from(id)?)
+                    .bind(&VALUE[..])
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                anyhow::Ok(())
+            }
+        })
+        .await?;
+        Ok((rate, next.load(Ordering::Relaxed) - 1))
+    }
+
+    /// `SELECT v FROM bench_raw WHERE id = $1` on `tasks` tasks, over rows `1..=rows`.
+    pub async fn read(
+        pool: PgPool,
+        table: &str,
+        rows: u64,
+        tasks: usize,
+        duration: Duration,
+        max_ops: u64,
+    ) -> Result<Rate> {
+        anyhow::ensure!(rows > 0, "nothing to read: the write baseline wrote no row");
+        let sql: Arc<str> = format!("SELECT v FROM {table} WHERE id = $1").into();
+        closed_loop(tasks, duration, max_ops, move |t, n| {
+            let (pool, sql) = (pool.clone(), sql.clone());
+            async move {
+                let mut rng = Xorshift::new(t.wrapping_mul(1_000_003).wrapping_add(n as usize));
+                let id = rng.next() % rows + 1;
+                let v: Vec<u8> = sqlx::query_scalar(&sql)
+                    .bind(i64::try_from(id)?)
+                    .fetch_one(&pool)
+                    .await?;
+                anyhow::ensure!(v.len() == VALUE.len(), "short row");
+                anyhow::Ok(())
+            }
+        })
+        .await
+    }
+}
+
+/// The raw Redis operations, on one shared multiplexed connection of the store's kind
+/// (`ConnectionManager` standalone, the Cluster async connection on a Cluster), keys under
+/// the run's prefix.
+pub mod redis_raw {
+    use super::{Rate, Xorshift, closed_loop};
+    use anyhow::Result;
+    use redis::aio::ConnectionLike;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// A value of about a refresh token record's size.
+    const VALUE: [u8; 96] = [0x5a; 96];
+
+    fn key(prefix: &str, id: u64) -> String {
+        format!("{prefix}raw:{id}")
+    }
+
+    /// A bare `SET k v` on `tasks` tasks, keys numbered from 0; returns the rate and how many
+    /// keys were written.
+    pub async fn set<C>(
+        conn: C,
+        prefix: &str,
+        tasks: usize,
+        duration: Duration,
+        max_ops: u64,
+    ) -> Result<(Rate, u64)>
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        let prefix: Arc<str> = prefix.into();
+        let next = Arc::new(AtomicU64::new(0));
+        let n = next.clone();
+        let rate = closed_loop(tasks, duration, max_ops, move |_, _| {
+            let (mut conn, prefix, next) = (conn.clone(), prefix.clone(), n.clone());
+            async move {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                redis::cmd("SET")
+                    .arg(key(&prefix, id))
+                    .arg(&VALUE[..])
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .await?;
+        Ok((rate, next.load(Ordering::Relaxed)))
+    }
+
+    /// A bare `GET k` on `tasks` tasks over the `written` keys [`set`] wrote.
+    pub async fn get<C>(
+        conn: C,
+        prefix: &str,
+        written: u64,
+        tasks: usize,
+        duration: Duration,
+        max_ops: u64,
+    ) -> Result<Rate>
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        anyhow::ensure!(written > 0, "nothing to read: SET wrote no key");
+        let prefix: Arc<str> = prefix.into();
+        closed_loop(tasks, duration, max_ops, move |t, n| {
+            let (mut conn, prefix) = (conn.clone(), prefix.clone());
+            async move {
+                let mut rng = Xorshift::new(t.wrapping_mul(1_000_003).wrapping_add(n as usize));
+                let id = rng.next() % written;
+                let v: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(key(&prefix, id))
+                    .query_async(&mut conn)
+                    .await?;
+                anyhow::ensure!(v.is_some_and(|v| v.len() == VALUE.len()), "missing key");
+                anyhow::Ok(())
+            }
+        })
+        .await
+    }
+}

@@ -2,14 +2,19 @@
 //! same run, each on its own tokio runtime; a load generator on a third; the raw operations
 //! each scenario cannot avoid (Argon2id, an fsync'd SQLite insert) measured beside them.
 //! [`run`] returns a [`Report`]; [`Report::markdown`] and [`plot::draw`] render it.
+//! `--backends` adds sessiond on PostgreSQL and Redis beside their raw operations
+//! ([`backends`]).
 
+pub mod backends;
 pub mod baseline;
 pub mod load;
 pub mod plot;
+pub mod proxy;
 pub mod server;
 
 use anyhow::{Context, Result};
 use load::{Op, RunResult, Workload};
+pub use server::Backend;
 use server::{Ceiling, Sessiond};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -47,6 +52,19 @@ pub struct Options {
     pub verbose: bool,
     /// Run only these scenarios (by name; the ceilings run with whoami / introspect).
     pub only: Option<Vec<String>>,
+    /// Store backends. With SQLite the suite above runs (on SQLite); with any other, the
+    /// "Backends" comparison runs too, for every backend listed (SQLite included).
+    pub backends: Vec<Backend>,
+    /// Concurrency of the backend comparison (sessiond and the raw operations alike).
+    pub backend_concurrency: usize,
+    /// Sessions seeded to measure each store's bytes per session.
+    pub bytes_sessions: usize,
+    /// Requests of each scenario in the round-trip counting pass (0: no such pass).
+    pub trip_requests: usize,
+    pub postgres_url: String,
+    /// Standalone Redis (the Cluster is a throwaway loopback one).
+    pub redis_url: String,
+    pub cluster_masters: usize,
 }
 
 impl Options {
@@ -82,6 +100,15 @@ impl Options {
             data_dir: std::env::temp_dir(),
             verbose: true,
             only: None,
+            backends: vec![Backend::Sqlite],
+            backend_concurrency: 16,
+            bytes_sessions: 10_000,
+            trip_requests: 200,
+            postgres_url: std::env::var("SESSIOND_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            redis_url: std::env::var("SESSIOND_TEST_REDIS")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            cluster_masters: 3,
         }
     }
 
@@ -115,6 +142,9 @@ impl Options {
             seed_budget: Duration::from_secs(10),
             scale_spread_tokens: 100,
             verbose: false,
+            backend_concurrency: 4,
+            bytes_sessions: 100,
+            trip_requests: 20,
             ..Self::quick()
         }
     }
@@ -196,11 +226,14 @@ pub struct Target {
 
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The suite on SQLite (empty when `--backends` does not list SQLite).
     pub rows: Vec<Row>,
     pub baselines: Vec<BaselineRow>,
     pub starvation: Option<Starvation>,
     pub scale: Option<Scale>,
     pub targets: Vec<Target>,
+    /// The backend comparison (empty unless a backend other than SQLite was asked for).
+    pub backends: Vec<backends::BackendResult>,
     pub options: Options,
     pub total_secs: f64,
 }
@@ -222,16 +255,42 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
         .context("cannot build the load generator's runtime")
 }
 
-/// Runs the whole suite.
+/// Runs the whole suite: on SQLite if `o.backends` lists it, then the backend comparison if
+/// it lists any other backend.
 pub fn run(o: &Options) -> Result<Report> {
     let started = Instant::now();
     let client = runtime(o.client_threads)?;
+    let mut report = if o.backends.contains(&Backend::Sqlite) {
+        suite(o, &client)?
+    } else {
+        Report {
+            rows: Vec::new(),
+            baselines: Vec::new(),
+            starvation: None,
+            scale: None,
+            targets: Vec::new(),
+            backends: Vec::new(),
+            options: o.clone(),
+            total_secs: 0.0,
+        }
+    };
+    if o.backends.iter().any(|&b| b != Backend::Sqlite) {
+        report.backends = backends::run_all(o, &client)?;
+    }
+    report.targets = report.evaluate();
+    report.total_secs = started.elapsed().as_secs_f64();
+    client.shutdown_background();
+    Ok(report)
+}
+
+/// The suite on SQLite (what `run` did before `--backends`).
+fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
     // The scale check first, on its own sessiond, so that its RSS is not inflated by what the
     // other scenarios leave in the allocator.
     let scale = if o.skip_scale || !o.wants("scale") {
         None
     } else {
-        Some(scale_check(o, &client)?)
+        Some(scale_check(o, client)?)
     };
     let ceiling = Ceiling::start(o.server_threads)?;
     let sd = Sessiond::start(o.server_threads, &o.data_dir, o.users)?;
@@ -245,7 +304,7 @@ pub fn run(o: &Options) -> Result<Report> {
 
     // Baselines, with both servers idle.
     let base_ops = u64::try_from(o.max_requests).unwrap_or(u64::MAX);
-    let hash_threads = sd.engine.config().hash_concurrency;
+    let hash_threads = sd.engine().config().hash_concurrency;
     let argon = baseline::argon2(hash_threads, o.duration, base_ops)?;
     let sqlite = baseline::sqlite_insert(&o.data_dir, o.duration, base_ops)?;
     let baselines = vec![
@@ -376,25 +435,22 @@ pub fn run(o: &Options) -> Result<Report> {
     // Logins must not starve validation: whoami alone, then beside saturating logins.
     let sc = 16.min(maxc);
     let starvation = if o.wants("starvation") {
-        Some(starvation(o, &client, &workload, sd.addr, sc)?)
+        Some(starvation(o, client, &workload, sd.addr, sc)?)
     } else {
         None
     };
     drop(sd);
     drop(ceiling);
-    let mut report = Report {
+    Ok(Report {
         rows,
         baselines,
         starvation,
         scale,
         targets: Vec::new(),
+        backends: Vec::new(),
         options: o.clone(),
         total_secs: 0.0,
-    };
-    report.targets = report.evaluate();
-    report.total_secs = started.elapsed().as_secs_f64();
-    client.shutdown_background();
-    Ok(report)
+    })
 }
 
 fn starvation(
@@ -628,6 +684,16 @@ impl Report {
             o.client_threads,
             self.total_secs
         );
+        if !self.baselines.is_empty() {
+            self.scenarios_markdown(&mut m);
+        }
+        if !self.backends.is_empty() {
+            self.backends_markdown(&mut m);
+        }
+        m
+    }
+
+    fn scenarios_markdown(&self, m: &mut String) {
         let _ = writeln!(m, "### Scenarios\n");
         let _ = writeln!(
             m,
@@ -722,6 +788,197 @@ impl Report {
                 if t.met { "yes" } else { "**no**" }
             );
         }
-        m
+    }
+
+    /// The backend comparison: the ratio table, the detail rows, bytes per session and the
+    /// store traffic per request.
+    fn backends_markdown(&self, m: &mut String) {
+        let ratio = |r: Option<&Row>| {
+            r.and_then(Row::ratio)
+                .map_or("—".to_owned(), |x| format!("{x:.2}×"))
+        };
+        let rps = |r: Option<&Row>| r.map_or("—".to_owned(), |r| format!("{:.0}", r.rps));
+        let per_sec =
+            |b: Option<&BaselineRow>| b.map_or("—".to_owned(), |b| format!("{:.0}", b.per_sec));
+        let _ = writeln!(m, "\n### Backends\n");
+        let _ = writeln!(
+            m,
+            "| backend | conc. | whoami/s | refresh/s | login/s | raw write/s | raw read/s | Argon2id/s | refresh ÷ raw write | whoami ÷ raw read | login ÷ Argon2id | bytes/session |"
+        );
+        let _ = writeln!(
+            m,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for b in &self.backends {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.0} |",
+                b.backend.name(),
+                b.concurrency,
+                rps(b.row("whoami")),
+                rps(b.row("refresh")),
+                rps(b.row("login")),
+                per_sec(b.baseline("raw write")),
+                per_sec(b.baseline("raw read")),
+                b.baseline("Argon2id").map_or(0.0, |x| x.per_sec),
+                ratio(b.row("refresh")),
+                ratio(b.row("whoami")),
+                ratio(b.row("login")),
+                b.bytes.per_session
+            );
+        }
+        for b in self.backends.iter().filter(|b| b.backend.is_redis()) {
+            if let (Some(r), Some(pg)) = (b.row("refresh"), b.baseline("identity raw write")) {
+                let _ = writeln!(
+                    m,
+                    "\n{}: refresh ÷ PostgreSQL raw write (identity store, same run, same tasks) = \
+                     {:.2}× ({:.0}/s vs {:.0}/s).",
+                    b.backend.name(),
+                    r.rps / pg.per_sec.max(1e-9),
+                    r.rps,
+                    pg.per_sec
+                );
+            }
+        }
+        let _ = writeln!(m, "\n#### Backends: detail\n");
+        let _ = writeln!(
+            m,
+            "| backend | scenario | conc. | req/s | p50 µs | p99 µs | errors | compared with | ratio |"
+        );
+        let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---|---:|");
+        for b in &self.backends {
+            for r in &b.rows {
+                let base = r
+                    .baseline
+                    .as_ref()
+                    .map_or("—", |(n, _)| n.split(':').next().unwrap_or(n));
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} | {:.1} | {} | {} | {} | {base} | {} |",
+                    b.backend.name(),
+                    r.scenario,
+                    r.concurrency,
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.errors,
+                    ratio(Some(r))
+                );
+            }
+        }
+        let _ = writeln!(
+            m,
+            "\n#### Backends: raw baselines (same run, same tasks, same duration)\n"
+        );
+        let _ = writeln!(
+            m,
+            "| backend | operation | tasks | ops | ops/s | p50 µs | p99 µs |"
+        );
+        let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|");
+        for b in &self.backends {
+            for x in &b.baselines {
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} | {} | {:.1} | {} | {} |",
+                    b.backend.name(),
+                    x.name,
+                    x.threads,
+                    x.ops,
+                    x.per_sec,
+                    x.p50_us,
+                    x.p99_us
+                );
+            }
+        }
+        let _ = writeln!(m, "\n#### Backends: bytes per session\n");
+        let _ = writeln!(
+            m,
+            "| backend | sessions seeded | bytes/session | measured as | cross-check |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|---|---|");
+        for b in &self.backends {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.0} | {} | {} |",
+                b.backend.name(),
+                b.bytes.sessions,
+                b.bytes.per_session,
+                b.bytes.what,
+                b.bytes
+                    .cross_check
+                    .as_ref()
+                    .map_or("—".to_owned(), |(w, v)| format!("{v:.0} ({w})"))
+            );
+        }
+        if self.backends.iter().any(|b| !b.trips.is_empty()) {
+            let _ = writeln!(
+                m,
+                "\n#### Backends: store traffic per request (counting proxy, separate pass)\n"
+            );
+            let _ = writeln!(
+                m,
+                "| backend | scenario | conc. | requests | PostgreSQL round trips / request | of which | Redis commands / request | Redis commands |"
+            );
+            let _ = writeln!(m, "|---|---|---:|---:|---:|---|---:|---|");
+            for b in &self.backends {
+                for t in &b.trips {
+                    let list = |v: &[(String, f64)]| {
+                        if v.is_empty() {
+                            "—".to_owned()
+                        } else {
+                            v.iter()
+                                .map(|(k, v)| format!("{k} {v:.2}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    };
+                    let _ = writeln!(
+                        m,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                        b.backend.name(),
+                        t.scenario,
+                        t.concurrency,
+                        t.requests,
+                        t.pg.map_or("—".to_owned(), |x| format!("{x:.2}")),
+                        list(&t.pg_by_kind),
+                        t.redis.map_or("—".to_owned(), |x| format!("{x:.2}")),
+                        list(&t.redis_by_command)
+                    );
+                }
+            }
+            let _ = writeln!(
+                m,
+                "\nIdle traffic of one node (change-log followers), subtracted above; the \
+                 followers' Redis `GET` / `ZRANGEBYSCORE` sweeps are left out of the per-request \
+                 counts:\n"
+            );
+            for b in &self.backends {
+                let mut parts = Vec::new();
+                if let Some(x) = b.idle_pg_per_sec {
+                    parts.push(format!("{x:.1} PostgreSQL round trips/s"));
+                }
+                if let Some(x) = b.idle_redis_per_sec {
+                    parts.push(format!(
+                        "{x:.0} Redis commands/s{}",
+                        if b.backend == Backend::RedisCluster {
+                            " (INFO commandstats of the run's own Cluster)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                if !parts.is_empty() {
+                    let _ = writeln!(m, "- {}: {}", b.backend.name(), parts.join(", "));
+                }
+            }
+        }
+        let notes: Vec<&String> = self.backends.iter().flat_map(|b| &b.notes).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let _ = writeln!(m);
+        for n in notes {
+            if seen.insert(n) {
+                let _ = writeln!(m, "- {n}");
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use sessiond_bench::{Options, plot, run};
+use sessiond_bench::{Backend, Options, plot, run};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +42,37 @@ struct Args {
     /// mix, starvation, scale).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
+    /// Store backends, comma-separated: sqlite, postgres, redis, redis-cluster (default:
+    /// sqlite). sqlite runs the suite above; any other adds the "Backends" comparison of every
+    /// listed backend: whoami, refresh and login beside the store's raw write and read and
+    /// Argon2id, bytes per session, and store round trips per request.
+    #[arg(long, value_delimiter = ',')]
+    backends: Option<Vec<String>>,
+    /// Concurrency of the backend comparison (default 16).
+    #[arg(long)]
+    backend_concurrency: Option<usize>,
+    /// Sessions seeded to measure bytes per session (default 10000).
+    #[arg(long)]
+    bytes_sessions: Option<usize>,
+    /// Requests per scenario in the round-trip counting pass; 0 skips it (default 200).
+    #[arg(long)]
+    trip_requests: Option<usize>,
+    /// PostgreSQL for the postgres and redis backends (a schema of the run's own is created
+    /// and dropped).
+    #[arg(
+        long,
+        env = "SESSIOND_TEST_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
+    /// Standalone Redis for the redis backend (keys under a prefix of the run's own, deleted at
+    /// the end). redis-cluster starts a throwaway loopback Cluster (redis-server on the PATH).
+    #[arg(
+        long,
+        env = "SESSIOND_TEST_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
     /// Also write the Markdown report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -80,6 +111,23 @@ fn main() -> Result<()> {
     }
     o.skip_scale = a.no_scale;
     o.only = a.only;
+    if let Some(b) = a.backends {
+        o.backends = b
+            .iter()
+            .map(|s| Backend::parse(s.trim()))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(c) = a.backend_concurrency {
+        o.backend_concurrency = c;
+    }
+    if let Some(n) = a.bytes_sessions {
+        o.bytes_sessions = n;
+    }
+    if let Some(n) = a.trip_requests {
+        o.trip_requests = n;
+    }
+    o.postgres_url = a.postgres_url;
+    o.redis_url = a.redis_url;
     let report = run(&o)?;
     let md = report.markdown();
     println!("{md}");

@@ -1,7 +1,8 @@
 //! The two servers under load, each on its own tokio runtime (its own worker threads), both on
 //! 127.0.0.1:0: sessiond in-process exactly as `sessiond serve` wires it (SQLite in a fresh
-//! temp dir, `Engine` with `SystemClock`, `sessiond_server::serve`), rate limits off; and a
-//! bare axum server answering a fixed small JSON body (the framework ceiling).
+//! temp dir, or the shared stores of [`StoreConfig`] with their change-log followers; `Engine`
+//! with `SystemClock`, `sessiond_server::serve`), rate limits off; and a bare axum server
+//! answering a fixed small JSON body (the framework ceiling).
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -12,9 +13,11 @@ use sessiond_core::{Engine, EngineConfig, SystemClock};
 use sessiond_server::AppState;
 use sessiond_server::ratelimit::RateLimits;
 use sessiond_store::{
-    AuthMethod, DeviceInfo, IdentityStore, NewRefreshToken, NewSession, PolicyOverrides, Profile,
-    Route, Session, SessionLimit, SessionState, SessionStore, TenantId, UserId,
+    AuthMethod, ChangeLog, DeviceInfo, IdentityStore, NewRefreshToken, NewSession, PolicyOverrides,
+    Profile, Route, Session, SessionLimit, SessionState, SessionStore, TenantId, UserId,
 };
+use sessiond_store_postgres::{PgOptions, PgStore};
+use sessiond_store_redis::{RedisOptions, RedisStore};
 use sessiond_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,119 @@ pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 const TOKEN_TTL: i64 = 3600;
 const ABSOLUTE_TTL: i64 = 24 * 3600;
 const IDLE_TTL: u32 = 3600;
+
+/// `store.staleness_bound_ms`'s default in `sessiond serve`: how long a node trusts its
+/// caches without having read the change logs.
+pub const STALENESS_BOUND: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// A store backend sessiond can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file (sessions and identity), one node.
+    Sqlite,
+    /// PostgreSQL for sessions and identity: one change log.
+    Postgres,
+    /// Standalone Redis for sessions, PostgreSQL for identity: two change logs.
+    Redis,
+    /// Redis Cluster for sessions, PostgreSQL for identity: two change logs.
+    RedisCluster,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 4] = [
+        Backend::Sqlite,
+        Backend::Postgres,
+        Backend::Redis,
+        Backend::RedisCluster,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::Redis => "redis",
+            Backend::RedisCluster => "redis-cluster",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown backend {s:?} (known: sqlite, postgres, redis, redis-cluster)"
+                )
+            })
+    }
+
+    /// Whether sessions live in Redis (identity then lives in PostgreSQL).
+    pub fn is_redis(self) -> bool {
+        matches!(self, Backend::Redis | Backend::RedisCluster)
+    }
+}
+
+/// Where a sessiond on a shared backend keeps its data: what `sessiond serve` reads from
+/// `store.*` in its configuration.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    /// PostgreSQL (sessions and identity, or identity only beside Redis).
+    pub postgres_url: String,
+    pub postgres_schema: String,
+    /// `store.postgres_pool`.
+    pub postgres_pool: u32,
+    /// `redis://…` or `redis-cluster://…` (Redis backends only).
+    pub redis_url: String,
+    pub redis_prefix: String,
+}
+
+/// Opens the stores of `cfg` as `sessiond serve`'s `open_stores` does (migrating): the
+/// session store, the identity store and the change logs to follow, in its order.
+async fn open_shared(
+    cfg: &StoreConfig,
+) -> Result<(
+    Arc<dyn SessionStore>,
+    Arc<dyn IdentityStore>,
+    Vec<Arc<dyn ChangeLog>>,
+)> {
+    let pg = Arc::new(
+        PgStore::connect(
+            &cfg.postgres_url,
+            PgOptions {
+                schema: Some(cfg.postgres_schema.clone()),
+                max_connections: cfg.postgres_pool,
+                migrate: true,
+                ..PgOptions::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot open the PostgreSQL store at {}", cfg.postgres_url))?,
+    );
+    Ok(match cfg.backend {
+        Backend::Sqlite => anyhow::bail!("SQLite is not a shared store"),
+        Backend::Postgres => (pg.clone(), pg.clone(), vec![pg as Arc<dyn ChangeLog>]),
+        Backend::Redis | Backend::RedisCluster => {
+            let redis = Arc::new(
+                RedisStore::connect(
+                    &cfg.redis_url,
+                    RedisOptions {
+                        prefix: cfg.redis_prefix.clone(),
+                        ..RedisOptions::default()
+                    },
+                )
+                .await
+                .with_context(|| format!("cannot open the Redis store at {}", cfg.redis_url))?,
+            );
+            // serve.rs: the sessions' log first, then the identity store's.
+            (
+                redis.clone(),
+                pg.clone(),
+                vec![redis as Arc<dyn ChangeLog>, pg as Arc<dyn ChangeLog>],
+            )
+        }
+    })
+}
 
 /// The fixed body of the ceiling server: about the size of a whoami answer's first line.
 pub const CEILING_BODY: &str = r#"{"active":true,"sub":"6b1c2d3e-0000-4000-8000-000000000000","scope":"session","exp":1800003600}"#;
@@ -97,15 +213,24 @@ pub struct Seeded {
     pub refresh_token: String,
 }
 
+/// What holds store connections: dropped inside the server's runtime (a PostgreSQL store's
+/// connections and listener spawn their goodbyes on the current runtime when dropped).
+struct Live {
+    sessions: Arc<dyn SessionStore>,
+    identity: Arc<dyn IdentityStore>,
+    engine: Arc<Engine>,
+}
+
 /// sessiond, in-process.
 pub struct Sessiond {
     pub addr: SocketAddr,
-    pub store: Arc<SqliteStore>,
-    pub engine: Arc<Engine>,
+    pub backend: Backend,
+    live: Option<Live>,
     pub tenant: TenantId,
     pub users: Vec<(String, UserId, uuid::Uuid)>,
     pub client_id: String,
     pub client_secret: String,
+    /// The SQLite file (with a shared backend: where it would be; nothing is written there).
     pub db_path: PathBuf,
     keyring: Keyring,
     issuer: String,
@@ -119,12 +244,38 @@ impl Sessiond {
     /// Starts sessiond on a fresh data dir under `base` with a tenant (integration profile),
     /// `users` users and one service client for introspection.
     pub fn start(threads: usize, base: &Path, users: usize) -> Result<Self> {
+        Self::start_on(threads, base, users, None)
+    }
+
+    /// [`Sessiond::start`] on the shared stores of `shared` (`None`: SQLite), wired as
+    /// `sessiond serve` wires a node: `Engine::with_change_logs` over the stores' logs, one
+    /// follower task per log.
+    pub fn start_on(
+        threads: usize,
+        base: &Path,
+        users: usize,
+        shared: Option<&StoreConfig>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("sessiond-bench-")
             .tempdir_in(base)?;
         let db_path = dir.path().join("sessiond.db");
         let rt = runtime(threads, "sessiond")?;
-        let store = Arc::new(SqliteStore::open(&db_path).context("cannot open the store")?);
+        let (backend, sessions, identity, logs) = match shared {
+            None => {
+                let store = Arc::new(SqliteStore::open(&db_path).context("cannot open the store")?);
+                (
+                    Backend::Sqlite,
+                    store.clone() as Arc<dyn SessionStore>,
+                    store as Arc<dyn IdentityStore>,
+                    Vec::new(),
+                )
+            }
+            Some(cfg) => {
+                let (s, i, l) = rt.block_on(open_shared(cfg))?;
+                (cfg.backend, s, i, l)
+            }
+        };
         let master = MasterKey::generate()?;
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
@@ -134,13 +285,15 @@ impl Sessiond {
             ..EngineConfig::default()
         };
         let audience = cfg.audience.clone();
-        let engine = rt.block_on(Engine::start(
-            store.clone(),
-            store.clone(),
-            Arc::new(SystemClock),
-            master.clone(),
-            cfg,
-        ))?;
+        let engine = rt
+            .block_on(Engine::start(
+                sessions.clone(),
+                identity.clone(),
+                Arc::new(SystemClock),
+                master.clone(),
+                cfg,
+            ))?
+            .with_change_logs(logs.len(), STALENESS_BOUND);
         // AppState::new may spawn background tasks: on this server's runtime.
         let _in_rt = rt.enter();
         let state = AppState::new(
@@ -152,6 +305,9 @@ impl Sessiond {
                 partner_per_minute: 0,
             },
         );
+        for (i, log) in logs.iter().enumerate() {
+            state.engine.spawn_follower(i, Arc::clone(log));
+        }
         let engine = state.engine.clone();
         let tenant = TenantId::parse(TENANT)?;
         let (users, client_id, client_secret, keyring) = rt.block_on(async {
@@ -180,7 +336,7 @@ impl Sessiond {
             let (id, secret) = engine
                 .create_client(&tenant, None, Some("bench-service".into()))
                 .await?;
-            let keyring = Keyring::load(&master, store.load_keys().await?)?;
+            let keyring = Keyring::load(&master, identity.load_keys().await?)?;
             anyhow::Ok((made, id, secret, keyring))
         })?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -189,8 +345,12 @@ impl Sessiond {
         }));
         Ok(Self {
             addr,
-            store,
-            engine,
+            backend,
+            live: Some(Live {
+                sessions,
+                identity,
+                engine,
+            }),
             tenant,
             users,
             client_id,
@@ -203,6 +363,25 @@ impl Sessiond {
             rt: Some(rt),
             _dir: dir,
         })
+    }
+
+    fn live(&self) -> &Live {
+        match &self.live {
+            Some(l) => l,
+            None => unreachable!("a Sessiond's stores are only taken when it is dropped"),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.live().engine
+    }
+
+    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
+        &self.live().sessions
+    }
+
+    pub fn identity(&self) -> &Arc<dyn IdentityStore> {
+        &self.live().identity
     }
 
     /// Creates `n` live sessions straight through the store (`SessionStore::create_session`,
@@ -218,9 +397,9 @@ impl Sessiond {
     ) -> Result<(usize, Vec<Seeded>)> {
         let in_flight = in_flight.clamp(1, n.max(1));
         let mut tasks = tokio::task::JoinSet::new();
-        let now = self.engine.now();
+        let now = self.engine().now();
         for w in 0..in_flight {
-            let store = self.store.clone();
+            let store = self.sessions().clone();
             let tenant = self.tenant.clone();
             let users = self.users.clone();
             let count = n / in_flight + usize::from(w < n % in_flight);
@@ -307,8 +486,12 @@ impl Sessiond {
         Ok(self.keyring.sign(&claims)?)
     }
 
-    /// The store's logical size (pages in use, WAL included) and its files on disk.
+    /// The SQLite store's logical size (pages in use, WAL included) and its files on disk.
     pub fn store_size(&self) -> Result<(u64, u64)> {
+        anyhow::ensure!(
+            self.backend == Backend::Sqlite,
+            "store_size: only the SQLite store has a file"
+        );
         let c = rusqlite::Connection::open_with_flags(
             &self.db_path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -330,8 +513,14 @@ impl Sessiond {
 
 impl Drop for Sessiond {
     fn drop(&mut self) {
+        let live = self.live.take();
         if let Some(rt) = self.rt.take() {
+            let handle = rt.handle().clone();
+            // The runtime drops its tasks (the server, the followers, the stores' own tasks)
+            // inside its context; what is left here is dropped inside it too.
             rt.shutdown_background();
+            let _in_rt = handle.enter();
+            drop(live);
         }
     }
 }
