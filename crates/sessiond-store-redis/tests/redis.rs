@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sessiond_store::{
-    AuthMethod, ChangeLog, DeviceInfo, LogRead, NewRefreshToken, NewSession, RevokeReason, Route,
-    Session, SessionId, SessionLimit, SessionQuery, SessionState, SessionStore, StateFilter,
-    StoreError, TenantId, TokenHash,
+    AuthMethod, ChangeLog, DeviceInfo, LogRead, NewRefreshToken, NewSession, RevokeReason,
+    RotateOutcome, Rotation, Route, Session, SessionId, SessionLimit, SessionQuery, SessionState,
+    SessionStore, StateFilter, StoreError, TenantId, TokenHash,
 };
 use sessiond_store_redis::testing::{RedisCluster, RedisServer};
 use sessiond_store_redis::{RedisOptions, RedisStore};
@@ -686,4 +686,75 @@ async fn reading_every_partition_takes_one_round() {
             started.elapsed() / 10
         );
     }
+}
+
+/// The cluster client re-sends a script whose connection broke before the answer came back
+/// (its retries). A re-sent create or rotation must answer as the first one did: not a
+/// conflict, and not reuse detection revoking the user's own session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_create_or_rotation_answers_as_the_first() {
+    let store = open(&standalone_url(), &prefix()).await;
+    let user = uuid::Uuid::new_v4();
+    let s = session(user, NOW);
+    let t0 = token(s.id.route());
+    let new = NewSession {
+        session: s.clone(),
+        refresh: Some(NewRefreshToken {
+            hash: t0,
+            expires_at: NOW + DAY,
+        }),
+    };
+    for _ in 0..2 {
+        let evicted = store
+            .create_session(new.clone(), SessionLimit::EvictOldest(1), NOW)
+            .await
+            .unwrap();
+        assert!(evicted.is_empty());
+    }
+    let other = Session {
+        user_id: user,
+        ..session(user, NOW + 1)
+    };
+    let clash = NewSession {
+        session: Session {
+            id: s.id.clone(),
+            ..other
+        },
+        refresh: None,
+    };
+    assert!(
+        matches!(
+            store
+                .create_session(clash, SessionLimit::Unlimited, NOW + 1)
+                .await,
+            Err(StoreError::Conflict)
+        ),
+        "another session with a taken id is still a conflict"
+    );
+    let rotation = Rotation {
+        tenant_id: tenant(),
+        presented: t0,
+        successor: NewRefreshToken {
+            hash: token(s.id.route()),
+            expires_at: NOW + DAY,
+        },
+        sealed_successor: b"sealed".to_vec(),
+        grace_seconds: 0,
+        now: NOW + 5,
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            store.rotate_refresh(rotation.clone()).await.unwrap(),
+            RotateOutcome::Rotated { .. }
+        ));
+    }
+    let mut stolen = rotation.clone();
+    stolen.successor.hash = token(s.id.route());
+    assert!(
+        matches!(
+            store.rotate_refresh(stolen).await.unwrap(),
+            RotateOutcome::Reused { revoked: true, .. }
+        ),
+        "another request with a rotated token is still reuse"
+    );
 }

@@ -13,6 +13,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// fits, and their ids are returned; with `Reject(n)` a full user gets
     /// [`crate::StoreError::LimitReached`] and nothing is written. A taken session id or
     /// refresh token hash gives [`crate::StoreError::Conflict`], and nothing is written either.
+    /// (A backend whose client may re-send a request after a broken connection — Redis —
+    /// answers a repeat of a create it already applied, record for record, as that create.)
     async fn create_session(
         &self,
         new: NewSession,

@@ -7,6 +7,18 @@ local base, now, kind, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARG
 local sid = ARGV[5]
 
 if redis.call('EXISTS', skey) == 1 then
+  -- The same record already there: this create again, re-sent by the client library after a
+  -- connection broke before its answer arrived. Done (what it evicted is in the log).
+  local same = true
+  for i = 9, #ARGV - 1, 2 do
+    if redis.call('HGET', skey, ARGV[i]) ~= ARGV[i + 1] then
+      same = false
+      break
+    end
+  end
+  if same then
+    return {'ok'}
+  end
   return {'conflict'}
 end
 if rkey and redis.call('EXISTS', rkey) == 1 then

@@ -40,6 +40,12 @@ if not rt[4] then
   return {'rotated', sid, redis.call('HGETALL', skey)}
 end
 
+-- This very rotation again (the successor is fresh per request): the client library re-sent
+-- the script after a connection broke before its answer arrived. Answer as the first time.
+if rt[5] == ARGV[5] then
+  return {'rotated', sid, redis.call('HGETALL', skey)}
+end
+
 local current = false
 if rt[5] then
   local next_key = base .. 'rt:' .. rt[5]
