@@ -45,6 +45,46 @@ fn entry(member: &[u8]) -> StoreResult<LogEntry> {
     Ok(LogEntry { seq, at, change })
 }
 
+impl RedisStore {
+    /// The last sequence number of each cursor's partition (0 for one never written).
+    async fn log_heads(&self, cursors: &[(usize, u64)]) -> StoreResult<Vec<u64>> {
+        let keys = self.keys();
+        let names = cursors
+            .iter()
+            .map(|&(p, _)| route_of(p).map(|r| keys.logseq(r)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let values: Vec<Option<i64>> = if self.is_cluster() {
+            let groups = names
+                .iter()
+                .map(|k| {
+                    let mut pipe = redis::pipe();
+                    pipe.get(k);
+                    pipe
+                })
+                .collect();
+            self.pipelines(groups)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .next()
+                        .map(record::int_value)
+                        .transpose()
+                        .map(|v| v.filter(|&n| n != 0))
+                })
+                .collect::<StoreResult<_>>()?
+        } else if names.is_empty() {
+            Vec::new()
+        } else {
+            self.query(redis::cmd("MGET").arg(&names)).await?
+        };
+        values
+            .into_iter()
+            .map(|v| u64::try_from(v.unwrap_or(0)).map_err(|_| bad("head")))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl ChangeLog for RedisStore {
     fn partitions(&self) -> usize {
@@ -52,16 +92,24 @@ impl ChangeLog for RedisStore {
     }
 
     async fn read_log(&self, cursors: &[(usize, u64)], limit: usize) -> StoreResult<Vec<LogRead>> {
+        // The heads first (one MGET standalone, one GET per route on a Cluster), then a range
+        // only where a partition moved: an idle sweep of every partition costs one command
+        // standalone. Entries appended after a head was read are seen by the next read.
+        let heads = self.log_heads(cursors).await?;
+        let moved: Vec<(usize, u64)> = cursors
+            .iter()
+            .zip(&heads)
+            .filter(|&(&(_, after), &head)| head > after)
+            .map(|(&c, _)| c)
+            .collect();
         let keys = self.keys();
         // At least one entry is read, to tell a purged cursor from an idle one.
         let fetch = limit.max(1);
-        let groups = cursors
+        let groups = moved
             .iter()
             .map(|&(p, after)| {
                 let route = route_of(p)?;
                 let mut pipe = redis::pipe();
-                // The head first: entries appended after it are then seen by the range.
-                pipe.get(keys.logseq(route));
                 pipe.cmd("ZRANGEBYSCORE")
                     .arg(keys.log(route))
                     .arg(format!("({after}"))
@@ -72,15 +120,22 @@ impl ChangeLog for RedisStore {
                 Ok(pipe)
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let replies = self.pipelines(groups).await?;
+        let mut ranges = self.pipelines(groups).await?.into_iter();
         cursors
             .iter()
-            .zip(replies)
-            .map(|(&(_, after), reply)| {
-                let mut reply = reply.into_iter();
-                let head = reply.next().map(record::int_value).transpose()?;
-                let head = u64::try_from(head.unwrap_or(0)).map_err(|_| bad("head"))?;
-                let mut entries = reply
+            .zip(heads)
+            .map(|(&(_, after), head)| {
+                if head == after {
+                    return Ok(LogRead::Entries(Vec::new()));
+                }
+                if head < after {
+                    // A cursor past the head: the log went back (Redis lost data).
+                    return Ok(LogRead::Gone { head });
+                }
+                let mut entries = ranges
+                    .next()
+                    .ok_or_else(|| bad("a range missing"))?
+                    .into_iter()
                     .next()
                     .map(record::array)
                     .transpose()?
@@ -88,13 +143,9 @@ impl ChangeLog for RedisStore {
                     .into_iter()
                     .map(|m| entry(&record::bytes(m)?))
                     .collect::<StoreResult<Vec<_>>>()?;
-                let gone = match entries.first() {
-                    // Consecutive numbering: a gap after the cursor is a purge.
-                    Some(first) => first.seq > after + 1,
-                    // Nothing after the cursor although the head is past it: purged. A
-                    // cursor past the head (the data was lost) cannot resume either.
-                    None => head != after,
-                };
+                // Consecutive numbering: a gap after the cursor (or nothing at all although
+                // the head is past it) is a purge.
+                let gone = entries.first().is_none_or(|first| first.seq > after + 1);
                 Ok(if gone {
                     let last = entries.last().map_or(0, |e| e.seq);
                     LogRead::Gone {
