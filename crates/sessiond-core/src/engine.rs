@@ -192,6 +192,15 @@ impl Engine {
         self.freshness.as_ref().is_none_or(|f| f.trusted())
     }
 
+    /// With shared stores: how long ago the stalest change log's last complete sweep started
+    /// (`None` before the first one); on one node, `Some(0)`.
+    pub fn change_log_age(&self) -> Option<Duration> {
+        match &self.freshness {
+            Some(f) => f.age(),
+            None => Some(Duration::ZERO),
+        }
+    }
+
     /// Counts login failures and per-account rates in `counters`, shared by every node,
     /// instead of in this node's memory.
     pub fn with_counters(mut self, counters: Arc<dyn Counters>) -> Self {

@@ -42,6 +42,16 @@ impl Freshness {
         })
     }
 
+    /// How long ago the stalest log's last complete sweep started (`None`: one never was).
+    pub(crate) fn age(&self) -> Option<Duration> {
+        let now = self.base.elapsed().as_millis() as u64 + 1;
+        self.swept
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .map(|at| (at != 0).then(|| Duration::from_millis(now.saturating_sub(at))))
+            .try_fold(Duration::ZERO, |oldest, age| age.map(|a| oldest.max(a)))
+    }
+
     pub(crate) fn bound(&self) -> Duration {
         self.bound
     }
@@ -57,8 +67,10 @@ mod tests {
         assert!(!f.trusted(), "never swept");
         f.mark(0, Instant::now());
         assert!(!f.trusted(), "one log of two");
+        assert_eq!(f.age(), None, "one log never swept");
         f.mark(1, Instant::now());
         assert!(f.trusted());
+        assert!(f.age().is_some_and(|a| a < Duration::from_secs(1)));
         let old = Freshness::new(1, Duration::from_millis(0));
         old.mark(0, Instant::now());
         assert!(!old.trusted(), "older than the bound");

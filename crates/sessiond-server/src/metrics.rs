@@ -58,6 +58,12 @@ pub fn router() -> Router<AppState> {
     ),
 )]
 async fn render(State(st): State<AppState>) -> ApiResult<Response> {
+    // With shared stores: is this node using its caches, and how old is its view of the
+    // change log (the stalest log's last complete sweep)?
+    metrics::gauge!("sessiond_caches_trusted").set(f64::from(u8::from(st.engine.caches_trusted())));
+    if let Some(age) = st.engine.change_log_age() {
+        metrics::gauge!("sessiond_change_log_age_seconds").set(age.as_secs_f64());
+    }
     // A store that is down must not take the metrics with it: the gauge keeps its last value.
     match st.engine.count_active_sessions().await {
         Ok(n) => metrics::gauge!("sessiond_sessions_active").set(n as f64),

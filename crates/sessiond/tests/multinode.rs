@@ -749,6 +749,17 @@ async fn a_redis_outage_gives_503_and_loses_nothing_acknowledged() {
         "{body}"
     );
 
+    // The metrics still answer, and say the node is not using its caches.
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.base(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("sessiond_caches_trusted 0"), "{text}");
+
     redis.start_again();
     let since = Instant::now();
     for i in 0..3 {

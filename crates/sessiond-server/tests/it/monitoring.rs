@@ -239,6 +239,8 @@ async fn metrics_expose_requests_events_store_latency_and_active_sessions() {
         r#"sessiond_events_total{type="session_revoked",reason="logout"}"#,
         r#"sessiond_store_seconds_bucket{store="sqlite",op="write""#,
         "sessiond_sessions_active ",
+        "sessiond_caches_trusted 1",
+        "sessiond_change_log_age_seconds 0",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }
