@@ -165,6 +165,19 @@ impl Default for CacheConfig {
 
 const SECTIONS: [&str; 4] = ["store", "log", "cache", "limits"];
 
+/// `SESSIOND_*` variables that are not configuration keys: the CLI's own (`--config`, `--url`,
+/// passwords and secrets it reads from the environment) and the test suite's. The loader
+/// ignores them; a test checks that every `env = "SESSIOND_…"` of the CLI is listed.
+pub const NOT_CONFIGURATION: &[&str] = &[
+    "CONFIG",
+    "URL",
+    "USER_PASSWORD",
+    "SSO_SECRET",
+    "TEST_POSTGRES",
+    "TEST_REDIS",
+    "UPDATE_OPENAPI",
+];
+
 /// Where a store lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StoreUrl {
@@ -199,14 +212,7 @@ impl Config {
             fig = fig.merge(Toml::file(f));
         }
         let env = Env::prefixed("SESSIOND_")
-            // Variables of the CLI itself, not configuration keys.
-            .ignore(&[
-                "CONFIG",
-                "URL",
-                "USER_PASSWORD",
-                "TEST_POSTGRES",
-                "TEST_REDIS",
-            ])
+            .ignore(NOT_CONFIGURATION)
             .map(|key| {
                 let k = key.as_str().to_ascii_lowercase();
                 match SECTIONS.iter().find(|s| k.starts_with(&format!("{s}_"))) {
@@ -426,6 +432,35 @@ mod tests {
             );
             jail.set_env("SESSIOND_STORE_SESSIONS", "redis://r:6379");
             jail.set_env("SESSIOND_TEST_POSTGRES", "postgres://x/test");
+            Config::load(None).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    /// Every variable the CLI reads (`env = "SESSIOND_…"` in its sources) and the test
+    /// suite's own are ignored by the configuration loader, so exporting one never breaks
+    /// `serve` or another command.
+    #[test]
+    fn cli_and_test_variables_are_not_configuration_keys() {
+        let sources = [include_str!("main.rs"), include_str!("cli.rs")];
+        let mut cli_vars: Vec<&str> = sources
+            .iter()
+            .flat_map(|s| s.split("env = \"SESSIOND_").skip(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        cli_vars.sort_unstable();
+        cli_vars.dedup();
+        assert!(cli_vars.contains(&"SSO_SECRET"), "found {cli_vars:?}");
+        for v in &cli_vars {
+            assert!(
+                NOT_CONFIGURATION.contains(v),
+                "SESSIOND_{v} is read by the CLI but not listed in NOT_CONFIGURATION"
+            );
+        }
+        figment::Jail::expect_with(|jail| {
+            for v in NOT_CONFIGURATION {
+                jail.set_env(format!("SESSIOND_{v}"), "some value");
+            }
             Config::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
