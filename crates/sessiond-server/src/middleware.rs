@@ -64,8 +64,13 @@ fn activity_id(headers: &HeaderMap) -> Result<ActivityId, ApiError> {
 }
 
 /// Assigns the activity id, runs the request, then echoes the tracing headers, renders any
-/// [`ApiError`] as problem+json and sets the headers every response carries.
+/// [`ApiError`] as problem+json and sets the headers every response carries. Logs one line
+/// per request with its activity id: at `info` when it was refused (4xx, 5xx, with the
+/// problem's code), at `debug` otherwise. The path is logged without its query string.
 pub async fn echo_headers(mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
     let headers = req.headers();
     let echoed = (|| {
         Ok::<_, ApiError>((
@@ -88,6 +93,14 @@ pub async fn echo_headers(mut req: Request, next: Next) -> Response {
         }
         (Err(e), _) | (_, Err(e)) => (uuid::Uuid::new_v4().to_string(), e.into_response()),
     };
+    let status = res.status().as_u16();
+    let code = res.extensions().get::<ApiError>().map(|p| p.code);
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if status >= 400 {
+        tracing::info!(%method, %path, status, code = code.unwrap_or(""), activity_id = %activity, ms, "request refused");
+    } else {
+        tracing::debug!(%method, %path, status, activity_id = %activity, ms, "request");
+    }
     if let Some(problem) = res.extensions_mut().remove::<ApiError>() {
         let body = serde_json::json!({
             "type": format!("https://sessiond.dev/problems/{}", problem.code),
