@@ -7,6 +7,7 @@
 //! trait method is one closure run on one of those connections: for writes, inside one
 //! transaction, so each is atomic.
 
+mod backup;
 mod codec;
 mod error;
 mod filter;
@@ -15,6 +16,8 @@ mod readers;
 mod schema;
 mod sessions;
 mod writer;
+
+pub use backup::backup;
 
 use async_trait::async_trait;
 use readers::Readers;

@@ -37,6 +37,11 @@ enum Command {
     },
     /// Create or upgrade the store schema, then exit.
     Migrate,
+    /// Write a consistent copy of the SQLite database to FILE (while the server runs).
+    Backup {
+        /// Where the copy goes; it must not exist yet.
+        file: PathBuf,
+    },
     #[command(flatten)]
     Admin(cli::AdminCommand),
 }
@@ -73,6 +78,7 @@ fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Command::Migrate => rt.block_on(serve::migrate(&cfg)),
+        Command::Backup { file } => serve::backup(&cfg, &file),
         Command::Admin(cmd) => rt.block_on(cli::run(&cfg, args.url.as_deref(), cmd)),
     }
 }

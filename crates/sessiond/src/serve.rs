@@ -225,6 +225,32 @@ pub async fn open_stores(cfg: &Config, migrate: bool) -> Result<Stores> {
     })
 }
 
+/// `sessiond backup FILE`: a consistent copy of the SQLite database, taken while the server
+/// runs on it.
+pub fn backup(cfg: &Config, to: &Path) -> Result<()> {
+    let (sessions, identity) = (
+        cfg.store_url(&cfg.store.sessions)?,
+        cfg.store_url(&cfg.store.identity)?,
+    );
+    let db = match (&sessions, &identity) {
+        (StoreUrl::Sqlite(s), StoreUrl::Sqlite(i)) if s == i => i.clone(),
+        (StoreUrl::Sqlite(_), StoreUrl::Sqlite(_)) => anyhow::bail!(
+            "the sessions and identity stores are two SQLite files: back up each with `sqlite3 FILE \".backup COPY\"`"
+        ),
+        _ => anyhow::bail!(
+            "`sessiond backup` copies the SQLite database; with PostgreSQL use pg_dump, with Redis its RDB/AOF files (DEPLOYMENT.md)"
+        ),
+    };
+    sessiond_store_sqlite::backup(&db, to)
+        .with_context(|| format!("cannot back up {}", db.display()))?;
+    print(&format!(
+        "backup of {} written to {}",
+        db.display(),
+        to.display()
+    ));
+    Ok(())
+}
+
 pub async fn migrate(cfg: &Config) -> Result<()> {
     ensure_data_dir(cfg)?;
     open_stores(cfg, true).await?;
