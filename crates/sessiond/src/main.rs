@@ -29,7 +29,14 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve,
+    Serve {
+        /// Address to listen on (overrides `listen` / SESSIOND_LISTEN).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The data directory (overrides `data_dir` / SESSIOND_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Validate the configuration and print the effective one (secrets masked).
     Config {
         #[command(subcommand)]
@@ -62,12 +69,20 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let cfg = config::Config::load(args.config.as_deref())?;
+    let mut cfg = config::Config::load(args.config.as_deref())?;
+    if let Command::Serve { listen, data_dir } = &args.command {
+        if let Some(l) = listen {
+            cfg.listen = *l;
+        }
+        if let Some(d) = data_dir {
+            cfg.data_dir.clone_from(d);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match args.command {
-        Command::Serve => rt.block_on(serve::run(cfg)),
+        Command::Serve { .. } => rt.block_on(serve::run(cfg)),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

@@ -1,5 +1,6 @@
-//! `sessiond backup FILE` copies the live SQLite database while the server runs, and the copy
-//! opens as a database with what the server had acknowledged.
+//! Operator commands run as an operator would: `sessiond backup FILE` copies the live SQLite
+//! database while the server runs (and the copy holds what it acknowledged), and `serve`
+//! takes its address and data dir as flags.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,4 +52,22 @@ async fn a_backup_of_a_running_server_holds_what_it_acknowledged() {
         .await
         .unwrap();
     assert!(tenant.is_some(), "the copy holds the acknowledged tenant");
+}
+
+/// `serve --data-dir DIR --listen ADDR` work without the environment variables.
+#[test]
+fn serve_takes_its_data_dir_and_address_as_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("flag-data");
+    let server = common::spawn(|cmd| {
+        cmd.env_remove("SESSIOND_DATA_DIR")
+            .env("SESSIOND_ADMIN_TOKEN", ADMIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data);
+    });
+    assert!(server.base.starts_with("http://127.0.0.1:"));
+    assert!(
+        data.join("sessiond.db").exists(),
+        "the database is in --data-dir"
+    );
 }
