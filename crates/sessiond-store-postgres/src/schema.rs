@@ -6,7 +6,7 @@ use sqlx::{Executor as _, PgPool};
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
 /// migration never changes.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// How long one migration run may take, waiting for another node's included.
 const MIGRATION_TIMEOUT: &str = "120s";
@@ -159,6 +159,20 @@ CREATE UNLOGGED TABLE counters (
     last  BIGINT NOT NULL
 );
 CREATE INDEX counters_by_last ON counters (last);
+";
+
+/// Sessions in creation order: `created_at` has one-second resolution, so sessions created
+/// within one second go by `seq` (eviction of a user's oldest, newest-first listings).
+/// Sequence numbers may be taken out of commit order by concurrent transactions, but the
+/// creates of one user under a limit are serialised by the user's advisory lock, so within
+/// one user's sessions `seq` is the order of creation. Existing rows are numbered as the
+/// table rewrite meets them.
+const V2: &str = "
+ALTER TABLE sessions ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
+DROP INDEX sessions_by_tenant;
+CREATE INDEX sessions_by_tenant ON sessions (tenant_id, created_at DESC, seq DESC);
+DROP INDEX sessions_by_user;
+CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id, created_at DESC, seq DESC);
 ";
 
 const VERSION_TABLE: &str = "

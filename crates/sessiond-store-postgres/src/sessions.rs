@@ -145,7 +145,7 @@ async fn insert_refresh(
     Ok(())
 }
 
-/// The user's sessions active at `now`, oldest first.
+/// The user's sessions active at `now`, oldest (first created) first.
 async fn active_oldest_first(
     c: &mut PgConnection,
     tenant: &TenantId,
@@ -155,7 +155,7 @@ async fn active_oldest_first(
     let ids: Vec<String> = sqlx::query_scalar(concat!(
         "SELECT id FROM sessions WHERE tenant_id = $1 AND user_id = $2::uuid AND ",
         active_at!("$3"),
-        " ORDER BY created_at, id"
+        " ORDER BY created_at, seq"
     ))
     .bind(tenant.as_str())
     .bind(user.to_string())
@@ -547,7 +547,7 @@ impl PgStore {
                 q.push("))");
             }
         }
-        q.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+        q.push(" ORDER BY created_at DESC, seq DESC LIMIT ");
         q.push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
         let rows = q.build().fetch_all(self.pool()).await?;
         sessions_from_rows(&rows)

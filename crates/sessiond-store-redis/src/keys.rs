@@ -2,13 +2,20 @@
 //! user's sessions, their index, their refresh tokens and the route's change log partition
 //! live on one Cluster slot and one script can change them together.
 //!
+//! The session indexes (a user's, a tenant's) are scored `created_at * 2^20 + n`, `n` the
+//! session's rank among the index's sessions created in the same second, so they list in
+//! creation order; `created_at` is `floor(score / 2^20)` (see `index_score` in
+//! lua/common.lua). Each index is scored by a script on its own slot: the user's by the
+//! create script, the tenant's by lua/index.lua. Members scored `created_at` by an older
+//! sessiond sort before every ranked one.
+//!
 //! ```text
 //! <prefix>{r<route>}:s:<session id>        hash   session record (see lua/common.lua)
-//! <prefix>{r<route>}:u:<tenant>:<user>     zset   the user's sessions, score created_at
+//! <prefix>{r<route>}:u:<tenant>:<user>     zset   the user's sessions, score created_at ranked
 //! <prefix>{r<route>}:rt:<hex hash>         hash   refresh token
 //! <prefix>{r<route>}:log                   zset   change log partition, score seq
 //! <prefix>{r<route>}:logseq                string last seq of the partition
-//! <prefix>{t:<tenant>}:sessions            zset   the tenant's sessions, score created_at
+//! <prefix>{t:<tenant>}:sessions            zset   the tenant's sessions, score created_at ranked
 //! <prefix>{meta}:tenants                   set    tenants with a session index
 //! <prefix>{n:<tenant>}:<nonce>             string a used nonce, value its expiry
 //! <prefix>{c:<key>}                        hash   a shared counter: count, last hit

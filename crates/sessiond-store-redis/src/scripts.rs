@@ -25,3 +25,4 @@ script!(TOUCH, "lua/touch.lua");
 script!(NONCE, "lua/nonce.lua");
 script!(COUNTER, "lua/counter.lua");
 script!(PRUNE, "lua/prune.lua");
+script!(INDEX, "lua/index.lua");

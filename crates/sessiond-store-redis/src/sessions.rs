@@ -88,6 +88,17 @@ impl RedisStore {
         }
     }
 
+    /// Scores the session in its tenant's index after the others of its second (see
+    /// `index_score` in lua/common.lua); `mode` "nx": only if not a member yet. 1 if scored.
+    async fn index_in_tenant(&self, index: &str, s: &Session, mode: &str) -> StoreResult<i64> {
+        let mut inv = scripts::INDEX.prepare_invoke();
+        inv.key(index)
+            .arg(s.created_at)
+            .arg(s.id.as_str())
+            .arg(mode);
+        record::int_value(self.invoke(&inv).await?)
+    }
+
     /// Sessions of an index (newest first) matching the query, pruning the gone ones.
     async fn list_index(
         &self,
@@ -189,13 +200,7 @@ impl SessionStore for RedisStore {
                     .arg(keys.tenants())
                     .arg(s.tenant_id.as_str()),
             ),
-            self.query(
-                redis::cmd("ZADD")
-                    .arg(&tenant_index)
-                    .arg("NX")
-                    .arg(s.created_at)
-                    .arg(s.id.as_str()),
-            ),
+            self.index_in_tenant(&tenant_index, s, "nx"),
         )
         .await?;
 
@@ -250,13 +255,7 @@ impl SessionStore for RedisStore {
             }
             // A member left by an earlier session of the same id (gone since): rescore it.
             (Ok(_), false) => {
-                self.query::<Value>(
-                    redis::cmd("ZADD")
-                        .arg(&tenant_index)
-                        .arg(s.created_at)
-                        .arg(s.id.as_str()),
-                )
-                .await?;
+                self.index_in_tenant(&tenant_index, s, "rescore").await?;
             }
             _ => {}
         }

@@ -414,15 +414,15 @@ async fn a_tenant_listing_spans_the_cluster_and_drops_what_expired() {
     let users: Vec<uuid::Uuid> = (0..60).map(|_| uuid::Uuid::new_v4()).collect();
     let mut all = Vec::new();
     for (i, u) in users.iter().enumerate() {
-        // Many sessions share a creation second: ties are ordered by id, descending.
+        // Many sessions share a creation second: ties are ordered by creation, newest first.
         for k in 0..5 {
             let s = session(*u, NOW + (i as i64 / 3) * 10 + k / 2);
             create(&store, &s).await;
             all.push(s);
         }
     }
-    let mut newest_first = all.clone();
-    newest_first.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let mut newest_first: Vec<Session> = all.iter().rev().cloned().collect();
+    newest_first.sort_by_key(|s| std::cmp::Reverse(s.created_at)); // stable: keeps the ties
     let expected: Vec<SessionId> = newest_first.iter().map(|s| s.id.clone()).collect();
     let find = |limit: usize, state: Option<StateFilter>| {
         let store = store.clone();

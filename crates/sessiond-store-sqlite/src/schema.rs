@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -149,6 +149,19 @@ CREATE TABLE service_clients (
 /// Audit retention purges by time across tenants.
 const V3: &str = "
 CREATE INDEX audit_by_at ON audit_events (at);
+";
+
+/// Sessions in creation order: `created_at` has one-second resolution, and sessions created
+/// within one second go by `seq` (eviction of the oldest, newest-first listings). Existing
+/// rows get their rowid, their order of insertion as far as it is known.
+const V4: &str = "
+ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET seq = rowid;
+CREATE UNIQUE INDEX sessions_by_seq ON sessions (seq);
+DROP INDEX sessions_by_created;
+CREATE INDEX sessions_by_created ON sessions (tenant_id, created_at, seq);
+DROP INDEX sessions_by_user;
+CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id, created_at, seq);
 ";
 
 /// Opens the writing connection, creating the file, and brings the schema up to date.
@@ -300,6 +313,48 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+    }
+
+    /// Sessions written before V4 are numbered in their order of insertion; later ones
+    /// come after them.
+    #[test]
+    fn a_version_3_file_numbers_its_sessions_in_insertion_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = Connection::open(&path).unwrap();
+        for (i, sql) in MIGRATIONS[..3].iter().enumerate() {
+            old.execute_batch(sql).unwrap();
+            old.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        for id in ["c", "a", "b"] {
+            old.execute(
+                "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method,
+                     created_at, last_seen_at, absolute_expires_at, state)
+                 VALUES (?1, 't', 'u', 'c', 'password', 5, 5, 100, 'active')",
+                [id],
+            )
+            .unwrap();
+        }
+        drop(old);
+
+        let conn = open_writer(&path).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method,
+                 created_at, last_seen_at, absolute_expires_at, state, seq)
+             VALUES ('0', 't', 'u', 'c', 'password', 5, 5, 100, 'active',
+                     (SELECT ifnull(max(seq), 0) + 1 FROM sessions))",
+            [],
+        )
+        .unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM sessions ORDER BY created_at, seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["c", "a", "b", "0"]);
     }
 
     #[test]

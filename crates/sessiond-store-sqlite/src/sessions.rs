@@ -112,7 +112,7 @@ fn active_oldest_first(
     let mut stmt = c.prepare_cached(concat!(
         "SELECT id FROM sessions WHERE tenant_id = :tenant AND user_id = :user AND ",
         active_at_now!(),
-        " ORDER BY created_at, id"
+        " ORDER BY created_at, seq"
     ))?;
     let ids = stmt
         .query_map(
@@ -123,14 +123,16 @@ fn active_oldest_first(
     Ok(ids)
 }
 
+/// Inserts the session after every other in creation order (`seq`: one writer, so the next
+/// number is the largest plus one).
 fn insert(c: &Connection, s: &Session) -> DbResult<()> {
     let (state, reason, state_at) = state_columns(&s.state);
     c.prepare_cached(concat!(
         "INSERT INTO sessions (",
         session_columns!(),
-        ") VALUES (:id, :tenant, :user, :customer, :auth_method, :created_at, :last_seen_at,
+        ", seq) VALUES (:id, :tenant, :user, :customer, :auth_method, :created_at, :last_seen_at,
                    :absolute_expires_at, :idle_ttl, :user_agent, :ip, :label, :state,
-                   :revoke_reason, :state_at)"
+                   :revoke_reason, :state_at, (SELECT ifnull(max(seq), 0) + 1 FROM sessions))"
     ))?
     .execute(named_params! {
         ":id": s.id.as_str(),
@@ -311,7 +313,7 @@ pub(crate) fn find(
             now,
         ),
     }
-    f.finish("created_at DESC, id DESC", query.limit);
+    f.finish("created_at DESC, seq DESC", query.limit);
     f.query(c, session_from_row)
 }
 

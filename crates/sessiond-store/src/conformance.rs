@@ -26,7 +26,7 @@ macro_rules! identity_store_conformance {
 #[macro_export]
 macro_rules! session_store_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; sessions_are_created_and_read_per_tenant, session_creation_conflicts_write_nothing, unlimited_sessions_evict_nothing, evict_oldest_one_displaces_the_previous_session, evict_oldest_two_displaces_only_the_oldest, reject_at_the_limit_writes_nothing, limits_count_only_sessions_active_now, touch_moves_last_seen_forward_on_active_sessions_only, idle_timeout_follows_last_seen, rotation_rotates_and_the_successor_is_current, refresh_records_are_read_by_hash, active_sessions_are_counted, replay_within_grace_returns_the_same_successor, reuse_outside_grace_revokes_the_session, reuse_of_a_two_generations_old_token_within_grace, rotation_rejects_unknown_foreign_and_expired_tokens, rotation_on_an_inactive_session, revoke_session_is_idempotent_and_tenant_scoped, revoke_user_sessions_revokes_only_that_users_active_sessions, mark_expired_records_a_timeout_once, find_sessions_filters_orders_and_limits, nonces_are_single_use_per_tenant_until_they_expire, ping_answers, concurrent_logins_respect_a_limit_of_one, concurrent_refreshes_rotate_once, concurrent_nonce_consumption_succeeds_once, sessions_spread_over_routes_are_found_and_revoked);
+        $crate::conformance_tests!($make; sessions_are_created_and_read_per_tenant, session_creation_conflicts_write_nothing, unlimited_sessions_evict_nothing, evict_oldest_one_displaces_the_previous_session, evict_oldest_two_displaces_only_the_oldest, evict_oldest_breaks_ties_by_creation_order, reject_at_the_limit_writes_nothing, limits_count_only_sessions_active_now, touch_moves_last_seen_forward_on_active_sessions_only, idle_timeout_follows_last_seen, rotation_rotates_and_the_successor_is_current, refresh_records_are_read_by_hash, active_sessions_are_counted, replay_within_grace_returns_the_same_successor, reuse_outside_grace_revokes_the_session, reuse_of_a_two_generations_old_token_within_grace, rotation_rejects_unknown_foreign_and_expired_tokens, rotation_on_an_inactive_session, revoke_session_is_idempotent_and_tenant_scoped, revoke_user_sessions_revokes_only_that_users_active_sessions, mark_expired_records_a_timeout_once, find_sessions_filters_orders_and_limits, listings_break_ties_by_creation_order, nonces_are_single_use_per_tenant_until_they_expire, ping_answers, concurrent_logins_respect_a_limit_of_one, concurrent_refreshes_rotate_once, concurrent_nonce_consumption_succeeds_once, sessions_spread_over_routes_are_found_and_revoked);
     };
 }
 
@@ -1509,6 +1509,49 @@ pub async fn evict_oldest_two_displaces_only_the_oldest<S: SessionStore>(store: 
     assert_eq!(active, vec![third.id, newer.id]);
 }
 
+/// Sessions created within one second (the resolution of `created_at`) are evicted in the
+/// order they were created, not by id: repeated, so a random order would fail.
+pub async fn evict_oldest_breaks_ties_by_creation_order<S: SessionStore>(store: S) {
+    let t = tenant_a();
+    let limit = SessionLimit::EvictOldest(2);
+    for round in 0..8 {
+        let user = uid();
+        let created: Vec<Session> = (0..4).map(|_| session(&t, user, NOW, None)).collect();
+        for (i, s) in created.iter().enumerate() {
+            let evicted = store
+                .create_session(bare(s), limit, NOW)
+                .await
+                .expect("create_session");
+            let expected = if i >= 2 {
+                vec![created[i - 2].id.clone()]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(
+                evicted, expected,
+                "round {round}: create {i} evicts the first created of the active ones"
+            );
+        }
+        for (i, s) in created.iter().enumerate() {
+            let expected = if i < 2 {
+                revoked(RevokeReason::Displaced, NOW)
+            } else {
+                SessionState::Active
+            };
+            assert_eq!(get(&store, s).await.state, expected, "round {round}: {i}");
+        }
+        assert_eq!(
+            find(&store, &t, Some(user), None, ALL, NOW).await,
+            created
+                .iter()
+                .rev()
+                .map(|s| s.id.clone())
+                .collect::<Vec<_>>(),
+            "round {round}: the user's sessions, newest created first"
+        );
+    }
+}
+
 pub async fn reject_at_the_limit_writes_nothing<S: SessionStore>(store: S) {
     let t = tenant_a();
     let (user, other) = (uid(), uid());
@@ -2376,6 +2419,81 @@ pub async fn find_sessions_filters_orders_and_limits<S: SessionStore>(store: S) 
         .await
         .expect("find_sessions");
     assert_eq!(full, vec![s6], "found sessions are complete");
+}
+
+/// Sessions with the same `created_at` are listed newest created first, for one user and
+/// tenant-wide, and a limit keeps the newest created.
+pub async fn listings_break_ties_by_creation_order<S: SessionStore>(store: S) {
+    for round in 0..3 {
+        let t = tenant_id(&format!("tenant-ties-{round}"));
+        let users: Vec<UserId> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+        // An older session created last still lists after every newer one.
+        let older = session(&t, users[1], NOW - 10, None);
+        let mut created: Vec<Session> = Vec::new();
+        for i in 0..9 {
+            let s = session(&t, users[i % 3], NOW, None);
+            create(&store, &s).await;
+            created.push(s);
+            // Two in a row of one user, too.
+            if i % 4 == 0 {
+                let s = session(&t, users[i % 3], NOW, None);
+                create(&store, &s).await;
+                created.push(s);
+            }
+        }
+        create(&store, &older).await;
+        let mut newest_first: Vec<SessionId> = created.iter().rev().map(|s| s.id.clone()).collect();
+        newest_first.push(older.id.clone());
+        let now = NOW + 5;
+        assert_eq!(
+            find(&store, &t, None, None, ALL, now).await,
+            newest_first,
+            "round {round}: the tenant's sessions"
+        );
+        assert_eq!(
+            find(&store, &t, None, Some(StateFilter::Active), ALL, now).await,
+            newest_first,
+            "round {round}: the tenant's active sessions"
+        );
+        for limit in [1, 2, 5] {
+            assert_eq!(
+                find(&store, &t, None, None, limit, now).await,
+                newest_first[..limit].to_vec(),
+                "round {round}: the tenant's sessions, limit {limit}"
+            );
+        }
+        for user in &users {
+            let mut mine: Vec<SessionId> = created
+                .iter()
+                .rev()
+                .filter(|s| &s.user_id == user)
+                .map(|s| s.id.clone())
+                .collect();
+            if older.user_id == *user {
+                mine.push(older.id.clone());
+            }
+            assert_eq!(
+                find(&store, &t, Some(*user), None, ALL, now).await,
+                mine,
+                "round {round}: a user's sessions"
+            );
+            for limit in [1, 2] {
+                assert_eq!(
+                    find(
+                        &store,
+                        &t,
+                        Some(*user),
+                        Some(StateFilter::Active),
+                        limit,
+                        now
+                    )
+                    .await,
+                    mine[..limit].to_vec(),
+                    "round {round}: a user's active sessions, limit {limit}"
+                );
+            }
+        }
+    }
 }
 
 pub async fn nonces_are_single_use_per_tenant_until_they_expire<S: SessionStore>(store: S) {

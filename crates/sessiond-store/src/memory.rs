@@ -10,6 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Default)]
 struct Data {
     sessions: HashMap<SessionId, Session>,
+    /// Each session's place in creation order: ties of `created_at` go by it.
+    created: HashMap<SessionId, u64>,
     refresh: HashMap<TokenHash, RefreshRecord>,
     tenants: HashMap<TenantId, Tenant>,
     users: HashMap<(TenantId, UserId), User>,
@@ -50,6 +52,11 @@ fn wall_clock() -> UnixTime {
 }
 
 impl Data {
+    /// The session's place in creation order (sessions are never deleted here).
+    fn order_of(&self, id: &SessionId) -> u64 {
+        self.created.get(id).copied().unwrap_or(0)
+    }
+
     fn session_mut(&mut self, tenant: &TenantId, id: &SessionId) -> Option<&mut Session> {
         self.sessions.get_mut(id).filter(|s| &s.tenant_id == tenant)
     }
@@ -91,11 +98,11 @@ impl SessionStore for MemoryStore {
     ) -> StoreResult<Vec<SessionId>> {
         let mut d = self.lock()?;
         let s = new.session;
-        let mut active: Vec<(UnixTime, SessionId)> = d
+        let mut active: Vec<(UnixTime, u64, SessionId)> = d
             .sessions
             .values()
             .filter(|o| o.tenant_id == s.tenant_id && o.user_id == s.user_id && o.is_active_at(now))
-            .map(|o| (o.created_at, o.id.clone()))
+            .map(|o| (o.created_at, d.order_of(&o.id), o.id.clone()))
             .collect();
         active.sort();
         let evicted: Vec<SessionId> = match limit {
@@ -106,7 +113,11 @@ impl SessionStore for MemoryStore {
             SessionLimit::Reject(_) => Vec::new(),
             SessionLimit::EvictOldest(max) => {
                 let excess = (active.len() + 1).saturating_sub(max.max(1) as usize);
-                active.into_iter().take(excess).map(|(_, id)| id).collect()
+                active
+                    .into_iter()
+                    .take(excess)
+                    .map(|(_, _, id)| id)
+                    .collect()
             }
         };
         // Checked before any write: a failed create changes nothing.
@@ -132,6 +143,8 @@ impl SessionStore for MemoryStore {
                 },
             );
         }
+        let order = d.created.len() as u64;
+        d.created.insert(s.id.clone(), order);
         d.sessions.insert(s.id.clone(), s);
         Ok(evicted)
     }
@@ -288,7 +301,7 @@ impl SessionStore for MemoryStore {
             .filter(|s| &s.tenant_id == tenant && query.matches(s, now))
             .cloned()
             .collect();
-        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        found.sort_by_key(|s| std::cmp::Reverse((s.created_at, d.order_of(&s.id))));
         found.truncate(query.limit);
         Ok(found)
     }

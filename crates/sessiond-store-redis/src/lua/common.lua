@@ -11,6 +11,34 @@
 -- Ended sessions stay listable this long after their absolute expiry.
 local KEEP = 86400
 
+-- A session index (a user's, a tenant's) is scored created_at * TICKS + n, n the session's
+-- rank among the index's sessions of that second (0, 1, ...): it lists in creation order,
+-- and floor(score / TICKS) is created_at. Exact as a double while created_at < 2^33.
+local TICKS = 1048576
+
+-- The score of a session created at `ca` (unix seconds) added to `index` now: after every
+-- member of that second.
+local function index_score(index, ca)
+  local lo = ca * TICKS
+  local hi = lo + TICKS - 1
+  local last = redis.call('ZREVRANGEBYSCORE', index, string.format('%.0f', hi),
+    string.format('%.0f', lo), 'WITHSCORES', 'LIMIT', 0, 1)
+  local score = lo
+  if last[2] then
+    score = math.min(tonumber(last[2]) + 1, hi)
+  end
+  return string.format('%.0f', score)
+end
+
+-- The created_at of an index score. Members indexed by an older sessiond are scored
+-- created_at itself (below 2^33; a ranked score of any time since 1970-01-01T02:16 is not).
+local function score_time(score)
+  if score >= 2 ^ 33 then
+    return math.floor(score / TICKS)
+  end
+  return score
+end
+
 local function active_at(key, now)
   local f = redis.call('HMGET', key, 'st', 'ls', 'ax', 'it')
   if f[1] ~= 'a' then

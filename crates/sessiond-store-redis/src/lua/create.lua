@@ -60,7 +60,7 @@ end
 redis.call('HSET', skey, unpack(fields))
 local ttl = keep_for(skey, now)
 redis.call('EXPIRE', skey, ttl)
-redis.call('ZADD', index, redis.call('HGET', skey, 'ca'), sid)
+redis.call('ZADD', index, index_score(index, tonumber(redis.call('HGET', skey, 'ca'))), sid)
 if redis.call('TTL', index) < ttl then
   redis.call('EXPIRE', index, ttl)
 end
