@@ -1489,3 +1489,343 @@ async fn attack_kid_of_a_key_with_another_alg_in_a_mixed_keyring_is_refused() {
         );
     }
 }
+
+// ---- forged with the server's own signing key ----------------------------------------------
+//
+// The attacks above keep the genuine signature or use a foreign key, so they stop at the
+// signature check. These sign with the server's OWN key, so that only the one claim check
+// under test stands between the forged token and a 200; each first shows that the same
+// construction with the right claim is accepted (the control).
+
+/// The master key testkit starts every node with.
+fn server_master_key() -> sessiond_core::secret::MasterKey {
+    sessiond_core::secret::MasterKey::parse(&"42".repeat(32)).unwrap()
+}
+
+/// The seconds past the leeway a claim in the future needs to be refused.
+const LEEWAY: i64 = sessiond_core::token::NBF_LEEWAY;
+
+/// What endpoints other than whoami must refuse a forged token.
+#[derive(Clone, Copy, PartialEq)]
+enum Also {
+    /// sessions, logout-all, logout, the internal-token exchange, and introspection.
+    Everything,
+    /// The same without logout (which ends a session even with its own expired token).
+    NotLogout,
+    /// Only the endpoints that authenticate the session (whoami, sessions, logout-all,
+    /// revoke others, the internal-token exchange): logout and introspection never compare
+    /// `sub` with the session's user.
+    Authenticating,
+}
+
+impl World {
+    /// The server's signing key, opened from the store as `Keyring::load` does (the Ed25519
+    /// seed sealed under the master key, the kid as associated data). Proven to be the key
+    /// by reproducing the genuine token's signature byte for byte (Ed25519 is deterministic).
+    async fn own_key(&self) -> Ed25519KeyPair {
+        use sessiond_store::IdentityStore as _;
+        let kid = self.kid().await;
+        let stored = self.s.store.load_keys().await.unwrap();
+        let key = stored.iter().find(|k| k.kid == kid).unwrap();
+        assert_eq!(key.state, sessiond_store::KeyState::Signing);
+        assert_eq!(key.alg, "EdDSA");
+        let seed = server_master_key()
+            .open(kid.as_bytes(), &key.sealed_private)
+            .expect("the test master key opens the signing key");
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        let t = self.token();
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        assert_eq!(B64.encode(pair.sign(input.as_bytes()).as_ref()), sig);
+        pair
+    }
+
+    fn now(&self) -> i64 {
+        use sessiond_core::Clock as _;
+        self.s.clock.now()
+    }
+
+    /// The control: `GET /api/v2/session` on `tenant` accepts `token` (as the session its
+    /// `sid` names).
+    async fn assert_accepted(&self, tenant: &str, token: &str, why: &str) {
+        let me = self.s.whoami(tenant, token).await;
+        assert_eq!(me.status, 200, "control {why}: refused: {}", me.body);
+        let claims = json_of(token.split('.').nth(1).unwrap());
+        assert_eq!(me.body["sessionId"], claims["sid"], "control {why}");
+        assert_eq!(me.body["userId"], claims["sub"], "control {why}");
+    }
+
+    /// `GET /api/v2/session` refuses `token` with 401 `code`, and so do the other endpoints
+    /// that take a session token; introspection calls it inactive. Whoami first, so the main
+    /// path meets the token before anything has cached it.
+    async fn assert_claim_refused(
+        &self,
+        tenant: &str,
+        token: &str,
+        code: &str,
+        also: Also,
+        why: &str,
+    ) {
+        let s = &self.s;
+        s.whoami(tenant, token).await.problem(401, code);
+        let mut calls = vec![
+            ("sessions", s.api(Method::GET, "/api/v2/sessions", tenant)),
+            (
+                "logout-all",
+                s.api(Method::POST, "/api/v2/auth/logout-all", tenant),
+            ),
+            (
+                "revoke others",
+                s.api(Method::DELETE, "/api/v2/sessions?scope=others", tenant),
+            ),
+        ];
+        if also == Also::Everything {
+            calls.push(("logout", s.api(Method::POST, "/api/v2/auth/logout", tenant)));
+        }
+        for (name, rb) in calls {
+            let r = TestServer::send(rb.bearer_auth(token)).await;
+            assert_eq!(r.status, 401, "{why}: {name} did not refuse: {}", r.body);
+            assert_eq!(r.body["code"], code, "{why}: {name}: {}", r.body);
+        }
+        let (id, secret) = &self.client;
+        let r = TestServer::send(
+            s.api(Method::POST, "/internal/v1/access-token", tenant)
+                .basic_auth(id, Some(secret))
+                .header("X-User-Session-Token", token),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{why}: internal token minted: {}", r.body);
+        assert_eq!(r.body["code"], code, "{why}: internal token: {}", r.body);
+        if also != Also::Authenticating {
+            let r = introspect(s, id, secret, token).await;
+            assert_eq!(r.body, json!({"active": false}), "{why}: introspection");
+        }
+    }
+}
+
+#[tokio::test]
+async fn attack_own_key_forgery_with_another_typ_is_refused() {
+    let w = World::new().await;
+    let key = w.own_key().await;
+    let (header, payload, _) = w.genuine();
+    for typ in ["at+jwt", "application/at+jwt"] {
+        let mut h = header.clone();
+        h["typ"] = json!(typ);
+        w.assert_accepted("ta", &ed_token(&key, &h, &payload), typ)
+            .await;
+    }
+    for typ in [
+        "JWT",
+        "jwt",
+        "application/jwt",
+        "AT+JWT",
+        "at+JWT",
+        "application/AT+JWT",
+        "id_token+jwt",
+        "logout+jwt",
+        "at+jwt ",
+        "",
+    ] {
+        let mut h = header.clone();
+        h["typ"] = json!(typ);
+        w.assert_claim_refused(
+            "ta",
+            &ed_token(&key, &h, &payload),
+            "token_invalid",
+            Also::Everything,
+            &format!("typ {typ:?}, server-signed"),
+        )
+        .await;
+    }
+    w.assert_victims_alive().await;
+}
+
+#[tokio::test]
+async fn attack_own_key_forgery_with_another_issuer_or_audience_is_refused() {
+    let w = World::new().await;
+    let key = w.own_key().await;
+    let (header, payload, _) = w.genuine();
+    w.assert_accepted("ta", &ed_token(&key, &header, &payload), "genuine claims")
+        .await;
+    let aud = payload["aud"].as_str().unwrap().to_owned();
+    for (claim, value) in [
+        ("iss", "http://evil.example".to_owned()),
+        ("iss", format!("{ISSUER}/")),
+        ("iss", ISSUER.to_uppercase()),
+        ("iss", String::new()),
+        ("aud", "other-service".to_owned()),
+        ("aud", "probe-service".to_owned()),
+        ("aud", format!("{aud} ")),
+        ("aud", String::new()),
+    ] {
+        let mut p = payload.clone();
+        p[claim] = json!(value);
+        w.assert_claim_refused(
+            "ta",
+            &ed_token(&key, &header, &p),
+            "token_invalid",
+            Also::Everything,
+            &format!("{claim} {value:?}, server-signed"),
+        )
+        .await;
+    }
+    w.assert_victims_alive().await;
+}
+
+/// A server-signed token whose `sub` is not the user of the session its `sid` names: the
+/// endpoints that authenticate refuse it. (Logout and introspection do not compare `sub`
+/// with the session's user: such a token, could it be minted, would log out the session of
+/// `sid` and introspect as active with the forged `sub`. Only the signing key can mint it.)
+#[tokio::test]
+async fn attack_own_key_forgery_with_another_users_sub_or_sid_is_refused() {
+    let w = World::new().await;
+    let key = w.own_key().await;
+    let (header, payload, _) = w.genuine();
+    let bob_sid = w.bob.str("sessionId");
+    // Controls: alice's own claims, and bob's (his sub with his sid) re-signed.
+    w.assert_accepted("ta", &ed_token(&key, &header, &payload), "alice")
+        .await;
+    let mut as_bob = payload.clone();
+    as_bob["sub"] = json!(w.bob_id);
+    as_bob["sid"] = json!(bob_sid);
+    w.assert_accepted("ta", &ed_token(&key, &header, &as_bob), "bob")
+        .await;
+    for (why, sub, sid) in [
+        (
+            "bob's sub, alice's sid",
+            json!(w.bob_id),
+            payload["sid"].clone(),
+        ),
+        (
+            "an unknown user, alice's sid",
+            json!(uuid::Uuid::new_v4().to_string()),
+            payload["sid"].clone(),
+        ),
+        ("alice's sub, bob's sid", json!(w.alice_id), json!(bob_sid)),
+        (
+            "alice's sub, a session that does not exist",
+            json!(w.alice_id),
+            json!("AAAAAAAAAAAAAAAAAAAAAA"),
+        ),
+    ] {
+        let mut p = payload.clone();
+        p["sub"] = sub;
+        p["sid"] = sid;
+        w.assert_claim_refused(
+            "ta",
+            &ed_token(&key, &header, &p),
+            "token_invalid",
+            Also::Authenticating,
+            &format!("{why}, server-signed"),
+        )
+        .await;
+        w.assert_victims_alive().await;
+    }
+}
+
+/// `tid` of another tenant: refused with `tenant_mismatch` on the tenant of the session, and
+/// on the claimed tenant the session is not found; a session of tenant `tb` (cached, so the
+/// store's per-tenant lookup is not what stops it) named in a token for `ta` is refused too.
+#[tokio::test]
+async fn attack_own_key_forgery_for_another_tenant_is_refused() {
+    let w = World::new().await;
+    let key = w.own_key().await;
+    let (header, payload, _) = w.genuine();
+    w.assert_accepted("ta", &ed_token(&key, &header, &payload), "tid ta")
+        .await;
+    let mut p = payload.clone();
+    p["tid"] = json!("tb");
+    let forged = ed_token(&key, &header, &p);
+    w.assert_claim_refused(
+        "ta",
+        &forged,
+        "tenant_mismatch",
+        Also::Everything,
+        "tid tb on ta",
+    )
+    .await;
+    w.s.whoami("tb", &forged)
+        .await
+        .problem(401, "token_invalid");
+
+    // tb's alice: her session is verified and cached on tb first.
+    let tb = w.s.login_ok("tb", "alice").await;
+    let tb_claims = json_of(tb.str("userSessionToken").split('.').nth(1).unwrap());
+    assert_eq!(
+        w.s.whoami("tb", &tb.str("userSessionToken")).await.status,
+        200
+    );
+    let mut p = tb_claims.clone();
+    w.assert_accepted("tb", &ed_token(&key, &header, &p), "tb's alice on tb")
+        .await;
+    p["tid"] = json!("ta");
+    let forged = ed_token(&key, &header, &p);
+    for _ in 0..2 {
+        w.assert_claim_refused(
+            "ta",
+            &forged,
+            "token_invalid",
+            Also::NotLogout,
+            "tb's session in a token for ta",
+        )
+        .await;
+    }
+    w.assert_victims_alive().await;
+    assert_eq!(
+        w.s.whoami("tb", &tb.str("userSessionToken")).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn attack_own_key_forgery_not_yet_valid_is_refused() {
+    let w = World::new().await;
+    let key = w.own_key().await;
+    let (header, payload, _) = w.genuine();
+    let now = w.now();
+    for claim in ["nbf", "iat"] {
+        let mut p = payload.clone();
+        p[claim] = json!(now + LEEWAY);
+        w.assert_accepted(
+            "ta",
+            &ed_token(&key, &header, &p),
+            &format!("{claim} at the leeway"),
+        )
+        .await;
+        for ahead in [LEEWAY + 1, 3600, 86_400 * 365] {
+            p[claim] = json!(now + ahead);
+            w.assert_claim_refused(
+                "ta",
+                &ed_token(&key, &header, &p),
+                "token_invalid",
+                Also::Everything,
+                &format!("{claim} {ahead} s ahead, server-signed"),
+            )
+            .await;
+        }
+    }
+    w.assert_victims_alive().await;
+}
+
+#[tokio::test]
+async fn attack_own_key_forgery_expired_is_refused() {
+    let w = World::new().await;
+    let key = w.own_key().await;
+    let (header, payload, _) = w.genuine();
+    let now = w.now();
+    let mut p = payload.clone();
+    p["exp"] = json!(now + 1);
+    w.assert_accepted("ta", &ed_token(&key, &header, &p), "exp in 1 s")
+        .await;
+    for exp in [now, now - 1, now - 86_400, 0] {
+        p["exp"] = json!(exp);
+        w.assert_claim_refused(
+            "ta",
+            &ed_token(&key, &header, &p),
+            "token_expired",
+            Also::NotLogout,
+            &format!("exp {exp} (now {now}), server-signed"),
+        )
+        .await;
+    }
+    w.assert_victims_alive().await;
+}
