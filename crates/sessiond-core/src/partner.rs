@@ -428,7 +428,7 @@ impl Engine {
         };
         let epoch = self.invalidation_epoch();
         match self.session(&client.tenant_id, &sid, epoch).await {
-            Ok(s) if s.is_active_at(self.now()) => {
+            Ok(s) if s.is_active_at(self.now()) && names_owner(&value, &s) => {
                 value["active"] = serde_json::Value::Bool(true);
                 value["token_type"] = serde_json::Value::from("Bearer");
                 Ok(Some(value))
@@ -448,7 +448,10 @@ impl Engine {
         token: &str,
     ) -> CoreResult<()> {
         let sid = match self.client_visible_token(client, token)? {
-            Some((_, sid)) => Some(sid),
+            Some((value, sid)) => {
+                let owner = self.sessions.get_session(&client.tenant_id, &sid).await?;
+                owner.is_none_or(|s| names_owner(&value, &s)).then_some(sid)
+            }
             None if token.len() <= 256 => self
                 .sessions
                 .get_refresh(&secret::hash_refresh(token))
@@ -462,6 +465,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The token's `sub` (in its claims as JSON) is the session's user.
+fn names_owner(claims: &serde_json::Value, s: &Session) -> bool {
+    claims["sub"].as_str() == Some(s.user_id.to_string().as_str())
 }
 
 fn sso_aad(tenant: &TenantId) -> String {

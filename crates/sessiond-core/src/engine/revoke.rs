@@ -17,6 +17,16 @@ impl Engine {
         if claims.tid != ctx.tenant_id {
             return Err(CoreError::TenantMismatch);
         }
+        // The token's subject must own the session it names (a session already gone is
+        // fine: logout stays idempotent).
+        if let Some(s) = self
+            .sessions
+            .get_session(&ctx.tenant_id, &claims.sid)
+            .await?
+            && s.user_id != claims.sub
+        {
+            return Err(CoreError::TokenInvalid);
+        }
         self.revoke(ctx, &claims.sid, RevokeReason::Logout).await?;
         Ok(())
     }

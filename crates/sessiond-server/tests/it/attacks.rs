@@ -1513,8 +1513,8 @@ enum Also {
     /// The same without logout (which ends a session even with its own expired token).
     NotLogout,
     /// Only the endpoints that authenticate the session (whoami, sessions, logout-all,
-    /// revoke others, the internal-token exchange): logout and introspection never compare
-    /// `sub` with the session's user.
+    /// revoke others, the internal-token exchange), for a token whose session does not exist
+    /// (logout of it is idempotent, introspection says inactive).
     Authenticating,
 }
 
@@ -1701,25 +1701,34 @@ async fn attack_own_key_forgery_with_another_users_sub_or_sid_is_refused() {
             payload["sid"].clone(),
         ),
         ("alice's sub, bob's sid", json!(w.alice_id), json!(bob_sid)),
-        (
-            "alice's sub, a session that does not exist",
-            json!(w.alice_id),
-            json!("AAAAAAAAAAAAAAAAAAAAAA"),
-        ),
     ] {
         let mut p = payload.clone();
         p["sub"] = sub;
         p["sid"] = sid;
+        // Logout and introspection compare `sub` with the session's user too.
         w.assert_claim_refused(
             "ta",
             &ed_token(&key, &header, &p),
             "token_invalid",
-            Also::Authenticating,
+            Also::Everything,
             &format!("{why}, server-signed"),
         )
         .await;
         w.assert_victims_alive().await;
     }
+    // A session that does not exist: refused where the session is needed; logout of it stays
+    // idempotent (nothing to end).
+    let mut p = payload.clone();
+    p["sid"] = json!("AAAAAAAAAAAAAAAAAAAAAA");
+    w.assert_claim_refused(
+        "ta",
+        &ed_token(&key, &header, &p),
+        "token_invalid",
+        Also::Authenticating,
+        "alice's sub, a session that does not exist, server-signed",
+    )
+    .await;
+    w.assert_victims_alive().await;
 }
 
 /// `tid` of another tenant: refused with `tenant_mismatch` on the tenant of the session, and
