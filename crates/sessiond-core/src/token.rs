@@ -318,6 +318,42 @@ impl Keyring {
         Ok(keys)
     }
 
+    /// The keyring without `kid` (an emergency revocation: unlike a rotation, the key is not
+    /// kept published, so the tokens it signed are refused at once); `None` if it holds no
+    /// such key. A revoked signing key is replaced as by a rotation (the published next key
+    /// signs, a fresh next key of `alg` is published); a revoked next key by a fresh one.
+    /// Retiring keys past their time go.
+    pub fn revoked(
+        &self,
+        master: &MasterKey,
+        alg: Alg,
+        kid: &str,
+        now: UnixTime,
+    ) -> Result<Option<Vec<StoredKey>>, CoreError> {
+        let Some(state) = self.stored.iter().find(|k| k.kid == kid).map(|k| k.state) else {
+            return Ok(None);
+        };
+        let mut keys: Vec<StoredKey> = self
+            .stored
+            .iter()
+            .filter(|k| k.kid != kid && k.retire_at.is_none_or(|t| t > now))
+            .cloned()
+            .collect();
+        match state {
+            KeyState::Signing => {
+                match keys.iter_mut().find(|k| k.state == KeyState::Next) {
+                    Some(next) => next.state = KeyState::Signing,
+                    // No next key to promote (never so in a keyring sessiond wrote).
+                    None => keys.push(new_stored_key(master, alg, KeyState::Signing, now)?),
+                }
+                keys.push(new_stored_key(master, alg, KeyState::Next, now)?);
+            }
+            KeyState::Next => keys.push(new_stored_key(master, alg, KeyState::Next, now)?),
+            KeyState::Retiring => {}
+        }
+        Ok(Some(keys))
+    }
+
     /// When the deployment's algorithm changed, the keyring with the (never yet used) next key
     /// replaced by one of `alg`, so that the next rotation switches algorithms; `None` if the
     /// next key already has it.
@@ -346,6 +382,11 @@ impl Keyring {
 
     pub fn stored(&self) -> &[StoredKey] {
         &self.stored
+    }
+
+    /// Does this keyring verify tokens signed with `kid`?
+    pub fn publishes(&self, kid: &str) -> bool {
+        self.published.contains_key(kid)
     }
 
     pub fn signing_kid(&self) -> &str {
@@ -628,6 +669,77 @@ mod tests {
             k2.with_next_alg(&m, Alg::EdDSA, 1000)
                 .unwrap_or_default()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_revoked_key_is_unpublished_and_replaced() {
+        let (m, k) = keyring();
+        let old = k.sign(&claims(1000)).unwrap_or_default();
+        let signing = k.signing_kid().to_owned();
+        let next = k
+            .stored()
+            .iter()
+            .find(|s| s.state == KeyState::Next)
+            .map(|s| s.kid.clone())
+            .unwrap_or_default();
+        assert!(
+            k.revoked(&m, Alg::EdDSA, "no-such-kid", 1000)
+                .unwrap_or_default()
+                .is_none()
+        );
+        // The signing key: the next key signs, a fresh next key is published.
+        let k2 = Keyring::load(
+            &m,
+            k.revoked(&m, Alg::EdDSA, &signing, 1000)
+                .unwrap_or_default()
+                .unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k2.signing_kid(), next);
+        assert!(!k2.publishes(&signing));
+        assert_eq!(k2.stored().len(), 2);
+        assert!(k2.stored().iter().all(|s| s.kid != signing));
+        assert!(!k2.jwks().to_string().contains(&signing));
+        assert_eq!(
+            k2.verify(&old, "iss", "aud", 1000),
+            Err(TokenError::Invalid)
+        );
+        let new = k2.sign(&claims(1000)).unwrap_or_default();
+        assert!(k2.verify(&new, "iss", "aud", 1000).is_ok());
+        // The next key: replaced by a fresh one, the signing key stays.
+        let next2 = k2
+            .stored()
+            .iter()
+            .find(|s| s.state == KeyState::Next)
+            .map(|s| s.kid.clone())
+            .unwrap_or_default();
+        let k3 = Keyring::load(
+            &m,
+            k2.revoked(&m, Alg::EdDSA, &next2, 1000)
+                .unwrap_or_default()
+                .unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k3.signing_kid(), next);
+        assert!(!k3.publishes(&next2));
+        assert!(
+            k3.stored()
+                .iter()
+                .any(|s| s.state == KeyState::Next && s.kid != next2)
+        );
+        // A retiring key just goes.
+        let rotated = Keyring::load(&m, k.rotated(&m, Alg::EdDSA, 1000).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let after = rotated
+            .revoked(&m, Alg::EdDSA, &signing, 1000)
+            .unwrap_or_default()
+            .unwrap_or_default();
+        assert_eq!(after.len(), 2);
+        assert!(
+            after
+                .iter()
+                .any(|s| s.kid == next && s.state == KeyState::Signing)
         );
     }
 

@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/tenants/{tenant}/webhook", get(webhook))
         .route("/admin/v1/keys", get(keys))
         .route("/admin/v1/keys/rotate", post(rotate_keys))
+        .route("/admin/v1/keys/{kid}/revoke", post(revoke_key))
 }
 
 /// On the admin API a tenant is a path resource: an unknown one is 404 `not_found`.
@@ -491,6 +492,46 @@ async fn rotate_keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<Key
     Ok(Json(
         st.engine.rotate_keys().await.map_err(admin_err)?.into(),
     ))
+}
+
+/// Revoke a (leaked) key at once: it leaves the JWKS and the tokens it signed are refused
+/// (by the other nodes once they read the change from the change log). A revoked signing key
+/// is replaced as by a rotation (the published next key signs, a new next key is published);
+/// a revoked next key by a new one.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/keys/{kid}/revoke",
+    tag = "admin",
+    operation_id = "revokeKey",
+    params(
+        ("kid" = String, Path, description = "The key's id (`kid`)."),
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The keys after the revocation.", body = KeysResponse),
+        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such key.", body = oa::Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn revoke_key(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path(kid): Path<String>,
+) -> ApiResult<Json<KeysResponse>> {
+    // Keys belong to no tenant: the placeholder only carries the request's activity and IP
+    // to the log line.
+    let ctx = TenantId::parse("admin").map(|t| admin.ctx(&t)).ok();
+    match st
+        .engine
+        .revoke_key(&kid, ctx.as_ref())
+        .await
+        .map_err(admin_err)?
+    {
+        Some(keys) => Ok(Json(keys.into())),
+        None => Err(ApiError::not_found("key")),
+    }
 }
 
 /// Create a partner secret for the tenant (shown once; several may be active).

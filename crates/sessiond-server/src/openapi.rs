@@ -67,6 +67,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::admin::webhook,
         crate::admin::keys,
         crate::admin::rotate_keys,
+        crate::admin::revoke_key,
         crate::metrics::render,
     ),
     components(schemas(

@@ -207,6 +207,12 @@ pub enum KeysCommand {
     List,
     /// Promote the published next key to signing and publish a fresh next key.
     Rotate,
+    /// Revoke a (leaked) key at once: its tokens are refused and it leaves the JWKS; a
+    /// revoked signing or next key is replaced.
+    Revoke {
+        /// The key's id (`kid`, see `keys list`).
+        kid: String,
+    },
 }
 
 struct Client {
@@ -434,6 +440,11 @@ fn request(cmd: AdminCommand) -> Result<(Method, String, Option<Value>)> {
         AdminCommand::Keys { command } => match command {
             KeysCommand::List => (M::GET, "/admin/v1/keys".into(), None),
             KeysCommand::Rotate => (M::POST, "/admin/v1/keys/rotate".into(), None),
+            KeysCommand::Revoke { kid } => (
+                M::POST,
+                format!("/admin/v1/keys/{}/revoke", enc(&kid)),
+                None,
+            ),
         },
         AdminCommand::Audit {
             tenant,
@@ -482,4 +493,30 @@ pub async fn run(cfg: &Config, url: Option<&str>, cmd: AdminCommand) -> Result<(
 pub fn print(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_revoke_posts_to_the_key_with_its_id_escaped() {
+        let r = request(AdminCommand::Keys {
+            command: KeysCommand::Revoke {
+                kid: "abc-_DEF".into(),
+            },
+        });
+        let (method, path, body) = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (method, path.as_str(), body),
+            (Method::POST, "/admin/v1/keys/abc-_DEF/revoke", None)
+        );
+        let r = request(AdminCommand::Keys {
+            command: KeysCommand::Revoke { kid: "../x".into() },
+        });
+        assert_eq!(
+            r.map(|(_, p, _)| p).unwrap_or_default(),
+            "/admin/v1/keys/..%2Fx/revoke"
+        );
+    }
 }

@@ -42,6 +42,12 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     let mut f = opts
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
+    // A leftover temp file keeps its old mode through `open`.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -62,6 +68,7 @@ fn secret_in_data_dir(
         return Ok((s.to_owned(), false));
     }
     if file.exists() {
+        make_private(file)?;
         let s = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         return Ok((s.trim().to_owned(), false));
@@ -71,9 +78,58 @@ fn secret_in_data_dir(
     Ok((s, true))
 }
 
-/// Creates the data dir owner-only; an existing directory is left as the operator made it.
+/// Makes a file sessiond keeps (database, lock, secrets) readable and writable by its owner
+/// only: it may have been created under a wide umask, or by an older version. A missing file
+/// is left missing.
+fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(path) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if mode & 0o7077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+                .with_context(|| format!("cannot make {} private", path.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// A warning through the log, or on stderr before logging is set up (`sessiond migrate`).
+fn warn(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{message}");
+    } else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "warning: {message}");
+    }
+}
+
+/// Creates the data dir owner-only; an existing directory is left as the operator made it
+/// (the files sessiond keeps in it are owner-only either way), with a warning if others may
+/// enter it.
 fn ensure_data_dir(cfg: &Config) -> Result<()> {
     if cfg.data_dir.exists() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&cfg.data_dir)
+                .with_context(|| format!("cannot read data dir {}", cfg.data_dir.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                warn(&format!(
+                    "data dir {} is accessible to group or others (mode {:o}); sessiond keeps its own files in it owner-only, but consider chmod 700",
+                    cfg.data_dir.display(),
+                    mode & 0o7777
+                ));
+            }
+        }
         return Ok(());
     }
     std::fs::create_dir_all(&cfg.data_dir)
@@ -109,12 +165,17 @@ enum Opened {
 /// this one's cached state, so it is refused.
 fn lock_sqlite(db: &Path) -> Result<std::fs::File> {
     let path = db.with_extension("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
+    make_private(&path)?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
@@ -125,6 +186,21 @@ fn lock_sqlite(db: &Path) -> Result<std::fs::File> {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
+}
+
+/// Creates `path` empty and owner-only if it does not exist (an empty file is an empty SQLite
+/// database), or makes it owner-only if it does.
+fn create_private(path: &Path) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    make_private(path)
 }
 
 async fn open_one(
@@ -140,10 +216,17 @@ async fn open_one(
                 std::fs::create_dir_all(dir)?;
             }
             locks.push(lock_sqlite(path)?);
-            Opened::Sqlite(Arc::new(
-                SqliteStore::open(path)
-                    .with_context(|| format!("cannot open {}", path.display()))?,
-            ))
+            create_private(path)?;
+            let store = SqliteStore::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            // SQLite gives the -wal and -shm files it creates the database file's mode;
+            // ones left by an older version may be wider.
+            for suffix in ["-wal", "-shm"] {
+                let mut side = path.as_os_str().to_owned();
+                side.push(suffix);
+                make_private(Path::new(&side))?;
+            }
+            Opened::Sqlite(Arc::new(store))
         }
         StoreUrl::Postgres(u) => {
             let opts = PgOptions {

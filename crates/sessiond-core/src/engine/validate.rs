@@ -54,16 +54,26 @@ impl Engine {
             Some(Verified::Internal(_)) => return Err(CoreError::TokenInvalid),
             None => {}
         }
-        let claims = self
-            .keyring()?
-            .verify(token, &self.cfg.issuer, &self.cfg.audience, now)
-            .map_err(|e| match e {
-                TokenError::Invalid => CoreError::TokenInvalid,
-                TokenError::Expired => CoreError::TokenExpired,
-            })?;
-        let claims = Arc::new(claims);
+        let verify = |keyring: &Keyring| {
+            keyring
+                .verify(token, &self.cfg.issuer, &self.cfg.audience, now)
+                .map(Arc::new)
+                .map_err(|e| match e {
+                    TokenError::Invalid => CoreError::TokenInvalid,
+                    TokenError::Expired => CoreError::TokenExpired,
+                })
+        };
+        let keyring = self.keyring()?;
+        let claims = verify(&keyring)?;
         self.verified
             .insert(key, Verified::Session(Arc::clone(&claims)));
+        // The keyring changed meanwhile (a key may have been revoked, and the cache emptied
+        // before this entry went in): take the entry back and answer by the new keyring.
+        let current = self.keyring()?;
+        if !Arc::ptr_eq(&keyring, &current) {
+            self.verified.remove(&key);
+            return verify(&current);
+        }
         Ok(claims)
     }
 

@@ -173,6 +173,80 @@ async fn key_rotation_keeps_issued_tokens_valid() {
     assert_eq!(jwks.body["keys"].as_array().unwrap().len(), 3);
 }
 
+fn kid_in_state(keys: &serde_json::Value, state: &str) -> String {
+    keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == state)
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_unpublished_and_its_cached_tokens_are_refused() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let token = s.login_ok("t1", "alice").await.str("userSessionToken");
+    // Verified once and cached.
+    assert_eq!(s.whoami("t1", &token).await.status, 200);
+    let keys = TestServer::send(s.admin(Method::GET, "/admin/v1/keys")).await;
+    let (signing, next) = (
+        kid_in_state(&keys.body, "signing"),
+        kid_in_state(&keys.body, "next"),
+    );
+
+    let revoked =
+        TestServer::send(s.admin(Method::POST, &format!("/admin/v1/keys/{signing}/revoke"))).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(
+        kid_in_state(&revoked.body, "signing"),
+        next,
+        "the published next key takes over"
+    );
+    let fresh_next = kid_in_state(&revoked.body, "next");
+    assert_ne!(fresh_next, next, "a fresh next key is published");
+    assert!(!revoked.body.to_string().contains(&signing));
+
+    s.whoami("t1", &token).await.problem(401, "token_invalid");
+    let jwks = TestServer::send(s.req(Method::GET, "/.well-known/jwks.json")).await;
+    let kids: Vec<&str> = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(!kids.contains(&signing.as_str()), "{kids:?}");
+    assert!(kids.contains(&next.as_str()) && kids.contains(&fresh_next.as_str()));
+    let listed = TestServer::send(s.admin(Method::GET, "/admin/v1/keys")).await;
+    assert!(!listed.body.to_string().contains(&signing));
+
+    let after = s.login_ok("t1", "alice").await.str("userSessionToken");
+    assert_eq!(s.whoami("t1", &after).await.status, 200);
+
+    // The next key: replaced, the signing key stays.
+    let again =
+        TestServer::send(s.admin(Method::POST, &format!("/admin/v1/keys/{fresh_next}/revoke")))
+            .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(kid_in_state(&again.body, "signing"), next);
+    assert_ne!(kid_in_state(&again.body, "next"), fresh_next);
+    assert_eq!(s.whoami("t1", &after).await.status, 200);
+
+    TestServer::send(s.admin(Method::POST, &format!("/admin/v1/keys/{signing}/revoke")))
+        .await
+        .problem(404, "not_found");
+    TestServer::send(s.admin(Method::POST, "/admin/v1/keys/no-such-kid/revoke"))
+        .await
+        .problem(404, "not_found");
+    let unauthenticated =
+        TestServer::send(s.req(Method::POST, &format!("/admin/v1/keys/{next}/revoke"))).await;
+    assert_eq!(unauthenticated.status, 401);
+    assert_eq!(s.whoami("t1", &after).await.status, 200);
+}
+
 #[tokio::test]
 async fn health_endpoints() {
     let s = TestServer::start().await;
