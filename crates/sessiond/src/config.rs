@@ -176,6 +176,7 @@ pub const NOT_CONFIGURATION: &[&str] = &[
     "TEST_POSTGRES",
     "TEST_REDIS",
     "UPDATE_OPENAPI",
+    "UPDATE_API_DOC",
 ];
 
 /// Where a store lives.
