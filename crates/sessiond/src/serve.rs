@@ -413,6 +413,11 @@ pub async fn run(cfg: Config) -> Result<()> {
             );
         }
     }
+    // Bind first: a taken address must not leave a generated master key and admin token
+    // behind (that would never be printed).
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     ensure_data_dir(&cfg)?;
     let (master, _) = secret_in_data_dir(
         cfg.master_key.as_ref().map(|s| s.0.as_str()),
@@ -431,9 +436,6 @@ pub async fn run(cfg: Config) -> Result<()> {
         anyhow::bail!("the admin token must be at least 16 characters");
     }
     let stores = open_stores(&cfg, cfg.store.migrate_on_start).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let engine = Engine::start(
         Arc::clone(&stores.sessions),

@@ -1,6 +1,6 @@
-//! A SQLite store belongs to one node: a second `sessiond serve` on the same data dir is
-//! refused at start (it would not see the first one's cached state), and the file is free
-//! again once the first process is gone.
+//! What a start refuses: a second process on one SQLite file (it would not see the first
+//! one's cached state; the file is free again once the first is gone), and an address it
+//! cannot bind — before it generates any secret.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -55,4 +55,31 @@ fn a_second_process_on_one_sqlite_file_is_refused() {
             .env("SESSIOND_ADMIN_TOKEN", "sqlite-lock-admin-token-0123456789");
     });
     assert!(again.base.starts_with("http://127.0.0.1:"));
+}
+
+/// A start that cannot bind its address fails before it generates any secret: nothing is
+/// left in the data dir that a later start would use without ever printing it.
+#[test]
+fn a_failed_bind_generates_no_secrets() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .arg("serve")
+        .env("SESSIOND_LISTEN", &addr)
+        .env("SESSIOND_DATA_DIR", &data)
+        .env_remove("SESSIOND_ADMIN_TOKEN")
+        .env_remove("SESSIOND_MASTER_KEY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen"), "{err}");
+    assert!(
+        !data.join("admin.token").exists(),
+        "no admin token generated"
+    );
+    assert!(!data.join("master.key").exists(), "no master key generated");
 }
