@@ -41,6 +41,8 @@ pub struct AppState {
     pub limiters: Arc<ratelimit::Limiters>,
     /// Origins (besides this server's own) allowed to make cookie-authenticated changes.
     pub allowed_origins: Arc<[String]>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             trusted_proxies: trusted_proxies.into(),
             limiters: Arc::new(ratelimit::Limiters::new(limits)),
             allowed_origins: Vec::new().into(),
+            metrics_token: None,
         }
     }
 }

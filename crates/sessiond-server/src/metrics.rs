@@ -55,9 +55,26 @@ pub fn router() -> Router<AppState> {
             body = String, content_type = "text/plain; version=0.0.4"),
         (status = 400, description = crate::openapi::D_400_TRACE, body = crate::openapi::Problem,
             content_type = "application/problem+json"),
+        (status = 401, description = "`forbidden`: a metrics token is configured \
+            (`metrics_token`) and the request does not carry it as `Authorization: Bearer`.",
+            body = crate::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
-async fn render(State(st): State<AppState>) -> ApiResult<Response> {
+async fn render(State(st): State<AppState>, headers: axum::http::HeaderMap) -> ApiResult<Response> {
+    if let Some(expected) = &st.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !sessiond_core::secret::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return Err(crate::error::ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "forbidden",
+                "the metrics need the metrics token",
+            ));
+        }
+    }
     // With shared stores: is this node using its caches, and how old is its view of the
     // change log (the stalest log's last complete sweep)?
     metrics::gauge!("sessiond_caches_trusted").set(f64::from(u8::from(st.engine.caches_trusted())));

@@ -41,6 +41,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Origins, besides sessiond's own, allowed to make cookie-authenticated changes.
     pub allowed_origins: Vec<String>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (default: open, for a
+    /// scraper on a private network).
+    pub metrics_token: Option<Secret>,
     /// Audit events older than this many days are deleted (hourly); 0 keeps them forever.
     pub audit_retention_days: u32,
     pub store: StoreConfig,
@@ -121,6 +124,7 @@ impl Default for Config {
             master_key: None,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            metrics_token: None,
             audit_retention_days: 90,
             store: StoreConfig::default(),
             log: LogConfig::default(),
@@ -273,6 +277,9 @@ impl Config {
                 cfg.log.level
             );
         }
+        if cfg.metrics_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            bail!("metrics_token must be at least 16 characters");
+        }
         if cfg.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
             bail!("admin_token must be at least 16 characters");
         }
@@ -342,9 +349,13 @@ impl Config {
     /// The effective configuration as TOML, secrets masked.
     pub fn masked_toml(&self) -> Result<String> {
         let mut shown = self.clone();
-        for s in [&mut shown.admin_token, &mut shown.master_key]
-            .into_iter()
-            .flatten()
+        for s in [
+            &mut shown.admin_token,
+            &mut shown.master_key,
+            &mut shown.metrics_token,
+        ]
+        .into_iter()
+        .flatten()
         {
             s.0 = "***".into();
         }

@@ -482,6 +482,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     };
     let mut state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
     state.allowed_origins = cfg.allowed_origins.clone().into();
+    state.metrics_token = cfg.metrics_token.as_ref().map(|t| t.0.as_str().into());
     if let Some(c) = &stores.counters {
         state.limiters = Arc::new(Limiters::shared(limits, Arc::clone(c)));
     }

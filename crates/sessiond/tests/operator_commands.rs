@@ -1,6 +1,6 @@
 //! Operator commands run as an operator would: `sessiond backup FILE` copies the live SQLite
-//! database while the server runs (and the copy holds what it acknowledged), and `serve`
-//! takes its address and data dir as flags.
+//! database while the server runs (and the copy holds what it acknowledged), `serve` takes
+//! its address and data dir as flags, and a metrics token guards `/metrics`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -69,5 +69,36 @@ fn serve_takes_its_data_dir_and_address_as_flags() {
     assert!(
         data.join("sessiond.db").exists(),
         "the database is in --data-dir"
+    );
+}
+
+/// With `metrics_token` set, `/metrics` answers only a scraper that presents it.
+#[tokio::test]
+async fn a_metrics_token_guards_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::spawn(|cmd| {
+        cmd.env("SESSIOND_DATA_DIR", dir.path().join("data"))
+            .env("SESSIOND_ADMIN_TOKEN", ADMIN)
+            .env("SESSIOND_METRICS_TOKEN", "metrics-scraper-token-0123456789");
+    });
+    let http = reqwest::Client::new();
+    let url = format!("{}/metrics", server.base);
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let wrong = http.get(&url).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let scraper = http
+        .get(&url)
+        .bearer_auth("metrics-scraper-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraper.status().as_u16(), 200);
+    assert!(
+        scraper
+            .text()
+            .await
+            .unwrap()
+            .contains("sessiond_sessions_active")
     );
 }
