@@ -228,6 +228,13 @@ impl Engine {
         &self.cfg
     }
 
+    /// Cookie mode's CSRF token of a session (DESIGN §6): derived from the master key and the
+    /// session id, so it stays the same across refreshes and is worthless for any other session.
+    pub fn csrf_token(&self, sid: &SessionId) -> String {
+        self.master
+            .derive_hex(&[b"sessiond/csrf/v1\0", sid.as_str().as_bytes()])
+    }
+
     pub(crate) fn keyring(&self) -> CoreResult<Arc<Keyring>> {
         self.keyring
             .read()

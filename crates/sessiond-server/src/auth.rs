@@ -71,7 +71,7 @@ async fn login(
         .engine
         .login(&c.ctx, &c.tenant, &req.username, &req.password, device)
         .await?;
-    cookies::token_reply(issued, req.mode == Mode::Cookie)
+    cookies::reply(&st.engine, issued, req.mode == Mode::Cookie)
 }
 
 /// Rotate a refresh token.
@@ -79,8 +79,9 @@ async fn login(
 /// The presented refresh token dies and a new pair is returned. A repeat of the just-rotated
 /// token within the tenant's grace window returns the same successor again; any other reuse
 /// revokes the session (`refresh_token_reused`). The refresh token comes from the body, or in
-/// cookie mode from the refresh cookie (then `X-CSRF-Token` is required and the new tokens go
-/// back into cookies).
+/// cookie mode from the refresh cookie (then the session cookie and the session's
+/// `X-CSRF-Token` are required, the refresh token must belong to that session, and the new
+/// tokens go back into cookies).
 #[utoipa::path(
     post,
     path = "/api/v2/auth/refresh",
@@ -123,18 +124,22 @@ async fn refresh(
     st.limiters
         .auth(c.ctx.ip.as_deref(), st.engine.now())
         .await?;
-    let (token, via_cookie) = match req.refresh_token {
-        Some(t) => (t, false),
+    let (token, bound) = match req.refresh_token {
+        Some(t) => (t, None),
         None => match cookies::get(&parts.headers, cookies::REFRESH_COOKIE) {
             Some(t) => {
-                cookies::check_csrf(&parts, &st)?;
-                (t, true)
+                let sid = cookies::refresh_session(&parts)?;
+                cookies::check_csrf(&parts, &st, &sid)?;
+                (t, Some(sid))
             }
             None => return Err(ApiError::invalid_request("refreshToken is required")),
         },
     };
     let issued = st.engine.refresh(&c.ctx, &c.tenant, &token).await?;
-    cookies::token_reply(issued, via_cookie)
+    if let Some(sid) = &bound {
+        cookies::refresh_bound(&issued, sid)?;
+    }
+    cookies::reply(&st.engine, issued, bound.is_some())
 }
 
 /// Log out: revoke this session.
@@ -163,7 +168,7 @@ async fn refresh(
     ),
 )]
 async fn logout(State(st): State<AppState>, c: Ctx, parts: Parts) -> ApiResult<Response> {
-    let (token, via_cookie) = session_token(&parts, &st, true)?;
+    let (token, via_cookie) = session_token(&parts, &st, true).await?;
     st.engine.logout(&c.ctx, &token).await?;
     Ok(if via_cookie {
         cookies::cleared(StatusCode::NO_CONTENT)

@@ -1,7 +1,9 @@
 //! Browser sessions (DESIGN §6): in cookie mode the tokens travel in `__Host-` cookies
 //! (Secure, HttpOnly, SameSite=Strict, Path=/) and never in a body; a cookie-authenticated
-//! state change needs the double-submit CSRF token in `X-CSRF-Token` and, when the browser
-//! sends an `Origin`, an allowed one.
+//! state change needs the session's CSRF token in `X-CSRF-Token` and, when the browser sends
+//! an `Origin`, an allowed one. The CSRF token is bound to the session
+//! ([`sessiond_core::Engine::csrf_token`]): a token planted in the browser from another session
+//! (a cookie injection, a sibling subdomain) does not pass, even as a matching pair.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -10,7 +12,8 @@ use axum::Json;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sessiond_core::{Issued, secret};
+use sessiond_core::{Engine, Issued, secret};
+use sessiond_store::SessionId;
 
 pub const SESSION_COOKIE: &str = "__Host-sessiond-session";
 pub const REFRESH_COOKIE: &str = "__Host-sessiond-refresh";
@@ -41,26 +44,35 @@ fn append(headers: &mut HeaderMap, name: &str, value: &str, max_age: i64, http_o
 }
 
 /// The reply of login, SSO and refresh: tokens in the body, or in cookie mode in cookies
-/// with only the CSRF token (also a script-readable cookie) in the body.
-pub fn token_reply(issued: Issued, cookie_mode: bool) -> Result<Response, ApiError> {
+/// with only the session's CSRF token (also a script-readable cookie) in the body. A refresh
+/// keeps the session, so it keeps the CSRF token; a new login gets a new one.
+///
+/// The session cookie lives as long as the refresh cookie (its token still expires on time):
+/// a cookie-mode refresh names its session by it (see [`refresh_session`]).
+pub fn reply(engine: &Engine, issued: Issued, cookie_mode: bool) -> Result<Response, ApiError> {
     if !cookie_mode {
         return Ok(Json(TokenResponse::from(issued)).into_response());
     }
-    let csrf = secret::new_secret()?;
+    let csrf = engine.csrf_token(&issued.session.id);
     let mut headers = HeaderMap::new();
+    let mut age = issued.expires_in;
+    if let Some(refresh_age) = issued
+        .refresh_expires_in
+        .filter(|_| issued.refresh_token.is_some())
+    {
+        age = age.max(refresh_age);
+    }
     append(
         &mut headers,
         SESSION_COOKIE,
         &issued.session_token,
-        issued.expires_in,
+        age,
         true,
     );
-    let mut csrf_age = issued.expires_in;
-    if let (Some(rt), Some(age)) = (&issued.refresh_token, issued.refresh_expires_in) {
-        append(&mut headers, REFRESH_COOKIE, rt, age, true);
-        csrf_age = csrf_age.max(age);
+    if let (Some(rt), Some(refresh_age)) = (&issued.refresh_token, issued.refresh_expires_in) {
+        append(&mut headers, REFRESH_COOKIE, rt, refresh_age, true);
     }
-    append(&mut headers, CSRF_COOKIE, &csrf, csrf_age, false);
+    append(&mut headers, CSRF_COOKIE, &csrf, age, false);
     let mut body = TokenResponse::from(issued);
     body.user_session_token = None;
     body.refresh_token = None;
@@ -81,11 +93,18 @@ pub fn cleared(status: StatusCode) -> Response {
     (status, headers).into_response()
 }
 
-/// The CSRF defence of a cookie-authenticated state change: the `X-CSRF-Token` header must
-/// equal the CSRF cookie, and an `Origin`, when sent, must be this server's own origin or a
-/// configured one.
-pub fn check_csrf(parts: &Parts, st: &AppState) -> Result<(), ApiError> {
-    let refused = |why: &str| ApiError::new(StatusCode::FORBIDDEN, "forbidden", why);
+fn refused(why: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", why)
+}
+
+const NEEDS_CSRF: &str =
+    "a cookie-authenticated change needs the X-CSRF-Token header (the CSRF cookie's value)";
+
+/// The CSRF defence of a cookie-authenticated state change, once the session token has named
+/// its session `sid`: an `Origin`, when sent, must be this server's own origin or a
+/// configured one, and the `X-CSRF-Token` header must be `sid`'s own CSRF token (compared in
+/// constant time). Equality with the CSRF cookie proves nothing: the cookie can be planted.
+pub fn check_csrf(parts: &Parts, st: &AppState, sid: &SessionId) -> Result<(), ApiError> {
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
         let origin = origin
             .to_str()
@@ -104,16 +123,33 @@ pub fn check_csrf(parts: &Parts, st: &AppState) -> Result<(), ApiError> {
             return Err(refused("cross-origin request refused"));
         }
     }
-    let cookie = get(&parts.headers, CSRF_COOKIE);
-    let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-    match (cookie, sent) {
-        (Some(c), Some(s))
-            if !c.is_empty() && secret::constant_time_eq(c.as_bytes(), s.as_bytes()) =>
-        {
-            Ok(())
-        }
-        _ => Err(refused(
-            "a cookie-authenticated change needs the X-CSRF-Token header (the CSRF cookie's value)",
-        )),
+    let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes());
+    match sent {
+        Some(s) if secret::constant_time_eq(st.engine.csrf_token(sid).as_bytes(), s) => Ok(()),
+        _ => Err(refused(NEEDS_CSRF)),
+    }
+}
+
+/// The session a cookie-mode refresh acts for, as named by the session cookie (whose token
+/// may have expired: the cookie outlives it for this): the CSRF token is checked against it
+/// before the refresh token rotates, and the caller checks after the rotation that the
+/// refresh token was of this very session ([`refresh_bound`]).
+pub fn refresh_session(parts: &Parts) -> Result<SessionId, ApiError> {
+    get(&parts.headers, SESSION_COOKIE)
+        .and_then(|t| {
+            let payload = secret::b64_decode(t.split('.').nth(1)?)?;
+            serde_json::from_slice::<sessiond_core::token::Claims>(&payload).ok()
+        })
+        .map(|c| c.sid)
+        .ok_or_else(|| refused(NEEDS_CSRF))
+}
+
+/// After a cookie-mode refresh: the rotated refresh token's session must be the one whose
+/// CSRF token was checked.
+pub fn refresh_bound(issued: &Issued, sid: &SessionId) -> Result<(), ApiError> {
+    if issued.session.id == *sid {
+        Ok(())
+    } else {
+        Err(refused(NEEDS_CSRF))
     }
 }

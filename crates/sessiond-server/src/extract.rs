@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
-use sessiond_core::{Authenticated, RequestContext, TenantPolicy, secret};
-use sessiond_store::TenantId;
+use sessiond_core::{Authenticated, CoreError, RequestContext, TenantPolicy, secret};
+use sessiond_store::{SessionId, TenantId};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -67,35 +67,25 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
         .transpose()
 }
 
-/// The client's address: the socket peer, or the last `X-Forwarded-For` hop when the peer is
-/// a configured trusted proxy.
+/// The client's address: the socket peer, or — when the peer is a configured trusted proxy —
+/// the first untrusted hop of `X-Forwarded-For` (or `Forwarded`) walked from the right
+/// (see [`crate::forwarded`]).
 pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())?;
-    if !state.trusted_proxies.contains(&peer) {
-        return Some(peer);
-    }
-    parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok())
-        .or(Some(peer))
+    Some(crate::forwarded::client(&parts.headers, peer, &state.trusted_proxies).ip)
 }
 
+/// Whether the client reached the first trusted proxy over HTTPS (never without one).
 pub(crate) fn is_https(parts: &Parts, state: &AppState) -> bool {
-    let peer = parts
+    parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    peer.is_some_and(|p| state.trusted_proxies.contains(&p))
-        && parts
-            .headers
-            .get("x-forwarded-proto")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+        .is_some_and(|c| {
+            crate::forwarded::client(&parts.headers, c.0.ip(), &state.trusted_proxies).https
+        })
 }
 
 /// An end-user request's context: its tenant (from `X-Tenant-ID`), that tenant's policy, and
@@ -192,8 +182,11 @@ pub fn bearer_token(headers: &HeaderMap, alt_header: bool) -> Result<&str, ApiEr
 
 /// The session token of a request: from `Authorization` (or `X-User-Session-Token` where
 /// `alt_header`), else from the session cookie — in which case a state-changing request must
-/// pass the CSRF check. Returns the token and whether it came from the cookie.
-pub fn session_token<'a>(
+/// pass the CSRF check, which needs the token's session: the session token is verified here
+/// (its signature; an expired token still names its session, as logout accepts one) and the
+/// `X-CSRF-Token` header checked against that session's CSRF token. Returns the token and
+/// whether it came from the cookie.
+pub async fn session_token<'a>(
     parts: &'a Parts,
     state: &AppState,
     alt_header: bool,
@@ -206,10 +199,28 @@ pub fn session_token<'a>(
                 return Err(missing);
             };
             if !parts.method.is_safe() {
-                crate::cookies::check_csrf(parts, state)?;
+                let sid = token_session(state, &t).await?;
+                crate::cookies::check_csrf(parts, state, &sid)?;
             }
             Ok((std::borrow::Cow::Owned(t), true))
         }
+    }
+}
+
+/// The session a session token names, once its signature, type, issuer and audience are
+/// verified. An expired token still names its session: the engine reports expiry only after
+/// every other check has passed, and then the (verified) payload is read for its `sid`.
+async fn token_session(state: &AppState, token: &str) -> Result<SessionId, ApiError> {
+    match state.engine.verify_token_reloading(token).await {
+        Ok(claims) => Ok(claims.sid.clone()),
+        Err(CoreError::TokenExpired) => token
+            .split('.')
+            .nth(1)
+            .and_then(secret::b64_decode)
+            .and_then(|p| serde_json::from_slice::<sessiond_core::token::Claims>(&p).ok())
+            .map(|c| c.sid)
+            .ok_or_else(|| CoreError::TokenInvalid.into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -225,7 +236,7 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Ctx { ctx, tenant } = Ctx::from_request_parts(parts, state).await?;
-        let (token, _) = session_token(parts, state, false)?;
+        let (token, _) = session_token(parts, state, false).await?;
         let auth = state.engine.authenticate(&ctx, &token).await?;
         Ok(Auth { ctx, tenant, auth })
     }

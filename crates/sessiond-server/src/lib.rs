@@ -6,6 +6,7 @@ mod auth;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod forwarded;
 mod jwks;
 mod meta;
 mod metrics;
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use error::ApiError;
 use sessiond_core::Engine;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -36,8 +37,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub admin_token: Arc<str>,
-    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
-    pub trusted_proxies: Arc<[IpAddr]>,
+    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` / `X-Forwarded-Proto` /
+    /// `Forwarded` are believed.
+    pub trusted_proxies: Arc<[forwarded::TrustedProxy]>,
     pub limiters: Arc<ratelimit::Limiters>,
     /// Origins (besides this server's own) allowed to make cookie-authenticated changes.
     pub allowed_origins: Arc<[String]>,
@@ -49,7 +51,7 @@ impl AppState {
     pub fn new(
         engine: Engine,
         admin_token: &str,
-        trusted_proxies: Vec<IpAddr>,
+        trusted_proxies: Vec<forwarded::TrustedProxy>,
         limits: ratelimit::RateLimits,
     ) -> Self {
         Self {

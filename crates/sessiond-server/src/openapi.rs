@@ -569,13 +569,15 @@ pub struct TenantHeader {
     tenant: String,
 }
 
-/// The double-submit CSRF token of a cookie-authenticated state change.
+/// The CSRF token of a cookie-authenticated state change (bound to the session).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct CsrfHeader {
-    /// Cookie mode only: the value of the `__Host-sessiond-csrf` cookie (required with the
-    /// session or refresh cookie; an `Origin`, when sent, must be an allowed one).
+    /// Cookie mode only: the session's CSRF token, as in the `__Host-sessiond-csrf` cookie and
+    /// the login's `csrfToken` (required with the session or refresh cookie; it is bound to the
+    /// session, so another session's token is refused; an `Origin`, when sent, must be an
+    /// allowed one).
     #[param(rename = "X-CSRF-Token", nullable = false)]
     csrf: Option<String>,
 }

@@ -74,7 +74,7 @@ async fn sso(
         .engine
         .sso_login(&c.ctx, &c.tenant, &req.sso_token, device)
         .await?;
-    cookies::token_reply(issued, req.mode == Mode::Cookie)
+    cookies::reply(&st.engine, issued, req.mode == Mode::Cookie)
 }
 
 /// The partner's backend: the secret names the tenant, so no `X-Tenant-ID` is needed.

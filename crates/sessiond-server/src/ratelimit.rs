@@ -1,11 +1,13 @@
 //! Per-client-IP rate limits on the endpoints that take credentials: GCRA in memory on one
 //! node; with a shared store, a fixed one-minute window counted there, so every node draws
-//! on the same budget.
+//! on the same budget. A client is its IPv4 address, or its IPv6 network (a /64 unless
+//! configured otherwise): one host usually holds a whole /64.
 
 use crate::error::ApiError;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sessiond_store::{Counters, UnixTime};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -32,6 +34,28 @@ pub struct Limiters {
     partner: Option<DefaultKeyedRateLimiter<String>>,
     limits: RateLimits,
     shared: Option<Arc<dyn Counters>>,
+    ipv6_prefix: u8,
+}
+
+/// IPv6 clients are limited per network of this many bits unless configured otherwise.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// The key a client is limited by: its IPv4 address, or its IPv6 address's network of
+/// `ipv6_prefix` bits (`2001:db8:1:2::/64`); `unknown` without an address.
+pub fn client_key(ip: Option<&str>, ipv6_prefix: u8) -> String {
+    let Some(ip) = ip else {
+        return "unknown".to_owned();
+    };
+    match ip.parse::<IpAddr>().map(|a| a.to_canonical()) {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => {
+            let prefix = ipv6_prefix.clamp(1, 128);
+            let mask = u128::MAX << (128 - u32::from(prefix));
+            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+            format!("{net}/{prefix}")
+        }
+        Err(_) => ip.to_owned(),
+    }
 }
 
 fn limited(wait: u64) -> ApiError {
@@ -49,14 +73,14 @@ async fn shared_check(
     c: &dyn Counters,
     what: &str,
     per_minute: u32,
-    ip: Option<&str>,
+    client: &str,
     now: UnixTime,
 ) -> Result<(), ApiError> {
     if per_minute == 0 {
         return Ok(());
     }
     let minute = now.div_euclid(60);
-    let key = format!("ip:{what}:{}:{minute}", ip.unwrap_or("unknown"));
+    let key = format!("ip:{what}:{client}:{minute}");
     let hits = c
         .hit(&key, 60, now)
         .await
@@ -71,17 +95,16 @@ fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<String>> {
     NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
-fn check(l: &Option<DefaultKeyedRateLimiter<String>>, ip: Option<&str>) -> Result<(), ApiError> {
+fn check(l: &Option<DefaultKeyedRateLimiter<String>>, client: String) -> Result<(), ApiError> {
     let Some(l) = l else { return Ok(()) };
-    l.check_key(&ip.unwrap_or("unknown").to_owned())
-        .map_err(|not_until| {
-            limited(
-                not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .as_secs()
-                    + 1,
-            )
-        })
+    l.check_key(&client).map_err(|not_until| {
+        limited(
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                + 1,
+        )
+    })
 }
 
 impl Limiters {
@@ -91,6 +114,15 @@ impl Limiters {
             partner: limiter(limits.partner_per_minute),
             limits,
             shared: None,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+        }
+    }
+
+    /// IPv6 clients are limited per network of `prefix` bits (1–128).
+    pub fn with_ipv6_prefix(self, prefix: u8) -> Self {
+        Self {
+            ipv6_prefix: prefix.clamp(1, 128),
+            ..self
         }
     }
 
@@ -102,17 +134,30 @@ impl Limiters {
         }
     }
 
+    /// One login, SSO or refresh request from `ip` (the full client address).
     pub async fn auth(&self, ip: Option<&str>, now: UnixTime) -> Result<(), ApiError> {
+        let client = client_key(ip, self.ipv6_prefix);
         match &self.shared {
-            Some(c) => shared_check(&**c, "auth", self.limits.auth_per_minute, ip, now).await,
-            None => check(&self.auth, ip),
+            Some(c) => shared_check(&**c, "auth", self.limits.auth_per_minute, &client, now).await,
+            None => check(&self.auth, client),
         }
     }
 
+    /// One partner backend request from `ip` (the full client address).
     pub async fn partner(&self, ip: Option<&str>, now: UnixTime) -> Result<(), ApiError> {
+        let client = client_key(ip, self.ipv6_prefix);
         match &self.shared {
-            Some(c) => shared_check(&**c, "partner", self.limits.partner_per_minute, ip, now).await,
-            None => check(&self.partner, ip),
+            Some(c) => {
+                shared_check(
+                    &**c,
+                    "partner",
+                    self.limits.partner_per_minute,
+                    &client,
+                    now,
+                )
+                .await
+            }
+            None => check(&self.partner, client),
         }
     }
 }
@@ -120,6 +165,39 @@ impl Limiters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_network() {
+        assert_eq!(client_key(Some("203.0.113.7"), 64), "203.0.113.7");
+        assert_eq!(client_key(Some("::ffff:203.0.113.7"), 64), "203.0.113.7");
+        assert_eq!(
+            client_key(Some("2001:db8:1:2:aaaa::1"), 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(client_key(Some("2001:db8:1:2::1"), 48), "2001:db8:1::/48");
+        assert_eq!(client_key(Some("2001:db8::1"), 128), "2001:db8::1/128");
+        assert_eq!(client_key(None, 64), "unknown");
+    }
+
+    #[tokio::test]
+    async fn one_ipv6_network_shares_a_limit() {
+        let limits = RateLimits {
+            auth_per_minute: 2,
+            partner_per_minute: 0,
+        };
+        let store = Arc::new(sessiond_store::memory::MemoryStore::new());
+        for l in [Limiters::new(limits), Limiters::shared(limits, store)] {
+            let now = 1_700_000_000;
+            assert!(l.auth(Some("2001:db8:0:1::a"), now).await.is_ok());
+            assert!(l.auth(Some("2001:db8:0:1::b"), now).await.is_ok());
+            assert!(l.auth(Some("2001:db8:0:1:ffff::c"), now).await.is_err());
+            assert!(l.auth(Some("2001:db8:0:2::a"), now).await.is_ok());
+        }
+        let per_host = Limiters::new(limits).with_ipv6_prefix(128);
+        for host in ["2001:db8::a", "2001:db8::b", "2001:db8::c"] {
+            assert!(per_host.auth(Some(host), 0).await.is_ok(), "{host}");
+        }
+    }
 
     #[tokio::test]
     async fn shared_limits_add_up_across_nodes() {

@@ -5,7 +5,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A secret from the configuration; printed masked.
@@ -37,8 +37,9 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// 32 bytes (hex or base64) sealing private keys; generated into the data dir when unset.
     pub master_key: Option<Secret>,
-    /// Proxies whose X-Forwarded-For / X-Forwarded-Proto headers are trusted.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (addresses or CIDR ranges, e.g. `10.0.0.2`, `10.0.0.0/8`, `fd00::/8`) whose
+    /// X-Forwarded-For / X-Forwarded-Proto / Forwarded headers are trusted.
+    pub trusted_proxies: Vec<sessiond_server::forwarded::TrustedProxy>,
     /// Origins, besides sessiond's own, allowed to make cookie-authenticated changes.
     pub allowed_origins: Vec<String>,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (default: open, for a
@@ -59,6 +60,8 @@ pub struct LimitsConfig {
     pub auth_per_minute: u32,
     /// Partner backend requests per minute per client IP (0: no limit).
     pub partner_per_minute: u32,
+    /// IPv6 clients are limited per network of this many bits (1–128); IPv4 per address.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for LimitsConfig {
@@ -67,6 +70,7 @@ impl Default for LimitsConfig {
         Self {
             auth_per_minute: d.auth_per_minute,
             partner_per_minute: d.partner_per_minute,
+            ipv6_prefix: sessiond_server::ratelimit::DEFAULT_IPV6_PREFIX,
         }
     }
 }
@@ -237,6 +241,9 @@ impl Config {
             bail!(
                 "store.sessions and store.identity must both be shared (postgres://, redis://…) or both local (sqlite, memory): a shared one beside a local one splits the deployment"
             );
+        }
+        if !(1..=128).contains(&cfg.limits.ipv6_prefix) {
+            bail!("limits.ipv6_prefix must be between 1 and 128");
         }
         if !(50..=60_000).contains(&cfg.store.staleness_bound_ms) {
             bail!("store.staleness_bound_ms must be between 50 and 60000");
@@ -476,6 +483,57 @@ mod tests {
             Config::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_cidr_ranges() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "trusted_proxies = [\"10.0.0.2\", \"10.0.0.0/8\", \"::1/128\", \"fd00::/8\"]\n[limits]\nipv6_prefix = 56\n",
+            )?;
+            let c = Config::load(Some(Path::new("p.toml"))).map_err(|e| e.to_string())?;
+            let shown: Vec<String> = c.trusted_proxies.iter().map(|p| p.to_string()).collect();
+            assert_eq!(shown, ["10.0.0.2", "10.0.0.0/8", "::1", "fd00::/8"]);
+            let ip = |s: &str| s.parse::<std::net::IpAddr>().map_err(|e| e.to_string());
+            assert!(c.trusted_proxies[1].contains(ip("10.200.0.1")?));
+            assert!(!c.trusted_proxies[0].contains(ip("10.0.0.3")?));
+            assert!(c.trusted_proxies[3].contains(ip("fd12::1")?));
+            assert_eq!(c.limits.ipv6_prefix, 56);
+            jail.set_env("SESSIOND_TRUSTED_PROXIES", "[\"127.0.0.0/8\"]");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(c.trusted_proxies[0].contains(ip("127.0.0.9")?));
+            assert_eq!(c.limits.ipv6_prefix, 64, "the default");
+            let shown = c.masked_toml().map_err(|e| e.to_string())?;
+            assert!(shown.contains("\"127.0.0.0/8\""), "{shown}");
+            Ok(())
+        });
+        for bad in [
+            "proxy.internal",
+            "10.0.0.0/33",
+            "10.0.0.1/8",
+            "::1/129",
+            "10.0.0/8",
+            "",
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("SESSIOND_TRUSTED_PROXIES", format!("[\"{bad}\"]"));
+                let err = Config::load(None).map(|_| ()).map_err(|e| format!("{e:#}"));
+                let err = err.err().unwrap_or_default();
+                assert!(
+                    err.contains("trusted proxy") && err.contains(&format!("`{bad}`")),
+                    "{bad}: {err}"
+                );
+                Ok(())
+            });
+        }
+        for bad in ["0", "129"] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("SESSIOND_LIMITS_IPV6_PREFIX", bad);
+                assert!(Config::load(None).is_err(), "ipv6_prefix {bad}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

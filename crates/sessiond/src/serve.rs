@@ -483,9 +483,11 @@ pub async fn run(cfg: Config) -> Result<()> {
     let mut state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
     state.allowed_origins = cfg.allowed_origins.clone().into();
     state.metrics_token = cfg.metrics_token.as_ref().map(|t| t.0.as_str().into());
-    if let Some(c) = &stores.counters {
-        state.limiters = Arc::new(Limiters::shared(limits, Arc::clone(c)));
-    }
+    let limiters = match &stores.counters {
+        Some(c) => Limiters::shared(limits, Arc::clone(c)),
+        None => Limiters::new(limits),
+    };
+    state.limiters = Arc::new(limiters.with_ipv6_prefix(cfg.limits.ipv6_prefix));
     for (i, log) in stores.logs.iter().enumerate() {
         state.engine.spawn_follower(i, Arc::clone(log));
     }

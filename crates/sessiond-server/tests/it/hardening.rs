@@ -210,3 +210,89 @@ async fn usernames_are_one_name_per_unicode_spelling() {
         .await
         .problem(400, "invalid_request");
 }
+
+/// A server behind a trusted proxy (`proxy`: how 127.0.0.1 is listed) with `per_minute`
+/// logins per client, one tenant and user `alice`.
+async fn behind_proxy(proxy: &'static str, per_minute: u32) -> TestServer {
+    let s = TestServer::start_with(|st| {
+        st.trusted_proxies = vec![proxy.parse().unwrap()].into();
+        st.limiters = std::sync::Arc::new(sessiond_server::ratelimit::Limiters::new(
+            sessiond_server::ratelimit::RateLimits {
+                auth_per_minute: per_minute,
+                partner_per_minute: 0,
+            },
+        ));
+    })
+    .await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    s
+}
+
+/// A login through the proxy, with these `X-Forwarded-For` lines.
+async fn login_via(s: &TestServer, xff: &[&str]) -> Reply {
+    let mut rb = s.api(Method::POST, "/api/v2/auth/login", "t1");
+    for line in xff {
+        rb = rb.header("X-Forwarded-For", *line);
+    }
+    TestServer::send(rb.json(&json!({"username": "alice", "password": PASSWORD}))).await
+}
+
+/// A client sends its own `X-Forwarded-For` line; the proxy adds a second line with the
+/// address it saw. The forged first line must neither pick the audited address nor a fresh
+/// rate-limit budget.
+#[tokio::test]
+async fn a_forged_forwarded_for_line_neither_picks_the_address_nor_escapes_the_limit() {
+    for proxy in ["127.0.0.1", "127.0.0.0/8"] {
+        let s = behind_proxy(proxy, 3).await;
+        for i in 0..3 {
+            let forged = format!("198.51.100.{i}");
+            let r = login_via(&s, &[&forged, "203.0.113.7"]).await;
+            assert_eq!(r.status, 200, "{proxy}: {}", r.body);
+        }
+        let audited = s.audit("t1", "type=login_succeeded").await;
+        assert!(
+            audited.len() == 3 && audited.iter().all(|e| e["ip"] == "203.0.113.7"),
+            "{proxy}: {audited:?}"
+        );
+        // Same client, yet another forged address (also as a list in one line): still limited.
+        login_via(&s, &["192.0.2.99", "203.0.113.7"])
+            .await
+            .problem(429, "rate_limited");
+        login_via(&s, &["192.0.2.98, 203.0.113.7"])
+            .await
+            .problem(429, "rate_limited");
+        if proxy.contains('/') {
+            // Through a second proxy of the range: skipped, the client is still found.
+            login_via(&s, &["192.0.2.97", "203.0.113.7, 127.0.0.5"])
+                .await
+                .problem(429, "rate_limited");
+        }
+        // Another client behind the same proxy has its own budget.
+        let other = login_via(&s, &["198.51.100.1", "203.0.113.8"]).await;
+        assert_eq!(other.status, 200, "{proxy}: {}", other.body);
+    }
+}
+
+/// IPv6 clients are limited per /64: a host owns the whole /64 and picks any address in it.
+#[tokio::test]
+async fn ipv6_clients_share_a_limit_per_64() {
+    let s = behind_proxy("127.0.0.1", 2).await;
+    for client in ["2001:db8:1:2::a", "2001:db8:1:2:ffff:ffff:ffff:fffe"] {
+        let r = login_via(&s, &[client]).await;
+        assert_eq!(r.status, 200, "{client}: {}", r.body);
+    }
+    login_via(&s, &["2001:db8:1:2::b"])
+        .await
+        .problem(429, "rate_limited");
+    let neighbour = login_via(&s, &["2001:db8:1:3::a"]).await;
+    assert_eq!(neighbour.status, 200, "another /64: {}", neighbour.body);
+    // The audit keeps the full address.
+    let ips: Vec<_> = s
+        .audit("t1", "type=login_succeeded")
+        .await
+        .iter()
+        .map(|e| e["ip"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(ips.iter().any(|ip| ip == "2001:db8:1:2::a"), "{ips:?}");
+    assert!(ips.iter().any(|ip| ip == "2001:db8:1:3::a"), "{ips:?}");
+}

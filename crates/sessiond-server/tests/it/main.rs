@@ -2,6 +2,7 @@
 
 mod admin;
 mod attacks;
+mod csrf;
 mod errors;
 mod hardening;
 mod lifecycle;
