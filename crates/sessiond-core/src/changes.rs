@@ -220,84 +220,24 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
     use crate::engine::{EngineConfig, RequestContext};
     use crate::error::CoreError;
     use crate::secret::MasterKey;
+    use crate::testkit::{Cluster, login_alice, ok, until_trusted};
     use sessiond_store::memory::MemoryStore;
-    use sessiond_store::{DeviceInfo, PolicyOverrides, Profile, TenantId};
 
-    fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
-        r.unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Two engines over one store, as two nodes over one database, each following its log.
+    /// Two nodes following the log, tenant `t1` and user `alice`; node b has swept once.
     async fn two_nodes() -> (Arc<Engine>, Arc<Engine>, RequestContext) {
-        let store = Arc::new(MemoryStore::new());
-        let clock = Arc::new(ManualClock::new(1_700_000_000));
-        let master = ok(MasterKey::generate());
-        let cfg = EngineConfig {
-            hash_concurrency: 1,
-            ..EngineConfig::default()
-        };
-        let mut nodes = Vec::new();
-        for _ in 0..2 {
-            let e = ok(Engine::start(
-                store.clone(),
-                store.clone(),
-                clock.clone(),
-                master.clone(),
-                cfg.clone(),
-            )
-            .await)
-            .with_change_logs(1, Duration::from_millis(400));
-            let e = Arc::new(e);
-            e.spawn_follower(0, store.clone());
-            nodes.push(e);
-        }
-        let tenant = ok(TenantId::parse("t1"));
-        ok(nodes[0]
-            .create_tenant(
-                tenant.clone(),
-                None,
-                Profile::Integration,
-                PolicyOverrides::default(),
-            )
-            .await);
-        ok(nodes[0]
-            .create_user(&tenant, "alice".into(), "pw-pw-pw-pw".into(), None, None)
-            .await);
-        let ctx = RequestContext {
-            tenant_id: tenant,
-            activity_id: "a".into(),
-            correlation_id: None,
-            ip: None,
-            user_agent: None,
-        };
-        let b = nodes.pop().unwrap_or_else(|| panic!("two nodes"));
-        let a = nodes.pop().unwrap_or_else(|| panic!("two nodes"));
-        (a, b, ctx)
-    }
-
-    async fn until_trusted(e: &Engine) {
-        for _ in 0..500 {
-            if e.caches_trusted() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the follower never caught up");
+        let c = Cluster::start(2, Some(Duration::from_millis(400))).await;
+        let ctx = c.with_alice().await;
+        until_trusted(&c.nodes[1]).await;
+        (c.nodes[0].clone(), c.nodes[1].clone(), ctx)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_logout_on_one_node_reaches_the_others_cache() {
         let (a, b, ctx) = two_nodes().await;
-        until_trusted(&b).await;
-        let tp = ok(a.tenant(&ctx.tenant_id).await);
-        let issued = ok(a
-            .login(&ctx, &tp, "alice", "pw-pw-pw-pw", DeviceInfo::default())
-            .await);
-        let token = issued.session_token;
+        let token = login_alice(&a, &ctx).await.session_token;
         ok(b.authenticate(&ctx, &token).await);
         ok(a.logout(&ctx, &token).await);
         for _ in 0..500 {
@@ -313,30 +253,24 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_policy_change_and_a_key_rotation_reach_the_other_node() {
         let (a, b, ctx) = two_nodes().await;
-        until_trusted(&b).await;
-        assert_eq!(
-            ok(b.tenant(&ctx.tenant_id).await)
+        let max_sessions = |e: Arc<Engine>, ctx: RequestContext| async move {
+            ok(e.tenant(&ctx.tenant_id).await)
                 .policy
-                .max_sessions_per_user,
-            0
-        );
+                .max_sessions_per_user
+        };
+        let signing = |e: &Engine| {
+            ok(e.keys())
+                .into_iter()
+                .find(|k| k.state == sessiond_store::KeyState::Signing)
+                .map(|k| k.kid)
+        };
+        assert_eq!(max_sessions(b.clone(), ctx.clone()).await, 0);
         let mut patch = serde_json::Map::new();
         patch.insert("maxSessionsPerUser".into(), 1.into());
         ok(a.patch_policy(&ctx.tenant_id, patch).await);
         ok(a.rotate_keys().await);
-        let signing = ok(a.keys())
-            .into_iter()
-            .find(|k| k.state == sessiond_store::KeyState::Signing)
-            .map(|k| k.kid);
         for _ in 0..500 {
-            let policy = ok(b.tenant(&ctx.tenant_id).await)
-                .policy
-                .max_sessions_per_user;
-            let b_signing = ok(b.keys())
-                .into_iter()
-                .find(|k| k.state == sessiond_store::KeyState::Signing)
-                .map(|k| k.kid);
-            if policy == 1 && b_signing == signing {
+            if max_sessions(b.clone(), ctx.clone()).await == 1 && signing(&b) == signing(&a) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -349,51 +283,19 @@ mod tests {
     /// the cached copy's age.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_touch_reads_the_record_back() {
-        let store = Arc::new(MemoryStore::new());
-        let clock = Arc::new(ManualClock::new(1_700_000_000));
-        let e = Arc::new(
-            ok(Engine::start(
-                store.clone(),
-                store.clone(),
-                clock.clone(),
-                ok(MasterKey::generate()),
-                EngineConfig::default(),
-            )
-            .await)
-            .with_change_logs(1, Duration::from_secs(60)),
-        );
-        e.spawn_follower(0, store.clone());
-        until_trusted(&e).await;
-        let tenant = ok(TenantId::parse("t1"));
-        ok(e.create_tenant(
-            tenant.clone(),
-            None,
-            Profile::Integration,
-            PolicyOverrides::default(),
-        )
-        .await);
-        ok(
-            e.create_user(&tenant, "alice".into(), "pw-pw-pw-pw".into(), None, None)
-                .await,
-        );
-        let ctx = RequestContext {
-            tenant_id: tenant.clone(),
-            activity_id: "a".into(),
-            correlation_id: None,
-            ip: None,
-            user_agent: None,
-        };
-        let tp = ok(e.tenant(&tenant).await);
-        let issued = ok(e
-            .login(&ctx, &tp, "alice", "pw-pw-pw-pw", DeviceInfo::default())
-            .await);
+        let c = Cluster::start(1, Some(Duration::from_secs(60))).await;
+        let e = &c.nodes[0];
+        until_trusted(e).await;
+        let ctx = c.with_alice().await;
+        let issued = login_alice(e, &ctx).await;
         ok(e.authenticate(&ctx, &issued.session_token).await);
         // Recorded as timed out by a node whose clock runs an hour ahead: no log entry.
         use sessiond_store::SessionStore as _;
-        assert!(ok(store
-            .mark_expired(&tenant, &issued.session.id, e.now() + 3_600)
+        assert!(ok(c
+            .store
+            .mark_expired(&ctx.tenant_id, &issued.session.id, e.now() + 3_600)
             .await));
-        clock.advance(61);
+        c.clock.advance(61);
         match e.authenticate(&ctx, &issued.session_token).await {
             Err(CoreError::SessionExpired) => {}
             other => panic!(
@@ -409,7 +311,7 @@ mod tests {
         let e = ok(Engine::start(
             store.clone(),
             store.clone(),
-            Arc::new(ManualClock::new(1_700_000_000)),
+            Arc::new(crate::clock::ManualClock::new(1_700_000_000)),
             ok(MasterKey::generate()),
             EngineConfig::default(),
         )

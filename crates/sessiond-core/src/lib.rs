@@ -14,6 +14,8 @@ pub mod password;
 pub mod policy;
 pub mod secret;
 pub mod sso;
+#[cfg(test)]
+mod testkit;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -117,12 +117,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
-    use sessiond_store::memory::MemoryStore;
-
-    fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
-        r.unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::testkit::{Cluster, login_alice, ok, until_trusted};
 
     fn signing(e: &Engine) -> String {
         ok(e.keys())
@@ -136,58 +131,11 @@ mod tests {
     /// refused by both, although each had the token's verification cached.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revoked_key_is_refused_here_at_once_and_by_the_other_node_on_reload() {
-        let store = Arc::new(MemoryStore::new());
-        let clock = Arc::new(ManualClock::new(1_700_000_000));
-        let master = ok(MasterKey::generate());
-        let mut nodes = Vec::new();
-        for _ in 0..2 {
-            let e = ok(Engine::start(
-                store.clone(),
-                store.clone(),
-                clock.clone(),
-                master.clone(),
-                EngineConfig {
-                    hash_concurrency: 1,
-                    ..EngineConfig::default()
-                },
-            )
-            .await)
-            .with_change_logs(1, Duration::from_millis(400));
-            let e = Arc::new(e);
-            e.spawn_follower(0, store.clone());
-            nodes.push(e);
-        }
-        let (a, b) = (&nodes[0], &nodes[1]);
-        for _ in 0..500 {
-            if b.caches_trusted() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let tenant = ok(TenantId::parse("t1"));
-        ok(a.create_tenant(
-            tenant.clone(),
-            None,
-            Profile::Integration,
-            PolicyOverrides::default(),
-        )
-        .await);
-        ok(
-            a.create_user(&tenant, "alice".into(), "pw-pw-pw-pw".into(), None, None)
-                .await,
-        );
-        let ctx = RequestContext {
-            tenant_id: tenant.clone(),
-            activity_id: "a".into(),
-            correlation_id: None,
-            ip: None,
-            user_agent: None,
-        };
-        let tp = ok(a.tenant(&tenant).await);
-        let token = ok(a
-            .login(&ctx, &tp, "alice", "pw-pw-pw-pw", DeviceInfo::default())
-            .await)
-        .session_token;
+        let c = Cluster::start(2, Some(Duration::from_millis(400))).await;
+        let ctx = c.with_alice().await;
+        let (a, b) = (&c.nodes[0], &c.nodes[1]);
+        until_trusted(b).await;
+        let token = login_alice(a, &ctx).await.session_token;
         ok(a.authenticate(&ctx, &token).await);
         ok(b.authenticate(&ctx, &token).await);
         let old = signing(a);
@@ -215,30 +163,13 @@ mod tests {
     /// bring it back by rotating.
     #[tokio::test]
     async fn a_stale_node_rotating_does_not_bring_a_revoked_key_back() {
-        let store = Arc::new(MemoryStore::new());
-        let clock = Arc::new(ManualClock::new(1_700_000_000));
-        let master = ok(MasterKey::generate());
-        let a = ok(Engine::start(
-            store.clone(),
-            store.clone(),
-            clock.clone(),
-            master.clone(),
-            EngineConfig::default(),
-        )
-        .await);
-        let b = ok(Engine::start(
-            store.clone(),
-            store.clone(),
-            clock,
-            master,
-            EngineConfig::default(),
-        )
-        .await);
-        let old = signing(&a);
+        let c = Cluster::start(2, None).await;
+        let (a, b) = (&c.nodes[0], &c.nodes[1]);
+        let old = signing(a);
         assert!(ok(a.revoke_key(&old, None).await).is_some());
         assert!(ok(b.keys()).iter().any(|k| k.kid == old), "b is stale");
         let rotated = ok(b.rotate_keys().await);
         assert!(rotated.iter().all(|k| k.kid != old));
-        assert!(ok(store.load_keys().await).iter().all(|k| k.kid != old));
+        assert!(ok(c.store.load_keys().await).iter().all(|k| k.kid != old));
     }
 }
