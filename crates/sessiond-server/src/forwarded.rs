@@ -278,7 +278,8 @@ pub fn client(headers: &HeaderMap, peer: IpAddr, trusted: &[TrustedProxy]) -> Cl
     Client {
         ip,
         https: at
-            .and_then(|i| elements[i].1.as_deref())
+            .and_then(|i| elements.get(i))
+            .and_then(|e| e.1.as_deref())
             .is_some_and(is_https_value),
     }
 }
