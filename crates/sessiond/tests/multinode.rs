@@ -238,6 +238,21 @@ impl Deployment {
         )
     }
 
+    /// Logs the token's session out on node `i`: the status and the body.
+    async fn logout(&self, i: usize, token: &str) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        let (st, body, _) = self
+            .call(
+                i,
+                M::POST,
+                "/api/v2/auth/logout",
+                &[("Authorization", &auth)],
+                None,
+            )
+            .await;
+        (st, body)
+    }
+
     /// whoami on node `i`: the status and the problem code, if any.
     async fn whoami(&self, i: usize, token: &str) -> (u16, String) {
         let auth = format!("Bearer {token}");
@@ -321,16 +336,7 @@ async fn logout_on_one_node_is_refused_by_the_others(backend: Backend) {
     let d = Deployment::start(backend, 3).await;
     let (token, _, _) = d.login(0, "alice").await;
     d.cached_everywhere(&token).await;
-    let auth = format!("Bearer {token}");
-    let (st, body, _) = d
-        .call(
-            1,
-            M::POST,
-            "/api/v2/auth/logout",
-            &[("Authorization", &auth)],
-            None,
-        )
-        .await;
+    let (st, body) = d.logout(1, &token).await;
     assert_eq!(st, 204, "{body}");
     d.refused_everywhere(&token, "session_revoked").await;
 }
@@ -587,16 +593,7 @@ async fn a_restarted_node_honours_a_logout_made_while_it_was_down(backend: Backe
     let (token, _, _) = d.login(0, "alice").await;
     d.cached_everywhere(&token).await;
     d.stop(2);
-    let auth = format!("Bearer {token}");
-    let (st, _, _) = d
-        .call(
-            0,
-            M::POST,
-            "/api/v2/auth/logout",
-            &[("Authorization", &auth)],
-            None,
-        )
-        .await;
+    let (st, _) = d.logout(0, &token).await;
     assert_eq!(st, 204);
     d.restart(2);
     assert_eq!(d.whoami(2, &token).await, (401, "session_revoked".into()));
@@ -621,17 +618,8 @@ async fn propagation_delay(backend: Backend) {
         let (token, _, _) = d.login(trial % 3, "alice").await;
         d.cached_everywhere(&token).await;
         let origin = trial % 3;
-        let auth = format!("Bearer {token}");
         let since = Instant::now();
-        let (st, _, _) = d
-            .call(
-                origin,
-                M::POST,
-                "/api/v2/auth/logout",
-                &[("Authorization", &auth)],
-                None,
-            )
-            .await;
+        let (st, _) = d.logout(origin, &token).await;
         assert_eq!(st, 204);
         for i in (0..3).filter(|&i| i != origin) {
             let (took, code) = d.until_refused(i, &token, since).await;
