@@ -303,7 +303,13 @@ pub fn sso_verify(data: &[u8]) {
     } else {
         (&sso.ed25519, None)
     };
-    if let Some(Ok(c)) = poll_once(sso.verifier.verify(settings, secret, &token, NOW)) {
+    if let Some(Ok(c)) = poll_once(sso.verifier.verify(
+        settings,
+        secret,
+        &token,
+        NOW,
+        sessiond_core::outbound::Outbound::Any,
+    )) {
         assert!(
             !c.sub.is_empty() && !c.jti.is_empty() && NOW < c.exp,
             "SSO claims that fail a check verified: {c:?}"

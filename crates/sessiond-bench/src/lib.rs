@@ -8,6 +8,7 @@
 pub mod backends;
 pub mod baseline;
 pub mod load;
+pub mod memory;
 pub mod plot;
 pub mod proxy;
 pub mod server;
@@ -65,6 +66,9 @@ pub struct Options {
     /// Standalone Redis (the Cluster is a throwaway loopback one).
     pub redis_url: String,
     pub cluster_masters: usize,
+    /// Concurrent failed logins of the login-memory measurement (0 skips it; it waits out the
+    /// Argon2 pool's 30-second idle release).
+    pub login_memory_burst: usize,
 }
 
 impl Options {
@@ -109,6 +113,7 @@ impl Options {
             redis_url: std::env::var("SESSIOND_TEST_REDIS")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             cluster_masters: 3,
+            login_memory_burst: 120,
         }
     }
 
@@ -123,6 +128,7 @@ impl Options {
             scale_large: 20_000,
             seed_budget: Duration::from_secs(20),
             scale_spread_tokens: 5_000,
+            login_memory_burst: 0,
             ..Self::full()
         }
     }
@@ -234,6 +240,8 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// The backend comparison (empty unless a backend other than SQLite was asked for).
     pub backends: Vec<backends::BackendResult>,
+    /// RSS before / after a burst of failed logins / after idle.
+    pub login_memory: Option<memory::LoginMemory>,
     pub options: Options,
     pub total_secs: f64,
 }
@@ -270,6 +278,7 @@ pub fn run(o: &Options) -> Result<Report> {
             scale: None,
             targets: Vec::new(),
             backends: Vec::new(),
+            login_memory: None,
             options: o.clone(),
             total_secs: 0.0,
         }
@@ -285,6 +294,30 @@ pub fn run(o: &Options) -> Result<Report> {
 
 /// The suite on SQLite (what `run` did before `--backends`).
 fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
+    // Login memory first, on a fresh sessiond in a fresh process, so that its RSS is not
+    // mixed with what the other scenarios leave behind.
+    let login_memory = if o.login_memory_burst > 0 && o.wants("login-memory") {
+        let idle = sessiond_core::password::IDLE_RELEASE + Duration::from_secs(2);
+        let m = memory::login_memory(
+            o.server_threads,
+            &o.data_dir,
+            client,
+            o.login_memory_burst,
+            idle,
+        )?;
+        say!(
+            o,
+            "login memory: RSS {:.1} MiB before, {:.1} MiB after {} failed logins, {:.1} MiB after {} s idle",
+            m.rss_before as f64 / 1048576.0,
+            m.rss_after_burst as f64 / 1048576.0,
+            m.burst,
+            m.rss_after_idle as f64 / 1048576.0,
+            idle.as_secs()
+        );
+        Some(m)
+    } else {
+        None
+    };
     // The scale check first, on its own sessiond, so that its RSS is not inflated by what the
     // other scenarios leave in the allocator.
     let scale = if o.skip_scale || !o.wants("scale") {
@@ -448,6 +481,7 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
         scale,
         targets: Vec::new(),
         backends: Vec::new(),
+        login_memory,
         options: o.clone(),
         total_secs: 0.0,
     })
@@ -689,6 +723,9 @@ impl Report {
         }
         if !self.backends.is_empty() {
             self.backends_markdown(&mut m);
+        }
+        if let Some(lm) = &self.login_memory {
+            let _ = writeln!(m, "\n#{}", lm.markdown());
         }
         m
     }

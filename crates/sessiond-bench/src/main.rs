@@ -39,7 +39,7 @@ struct Args {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Run only these scenarios, comma-separated (whoami, introspect, login, refresh, logout,
-    /// mix, starvation, scale).
+    /// mix, starvation, scale, login-memory).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Store backends, comma-separated: sqlite, postgres, redis, redis-cluster (default:
@@ -73,6 +73,10 @@ struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
+    /// Concurrent failed logins of the login-memory measurement: RSS before, after the burst
+    /// and after the Argon2 pool's idle release (default 120, or 0 with --quick; 0 skips it).
+    #[arg(long)]
+    login_memory_burst: Option<usize>,
     /// Also write the Markdown report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -125,6 +129,9 @@ fn main() -> Result<()> {
     }
     if let Some(n) = a.trip_requests {
         o.trip_requests = n;
+    }
+    if let Some(n) = a.login_memory_burst {
+        o.login_memory_burst = n;
     }
     o.postgres_url = a.postgres_url;
     o.redis_url = a.redis_url;

@@ -296,15 +296,7 @@ impl Sessiond {
             .with_change_logs(logs.len(), STALENESS_BOUND);
         // AppState::new may spawn background tasks: on this server's runtime.
         let _in_rt = rt.enter();
-        let state = AppState::new(
-            engine,
-            ADMIN_TOKEN,
-            Vec::new(),
-            RateLimits {
-                auth_per_minute: 0,
-                partner_per_minute: 0,
-            },
-        );
+        let state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), RateLimits::unlimited());
         for (i, log) in logs.iter().enumerate() {
             state.engine.spawn_follower(i, Arc::clone(log));
         }
@@ -340,9 +332,14 @@ impl Sessiond {
             anyhow::Ok((made, id, secret, keyring))
         })?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(sessiond_server::serve(listener, state, async {
-            let _ = rx.await;
-        }));
+        rt.spawn(sessiond_server::serve(
+            listener,
+            state,
+            Default::default(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         Ok(Self {
             addr,
             backend,

@@ -57,3 +57,34 @@ fn every_scenario_runs_and_the_report_renders() {
     let bytes = std::fs::read(png.path()).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"));
 }
+
+/// The login-memory measurement runs with a small burst: every login of it is a 401 that ran
+/// Argon2 with pooled memory, and the report renders.
+#[test]
+fn the_login_memory_measurement_runs() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = sessiond_bench::memory::login_memory(
+        2,
+        dir.path(),
+        &rt,
+        8,
+        std::time::Duration::from_millis(10),
+    )
+    .unwrap();
+    assert_eq!(m.not_401, 0, "{m:?}");
+    assert!(
+        (1..=m.hash_concurrency).contains(&m.buffers_after_burst),
+        "{m:?}"
+    );
+    assert!(m.rss_before > 0 && m.rss_after_burst > 0 && m.rss_after_idle > 0);
+    let md = m.markdown();
+    assert!(
+        md.contains("## Login memory") && md.contains("| after the burst"),
+        "{md}"
+    );
+}

@@ -2,12 +2,14 @@
 //! hands them to an [`AlertSink`], which must not block (the server's sink queues them and
 //! delivers in the background, signed and retried).
 
+use crate::outbound::Outbound;
 use crate::secret::{MasterKey, hmac_hex};
 use sessiond_store::{AuditEvent, TenantId};
 
 pub trait AlertSink: Send + Sync + 'static {
-    /// Queues `event` for delivery to `url`, signed with `secret`. Must return at once.
-    fn deliver(&self, url: &str, secret: &str, event: &AuditEvent);
+    /// Queues `event` for delivery to `url`, signed with `secret`, reaching only the
+    /// destinations `outbound` allows (the tenant's profile decides). Must return at once.
+    fn deliver(&self, url: &str, secret: &str, event: &AuditEvent, outbound: Outbound);
 }
 
 /// A tenant's webhook signing secret: derived from the master key, the tenant and the URL, so

@@ -119,6 +119,8 @@ pub struct Engine {
     pub(crate) clients: FreshCache<String, ServiceClient>,
     hashing: Semaphore,
     hashing_queued: std::sync::atomic::AtomicUsize,
+    /// Argon2 with pooled memory: at most `hash_concurrency` buffers (the semaphore's permits).
+    hasher: Arc<password::Hasher>,
     /// Serializes key rotations.
     rotation: tokio::sync::Mutex<()>,
     /// With shared stores: how fresh the caches are (see [`crate::changes`]).
@@ -157,6 +159,7 @@ impl Engine {
             clients: FreshCache::new(10_000, CACHE_MAX_AGE),
             hashing: Semaphore::new(cfg.hash_concurrency.max(1)),
             hashing_queued: std::sync::atomic::AtomicUsize::new(0),
+            hasher: password::Hasher::new(cfg.hash_concurrency.max(1))?,
             rotation: tokio::sync::Mutex::new(()),
             freshness: None,
             kid_reload: std::sync::Mutex::new(None),
@@ -204,7 +207,14 @@ impl Engine {
     /// Counts login failures and per-account rates in `counters`, shared by every node,
     /// instead of in this node's memory.
     pub fn with_counters(mut self, counters: Arc<dyn Counters>) -> Self {
-        self.guard = crate::guard::Guard::shared(counters);
+        self.guard.set_counters(counters);
+        self
+    }
+
+    /// IPv6 clients' login failures and rates are counted per network of `prefix` bits
+    /// (1–128; 64 unless set).
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
+        self.guard.set_ipv6_prefix(prefix);
         self
     }
 
@@ -277,8 +287,11 @@ impl Engine {
             .iter()
             .filter(|e| e.kind == AuditKind::SuspiciousActivity)
         {
-            if let Ok(Some((url, secret))) = self.webhook(&e.tenant_id).await {
-                sink.deliver(&url, &secret, e);
+            if let Ok(Some((url, secret))) = self.webhook(&e.tenant_id).await
+                && let Ok(tp) = self.tenant(&e.tenant_id).await
+            {
+                let outbound = crate::outbound::Outbound::for_profile(tp.tenant.profile);
+                sink.deliver(&url, &secret, e, outbound);
             }
         }
     }

@@ -1,40 +1,53 @@
-//! Abuse signals: failed logins per account (exponential backoff), the per-account login
-//! rate, and the addresses an account logs in from. With a shared store the failures and the
-//! rate are counted there ([`Counters`]), so every node sees the same budget; otherwise in
-//! memory, approximately (concurrent updates may lose a count). The addresses stay per node.
+//! Abuse signals for logins. An attacker must not be able to lock a user out, so failures are
+//! counted per (account, client address): past the tenant's free failures *that address*
+//! waits 1, 2, 4, … s (at most [`MAX_BACKOFF`]) before its next try at that account. Failures
+//! of one account from every address are counted too, against a ceiling
+//! ([`ACCOUNT_CEILING_FACTOR`] × the free failures): past it, every address that has failed
+//! on the account is held until the failures age out, while an address that has not failed
+//! (the user's own) still gets through with the right password. The per-account login rate
+//! is counted per (account, address) for the same reason.
+//!
+//! Everything is counted in [`Counters`]: this node's memory, or with a shared store, the
+//! store, so every node sees the same numbers. A client address is its IPv4 address or its
+//! IPv6 network ([`client_key`]). The addresses an account logs in from stay per node.
 
+use sessiond_store::memory::MemoryCounters;
 use sessiond_store::{Counters, StoreResult, TenantId, UnixTime, UserId};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The longest an account is held back after failures (seconds).
+/// The longest an address is held back after failures (seconds).
 pub const MAX_BACKOFF: i64 = 900;
-/// Failures older than this are forgotten (seconds).
+/// Failures are forgotten this long after the last one (seconds).
 pub const FAILURE_WINDOW: i64 = 900;
+/// An account's failures from all addresses within [`FAILURE_WINDOW`] are capped at this many
+/// times the tenant's free failures (`loginBackoffAfter`): 50 by default.
+pub const ACCOUNT_CEILING_FACTOR: u32 = 10;
 /// Distinct client addresses of one account within [`IP_WINDOW`] that count as suspicious.
 pub const MANY_IPS: usize = 5;
 pub const IP_WINDOW: i64 = 3600;
+/// IPv6 clients are counted per network of this many bits unless configured otherwise.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
-#[derive(Clone, Copy, Default)]
-struct Failures {
-    count: u32,
-    last: UnixTime,
-    locked_until: UnixTime,
+/// The key a client is counted by: its IPv4 address, or its IPv6 address's network of
+/// `ipv6_prefix` bits (`2001:db8:1:2::/64`); `unknown` without an address.
+pub fn client_key(ip: Option<&str>, ipv6_prefix: u8) -> String {
+    let Some(ip) = ip else {
+        return "unknown".to_owned();
+    };
+    match ip.parse::<IpAddr>().map(|a| a.to_canonical()) {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => {
+            let prefix = ipv6_prefix.clamp(1, 128);
+            let mask = u128::MAX << (128 - u32::from(prefix));
+            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+            format!("{net}/{prefix}")
+        }
+        Err(_) => ip.to_owned(),
+    }
 }
 
-type AccountLimiter = governor::DefaultKeyedRateLimiter<String>;
-
-pub struct Guard {
-    failures: quick_cache::sync::Cache<(TenantId, String), Failures>,
-    /// Per tenant: its quota and the keyed GCRA limiter of its accounts.
-    rates: std::sync::Mutex<
-        std::collections::HashMap<TenantId, (u32, std::sync::Arc<AccountLimiter>)>,
-    >,
-    addresses: quick_cache::sync::Cache<(TenantId, UserId), Vec<(String, UnixTime)>>,
-    /// Counters shared by every node, when the deployment has a shared store.
-    shared: Option<Arc<dyn Counters>>,
-}
-
-/// How long the account must wait after `count` failures, the last at `last`.
+/// How long the address must wait after `count` failures, the last at `last`.
 fn locked_until(count: u64, last: UnixTime, free: u32) -> UnixTime {
     if free == 0 || count < u64::from(free) {
         return 0;
@@ -43,158 +56,133 @@ fn locked_until(count: u64, last: UnixTime, free: u32) -> UnixTime {
     last + (1i64 << exp).min(MAX_BACKOFF)
 }
 
-fn failures_key(tenant: &TenantId, account: &str) -> String {
-    format!("fail:{tenant}:{account}")
+/// The account failures past which failed addresses are held (0: no ceiling).
+pub fn account_ceiling(free: u32) -> u64 {
+    u64::from(free) * u64::from(ACCOUNT_CEILING_FACTOR)
+}
+
+/// One login attempt: an account of a tenant, tried from a client.
+pub struct Attempt {
+    /// Failures of the account from this client.
+    pair: String,
+    /// Failures of the account from every client.
+    account: String,
+    /// The login rate of the account from this client, without the minute.
+    rate: String,
+}
+
+/// What a failure brought the counts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failures {
+    /// Of the account from this client.
+    pub from_client: u64,
+    /// Of the account from every client.
+    pub account: u64,
+}
+
+pub struct Guard {
+    counters: Arc<dyn Counters>,
+    ipv6_prefix: u8,
+    addresses: quick_cache::sync::Cache<(TenantId, UserId), Vec<(String, UnixTime)>>,
 }
 
 impl Default for Guard {
+    /// Counted in this node's memory.
     fn default() -> Self {
-        Self {
-            failures: quick_cache::sync::Cache::new(100_000),
-            addresses: quick_cache::sync::Cache::new(100_000),
-            rates: std::sync::Mutex::default(),
-            shared: None,
-        }
+        Self::shared(Arc::new(MemoryCounters::new()))
     }
 }
 
 impl Guard {
+    /// Counted in `counters` (shared by every node when they live in a shared store).
     pub fn shared(counters: Arc<dyn Counters>) -> Self {
         Self {
-            shared: Some(counters),
-            ..Self::default()
+            counters,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            addresses: quick_cache::sync::Cache::new(100_000),
         }
     }
 
-    /// At most `per_minute` login attempts per account (0: unlimited); `Ok(Err(seconds to
-    /// wait))` beyond. Shared: a fixed one-minute window in the store; local: GCRA.
+    /// Counts in `counters` from now on.
+    pub fn set_counters(&mut self, counters: Arc<dyn Counters>) {
+        self.counters = counters;
+    }
+
+    /// IPv6 clients are counted per network of `prefix` bits (1–128).
+    pub fn set_ipv6_prefix(&mut self, prefix: u8) {
+        self.ipv6_prefix = prefix.clamp(1, 128);
+    }
+
+    /// The attempt at `account` of `tenant` from `ip` (the full client address).
+    pub fn attempt(&self, tenant: &TenantId, account: &str, ip: Option<&str>) -> Attempt {
+        let client = client_key(ip, self.ipv6_prefix);
+        Attempt {
+            pair: format!("fail:{tenant}:{account}:{client}"),
+            account: format!("fail:{tenant}:{account}"),
+            rate: format!("rate:{tenant}:{account}:{client}"),
+        }
+    }
+
+    /// At most `per_minute` attempts at the account from the client a minute (0: unlimited);
+    /// `Ok(Err(seconds to wait))` beyond. A fixed one-minute window.
     pub async fn rate(
         &self,
-        tenant: &TenantId,
-        account: &str,
+        a: &Attempt,
         per_minute: u32,
         now: UnixTime,
     ) -> StoreResult<Result<(), u64>> {
-        match &self.shared {
-            Some(c) if per_minute > 0 => {
-                let minute = now.div_euclid(60);
-                let key = format!("rate:{tenant}:{account}:{minute}");
-                let hits = c.hit(&key, 60, now).await?;
-                Ok(if hits.count > u64::from(per_minute) {
-                    Err((60 - now.rem_euclid(60)) as u64)
-                } else {
-                    Ok(())
-                })
-            }
-            _ => Ok(self.local_rate(tenant, account, per_minute)),
+        if per_minute == 0 {
+            return Ok(Ok(()));
         }
-    }
-
-    fn local_rate(&self, tenant: &TenantId, account: &str, per_minute: u32) -> Result<(), u64> {
-        let Some(quota) = std::num::NonZeroU32::new(per_minute).map(governor::Quota::per_minute)
-        else {
-            return Ok(());
-        };
-        let limiter = {
-            let Ok(mut rates) = self.rates.lock() else {
-                return Ok(());
-            };
-            let entry = rates.entry(tenant.clone()).or_insert_with(|| {
-                (
-                    per_minute,
-                    std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
-                )
-            });
-            if entry.0 != per_minute {
-                *entry = (
-                    per_minute,
-                    std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
-                );
-            }
-            entry.1.retain_recent();
-            std::sync::Arc::clone(&entry.1)
-        };
-        limiter.check_key(&account.to_owned()).map_err(|not_until| {
-            use governor::clock::{Clock, DefaultClock};
-            not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                + 1
+        let key = format!("{}:{}", a.rate, now.div_euclid(60));
+        let hits = self.counters.hit(&key, 60, now).await?;
+        Ok(if hits.count > u64::from(per_minute) {
+            Err((60 - now.rem_euclid(60)) as u64)
+        } else {
+            Ok(())
         })
     }
 
-    /// `Ok(Err(seconds to wait))` while the account is held back after failures (`free`
-    /// failures are free).
+    /// `Ok(Err(seconds to wait))` while the client is held back from the account (`free`
+    /// failures are free; 0: never held).
     pub async fn check(
         &self,
-        tenant: &TenantId,
-        account: &str,
+        a: &Attempt,
         free: u32,
         now: UnixTime,
     ) -> StoreResult<Result<(), u64>> {
-        if let Some(c) = &self.shared {
-            if free == 0 {
-                return Ok(Ok(()));
+        if free == 0 {
+            return Ok(Ok(()));
+        }
+        let window = FAILURE_WINDOW as u32;
+        let pair = self.counters.peek(&a.pair, window, now).await?;
+        let until = locked_until(pair.count, pair.last, free);
+        if until > now {
+            return Ok(Err((until - now) as u64));
+        }
+        if pair.count > 0 {
+            let account = self.counters.peek(&a.account, window, now).await?;
+            if account.count >= account_ceiling(free) {
+                let wait = (account.last + FAILURE_WINDOW - now).clamp(1, MAX_BACKOFF);
+                return Ok(Err(wait as u64));
             }
-            let key = failures_key(tenant, account);
-            let h = c.peek(&key, FAILURE_WINDOW as u32, now).await?;
-            let until = locked_until(h.count, h.last, free);
-            return Ok(if until > now {
-                Err((until - now) as u64)
-            } else {
-                Ok(())
-            });
         }
-        Ok(self.local_check(tenant, account, now))
+        Ok(Ok(()))
     }
 
-    fn local_check(&self, tenant: &TenantId, account: &str, now: UnixTime) -> Result<(), u64> {
-        match self.failures.get(&(tenant.clone(), account.to_owned())) {
-            Some(f) if f.locked_until > now => Err((f.locked_until - now) as u64),
-            _ => Ok(()),
-        }
+    /// Records a failed attempt.
+    pub async fn failed(&self, a: &Attempt, now: UnixTime) -> StoreResult<Failures> {
+        let window = FAILURE_WINDOW as u32;
+        Ok(Failures {
+            from_client: self.counters.hit(&a.pair, window, now).await?.count,
+            account: self.counters.hit(&a.account, window, now).await?.count,
+        })
     }
 
-    /// Records a failure; past `free` failures the account waits 1, 2, 4, … seconds (at most
-    /// [`MAX_BACKOFF`]). Returns the number of recent failures.
-    pub async fn failed(
-        &self,
-        tenant: &TenantId,
-        account: &str,
-        free: u32,
-        now: UnixTime,
-    ) -> StoreResult<u32> {
-        if let Some(c) = &self.shared {
-            let key = failures_key(tenant, account);
-            let h = c.hit(&key, FAILURE_WINDOW as u32, now).await?;
-            return Ok(u32::try_from(h.count).unwrap_or(u32::MAX));
-        }
-        Ok(self.local_failed(tenant, account, free, now))
-    }
-
-    fn local_failed(&self, tenant: &TenantId, account: &str, free: u32, now: UnixTime) -> u32 {
-        let key = (tenant.clone(), account.to_owned());
-        let mut f = self
-            .failures
-            .get(&key)
-            .filter(|f| now - f.last < FAILURE_WINDOW)
-            .unwrap_or_default();
-        f.count = f.count.saturating_add(1);
-        f.last = now;
-        if free > 0 && f.count >= free {
-            let exp = (f.count - free).min(20);
-            f.locked_until = now + (1i64 << exp).min(MAX_BACKOFF);
-        }
-        self.failures.insert(key, f);
-        f.count
-    }
-
-    pub async fn succeeded(&self, tenant: &TenantId, account: &str) -> StoreResult<()> {
-        if let Some(c) = &self.shared {
-            return c.reset(&failures_key(tenant, account)).await;
-        }
-        self.failures.remove(&(tenant.clone(), account.to_owned()));
-        Ok(())
+    /// A success forgets the client's failures on the account (not the account's: an
+    /// attacker's count is not wiped by the user logging in).
+    pub async fn succeeded(&self, a: &Attempt) -> StoreResult<()> {
+        self.counters.reset(&a.pair).await
     }
 
     /// Records a login from `ip`; returns how many distinct addresses the account used
@@ -217,65 +205,126 @@ impl Guard {
 mod tests {
     use super::*;
 
+    fn tenant() -> TenantId {
+        TenantId::parse("t").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn held(g: &Guard, a: &Attempt, now: UnixTime) -> Result<(), u64> {
+        g.check(a, 5, now).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn fail(g: &Guard, a: &Attempt, now: UnixTime) -> Failures {
+        g.failed(a, now).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
-    fn backoff_grows_exponentially_after_the_free_failures_and_resets_on_success() {
-        let g = Guard::default();
-        let t = TenantId::parse("t").unwrap_or_else(|e| panic!("{e}"));
-        for i in 1..5 {
-            assert_eq!(g.local_failed(&t, "a", 5, 100), i);
-            assert_eq!(g.local_check(&t, "a", 100), Ok(()));
-        }
-        g.local_failed(&t, "a", 5, 100);
-        assert_eq!(g.local_check(&t, "a", 100), Err(1));
-        g.local_failed(&t, "a", 5, 101);
-        assert_eq!(g.local_check(&t, "a", 101), Err(2));
-        assert_eq!(g.local_check(&t, "b", 101), Ok(()), "per account");
-        g.failures.remove(&(t.clone(), "a".to_owned()));
-        assert_eq!(g.local_check(&t, "a", 101), Ok(()));
-        for _ in 0..40 {
-            g.local_failed(&t, "c", 5, 200);
-        }
-        assert_eq!(g.local_check(&t, "c", 200), Err(MAX_BACKOFF as u64));
+    fn ipv6_clients_are_keyed_by_network() {
+        assert_eq!(client_key(Some("203.0.113.7"), 64), "203.0.113.7");
+        assert_eq!(client_key(Some("::ffff:203.0.113.7"), 64), "203.0.113.7");
         assert_eq!(
-            g.local_failed(&t, "c", 5, 200 + FAILURE_WINDOW),
+            client_key(Some("2001:db8:1:2:aaaa::1"), 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(client_key(Some("2001:db8:1:2::1"), 48), "2001:db8:1::/48");
+        assert_eq!(client_key(Some("2001:db8::1"), 128), "2001:db8::1/128");
+        assert_eq!(client_key(None, 64), "unknown");
+    }
+
+    #[tokio::test]
+    async fn backoff_holds_the_failing_address_and_a_success_there_resets_it() {
+        let g = Guard::default();
+        let t = tenant();
+        let attacker = g.attempt(&t, "a", Some("198.51.100.1"));
+        for i in 1..5 {
+            assert_eq!(fail(&g, &attacker, 100).await.from_client, i);
+            assert_eq!(held(&g, &attacker, 100).await, Ok(()));
+        }
+        fail(&g, &attacker, 100).await;
+        assert_eq!(held(&g, &attacker, 100).await, Err(1));
+        fail(&g, &attacker, 101).await;
+        assert_eq!(held(&g, &attacker, 101).await, Err(2));
+        let user = g.attempt(&t, "a", Some("203.0.113.9"));
+        assert_eq!(held(&g, &user, 101).await, Ok(()), "another address");
+        let other = g.attempt(&t, "b", Some("198.51.100.1"));
+        assert_eq!(held(&g, &other, 101).await, Ok(()), "another account");
+        g.succeeded(&attacker)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(held(&g, &attacker, 101).await, Ok(()));
+        for _ in 0..40 {
+            fail(&g, &attacker, 200).await;
+        }
+        assert_eq!(held(&g, &attacker, 200).await, Err(MAX_BACKOFF as u64));
+        assert_eq!(
+            fail(&g, &attacker, 200 + FAILURE_WINDOW).await.from_client,
             1,
             "old failures are forgotten"
         );
     }
 
     #[tokio::test]
-    async fn shared_backoff_and_rate_follow_the_store() {
+    async fn the_account_ceiling_holds_failed_addresses_but_not_a_clean_one() {
+        let g = Guard::default();
+        let t = tenant();
+        let ceiling = account_ceiling(5);
+        // A botnet: each address fails once, so none reaches its own backoff.
+        for i in 0..ceiling {
+            let bot = g.attempt(&t, "a", Some(&format!("10.0.{}.{}", i / 250, i % 250)));
+            assert_eq!(held(&g, &bot, 100).await, Ok(()), "bot {i}");
+            assert_eq!(fail(&g, &bot, 100).await.account, i + 1);
+        }
+        let bot = g.attempt(&t, "a", Some("10.0.0.0"));
+        assert_eq!(
+            held(&g, &bot, 100).await,
+            Err(FAILURE_WINDOW as u64),
+            "past the ceiling a failed address waits for the failures to age out"
+        );
+        let user = g.attempt(&t, "a", Some("203.0.113.9"));
+        assert_eq!(held(&g, &user, 100).await, Ok(()), "the user's own address");
+        g.succeeded(&user).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(held(&g, &bot, 100).await.is_err(), "a success elsewhere");
+        assert_eq!(held(&g, &bot, 100 + FAILURE_WINDOW).await, Ok(()));
+        let off = g.attempt(&t, "z", Some("10.0.0.0"));
+        for _ in 0..100 {
+            fail(&g, &off, 100).await;
+        }
+        assert_eq!(g.check(&off, 0, 100).await.ok(), Some(Ok(())), "0: never");
+    }
+
+    #[tokio::test]
+    async fn shared_counts_add_up_across_nodes() {
         let store = Arc::new(sessiond_store::memory::MemoryStore::new());
         let (a, b) = (Guard::shared(store.clone()), Guard::shared(store));
-        let t = TenantId::parse("t").unwrap_or_else(|e| panic!("{e}"));
-        let ok = |r: StoreResult<Result<(), u64>>| r.unwrap_or_else(|e| panic!("{e}"));
+        let t = tenant();
+        let ip = Some("198.51.100.1");
         // Failures on two nodes add up: the fifth, wherever it lands, starts the backoff.
-        for i in 0..5u32 {
+        for i in 0..5u64 {
             let node = if i % 2 == 0 { &a } else { &b };
-            assert_eq!(ok(node.check(&t, "x", 5, 100).await), Ok(()));
-            assert_eq!(
-                node.failed(&t, "x", 5, 100).await.unwrap_or_default(),
-                i + 1
-            );
+            let at = node.attempt(&t, "x", ip);
+            assert_eq!(held(node, &at, 100).await, Ok(()));
+            assert_eq!(fail(node, &at, 100).await.from_client, i + 1);
         }
-        assert_eq!(ok(a.check(&t, "x", 5, 100).await), Err(1));
-        assert_eq!(ok(b.check(&t, "x", 5, 100).await), Err(1));
-        assert_eq!(ok(b.check(&t, "x", 5, 101).await), Ok(()));
-        a.succeeded(&t, "x").await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(b.failed(&t, "x", 5, 102).await.unwrap_or_default(), 1);
-        // The per-account rate: 3 a minute across both nodes.
+        assert_eq!(held(&a, &a.attempt(&t, "x", ip), 100).await, Err(1));
+        assert_eq!(held(&b, &b.attempt(&t, "x", ip), 100).await, Err(1));
+        assert_eq!(held(&b, &b.attempt(&t, "x", ip), 101).await, Ok(()));
+        let ok = |r: StoreResult<Result<(), u64>>| r.unwrap_or_else(|e| panic!("{e}"));
+        // The login rate: 3 a minute for one account from one address, across both nodes.
         for i in 0..3 {
             let node = if i % 2 == 0 { &a } else { &b };
-            assert_eq!(ok(node.rate(&t, "y", 3, 120).await), Ok(()));
+            let at = node.attempt(&t, "y", ip);
+            assert_eq!(ok(node.rate(&at, 3, 120).await), Ok(()));
         }
-        assert_eq!(ok(a.rate(&t, "y", 3, 130).await), Err(50));
-        assert_eq!(ok(b.rate(&t, "y", 3, 180).await), Ok(()), "a new minute");
+        let at = a.attempt(&t, "y", ip);
+        assert_eq!(ok(a.rate(&at, 3, 130).await), Err(50));
+        let elsewhere = a.attempt(&t, "y", Some("203.0.113.9"));
+        assert_eq!(ok(a.rate(&elsewhere, 3, 130).await), Ok(()), "per address");
+        assert_eq!(ok(b.rate(&at, 3, 180).await), Ok(()), "a new minute");
     }
 
     #[test]
     fn distinct_addresses_are_counted_within_the_window() {
         let g = Guard::default();
-        let t = TenantId::parse("t").unwrap_or_else(|e| panic!("{e}"));
+        let t = tenant();
         let u = uuid::Uuid::new_v4();
         assert_eq!(g.login_from(&t, u, "1.1.1.1", 0), 1);
         assert_eq!(g.login_from(&t, u, "1.1.1.1", 1), 1);

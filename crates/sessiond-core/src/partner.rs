@@ -3,6 +3,7 @@
 
 use crate::engine::{Engine, Issued, RequestContext, TenantPolicy, Verified, time_ok};
 use crate::error::{CoreError, CoreResult};
+use crate::outbound::Outbound;
 use crate::secret;
 use crate::sso;
 use crate::token::InternalClaims;
@@ -44,7 +45,7 @@ impl Engine {
     // ---- SSO -----------------------------------------------------------------------------
 
     pub async fn set_sso(&self, tenant: &TenantId, c: SsoConfig) -> CoreResult<()> {
-        self.tenant(tenant).await?;
+        let tp = self.tenant(tenant).await?;
         let bad = |m: &str| Err(CoreError::InvalidRequest(m.to_owned()));
         let anchors = [
             c.hs256_secret.is_some(),
@@ -66,11 +67,13 @@ impl Engine {
         {
             return bad("publicKeyPem must be an RSA, P-256 or Ed25519 public key in PEM");
         }
-        if c.jwks_url
-            .as_deref()
-            .is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://")))
-        {
-            return bad("jwksUrl must be an http(s) URL");
+        if let Some(url) = &c.jwks_url {
+            if url.len() > 2048 {
+                return bad("jwksUrl must be at most 2048 characters");
+            }
+            Outbound::for_profile(tp.tenant.profile)
+                .check_url(url)
+                .or_else(|why| bad(&format!("jwksUrl is refused: {why}")))?;
         }
         let sealed = c
             .hs256_secret
@@ -115,7 +118,13 @@ impl Engine {
             .transpose()?;
         let claims = match self
             .sso
-            .verify(&settings, secret.as_deref(), token, now)
+            .verify(
+                &settings,
+                secret.as_deref(),
+                token,
+                now,
+                Outbound::for_profile(tp.tenant.profile),
+            )
             .await
         {
             Ok(c) => c,

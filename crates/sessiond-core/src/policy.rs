@@ -1,6 +1,7 @@
 //! Profiles and their defaults (DESIGN §4), and a tenant's effective policy.
 
 use crate::CoreError;
+use crate::outbound::Outbound;
 use serde::Serialize;
 use sessiond_store::{OnLimit, PolicyOverrides, Profile, SessionLimit};
 
@@ -25,9 +26,10 @@ pub struct Policy {
     pub required_headers: Vec<String>,
     pub refresh_grace_seconds: u32,
     pub https_only: bool,
-    /// 0 = no per-account backoff.
+    /// Free failures of one account from one client address before that address backs off
+    /// (see `guard`); 0 = no backoff.
     pub login_backoff_after: u32,
-    /// Login attempts per minute per account; 0 = no limit.
+    /// Login attempts per minute at one account from one client address; 0 = no limit.
     pub login_rate_per_minute: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
@@ -89,6 +91,21 @@ impl Policy {
             webhook_url: o.webhook_url.clone().or(d.webhook_url),
         };
         p.validate()?;
+        Ok(p)
+    }
+
+    /// The effective policy for overrides being set (a tenant created or its policy changed):
+    /// as [`Policy::effective`], and the `webhookUrl` must be a URL the profile's requests may
+    /// reach ([`Outbound`]). Checked only when set, so a stored policy always loads.
+    pub fn to_set(profile: Profile, o: &PolicyOverrides) -> Result<Self, CoreError> {
+        let p = Self::effective(profile, o)?;
+        if let Some(url) = &p.webhook_url {
+            Outbound::for_profile(profile)
+                .check_url(url)
+                .map_err(|why| {
+                    CoreError::InvalidRequest(format!("webhookUrl is refused: {why}"))
+                })?;
+        }
         Ok(p)
     }
 
@@ -197,5 +214,21 @@ mod tests {
             ..Default::default()
         };
         assert!(Policy::effective(Profile::Integration, &zero).is_err());
+    }
+
+    #[test]
+    fn a_production_webhook_must_reach_a_public_address_when_set() {
+        let hook = |url: &str| PolicyOverrides {
+            webhook_url: Some(url.into()),
+            ..Default::default()
+        };
+        let local = hook("http://169.254.169.254/latest/meta-data/");
+        assert!(Policy::to_set(Profile::Production, &local).is_err());
+        assert!(Policy::to_set(Profile::Integration, &local).is_ok());
+        assert!(Policy::to_set(Profile::Playground, &local).is_ok());
+        // A stored policy still loads (the server refuses the address when connecting).
+        assert!(Policy::effective(Profile::Production, &local).is_ok());
+        let public = hook("https://hooks.example.com/sessiond");
+        assert!(Policy::to_set(Profile::Production, &public).is_ok());
     }
 }

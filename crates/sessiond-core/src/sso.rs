@@ -3,6 +3,7 @@
 //! algorithm that trust implies. Time comes from the engine's clock, not the library's.
 
 use crate::CoreError;
+use crate::outbound::Outbound;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -11,10 +12,11 @@ use sessiond_store::{SsoSettings, UnixTime};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Fetches a JWKS document (the server supplies one over HTTP).
+/// Fetches a JWKS document (the server supplies one over HTTP), reaching only the
+/// destinations `outbound` allows (the tenant's profile decides).
 #[async_trait]
 pub trait JwksFetcher: Send + Sync + 'static {
-    async fn fetch(&self, url: &str) -> Result<String, String>;
+    async fn fetch(&self, url: &str, outbound: Outbound) -> Result<String, String>;
 }
 
 /// A JWKS URL is fetched again for an unknown `kid` at most this often (seconds).
@@ -48,10 +50,17 @@ struct CachedJwks {
     fetched_at: UnixTime,
 }
 
+/// JWKS documents are cached per URL and per destination policy: a set fetched for a
+/// playground or integration tenant never serves a production tenant naming the same URL.
+type JwksKey = (Outbound, String);
+
 #[derive(Default)]
 pub struct SsoVerifier {
     fetcher: Option<Arc<dyn JwksFetcher>>,
-    jwks: Mutex<HashMap<String, Arc<CachedJwks>>>,
+    jwks: Mutex<HashMap<JwksKey, Arc<CachedJwks>>>,
+    /// One fetch per key at a time: concurrent tokens with unknown `kid`s wait for it and
+    /// share its result instead of each fetching.
+    fetching: Mutex<HashMap<JwksKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn invalid(why: &str) -> CoreError {
@@ -64,17 +73,20 @@ impl SsoVerifier {
         Self {
             fetcher,
             jwks: Mutex::default(),
+            fetching: Mutex::default(),
         }
     }
 
     /// Verifies an SSO token against a tenant's settings at `now`. `hs256_secret` is the
-    /// opened secret when the settings use one.
+    /// opened secret when the settings use one; a JWKS URL is fetched only from the
+    /// destinations `outbound` allows.
     pub async fn verify(
         &self,
         settings: &SsoSettings,
         hs256_secret: Option<&[u8]>,
         token: &str,
         now: UnixTime,
+        outbound: Outbound,
     ) -> Result<SsoClaims, CoreError> {
         if token.len() > crate::token::MAX_TOKEN_LEN {
             return Err(invalid("too long"));
@@ -93,7 +105,7 @@ impl SsoVerifier {
             pem_key(pem).ok_or_else(|| invalid("configured PEM unusable"))?
         } else if let Some(url) = &settings.jwks_url {
             let kid = header.kid.as_deref().ok_or_else(|| invalid("no kid"))?;
-            self.jwks_key(url, kid, now).await?
+            self.jwks_key(&(outbound, url.clone()), kid, now).await?
         } else {
             return Err(invalid("no trust configured"));
         };
@@ -126,34 +138,53 @@ impl SsoVerifier {
 
     async fn jwks_key(
         &self,
-        url: &str,
+        key: &JwksKey,
         kid: &str,
         now: UnixTime,
     ) -> Result<(Algorithm, DecodingKey), CoreError> {
-        let cached = self
-            .jwks
-            .lock()
-            .map_err(|_| CoreError::Internal("jwks cache poisoned".into()))?
-            .get(url)
-            .cloned();
-        let fresh = cached
-            .as_ref()
-            .filter(|c| now - c.fetched_at < JWKS_MAX_AGE);
-        if let Some(k) = fresh.and_then(|c| key_of(&c.set, kid)) {
+        let poisoned = || CoreError::Internal("jwks cache poisoned".into());
+        let cached = || -> Result<Option<Arc<CachedJwks>>, CoreError> {
+            Ok(self.jwks.lock().map_err(|_| poisoned())?.get(key).cloned())
+        };
+        let known = |c: &Option<Arc<CachedJwks>>| {
+            c.as_ref()
+                .filter(|c| now - c.fetched_at < JWKS_MAX_AGE)
+                .and_then(|c| key_of(&c.set, kid))
+        };
+        // Unknown kid or stale set: fetch again, but not more often than the interval.
+        let throttled = |c: &Option<Arc<CachedJwks>>| {
+            c.as_ref()
+                .is_some_and(|c| now - c.fetched_at < JWKS_REFETCH_INTERVAL)
+        };
+        let before = cached()?;
+        if let Some(k) = known(&before) {
             return Ok(k);
         }
-        // Unknown kid or stale set: fetch again, but not more often than the interval.
-        if cached
-            .as_ref()
-            .is_some_and(|c| now - c.fetched_at < JWKS_REFETCH_INTERVAL)
-        {
+        if throttled(&before) {
             return Err(invalid("unknown kid (refetch rate-limited)"));
         }
         let fetcher = self
             .fetcher
             .as_ref()
             .ok_or_else(|| invalid("no JWKS fetcher"))?;
-        let set: Option<JwkSet> = match fetcher.fetch(url).await {
+        let gate = Arc::clone(
+            self.fetching
+                .lock()
+                .map_err(|_| poisoned())?
+                .entry(key.clone())
+                .or_default(),
+        );
+        let _fetching = gate.lock().await;
+        // A fetch that finished while this one waited counts: use its set, or stay throttled.
+        let latest = cached()?;
+        if let Some(k) = known(&latest) {
+            return Ok(k);
+        }
+        if throttled(&latest) {
+            return Err(invalid("unknown kid (refetch rate-limited)"));
+        }
+        let (outbound, url) = key;
+        let set: Option<JwkSet> = match fetcher.fetch(url, *outbound).await {
             Ok(body) => serde_json::from_str(&body).ok(),
             Err(e) => {
                 tracing::warn!(url, error = %e, "JWKS fetch failed");
@@ -166,8 +197,8 @@ impl SsoVerifier {
         });
         self.jwks
             .lock()
-            .map_err(|_| CoreError::Internal("jwks cache poisoned".into()))?
-            .insert(url.to_owned(), Arc::clone(&entry));
+            .map_err(|_| poisoned())?
+            .insert(key.clone(), Arc::clone(&entry));
         key_of(&entry.set, kid).ok_or_else(|| invalid("unknown kid"))
     }
 }

@@ -555,6 +555,76 @@ mod tests {
         }
     }
 
+    /// A session token whose signature a lax Ed25519 verifier accepts but RFC 8032's strict
+    /// rules refuse, forged with the keyring's own private key: R is the identity point (small
+    /// order) and S = k·a, so [S]B = R + [k]A holds; and one with S + L (non-canonical S).
+    #[test]
+    fn small_order_and_non_canonical_ed25519_signatures_are_refused() {
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        use curve25519_dalek::scalar::Scalar;
+        use sha2::{Digest, Sha512};
+        let (_, k) = keyring();
+        let t = k.sign(&claims(1000)).unwrap_or_default();
+        let SignKey::Ed(signing) = &k.signing else {
+            panic!("an EdDSA keyring")
+        };
+        let (signed, _) = t.rsplit_once('.').unwrap_or_default();
+        let public = signing.verifying_key();
+        // The secret scalar a: the clamped first half of SHA-512(seed).
+        let h = Sha512::digest(signing.to_bytes());
+        let mut a = [0u8; 32];
+        a.copy_from_slice(&h[..32]);
+        a[0] &= 248;
+        a[31] &= 127;
+        a[31] |= 64;
+        let a = Scalar::from_bytes_mod_order(a);
+        let identity = CompressedEdwardsY::from_slice(&{
+            let mut r = [0u8; 32];
+            r[0] = 1;
+            r
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let k_hash = Sha512::new()
+            .chain_update(identity.as_bytes())
+            .chain_update(public.as_bytes())
+            .chain_update(signed.as_bytes())
+            .finalize();
+        let mut wide = [0u8; 64];
+        wide.copy_from_slice(&k_hash);
+        let s = Scalar::from_bytes_mod_order_wide(&wide) * a;
+        let mut small_order = [0u8; 64];
+        small_order[..32].copy_from_slice(identity.as_bytes());
+        small_order[32..].copy_from_slice(s.as_bytes());
+        let lax = ed25519_dalek::Signature::from_bytes(&small_order);
+        assert!(
+            ed25519_dalek::Verifier::verify(&public, signed.as_bytes(), &lax).is_ok(),
+            "the forgery passes the lax check, so only strictness refuses it"
+        );
+        let forged = format!("{signed}.{}", b64(&small_order));
+        assert_eq!(
+            k.verify(&forged, "iss", "aud", 1000).ok(),
+            None,
+            "small-order R"
+        );
+
+        // S + L: the same signature with a non-canonical S.
+        let (_, sig) = t.rsplit_once('.').unwrap_or_default();
+        let mut sig = b64_decode(sig).unwrap_or_default();
+        // L, the order of the base point, little-endian.
+        let order: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (byte, add) in sig[32..].iter_mut().zip(order) {
+            let sum = u16::from(*byte) + u16::from(add) + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+        let forged = format!("{signed}.{}", b64(&sig));
+        assert_eq!(k.verify(&forged, "iss", "aud", 1000).ok(), None, "S + L");
+    }
+
     #[test]
     fn round_trip_and_time_checks() {
         let (_, k) = keyring();

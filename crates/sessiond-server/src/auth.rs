@@ -60,16 +60,19 @@ async fn login(
     c: Ctx,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
-    st.limiters
-        .auth(c.ctx.ip.as_deref(), st.engine.now())
-        .await?;
     if req.username.len() > 256 || req.password.len() > 1024 {
         return Err(ApiError::invalid_request("username or password too long"));
     }
     let device = c.device(req.device);
+    let login = async {
+        Ok(st
+            .engine
+            .login(&c.ctx, &c.tenant, &req.username, &req.password, device)
+            .await?)
+    };
     let issued = st
-        .engine
-        .login(&c.ctx, &c.tenant, &req.username, &req.password, device)
+        .limiters
+        .auth(c.ctx.ip.as_deref(), st.engine.now(), login)
         .await?;
     cookies::reply(&st.engine, issued, req.mode == Mode::Cookie)
 }
@@ -121,24 +124,27 @@ async fn refresh(
     parts: Parts,
     Body(req): Body<RefreshRequest>,
 ) -> ApiResult<Response> {
-    st.limiters
-        .auth(c.ctx.ip.as_deref(), st.engine.now())
-        .await?;
-    let (token, bound) = match req.refresh_token {
-        Some(t) => (t, None),
-        None => match cookies::get(&parts.headers, cookies::REFRESH_COOKIE) {
-            Some(t) => {
-                let sid = cookies::refresh_session(&parts)?;
-                cookies::check_csrf(&parts, &st, &sid)?;
-                (t, Some(sid))
-            }
-            None => return Err(ApiError::invalid_request("refreshToken is required")),
-        },
+    let rotate = async {
+        let (token, bound) = match req.refresh_token {
+            Some(t) => (t, None),
+            None => match cookies::get(&parts.headers, cookies::REFRESH_COOKIE) {
+                Some(t) => {
+                    let sid = cookies::refresh_session(&parts)?;
+                    cookies::check_csrf(&parts, &st, &sid)?;
+                    let owner = st.engine.refresh_token_session(&t).await?;
+                    cookies::refresh_bound(owner.as_ref(), &sid)?;
+                    (t, Some(sid))
+                }
+                None => return Err(ApiError::invalid_request("refreshToken is required")),
+            },
+        };
+        let issued = st.engine.refresh(&c.ctx, &c.tenant, &token).await?;
+        Ok((issued, bound))
     };
-    let issued = st.engine.refresh(&c.ctx, &c.tenant, &token).await?;
-    if let Some(sid) = &bound {
-        cookies::refresh_bound(&issued, sid)?;
-    }
+    let (issued, bound) = st
+        .limiters
+        .auth(c.ctx.ip.as_deref(), st.engine.now(), rotate)
+        .await?;
     cookies::reply(&st.engine, issued, bound.is_some())
 }
 

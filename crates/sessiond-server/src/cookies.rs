@@ -144,12 +144,11 @@ pub fn refresh_session(parts: &Parts) -> Result<SessionId, ApiError> {
         .ok_or_else(|| refused(NEEDS_CSRF))
 }
 
-/// After a cookie-mode refresh: the rotated refresh token's session must be the one whose
-/// CSRF token was checked.
-pub fn refresh_bound(issued: &Issued, sid: &SessionId) -> Result<(), ApiError> {
-    if issued.session.id == *sid {
-        Ok(())
-    } else {
-        Err(refused(NEEDS_CSRF))
+/// Before a cookie-mode refresh: the refresh token's session (`owner`, if the token exists)
+/// must be the one whose CSRF token was checked, or the token is not spent.
+pub fn refresh_bound(owner: Option<&SessionId>, sid: &SessionId) -> Result<(), ApiError> {
+    match owner {
+        Some(owner) if owner != sid => Err(refused(NEEDS_CSRF)),
+        _ => Ok(()),
     }
 }

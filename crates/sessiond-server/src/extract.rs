@@ -78,13 +78,21 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
     Some(crate::forwarded::client(&parts.headers, peer, &state.trusted_proxies).ip)
 }
 
-/// Whether the client reached the first trusted proxy over HTTPS (never without one).
+/// Whether the client reached sessiond directly over its native TLS, or the first trusted
+/// proxy over HTTPS.
 pub(crate) fn is_https(parts: &Parts, state: &AppState) -> bool {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|c| {
-            crate::forwarded::client(&parts.headers, c.0.ip(), &state.trusted_proxies).https
+            let peer = c.0.ip().to_canonical();
+            let direct_tls = parts
+                .extensions
+                .get::<crate::listen::ServedOverTls>()
+                .is_some()
+                && !state.trusted_proxies.iter().any(|p| p.contains(peer));
+            direct_tls
+                || crate::forwarded::client(&parts.headers, peer, &state.trusted_proxies).https
         })
 }
 

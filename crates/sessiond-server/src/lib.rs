@@ -8,10 +8,12 @@ pub mod error;
 pub mod extract;
 pub mod forwarded;
 mod jwks;
+pub mod listen;
 mod meta;
 mod metrics;
 pub mod middleware;
 pub mod openapi;
+mod outbound;
 mod partner;
 pub mod ratelimit;
 mod sessions;
@@ -22,7 +24,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use error::ApiError;
 use sessiond_core::Engine;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -95,16 +96,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves (then requests in flight finish),
+/// with the timeouts, connection cap and TLS of `opts` (see [`listen`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    opts: listen::ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    listen::serve_router(listener, router(state), opts, shutdown).await
 }

@@ -1,6 +1,8 @@
 //! `/metrics` in Prometheus' text format: requests by route and status with latency
 //! histograms (here), lifecycle events by type and reason (`sessiond_events_total`, from the
-//! engine), store latency (`sessiond_store_seconds`, from the store) and active sessions.
+//! engine), store latency (`sessiond_store_seconds`, from the store), active sessions and
+//! Argon2 password verifications (`sessiond_password_verifications_total`, from the engine's
+//! hasher: one per login with a password, unknown users included).
 
 use crate::AppState;
 use crate::error::ApiResult;
@@ -38,6 +40,10 @@ fn handle() -> Option<&'static PrometheusHandle> {
 
 pub fn router() -> Router<AppState> {
     handle();
+    metrics::describe_counter!(
+        "sessiond_password_verifications_total",
+        "Full Argon2 password verifications (a login as an unknown user verifies a dummy hash)"
+    );
     Router::new().route("/metrics", get(render))
 }
 

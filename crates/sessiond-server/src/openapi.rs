@@ -266,9 +266,11 @@ pub struct Policy {
     refresh_grace_seconds: u32,
     /// Requests must arrive over HTTPS (directly or via a trusted proxy).
     https_only: bool,
-    /// Failed logins of one account before exponential backoff starts; 0 = never.
+    /// Failed logins of one account from one client address before that address backs off
+    /// exponentially (the account's failures from all addresses are capped at 10× this);
+    /// 0 = never.
     login_backoff_after: u32,
-    /// Login attempts per minute for one account (GCRA); 0 = no limit.
+    /// Login attempts per minute at one account from one client address; 0 = no limit.
     login_rate_per_minute: u32,
     /// Where `suspicious_activity` events are POSTed, signed; absent: no webhook.
     #[schema(nullable = false)]
@@ -938,10 +940,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let limits = crate::ratelimit::RateLimits {
-            auth_per_minute: 0,
-            partner_per_minute: 0,
-        };
+        let limits = crate::ratelimit::RateLimits::unlimited();
         crate::router(crate::AppState::new(
             engine,
             "admin-token-0123456789",

@@ -6,6 +6,7 @@ use crate::cookies;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Caller, Ctx, Form, X_USER_SESSION_TOKEN, client_ip, request_context};
 use crate::openapi as oa;
+use crate::ratelimit::Kind;
 use crate::wire::{Mode, SsoRequest};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -66,13 +67,16 @@ async fn sso(
     c: Ctx,
     Body(req): Body<SsoRequest>,
 ) -> ApiResult<Response> {
-    st.limiters
-        .auth(c.ctx.ip.as_deref(), st.engine.now())
-        .await?;
     let device = c.device(req.device);
+    let login = async {
+        Ok(st
+            .engine
+            .sso_login(&c.ctx, &c.tenant, &req.sso_token, device)
+            .await?)
+    };
     let issued = st
-        .engine
-        .sso_login(&c.ctx, &c.tenant, &req.sso_token, device)
+        .limiters
+        .auth(c.ctx.ip.as_deref(), st.engine.now(), login)
         .await?;
     cookies::reply(&st.engine, issued, req.mode == Mode::Cookie)
 }
@@ -87,14 +91,30 @@ impl FromRequestParts<AppState> for Partner {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let ip = client_ip(parts, st).map(|i| i.to_string());
-        st.limiters.partner(ip.as_deref(), st.engine.now()).await?;
+        let admitted = st
+            .limiters
+            .admit(Kind::Partner, ip.as_deref(), st.engine.now())
+            .await?;
         let secret = parts
             .headers
             .get("x-partner-secret")
             .ok_or_else(|| ApiError::missing_header("X-PARTNER-SECRET"))?
             .to_str()
-            .map_err(|_| ApiError::from(sessiond_core::CoreError::InvalidPartnerSecret))?;
-        let tenant = st.engine.partner_tenant(secret).await?;
+            .map_err(|_| sessiond_core::CoreError::InvalidPartnerSecret);
+        let tenant = match secret {
+            Ok(secret) => st.engine.partner_tenant(secret).await,
+            Err(e) => Err(e),
+        };
+        let tenant = match tenant {
+            Ok(t) => t,
+            Err(e) => {
+                let e = ApiError::from(e);
+                if e.status == StatusCode::UNAUTHORIZED {
+                    st.limiters.failed(&admitted).await;
+                }
+                return Err(e);
+            }
+        };
         Ok(Partner {
             ctx: request_context(parts, st, tenant),
         })

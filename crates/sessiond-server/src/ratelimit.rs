@@ -1,66 +1,93 @@
-//! Per-client-IP rate limits on the endpoints that take credentials: GCRA in memory on one
-//! node; with a shared store, a fixed one-minute window counted there, so every node draws
-//! on the same budget. A client is its IPv4 address, or its IPv6 network (a /64 unless
-//! configured otherwise): one host usually holds a whole /64.
+//! Per-client limits on the endpoints that take credentials. What they count is failures:
+//! a login, SSO login or refresh answered `401` draws on the client's failure budget
+//! (`auth_failures_per_minute`), and so does a partner call with a wrong secret
+//! (`partner_failures_per_minute`); once it is spent the client gets `429` until the minute
+//! ends, so credential stuffing and token guessing stop there. Every request, good or bad,
+//! also counts against a ceiling high enough for a busy proxy or a backend that refreshes
+//! for all of its users (`auth_per_minute`, `partner_per_minute`).
+//!
+//! Fixed one-minute windows counted in [`Counters`]: this node's memory, or with a shared
+//! store, the store, so every node draws on the same budget. A client is its IPv4 address or
+//! its IPv6 network (a /64 unless configured otherwise): one host usually holds a whole /64.
 
-use crate::error::ApiError;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use crate::error::{ApiError, ApiResult};
+use axum::http::StatusCode;
+use sessiond_store::memory::MemoryCounters;
 use sessiond_store::{Counters, UnixTime};
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
-/// Requests per minute per client IP; 0 disables a limit.
+pub use sessiond_core::guard::{DEFAULT_IPV6_PREFIX, client_key};
+
+/// Per client and minute; 0 disables a limit.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
-    /// login, SSO and refresh.
+    /// Login, SSO and refresh requests, whatever their outcome (the ceiling).
     pub auth_per_minute: u32,
-    /// partner backend calls.
+    /// Login, SSO and refresh requests answered `401`.
+    pub auth_failures_per_minute: u32,
+    /// Partner backend calls, whatever their outcome (the ceiling).
     pub partner_per_minute: u32,
+    /// Partner backend calls refused for their secret.
+    pub partner_failures_per_minute: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            auth_per_minute: 120,
-            partner_per_minute: 60,
+            auth_per_minute: 6000,
+            auth_failures_per_minute: 120,
+            partner_per_minute: 6000,
+            partner_failures_per_minute: 60,
         }
     }
+}
+
+impl RateLimits {
+    /// No limits at all (tests and benchmarks).
+    pub fn unlimited() -> Self {
+        Self {
+            auth_per_minute: 0,
+            auth_failures_per_minute: 0,
+            partner_per_minute: 0,
+            partner_failures_per_minute: 0,
+        }
+    }
+}
+
+/// Which budget a request draws on.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// login, SSO and refresh.
+    Auth,
+    /// partner backend calls.
+    Partner,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Auth => "auth",
+            Kind::Partner => "partner",
+        }
+    }
+}
+
+/// A request let through; [`Limiters::failed`] charges its failure to the client.
+pub struct Admitted {
+    failures_key: Option<String>,
+    now: UnixTime,
 }
 
 pub struct Limiters {
-    auth: Option<DefaultKeyedRateLimiter<String>>,
-    partner: Option<DefaultKeyedRateLimiter<String>>,
+    counters: Arc<dyn Counters>,
     limits: RateLimits,
-    shared: Option<Arc<dyn Counters>>,
     ipv6_prefix: u8,
 }
 
-/// IPv6 clients are limited per network of this many bits unless configured otherwise.
-pub const DEFAULT_IPV6_PREFIX: u8 = 64;
-
-/// The key a client is limited by: its IPv4 address, or its IPv6 address's network of
-/// `ipv6_prefix` bits (`2001:db8:1:2::/64`); `unknown` without an address.
-pub fn client_key(ip: Option<&str>, ipv6_prefix: u8) -> String {
-    let Some(ip) = ip else {
-        return "unknown".to_owned();
-    };
-    match ip.parse::<IpAddr>().map(|a| a.to_canonical()) {
-        Ok(IpAddr::V4(v4)) => v4.to_string(),
-        Ok(IpAddr::V6(v6)) => {
-            let prefix = ipv6_prefix.clamp(1, 128);
-            let mask = u128::MAX << (128 - u32::from(prefix));
-            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
-            format!("{net}/{prefix}")
-        }
-        Err(_) => ip.to_owned(),
-    }
-}
-
-fn limited(wait: u64) -> ApiError {
+fn limited(now: UnixTime) -> ApiError {
+    let wait = (60 - now.rem_euclid(60)) as u64;
     let mut e = ApiError::new(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         format!("too many requests; retry in {wait} s"),
     );
@@ -68,52 +95,21 @@ fn limited(wait: u64) -> ApiError {
     e
 }
 
-/// One hit on the shared per-minute counter of `(what, ip)`.
-async fn shared_check(
-    c: &dyn Counters,
-    what: &str,
-    per_minute: u32,
-    client: &str,
-    now: UnixTime,
-) -> Result<(), ApiError> {
-    if per_minute == 0 {
-        return Ok(());
-    }
-    let minute = now.div_euclid(60);
-    let key = format!("ip:{what}:{client}:{minute}");
-    let hits = c
-        .hit(&key, 60, now)
-        .await
-        .map_err(|e| ApiError::from(sessiond_core::CoreError::Store(e)))?;
-    if hits.count > u64::from(per_minute) {
-        return Err(limited((60 - now.rem_euclid(60)) as u64));
-    }
-    Ok(())
-}
-
-fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<String>> {
-    NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
-}
-
-fn check(l: &Option<DefaultKeyedRateLimiter<String>>, client: String) -> Result<(), ApiError> {
-    let Some(l) = l else { return Ok(()) };
-    l.check_key(&client).map_err(|not_until| {
-        limited(
-            not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                + 1,
-        )
-    })
+fn store(e: sessiond_store::StoreError) -> ApiError {
+    ApiError::from(sessiond_core::CoreError::Store(e))
 }
 
 impl Limiters {
+    /// Counted in this node's memory.
     pub fn new(limits: RateLimits) -> Self {
+        Self::shared(limits, Arc::new(MemoryCounters::new()))
+    }
+
+    /// Counted in `counters`, shared by every node.
+    pub fn shared(limits: RateLimits, counters: Arc<dyn Counters>) -> Self {
         Self {
-            auth: limiter(limits.auth_per_minute),
-            partner: limiter(limits.partner_per_minute),
+            counters,
             limits,
-            shared: None,
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
@@ -126,39 +122,73 @@ impl Limiters {
         }
     }
 
-    /// Limits counted in `counters`, shared by every node.
-    pub fn shared(limits: RateLimits, counters: Arc<dyn Counters>) -> Self {
-        Self {
-            shared: Some(counters),
-            ..Self::new(limits)
+    fn budgets(&self, kind: Kind) -> (u32, u32) {
+        match kind {
+            Kind::Auth => (
+                self.limits.auth_per_minute,
+                self.limits.auth_failures_per_minute,
+            ),
+            Kind::Partner => (
+                self.limits.partner_per_minute,
+                self.limits.partner_failures_per_minute,
+            ),
         }
     }
 
-    /// One login, SSO or refresh request from `ip` (the full client address).
-    pub async fn auth(&self, ip: Option<&str>, now: UnixTime) -> Result<(), ApiError> {
+    /// Lets a request from `ip` (the full client address) through, or refuses it with `429
+    /// rate_limited` while the client's failure budget is spent or it is past the ceiling.
+    pub async fn admit(
+        &self,
+        kind: Kind,
+        ip: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Admitted, ApiError> {
         let client = client_key(ip, self.ipv6_prefix);
-        match &self.shared {
-            Some(c) => shared_check(&**c, "auth", self.limits.auth_per_minute, &client, now).await,
-            None => check(&self.auth, client),
-        }
-    }
-
-    /// One partner backend request from `ip` (the full client address).
-    pub async fn partner(&self, ip: Option<&str>, now: UnixTime) -> Result<(), ApiError> {
-        let client = client_key(ip, self.ipv6_prefix);
-        match &self.shared {
-            Some(c) => {
-                shared_check(
-                    &**c,
-                    "partner",
-                    self.limits.partner_per_minute,
-                    &client,
-                    now,
-                )
-                .await
+        let minute = now.div_euclid(60);
+        let (ceiling, budget) = self.budgets(kind);
+        let failures_key =
+            (budget > 0).then(|| format!("ip:{}-fail:{client}:{minute}", kind.name()));
+        if let Some(key) = &failures_key {
+            let spent = self.counters.peek(key, 60, now).await.map_err(store)?;
+            if spent.count >= u64::from(budget) {
+                return Err(limited(now));
             }
-            None => check(&self.partner, client),
         }
+        if ceiling > 0 {
+            let key = format!("ip:{}:{client}:{minute}", kind.name());
+            let hits = self.counters.hit(&key, 60, now).await.map_err(store)?;
+            if hits.count > u64::from(ceiling) {
+                return Err(limited(now));
+            }
+        }
+        Ok(Admitted { failures_key, now })
+    }
+
+    /// Charges a failed request to its client's budget. A store that cannot count leaves the
+    /// failure uncounted (logged): the request has its answer already.
+    pub async fn failed(&self, admitted: &Admitted) {
+        let Some(key) = &admitted.failures_key else {
+            return;
+        };
+        if let Err(e) = self.counters.hit(key, 60, admitted.now).await {
+            tracing::warn!(error = %e, "a failed request could not be counted");
+        }
+    }
+
+    /// Runs one login, SSO or refresh request from `ip`: admitted as [`Limiters::admit`]
+    /// says, and charged to the client's failure budget when it is answered `401`.
+    pub async fn auth<T>(
+        &self,
+        ip: Option<&str>,
+        now: UnixTime,
+        request: impl Future<Output = ApiResult<T>>,
+    ) -> ApiResult<T> {
+        let admitted = self.admit(Kind::Auth, ip, now).await?;
+        let answer = request.await;
+        if matches!(&answer, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
+            self.failed(&admitted).await;
+        }
+        answer
     }
 }
 
@@ -166,68 +196,126 @@ impl Limiters {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ipv6_clients_are_keyed_by_network() {
-        assert_eq!(client_key(Some("203.0.113.7"), 64), "203.0.113.7");
-        assert_eq!(client_key(Some("::ffff:203.0.113.7"), 64), "203.0.113.7");
-        assert_eq!(
-            client_key(Some("2001:db8:1:2:aaaa::1"), 64),
-            "2001:db8:1:2::/64"
-        );
-        assert_eq!(client_key(Some("2001:db8:1:2::1"), 48), "2001:db8:1::/48");
-        assert_eq!(client_key(Some("2001:db8::1"), 128), "2001:db8::1/128");
-        assert_eq!(client_key(None, 64), "unknown");
-    }
+    const NOW: UnixTime = 1_700_000_040; // 0 s into a minute
 
-    #[tokio::test]
-    async fn one_ipv6_network_shares_a_limit() {
-        let limits = RateLimits {
-            auth_per_minute: 2,
-            partner_per_minute: 0,
-        };
-        let store = Arc::new(sessiond_store::memory::MemoryStore::new());
-        for l in [Limiters::new(limits), Limiters::shared(limits, store)] {
-            let now = 1_700_000_000;
-            assert!(l.auth(Some("2001:db8:0:1::a"), now).await.is_ok());
-            assert!(l.auth(Some("2001:db8:0:1::b"), now).await.is_ok());
-            assert!(l.auth(Some("2001:db8:0:1:ffff::c"), now).await.is_err());
-            assert!(l.auth(Some("2001:db8:0:2::a"), now).await.is_ok());
-        }
-        let per_host = Limiters::new(limits).with_ipv6_prefix(128);
-        for host in ["2001:db8::a", "2001:db8::b", "2001:db8::c"] {
-            assert!(per_host.auth(Some(host), 0).await.is_ok(), "{host}");
-        }
-    }
-
-    #[tokio::test]
-    async fn shared_limits_add_up_across_nodes() {
-        let store = Arc::new(sessiond_store::memory::MemoryStore::new());
-        let limits = RateLimits {
-            auth_per_minute: 3,
+    fn limits(ceiling: u32, failures: u32) -> RateLimits {
+        RateLimits {
+            auth_per_minute: ceiling,
+            auth_failures_per_minute: failures,
             partner_per_minute: 1,
-        };
-        let nodes = [
-            Limiters::shared(limits, store.clone()),
-            Limiters::shared(limits, store),
-        ];
-        let now = 1_700_000_080; // 40 s into a minute
-        for i in 0..3 {
-            assert!(nodes[i % 2].auth(Some("10.0.0.1"), now).await.is_ok());
+            partner_failures_per_minute: 0,
         }
-        let refused = nodes[1].auth(Some("10.0.0.1"), now).await.err();
+    }
+
+    async fn answer(l: &Limiters, ip: &str, now: UnixTime, status: StatusCode) -> Option<u64> {
+        let r = l
+            .auth(Some(ip), now, async {
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(ApiError::new(status, "x", ""))
+                }
+            })
+            .await;
+        match r {
+            Err(e) if e.code == "rate_limited" => Some(e.retry_after.unwrap_or_default()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn successes_count_only_against_the_ceiling() {
+        let l = Limiters::new(limits(1000, 3));
+        for i in 0..1000 {
+            assert_eq!(
+                answer(&l, "10.0.0.1", NOW, StatusCode::OK).await,
+                None,
+                "{i}"
+            );
+        }
+        assert_eq!(answer(&l, "10.0.0.1", NOW, StatusCode::OK).await, Some(60));
+        assert_eq!(answer(&l, "10.0.0.2", NOW, StatusCode::OK).await, None);
+    }
+
+    #[tokio::test]
+    async fn only_unauthorized_answers_spend_the_failure_budget() {
+        let l = Limiters::new(limits(0, 3));
+        for _ in 0..10 {
+            let bad_request = StatusCode::BAD_REQUEST;
+            assert_eq!(answer(&l, "10.0.0.1", NOW, bad_request).await, None);
+        }
+        for _ in 0..3 {
+            let unauthorized = StatusCode::UNAUTHORIZED;
+            assert_eq!(answer(&l, "10.0.0.1", NOW, unauthorized).await, None);
+        }
+        let at = NOW + 20;
+        assert_eq!(answer(&l, "10.0.0.1", at, StatusCode::OK).await, Some(40));
+        assert_eq!(answer(&l, "10.0.0.2", at, StatusCode::OK).await, None);
+        assert_eq!(answer(&l, "10.0.0.1", NOW + 60, StatusCode::OK).await, None);
+    }
+
+    #[tokio::test]
+    async fn one_ipv6_network_shares_a_budget() {
+        let store = Arc::new(sessiond_store::memory::MemoryStore::new());
+        for l in [
+            Limiters::new(limits(2, 0)),
+            Limiters::shared(limits(2, 0), store),
+        ] {
+            assert_eq!(
+                answer(&l, "2001:db8:0:1::a", NOW, StatusCode::OK).await,
+                None
+            );
+            assert_eq!(
+                answer(&l, "2001:db8:0:1::b", NOW, StatusCode::OK).await,
+                None
+            );
+            let third = answer(&l, "2001:db8:0:1:ffff::c", NOW, StatusCode::OK).await;
+            assert!(third.is_some());
+            assert_eq!(
+                answer(&l, "2001:db8:0:2::a", NOW, StatusCode::OK).await,
+                None
+            );
+        }
+        let per_host = Limiters::new(limits(2, 0)).with_ipv6_prefix(128);
+        for host in ["2001:db8::a", "2001:db8::b", "2001:db8::c"] {
+            assert_eq!(
+                answer(&per_host, host, NOW, StatusCode::OK).await,
+                None,
+                "{host}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_budgets_add_up_across_nodes() {
+        let store = Arc::new(sessiond_store::memory::MemoryStore::new());
+        let nodes = [
+            Limiters::shared(limits(0, 3), store.clone()),
+            Limiters::shared(limits(0, 3), store),
+        ];
+        let now = NOW + 40;
+        for i in 0..3 {
+            let unauthorized = StatusCode::UNAUTHORIZED;
+            assert_eq!(
+                answer(&nodes[i % 2], "10.0.0.1", now, unauthorized).await,
+                None
+            );
+        }
         assert_eq!(
-            refused.map(|e| (e.code, e.retry_after)),
-            Some(("rate_limited", Some(20)))
+            answer(&nodes[1], "10.0.0.1", now, StatusCode::OK).await,
+            Some(20)
         );
-        assert!(
-            nodes[0].auth(Some("10.0.0.2"), now).await.is_ok(),
-            "per address"
+        assert_eq!(
+            answer(&nodes[0], "10.0.0.2", now, StatusCode::OK).await,
+            None
         );
-        assert!(
-            nodes[0].auth(Some("10.0.0.1"), now + 20).await.is_ok(),
-            "a new minute"
+        assert_eq!(
+            answer(&nodes[0], "10.0.0.1", now + 20, StatusCode::OK).await,
+            None
         );
-        assert!(nodes[0].partner(Some("10.0.0.1"), now).await.is_ok());
-        assert!(nodes[1].partner(Some("10.0.0.1"), now).await.is_err());
+        let ip = Some("10.0.0.1");
+        assert!(nodes[0].admit(Kind::Partner, ip, now).await.is_ok());
+        let second = nodes[1].admit(Kind::Partner, ip, now).await;
+        assert!(second.is_err(), "the partner ceiling is shared");
     }
 }

@@ -1,8 +1,11 @@
 //! Delivers `suspicious_activity` alerts to tenants' webhooks: queued without blocking the
 //! request, POSTed with an HMAC-SHA256 signature over `timestamp.body`, retried with
-//! exponential backoff.
+//! exponential backoff. A production tenant's webhook is reached only at a public address
+//! (see [`crate::outbound`]).
 
+use crate::outbound::{OutboundClients, describe};
 use sessiond_core::alert::{AlertSink, signature};
+use sessiond_core::outbound::Outbound;
 use sessiond_store::AuditEvent;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +20,7 @@ struct Job {
     url: String,
     secret: String,
     body: String,
+    outbound: Outbound,
 }
 
 pub struct WebhookSender {
@@ -27,11 +31,7 @@ impl WebhookSender {
     /// Starts the delivery task; retries wait `first_retry`, then twice as long each time.
     pub fn start(first_retry: Duration) -> Self {
         let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE);
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        let http = OutboundClients::new(Duration::from_secs(5));
         let slots = Arc::new(Semaphore::new(PARALLEL));
         tokio::spawn(async move {
             while let Some(job) = jobs.recv().await {
@@ -49,7 +49,14 @@ impl WebhookSender {
     }
 }
 
-async fn deliver(http: &reqwest::Client, job: &Job, first_retry: Duration) {
+async fn deliver(clients: &OutboundClients, job: &Job, first_retry: Duration) {
+    let http = match clients.for_url(&job.url, job.outbound) {
+        Ok(http) => http,
+        Err(why) => {
+            tracing::error!(url = %job.url, why, "webhook refused: not delivered");
+            return;
+        }
+    };
     let mut wait = first_retry;
     for attempt in 1..=ATTEMPTS {
         let ts = SystemTime::now()
@@ -71,7 +78,9 @@ async fn deliver(http: &reqwest::Client, job: &Job, first_retry: Duration) {
             Ok(r) => {
                 tracing::warn!(url = %job.url, status = %r.status(), attempt, "webhook refused")
             }
-            Err(e) => tracing::warn!(url = %job.url, error = %e, attempt, "webhook unreachable"),
+            Err(e) => {
+                tracing::warn!(url = %job.url, error = describe(&e), attempt, "webhook unreachable")
+            }
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(wait).await;
@@ -82,7 +91,7 @@ async fn deliver(http: &reqwest::Client, job: &Job, first_retry: Duration) {
 }
 
 impl AlertSink for WebhookSender {
-    fn deliver(&self, url: &str, secret: &str, event: &AuditEvent) {
+    fn deliver(&self, url: &str, secret: &str, event: &AuditEvent, outbound: Outbound) {
         let Ok(body) = serde_json::to_string(event) else {
             return;
         };
@@ -90,6 +99,7 @@ impl AlertSink for WebhookSender {
             url: url.to_owned(),
             secret: secret.to_owned(),
             body,
+            outbound,
         };
         if self.queue.try_send(job).is_err() {
             tracing::error!(url, "webhook queue full: alert dropped");

@@ -2643,21 +2643,14 @@ pub async fn concurrent_refreshes_rotate_once<S: SessionStore>(store: S) {
                     "replays hand out the winner's token"
                 );
             }
-            RotateOutcome::Reused { .. } => {}
-            other => panic!("a raced refresh must not be {other:?}"),
+            // Within the grace window a raced copy of the token is a retry, never a reuse:
+            // the sequential `replay_within_grace_returns_the_same_successor` says the same.
+            other => panic!("a raced refresh within grace must be replayed, not {other:?}"),
         }
     }
-    let reused = outcomes
-        .iter()
-        .any(|o| matches!(o, RotateOutcome::Reused { .. }));
     for (i, successor) in successors.iter().enumerate() {
         let outcome = rotate(&*store, rotation(&t, *successor, new_token(), NOW + 2)).await;
-        if i == winners[0] && reused {
-            assert!(
-                matches!(outcome, RotateOutcome::SessionInactive { .. }),
-                "{outcome:?}"
-            );
-        } else if i == winners[0] {
+        if i == winners[0] {
             assert!(
                 matches!(outcome, RotateOutcome::Rotated { .. }),
                 "the winner's successor is current"

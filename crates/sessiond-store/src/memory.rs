@@ -24,13 +24,32 @@ struct Data {
     /// The change log (one partition); entries up to `log_purged` were purged.
     log: Vec<LogEntry>,
     log_purged: u64,
-    counters: HashMap<String, Hits>,
     hint: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
     data: Mutex<Data>,
+    counters: MemoryCounters,
+}
+
+/// [`Counters`] in this process's memory: one node's rate limits and backoff when there is no
+/// shared store (also the counters of [`MemoryStore`]).
+#[derive(Default)]
+pub struct MemoryCounters {
+    hits: Mutex<HashMap<String, Hits>>,
+}
+
+impl MemoryCounters {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, HashMap<String, Hits>>> {
+        self.hits
+            .lock()
+            .map_err(|_| StoreError::Backend("memory counters poisoned".into()))
+    }
 }
 
 impl MemoryStore {
@@ -616,14 +635,13 @@ impl ChangeLog for MemoryStore {
 }
 
 #[async_trait]
-impl Counters for MemoryStore {
+impl Counters for MemoryCounters {
     async fn hit(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
-        let mut d = self.lock()?;
-        if d.counters.len() > 100_000 {
-            d.counters
-                .retain(|_, h| now - h.last < i64::from(forget_after.max(900)));
+        let mut hits = self.lock()?;
+        if hits.len() > 100_000 {
+            hits.retain(|_, h| now - h.last < i64::from(forget_after.max(900)));
         }
-        let h = d.counters.entry(key.to_owned()).or_default();
+        let h = hits.entry(key.to_owned()).or_default();
         if now - h.last >= i64::from(forget_after) {
             *h = Hits::default();
         }
@@ -633,8 +651,8 @@ impl Counters for MemoryStore {
     }
 
     async fn peek(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
-        let d = self.lock()?;
-        Ok(d.counters
+        Ok(self
+            .lock()?
             .get(key)
             .filter(|h| now - h.last < i64::from(forget_after))
             .copied()
@@ -642,18 +660,38 @@ impl Counters for MemoryStore {
     }
 
     async fn reset(&self, key: &str) -> StoreResult<()> {
-        self.lock()?.counters.remove(key);
+        self.lock()?.remove(key);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Counters for MemoryStore {
+    async fn hit(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
+        self.counters.hit(key, forget_after, now).await
+    }
+
+    async fn peek(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
+        self.counters.peek(key, forget_after, now).await
+    }
+
+    async fn reset(&self, key: &str) -> StoreResult<()> {
+        self.counters.reset(key).await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::MemoryStore;
+    use super::{MemoryCounters, MemoryStore};
 
     crate::identity_store_conformance!(async { MemoryStore::new() });
     crate::session_store_conformance!(async { MemoryStore::new() });
     crate::session_change_log_conformance!(async { MemoryStore::new() });
     crate::identity_change_log_conformance!(async { MemoryStore::new() });
     crate::counters_conformance!(async { MemoryStore::new() });
+
+    mod counters_alone {
+        use super::MemoryCounters;
+        crate::counters_conformance!(async { MemoryCounters::new() });
+    }
 }

@@ -238,7 +238,10 @@ impl Client {
                     .to_owned()
             }
         };
-        let base = url.map_or_else(|| format!("http://{}", cfg.listen), str::to_owned);
+        // With native TLS the server speaks HTTPS only; its certificate must then name the
+        // host in `--url` (the listen address rarely matches it).
+        let scheme = if cfg.tls.cert.is_some() { "https" } else { "http" };
+        let base = url.map_or_else(|| format!("{scheme}://{}", cfg.listen), str::to_owned);
         Ok(Self {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),

@@ -51,15 +51,75 @@ pub struct Config {
     pub log: LogConfig,
     pub cache: CacheConfig,
     pub limits: LimitsConfig,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+}
+
+/// How the listener treats connections (`[server]`, `SESSIOND_SERVER_*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Seconds a new connection has for the TLS handshake and complete request headers (and,
+    /// on HTTP/1.1, a keep-alive connection for the next request's headers) before it is
+    /// closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight and no traffic.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once; past it new connections are closed at once.
+    pub max_connections: usize,
+    /// The open-files limit (soft `RLIMIT_NOFILE`) to raise to at start; default: the hard
+    /// limit.
+    pub max_open_files: Option<u64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        use sessiond_server::listen;
+        Self {
+            header_read_timeout_secs: listen::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+            idle_timeout_secs: listen::DEFAULT_IDLE_TIMEOUT.as_secs(),
+            max_connections: listen::DEFAULT_MAX_CONNECTIONS,
+            max_open_files: None,
+        }
+    }
+}
+
+/// Native HTTPS (`[tls]`, `SESSIOND_TLS_*`): set both or neither. Both files are re-read on
+/// SIGHUP and when they change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key: Option<PathBuf>,
+    /// Seconds between checks of the two files for changes (0: reload on SIGHUP only).
+    pub reload_check_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            reload_check_secs: sessiond_server::listen::DEFAULT_TLS_RELOAD_POLL.as_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Login, SSO and refresh requests per minute per client IP (0: no limit).
+    /// Login, SSO and refresh requests per minute per client IP, whatever their outcome: a
+    /// ceiling for busy proxies and backends (0: no limit).
     pub auth_per_minute: u32,
-    /// Partner backend requests per minute per client IP (0: no limit).
+    /// Login, SSO and refresh requests answered 401 per minute per client IP; past it the
+    /// client gets 429 until the minute ends (0: no limit).
+    pub auth_failures_per_minute: u32,
+    /// Partner backend requests per minute per client IP, whatever their outcome (0: no limit).
     pub partner_per_minute: u32,
+    /// Partner backend requests with a wrong secret per minute per client IP (0: no limit).
+    pub partner_failures_per_minute: u32,
     /// IPv6 clients are limited per network of this many bits (1–128); IPv4 per address.
     pub ipv6_prefix: u8,
 }
@@ -69,7 +129,9 @@ impl Default for LimitsConfig {
         let d = sessiond_server::ratelimit::RateLimits::default();
         Self {
             auth_per_minute: d.auth_per_minute,
+            auth_failures_per_minute: d.auth_failures_per_minute,
             partner_per_minute: d.partner_per_minute,
+            partner_failures_per_minute: d.partner_failures_per_minute,
             ipv6_prefix: sessiond_server::ratelimit::DEFAULT_IPV6_PREFIX,
         }
     }
@@ -134,6 +196,8 @@ impl Default for Config {
             log: LogConfig::default(),
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
+            server: ServerConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -171,7 +235,7 @@ impl Default for CacheConfig {
     }
 }
 
-const SECTIONS: [&str; 4] = ["store", "log", "cache", "limits"];
+const SECTIONS: [&str; 6] = ["store", "log", "cache", "limits", "server", "tls"];
 
 /// `SESSIOND_*` variables that are not configuration keys: the CLI's own (`--config`, `--url`,
 /// passwords and secrets it reads from the environment) and the test suite's. The loader
@@ -244,6 +308,25 @@ impl Config {
         }
         if !(1..=128).contains(&cfg.limits.ipv6_prefix) {
             bail!("limits.ipv6_prefix must be between 1 and 128");
+        }
+        for (key, secs) in [
+            (
+                "server.header_read_timeout_secs",
+                cfg.server.header_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", cfg.server.idle_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                bail!("{key} must be between 1 and 86400");
+            }
+        }
+        if cfg.server.max_connections == 0 {
+            bail!("server.max_connections must be at least 1");
+        }
+        if cfg.tls.cert.is_some() != cfg.tls.key.is_some() {
+            bail!(
+                "tls.cert and tls.key (SESSIOND_TLS_CERT, SESSIOND_TLS_KEY) go together: set both or neither"
+            );
         }
         if !(50..=60_000).contains(&cfg.store.staleness_bound_ms) {
             bail!("store.staleness_bound_ms must be between 50 and 60000");
@@ -564,5 +647,41 @@ mod tests {
             Config::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
+    }
+
+    #[test]
+    fn server_and_tls_keys_come_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.header_read_timeout_secs, 10);
+            assert_eq!(c.server.idle_timeout_secs, 60);
+            assert_eq!(c.server.max_connections, 10_000);
+            assert!(c.tls.cert.is_none() && c.tls.key.is_none());
+            jail.create_file(
+                "s.toml",
+                "[server]\nidle_timeout_secs = 5\nmax_open_files = 4096\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n",
+            )?;
+            jail.set_env("SESSIOND_SERVER_MAX_CONNECTIONS", "123");
+            jail.set_env("SESSIOND_TLS_KEY", "/other.pem");
+            let c = Config::load(Some(Path::new("s.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.idle_timeout_secs, 5);
+            assert_eq!(c.server.max_connections, 123);
+            assert_eq!(c.server.max_open_files, Some(4096));
+            assert_eq!(c.tls.cert, Some(PathBuf::from("/c.pem")));
+            assert_eq!(c.tls.key, Some(PathBuf::from("/other.pem")));
+            Ok(())
+        });
+        for (key, value) in [
+            ("SESSIOND_TLS_CERT", "/c.pem"),
+            ("SESSIOND_SERVER_MAX_CONNECTIONS", "0"),
+            ("SESSIOND_SERVER_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("SESSIOND_SERVER_IDLE_TIMEOUT_SECS", "100000"),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                assert!(Config::load(None).is_err(), "{key}={value} must be refused");
+                Ok(())
+            });
+        }
     }
 }

@@ -19,7 +19,8 @@ struct Args {
     /// TOML configuration file (every key can also be set as SESSIOND_<SECTION>_<KEY>).
     #[arg(long, global = true, env = "SESSIOND_CONFIG")]
     config: Option<PathBuf>,
-    /// Base URL of the running sessiond the admin commands talk to (default: http://<listen>).
+    /// Base URL of the running sessiond the admin commands talk to (default: http://<listen>,
+    /// https://<listen> with tls.cert).
     #[arg(long, global = true, env = "SESSIOND_URL")]
     url: Option<String>,
     #[command(subcommand)]

@@ -413,6 +413,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             );
         }
     }
+    // A bad certificate or key stops the start here, naming the file.
+    let tls = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(cert), Some(key)) => Some(
+            sessiond_server::listen::TlsFiles::load(cert, key)
+                .context("cannot load the TLS certificate and key")?,
+        ),
+        _ => None,
+    };
+    raise_open_files_limit(&cfg);
     // Bind first: a taken address must not leave a generated master key and admin token
     // behind (that would never be printed).
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -437,6 +446,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     let stores = open_stores(&cfg, cfg.store.migrate_on_start).await?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let engine = Engine::start(
         Arc::clone(&stores.sessions),
         Arc::clone(&stores.identity),
@@ -447,7 +457,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             issuer: cfg
                 .issuer
                 .clone()
-                .unwrap_or_else(|| format!("http://{addr}")),
+                .unwrap_or_else(|| format!("{scheme}://{addr}")),
             token_cache_size: cfg.cache.tokens,
             session_cache_size: cfg.cache.sessions,
             audience: cfg.audience.clone(),
@@ -464,9 +474,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     let engine = match &stores.counters {
         Some(c) => engine.with_counters(Arc::clone(c)),
         None => engine,
-    };
+    }
+    .with_ipv6_prefix(cfg.limits.ipv6_prefix);
     // A closed stdout (the launcher went away) must not stop the server: no println!.
-    print(&format!("sessiond listening on http://{addr}"));
+    print(&format!("sessiond listening on {scheme}://{addr}"));
     if generated {
         print(&format!(
             "admin token (generated, stored in {}): {admin_token}",
@@ -478,7 +489,9 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "sessiond started");
     let limits = RateLimits {
         auth_per_minute: cfg.limits.auth_per_minute,
+        auth_failures_per_minute: cfg.limits.auth_failures_per_minute,
         partner_per_minute: cfg.limits.partner_per_minute,
+        partner_failures_per_minute: cfg.limits.partner_failures_per_minute,
     };
     let mut state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
     state.allowed_origins = cfg.allowed_origins.clone().into();
@@ -511,9 +524,47 @@ pub async fn run(cfg: Config) -> Result<()> {
             }
         });
     }
-    sessiond_server::serve(listener, state, shutdown_signal()).await?;
+    if let Some(files) = &tls {
+        tracing::info!(cert = ?cfg.tls.cert, key = ?cfg.tls.key, "serving HTTPS");
+        let every = cfg.tls.reload_check_secs;
+        files.spawn_reloader((every > 0).then(|| std::time::Duration::from_secs(every)));
+    }
+    let opts = sessiond_server::listen::ServeOptions {
+        header_read_timeout: std::time::Duration::from_secs(cfg.server.header_read_timeout_secs),
+        idle_timeout: std::time::Duration::from_secs(cfg.server.idle_timeout_secs),
+        max_connections: cfg.server.max_connections,
+        tls,
+    };
+    sessiond_server::serve(listener, state, opts, shutdown_signal()).await?;
     tracing::info!("sessiond stopped");
     Ok(())
+}
+
+/// Descriptors kept free for everything but client connections: stores, logs, files.
+const OPEN_FILES_MARGIN: u64 = 256;
+
+/// Raises the soft open-files limit to `server.max_open_files` (default: the hard limit),
+/// and warns when `server.max_connections` does not fit under it.
+fn raise_open_files_limit(cfg: &Config) {
+    let wanted = cfg.server.max_open_files.unwrap_or(u64::MAX);
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) => {
+            tracing::info!(
+                open_files_limit = limit,
+                "open-files limit (soft RLIMIT_NOFILE) set"
+            );
+            let needed = (cfg.server.max_connections as u64).saturating_add(OPEN_FILES_MARGIN);
+            if needed > limit {
+                tracing::warn!(
+                    open_files_limit = limit,
+                    max_connections = cfg.server.max_connections,
+                    "server.max_connections plus {OPEN_FILES_MARGIN} exceeds the open-files limit: \
+                     lower it or raise the limit (server.max_open_files, ulimit -n, LimitNOFILE)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }
 
 async fn shutdown_signal() {

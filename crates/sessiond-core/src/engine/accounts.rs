@@ -26,7 +26,7 @@ impl Engine {
         profile: Profile,
         overrides: PolicyOverrides,
     ) -> CoreResult<Arc<TenantPolicy>> {
-        Policy::effective(profile, &overrides)?;
+        Policy::to_set(profile, &overrides)?;
         if name
             .as_ref()
             .is_some_and(|n| n.chars().count() > 256 || n.chars().any(char::is_control))
@@ -72,7 +72,7 @@ impl Engine {
         }
         let o: PolicyOverrides = serde_json::from_value(serde_json::Value::Object(merged))
             .map_err(|e| CoreError::InvalidRequest(format!("invalid policy: {e}")))?;
-        let policy = Policy::effective(current.tenant.profile, &o)?;
+        let policy = Policy::to_set(current.tenant.profile, &o)?;
         self.identity
             .set_tenant_policy(id, o)
             .await?
@@ -83,12 +83,31 @@ impl Engine {
 
     pub(crate) async fn hash_password(&self, password: String) -> CoreResult<String> {
         password::check_password_policy(&password)?;
-        self.off_thread(move || password::hash_password(&password))
-            .await?
+        let hasher = Arc::clone(&self.hasher);
+        self.off_thread(move || hasher.hash(&password)).await?
+    }
+
+    /// Verifies a password against a user's stored hash, or against the dummy hash when there
+    /// is no user (or no password): one full Argon2 verification either way.
+    pub(crate) async fn verify_password(
+        &self,
+        password: &str,
+        stored: Option<String>,
+    ) -> CoreResult<bool> {
+        let hasher = Arc::clone(&self.hasher);
+        let password = password.to_owned();
+        self.off_thread(move || hasher.verify(&password, stored.as_deref()))
+            .await
+    }
+
+    /// What password hashing has done so far (verifications by Argon2 parameters, memory).
+    pub fn hashing_stats(&self) -> password::HashingStats {
+        self.hasher.stats()
     }
 
     /// Runs Argon2 on the blocking pool, at most `hash_concurrency` at a time, so logins queue
-    /// instead of starving token validation.
+    /// instead of starving token validation, and so the hasher's pool never holds more than
+    /// `hash_concurrency` Argon2 buffers.
     pub(crate) async fn off_thread<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,

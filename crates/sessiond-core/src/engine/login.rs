@@ -13,26 +13,21 @@ impl Engine {
     ) -> CoreResult<Issued> {
         let account = normalize_username(username);
         let account_key = account.as_deref().unwrap_or(username);
-        let per_minute = tp.policy.login_rate_per_minute;
         let now = self.now();
-        if let Err(retry_after) = self
+        let attempt = self
             .guard
-            .rate(&ctx.tenant_id, account_key, per_minute, now)
-            .await?
-        {
+            .attempt(&ctx.tenant_id, account_key, ctx.ip.as_deref());
+        let free = tp.policy.login_backoff_after;
+        if let Err(retry_after) = self.guard.check(&attempt, free, now).await? {
             let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
-            e.reason = Some("rate_limited".into());
+            e.reason = Some("backoff".into());
             self.record(vec![e]).await?;
             return Err(CoreError::RateLimited { retry_after });
         }
-        let free = tp.policy.login_backoff_after;
-        if let Err(retry_after) = self
-            .guard
-            .check(&ctx.tenant_id, account_key, free, now)
-            .await?
-        {
+        let per_minute = tp.policy.login_rate_per_minute;
+        if let Err(retry_after) = self.guard.rate(&attempt, per_minute, now).await? {
             let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
-            e.reason = Some("backoff".into());
+            e.reason = Some("rate_limited".into());
             self.record(vec![e]).await?;
             return Err(CoreError::RateLimited { retry_after });
         }
@@ -45,10 +40,7 @@ impl Engine {
             None => None,
         };
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        let pw = password.to_owned();
-        let ok = self
-            .off_thread(move || password::verify_password(&pw, stored.as_deref()))
-            .await?;
+        let ok = self.verify_password(password, stored).await?;
         let user = match user {
             Some(u) if ok => u,
             u => {
@@ -56,11 +48,11 @@ impl Engine {
                 let mut e = self.event(ctx, AuditKind::LoginFailed, user_id, None);
                 e.reason = Some("invalid_credentials".into());
                 let mut events = vec![e];
-                let failures = self
-                    .guard
-                    .failed(&ctx.tenant_id, account_key, free, self.now())
-                    .await?;
-                if free > 0 && failures == free {
+                let failures = self.guard.failed(&attempt, self.now()).await?;
+                let ceiling = crate::guard::account_ceiling(free);
+                if free > 0
+                    && (failures.from_client == u64::from(free) || failures.account == ceiling)
+                {
                     let mut s = self.event(ctx, AuditKind::SuspiciousActivity, user_id, None);
                     s.reason = Some("failure_burst".into());
                     events.push(s);
@@ -69,7 +61,7 @@ impl Engine {
                 return Err(CoreError::InvalidCredentials);
             }
         };
-        self.guard.succeeded(&ctx.tenant_id, account_key).await?;
+        self.guard.succeeded(&attempt).await?;
         if user.status != UserStatus::Active {
             let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
             e.reason = Some("account_disabled".into());
@@ -230,6 +222,21 @@ impl Engine {
             refresh_token,
             refresh_expires_in,
         })
+    }
+
+    /// The session a refresh token belongs to, without rotating it (`None`: no such token).
+    /// Cookie mode checks it against the session whose CSRF token was shown *before* the
+    /// rotation: a refresh cookie sent beside another session's cookies must not be spent.
+    pub async fn refresh_token_session(&self, presented: &str) -> CoreResult<Option<SessionId>> {
+        if presented.is_empty() || presented.len() > 256 {
+            return Ok(None);
+        }
+        let hash = secret::hash_refresh(presented);
+        Ok(self
+            .sessions
+            .get_refresh(&hash)
+            .await?
+            .map(|r| r.session_id))
     }
 
     pub async fn refresh(

@@ -1302,27 +1302,75 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The Argon2 verifications a login caused, by parameters (m, t, p).
+fn verifications_since(
+    engine: &sessiond_core::Engine,
+    before: &std::collections::BTreeMap<sessiond_core::password::Cost, u64>,
+) -> Vec<(sessiond_core::password::Cost, u64)> {
+    engine
+        .hashing_stats()
+        .verifications
+        .into_iter()
+        .map(|(cost, n)| (cost, n - before.get(&cost).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 /// Unknown users must cost an Argon2 verification like a wrong password does, so login time
-/// does not reveal which usernames exist. A coarse property, measured over HTTP: both kinds
-/// of failure take at least half the median time of a successful login. The three kinds are
-/// interleaved so that load from other tests hits them alike, and a round that misses is
-/// measured again (three rounds at most): a server that skips Argon2 for unknown users
-/// (~1 ms against ~20+ ms) fails every round, a noisy machine does not fail all three.
+/// does not reveal which usernames exist. Exact: every kind of login (right password, wrong
+/// password, unknown user, a username that cannot exist) causes exactly one full Argon2
+/// verification, with the current parameters (the dummy hash uses them too), counted by the
+/// server's hasher. Coarse, as a second line: per-kind median times over interleaved rounds,
+/// where both kinds of failure take at least half a successful login's time (a round that
+/// misses is measured again, three rounds at most: a server that skips Argon2 for unknown
+/// users, ~1 ms against ~20+ ms, fails every round; a noisy machine does not fail all three).
+/// The tenant has no per-account backoff or rate limit (and the test server no per-IP
+/// limits), so every attempt reaches the password check and none is answered 429.
 #[tokio::test]
 async fn attack_login_timing_reveals_no_unknown_users() {
-    let s = TestServer::start().await;
-    s.tenant_with_user("tt", "integration", json!({})).await;
-    // Warm-up: the first unknown-user login also builds the dummy hash.
-    for (u, p) in [
-        ("nobody", PASSWORD),
-        ("alice", "wrong password"),
-        ("alice", PASSWORD),
+    use sessiond_core::password::Cost;
+    let mut engine = None;
+    let s = TestServer::start_with(|st| engine = Some(st.engine.clone())).await;
+    let engine = engine.unwrap();
+    s.tenant_with_user(
+        "tt",
+        "integration",
+        json!({"loginBackoffAfter": 0, "loginRatePerMinute": 0}),
+    )
+    .await;
+    let current = Cost {
+        m: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+    assert_eq!(Cost::CURRENT, current);
+    for (what, username, password, status) in [
+        ("a right password", "alice", PASSWORD, 200),
+        ("a wrong password", "alice", "wrong password", 401),
+        ("an unknown user", "nobody", PASSWORD, 401),
+        ("a username that cannot exist", "alice ", PASSWORD, 401),
+        (
+            "an unknown user, again",
+            "nobody-else",
+            "wrong password",
+            401,
+        ),
     ] {
-        timed_login(&s, u, p).await;
+        let before = engine.hashing_stats().verifications;
+        let (got, _) = timed_login(&s, username, password).await;
+        assert_eq!(got, status, "{what}");
+        assert_eq!(
+            verifications_since(&engine, &before),
+            vec![(current, 1)],
+            "{what}: a login must cost exactly one Argon2 verification with the current \
+             parameters"
+        );
     }
+
     let mut report = Vec::new();
     for round in 0..3 {
         let (mut ok, mut wrong, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+        let before = engine.hashing_stats().verifications;
         for i in 0..10 {
             let name = format!("nobody-{round}-{i}");
             let mut kinds = [0, 1, 2];
@@ -1333,22 +1381,16 @@ async fn attack_login_timing_reveals_no_unknown_users() {
                     1 => timed_login(&s, "alice", "wrong password").await,
                     _ => timed_login(&s, &name, PASSWORD).await,
                 };
-                match k {
-                    0 => {
-                        assert_eq!(status, 200);
-                        ok.push(t);
-                    }
-                    1 => {
-                        assert_eq!(status, 401);
-                        wrong.push(t);
-                    }
-                    _ => {
-                        assert_eq!(status, 401);
-                        unknown.push(t);
-                    }
-                }
+                let (expected, into) = match k {
+                    0 => (200, &mut ok),
+                    1 => (401, &mut wrong),
+                    _ => (401, &mut unknown),
+                };
+                assert_eq!(status, expected, "round {round}, kind {k}");
+                into.push(t);
             }
         }
+        assert_eq!(verifications_since(&engine, &before), vec![(current, 30)]);
         let (ok, wrong, unknown) = (median(ok), median(wrong), median(unknown));
         if unknown * 2 >= ok && wrong * 2 >= ok {
             return;

@@ -167,7 +167,7 @@ async fn a_cookie_refresh_is_bound_to_the_refresh_tokens_session() {
     let s = TestServer::start().await;
     s.tenant_with_user("t1", "integration", json!({})).await;
     s.user("t1", "mallory").await;
-    let (victim, _) = cookie_login(&s, "alice").await;
+    let (victim, victim_csrf) = cookie_login(&s, "alice").await;
     let (attacker, attacker_csrf) = cookie_login(&s, "mallory").await;
     // The attacker's session cookie too, next to the victim's refresh cookie.
     let mixed = format!(
@@ -200,6 +200,18 @@ async fn a_cookie_refresh_is_bound_to_the_refresh_tokens_session() {
     .await;
     r.problem(403, "forbidden");
     assert_eq!(session_of(&s, &attacker).await.status, 200);
+    // The refused requests did not spend the victim's refresh token: past the grace window
+    // (a spent token would now count as reuse and revoke the session) it still rotates.
+    s.clock.advance(60);
+    let r = TestServer::send(
+        s.api(Method::POST, "/api/v2/auth/refresh", "t1")
+            .header("Cookie", &victim)
+            .header("X-CSRF-Token", &victim_csrf)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "the victim's refresh: {}", r.body);
+    assert_eq!(session_of(&s, &jar(&r)).await.status, 200);
 }
 
 /// The session cookie outlives its token so that, once the token has expired, a cookie-mode

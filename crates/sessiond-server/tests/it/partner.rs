@@ -450,8 +450,8 @@ async fn partner_endpoint_is_rate_limited() {
     let s = TestServer::start_with(|st| {
         st.limiters = std::sync::Arc::new(sessiond_server::ratelimit::Limiters::new(
             sessiond_server::ratelimit::RateLimits {
-                auth_per_minute: 0,
                 partner_per_minute: 3,
+                ..sessiond_server::ratelimit::RateLimits::unlimited()
             },
         ));
     })

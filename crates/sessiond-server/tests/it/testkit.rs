@@ -112,16 +112,18 @@ impl TestServer {
         )
         .await
         .unwrap();
-        let unlimited = RateLimits {
-            auth_per_minute: 0,
-            partner_per_minute: 0,
-        };
+        let unlimited = RateLimits::unlimited();
         let mut state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), unlimited);
         tune(&mut state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(sessiond_server::serve(listener, state, async {
-            let _ = rx.await;
-        }));
+        tokio::spawn(sessiond_server::serve(
+            listener,
+            state,
+            Default::default(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             base,
             clock,
