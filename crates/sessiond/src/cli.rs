@@ -240,7 +240,11 @@ impl Client {
         };
         // With native TLS the server speaks HTTPS only; its certificate must then name the
         // host in `--url` (the listen address rarely matches it).
-        let scheme = if cfg.tls.cert.is_some() { "https" } else { "http" };
+        let scheme = if cfg.tls.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let base = url.map_or_else(|| format!("{scheme}://{}", cfg.listen), str::to_owned);
         Ok(Self {
             http: reqwest::Client::new(),
