@@ -1,11 +1,13 @@
 //! Abuse signals for logins. An attacker must not be able to lock a user out, so failures are
 //! counted per (account, client address): past the tenant's free failures *that address*
 //! waits 1, 2, 4, … s (at most [`MAX_BACKOFF`]) before its next try at that account. Failures
-//! of one account from every address are counted too, against a ceiling
-//! ([`ACCOUNT_CEILING_FACTOR`] × the free failures): past it, every address that has failed
-//! on the account is held until the failures age out, while an address that has not failed
-//! (the user's own) still gets through with the right password. The per-account login rate
-//! is counted per (account, address) for the same reason.
+//! of one account from every address are counted too, in fixed windows of
+//! [`FAILURE_WINDOW`], against a ceiling ([`ACCOUNT_CEILING_FACTOR`] × the free failures):
+//! past it, until the window ends, every address that has failed on the account is held —
+//! unless the account has logged in from that address within [`KNOWN_FOR`]. So a botnet gets
+//! one guess per address, while the user, from an address she has used before, gets in with
+//! the right password even after a typo. The per-account login rate is counted per
+//! (account, address) for the same reason.
 //!
 //! Everything is counted in [`Counters`]: this node's memory, or with a shared store, the
 //! store, so every node sees the same numbers. A client address is its IPv4 address or its
@@ -18,11 +20,15 @@ use std::sync::Arc;
 
 /// The longest an address is held back after failures (seconds).
 pub const MAX_BACKOFF: i64 = 900;
-/// Failures are forgotten this long after the last one (seconds).
+/// A client's failures on an account are forgotten this long after the last one; an
+/// account's failures from all addresses are counted in fixed windows this long (seconds).
 pub const FAILURE_WINDOW: i64 = 900;
-/// An account's failures from all addresses within [`FAILURE_WINDOW`] are capped at this many
-/// times the tenant's free failures (`loginBackoffAfter`): 50 by default.
+/// An account's failures from all addresses within one [`FAILURE_WINDOW`] are capped at this
+/// many times the tenant's free failures (`loginBackoffAfter`): 50 by default.
 pub const ACCOUNT_CEILING_FACTOR: u32 = 10;
+/// An address the account logged in from within this long is known: the account's ceiling
+/// does not hold it (seconds; 30 days).
+pub const KNOWN_FOR: u32 = 30 * 86_400;
 /// Distinct client addresses of one account within [`IP_WINDOW`] that count as suspicious.
 pub const MANY_IPS: usize = 5;
 pub const IP_WINDOW: i64 = 3600;
@@ -65,10 +71,19 @@ pub fn account_ceiling(free: u32) -> u64 {
 pub struct Attempt {
     /// Failures of the account from this client.
     pair: String,
-    /// Failures of the account from every client.
+    /// Failures of the account from every client, without the window.
     account: String,
+    /// Successful logins to the account from this client.
+    known: String,
     /// The login rate of the account from this client, without the minute.
     rate: String,
+}
+
+impl Attempt {
+    /// The key of the account's failures in the window of `now`.
+    fn window(&self, now: UnixTime) -> String {
+        format!("{}:{}", self.account, now.div_euclid(FAILURE_WINDOW))
+    }
 }
 
 /// What a failure brought the counts to.
@@ -119,6 +134,7 @@ impl Guard {
         Attempt {
             pair: format!("fail:{tenant}:{account}:{client}"),
             account: format!("fail:{tenant}:{account}"),
+            known: format!("ok:{tenant}:{account}:{client}"),
             rate: format!("rate:{tenant}:{account}:{client}"),
         }
     }
@@ -161,10 +177,11 @@ impl Guard {
             return Ok(Err((until - now) as u64));
         }
         if pair.count > 0 {
-            let account = self.counters.peek(&a.account, window, now).await?;
-            if account.count >= account_ceiling(free) {
-                let wait = (account.last + FAILURE_WINDOW - now).clamp(1, MAX_BACKOFF);
-                return Ok(Err(wait as u64));
+            let account = self.counters.peek(&a.window(now), window, now).await?;
+            if account.count >= account_ceiling(free)
+                && self.counters.peek(&a.known, KNOWN_FOR, now).await?.count == 0
+            {
+                return Ok(Err((FAILURE_WINDOW - now.rem_euclid(FAILURE_WINDOW)) as u64));
             }
         }
         Ok(Ok(()))
@@ -175,14 +192,15 @@ impl Guard {
         let window = FAILURE_WINDOW as u32;
         Ok(Failures {
             from_client: self.counters.hit(&a.pair, window, now).await?.count,
-            account: self.counters.hit(&a.account, window, now).await?.count,
+            account: self.counters.hit(&a.window(now), window, now).await?.count,
         })
     }
 
     /// A success forgets the client's failures on the account (not the account's: an
-    /// attacker's count is not wiped by the user logging in).
-    pub async fn succeeded(&self, a: &Attempt) -> StoreResult<()> {
-        self.counters.reset(&a.pair).await
+    /// attacker's count is not wiped by the user logging in) and makes the address known.
+    pub async fn succeeded(&self, a: &Attempt, now: UnixTime) -> StoreResult<()> {
+        self.counters.reset(&a.pair).await?;
+        self.counters.hit(&a.known, KNOWN_FOR, now).await.map(drop)
     }
 
     /// Records a login from `ip`; returns how many distinct addresses the account used
@@ -247,7 +265,7 @@ mod tests {
         assert_eq!(held(&g, &user, 101).await, Ok(()), "another address");
         let other = g.attempt(&t, "b", Some("198.51.100.1"));
         assert_eq!(held(&g, &other, 101).await, Ok(()), "another account");
-        g.succeeded(&attacker)
+        g.succeeded(&attacker, 101)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(held(&g, &attacker, 101).await, Ok(()));
@@ -263,10 +281,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_account_ceiling_holds_failed_addresses_but_not_a_clean_one() {
+    async fn the_account_ceiling_holds_failed_addresses_but_not_clean_or_known_ones() {
         let g = Guard::default();
         let t = tenant();
         let ceiling = account_ceiling(5);
+        // Alice logged in from home before the attack.
+        let home = g.attempt(&t, "a", Some("203.0.113.9"));
+        g.succeeded(&home, 50)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         // A botnet: each address fails once, so none reaches its own backoff.
         for i in 0..ceiling {
             let bot = g.attempt(&t, "a", Some(&format!("10.0.{}.{}", i / 250, i % 250)));
@@ -276,19 +299,53 @@ mod tests {
         let bot = g.attempt(&t, "a", Some("10.0.0.0"));
         assert_eq!(
             held(&g, &bot, 100).await,
-            Err(FAILURE_WINDOW as u64),
-            "past the ceiling a failed address waits for the failures to age out"
+            Err(800),
+            "past the ceiling a failed address waits for the window to end"
         );
-        let user = g.attempt(&t, "a", Some("203.0.113.9"));
-        assert_eq!(held(&g, &user, 100).await, Ok(()), "the user's own address");
-        g.succeeded(&user).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(held(&g, &bot, 100).await.is_err(), "a success elsewhere");
-        assert_eq!(held(&g, &bot, 100 + FAILURE_WINDOW).await, Ok(()));
+        let fresh = g.attempt(&t, "a", Some("203.0.113.10"));
+        assert_eq!(
+            held(&g, &fresh, 100).await,
+            Ok(()),
+            "an address that never failed"
+        );
+        fail(&g, &fresh, 100).await;
+        assert!(
+            held(&g, &fresh, 100).await.is_err(),
+            "a new address with a typo"
+        );
+        fail(&g, &home, 100).await;
+        assert_eq!(
+            held(&g, &home, 100).await,
+            Ok(()),
+            "a known address with a typo"
+        );
+        assert_eq!(held(&g, &bot, 100 + 800).await, Ok(()), "the next window");
         let off = g.attempt(&t, "z", Some("10.0.0.0"));
         for _ in 0..100 {
             fail(&g, &off, 100).await;
         }
         assert_eq!(g.check(&off, 0, 100).await.ok(), Some(Ok(())), "0: never");
+    }
+
+    /// The ceiling is per window: one failure now and then does not keep it up.
+    #[tokio::test]
+    async fn a_trickle_of_failures_does_not_keep_the_ceiling_up() {
+        let g = Guard::default();
+        let t = tenant();
+        for i in 0..account_ceiling(5) {
+            let bot = g.attempt(&t, "a", Some(&format!("10.1.0.{i}")));
+            fail(&g, &bot, 0).await;
+        }
+        let bot = g.attempt(&t, "a", Some("10.1.0.1"));
+        assert!(held(&g, &bot, 10).await.is_err());
+        // The same address fails once every 899 s: its own count never ages out (3 < 5
+        // free), but the account's window does.
+        let mut at = 0;
+        for _ in 0..3 {
+            at += FAILURE_WINDOW - 1;
+            fail(&g, &bot, at).await;
+        }
+        assert_eq!(held(&g, &bot, at).await, Ok(()));
     }
 
     #[tokio::test]

@@ -112,11 +112,10 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 /// IPv6 ranges that are not public unicast and embed no IPv4 address.
-const NOT_PUBLIC_V6: [(u128, u32); 10] = [
+const NOT_PUBLIC_V6: [(u128, u32); 9] = [
     (0x0064_ff9b_0001 << 80, 48), // local-use NAT64 (RFC 8215)
     (0x0100 << 112, 64),          // discard-only
-    (0x2001 << 112, 32),          // Teredo (the IPv4 inside is obfuscated)
-    (0x2001_0002 << 96, 48),      // benchmarking
+    (0x2001 << 112, 23),          // IETF protocol assignments: Teredo, benchmarking, ORCHID
     (0x2001_0db8 << 96, 32),      // documentation
     (0x3fff << 112, 20),          // documentation (RFC 9637)
     (0xfc00 << 112, 7),           // unique local (ULA)
@@ -130,9 +129,14 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     let within = |net: u128, len: u32| bits & (u128::MAX << (128 - len)) == net;
     let v4 = |shift: u32| Ipv4Addr::from((bits >> shift) as u32);
     // Forms that carry an IPv4 address are judged by it: IPv4-compatible (::a.b.c.d, which
-    // also covers :: and ::1), IPv4-mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and
+    // also covers :: and ::1), IPv4-mapped (::ffff:a.b.c.d), IPv4-translated
+    // (::ffff:0:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and
     // 6to4 (2002:aabb:ccdd::/48).
-    if within(0, 96) || within(0xffff << 32, 96) || within(0x0064_ff9b << 96, 96) {
+    if within(0, 96)
+        || within(0xffff << 32, 96)
+        || within(0xffff << 48, 96)
+        || within(0x0064_ff9b << 96, 96)
+    {
         return is_public_v4(v4(0));
     }
     if within(0x2002 << 112, 16) {
@@ -223,6 +227,8 @@ mod tests {
             "3fff::1",
             "2001:2::1",
             "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:1::1",
+            "2001:1ff::1",
             "100::1",
             "64:ff9b:1::1",
         ] {
@@ -231,6 +237,7 @@ mod tests {
         assert!(public("2606:4700:4700::1111"));
         assert!(public("2a00:1450:4001::1"));
         assert!(public("2001:4860:4860::8888"));
+        assert!(public("2001:200::1"), "just past 2001::/23");
         assert!(public("fbff::1") && public("fe00::1"));
     }
 
@@ -246,10 +253,17 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::1",
             "2002:a9fe:a9fe::",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:a9fe:a9fe",
         ] {
             assert!(!public(ip), "{ip} must not be public");
         }
-        for ip in ["::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:0808:0808::1"] {
+        for ip in [
+            "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2002:0808:0808::1",
+        ] {
             assert!(public(ip), "{ip} must be public");
         }
     }

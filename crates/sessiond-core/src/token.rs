@@ -555,11 +555,12 @@ mod tests {
         }
     }
 
-    /// A session token whose signature a lax Ed25519 verifier accepts but RFC 8032's strict
-    /// rules refuse, forged with the keyring's own private key: R is the identity point (small
-    /// order) and S = k·a, so [S]B = R + [k]A holds; and one with S + L (non-canonical S).
+    /// A session token whose signature a lax Ed25519 verifier accepts but the strict rules
+    /// refuse, forged with the keyring's own private key: R is the identity point (small
+    /// order) and S = k·a, so [S]B = R + [k]A holds. (A non-canonical S ≥ L is refused by
+    /// ed25519-dalek's lax check too, so it proves nothing here.)
     #[test]
-    fn small_order_and_non_canonical_ed25519_signatures_are_refused() {
+    fn a_small_order_ed25519_signature_is_refused() {
         use curve25519_dalek::edwards::CompressedEdwardsY;
         use curve25519_dalek::scalar::Scalar;
         use sha2::{Digest, Sha512};
@@ -606,23 +607,6 @@ mod tests {
             None,
             "small-order R"
         );
-
-        // S + L: the same signature with a non-canonical S.
-        let (_, sig) = t.rsplit_once('.').unwrap_or_default();
-        let mut sig = b64_decode(sig).unwrap_or_default();
-        // L, the order of the base point, little-endian.
-        let order: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-        ];
-        let mut carry = 0u16;
-        for (byte, add) in sig[32..].iter_mut().zip(order) {
-            let sum = u16::from(*byte) + u16::from(add) + carry;
-            *byte = sum as u8;
-            carry = sum >> 8;
-        }
-        let forged = format!("{signed}.{}", b64(&sig));
-        assert_eq!(k.verify(&forged, "iss", "aud", 1000).ok(), None, "S + L");
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl FromRequestParts<AppState> for Partner {
             Ok(t) => t,
             Err(e) => {
                 let e = ApiError::from(e);
-                if e.status == StatusCode::UNAUTHORIZED {
+                if crate::ratelimit::is_guess(&e) {
                     st.limiters.failed(&admitted).await;
                 }
                 return Err(e);

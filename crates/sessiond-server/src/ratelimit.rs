@@ -1,8 +1,9 @@
-//! Per-client limits on the endpoints that take credentials. What they count is failures:
-//! a login, SSO login or refresh answered `401` draws on the client's failure budget
-//! (`auth_failures_per_minute`), and so does a partner call with a wrong secret
-//! (`partner_failures_per_minute`); once it is spent the client gets `429` until the minute
-//! ends, so credential stuffing and token guessing stop there. Every request, good or bad,
+//! Per-client limits on the endpoints that take credentials. What they count is guesses: a
+//! login with wrong credentials, an unknown refresh token or a bad SSO token draws on the
+//! client's failure budget (`auth_failures_per_minute`), and so does a partner call with a
+//! wrong secret (`partner_failures_per_minute`); once it is spent the client gets `429` until
+//! the minute ends, so credential stuffing and token guessing stop there. An expired or
+//! revoked session is not a guess: a backend refreshing for its users meets those every day. Every request, good or bad,
 //! also counts against a ceiling high enough for a busy proxy or a backend that refreshes
 //! for all of its users (`auth_per_minute`, `partner_per_minute`).
 //!
@@ -70,6 +71,19 @@ impl Kind {
             Kind::Partner => "partner",
         }
     }
+}
+
+/// The answers that show a guess (see the module documentation).
+const GUESSES: [&str; 4] = [
+    "invalid_credentials",
+    "refresh_token_invalid",
+    "sso_token_invalid",
+    "invalid_partner_secret",
+];
+
+/// Is `e` the answer to a guess, to be charged to the client's failure budget?
+pub fn is_guess(e: &ApiError) -> bool {
+    GUESSES.contains(&e.code)
 }
 
 /// A request let through; [`Limiters::failed`] charges its failure to the client.
@@ -176,7 +190,7 @@ impl Limiters {
     }
 
     /// Runs one login, SSO or refresh request from `ip`: admitted as [`Limiters::admit`]
-    /// says, and charged to the client's failure budget when it is answered `401`.
+    /// says, and charged to the client's failure budget when its answer shows a guess.
     pub async fn auth<T>(
         &self,
         ip: Option<&str>,
@@ -185,7 +199,7 @@ impl Limiters {
     ) -> ApiResult<T> {
         let admitted = self.admit(Kind::Auth, ip, now).await?;
         let answer = request.await;
-        if matches!(&answer, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
+        if matches!(&answer, Err(e) if is_guess(e)) {
             self.failed(&admitted).await;
         }
         answer
@@ -207,13 +221,27 @@ mod tests {
         }
     }
 
-    async fn answer(l: &Limiters, ip: &str, now: UnixTime, status: StatusCode) -> Option<u64> {
+    const OK: Option<&'static str> = None;
+    const GUESS: Option<&'static str> = Some("invalid_credentials");
+
+    /// Runs a request answered `code` (None: 200); `Some(retry after)` when it was limited.
+    async fn answer(
+        l: &Limiters,
+        ip: &str,
+        now: UnixTime,
+        code: Option<&'static str>,
+    ) -> Option<u64> {
         let r = l
             .auth(Some(ip), now, async {
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    Err(ApiError::new(status, "x", ""))
+                match code {
+                    None => Ok(()),
+                    Some(code) => {
+                        let status = match code {
+                            "invalid_request" => StatusCode::BAD_REQUEST,
+                            _ => StatusCode::UNAUTHORIZED,
+                        };
+                        Err(ApiError::new(status, code, ""))
+                    }
                 }
             })
             .await;
@@ -227,31 +255,35 @@ mod tests {
     async fn successes_count_only_against_the_ceiling() {
         let l = Limiters::new(limits(1000, 3));
         for i in 0..1000 {
-            assert_eq!(
-                answer(&l, "10.0.0.1", NOW, StatusCode::OK).await,
-                None,
-                "{i}"
-            );
+            assert_eq!(answer(&l, "10.0.0.1", NOW, OK).await, None, "{i}");
         }
-        assert_eq!(answer(&l, "10.0.0.1", NOW, StatusCode::OK).await, Some(60));
-        assert_eq!(answer(&l, "10.0.0.2", NOW, StatusCode::OK).await, None);
+        assert_eq!(answer(&l, "10.0.0.1", NOW, OK).await, Some(60));
+        assert_eq!(answer(&l, "10.0.0.2", NOW, OK).await, None);
     }
 
     #[tokio::test]
-    async fn only_unauthorized_answers_spend_the_failure_budget() {
+    async fn only_guesses_spend_the_failure_budget() {
         let l = Limiters::new(limits(0, 3));
-        for _ in 0..10 {
-            let bad_request = StatusCode::BAD_REQUEST;
-            assert_eq!(answer(&l, "10.0.0.1", NOW, bad_request).await, None);
+        for code in ["invalid_request", "session_expired", "session_revoked"] {
+            for _ in 0..10 {
+                assert_eq!(
+                    answer(&l, "10.0.0.1", NOW, Some(code)).await,
+                    None,
+                    "{code}"
+                );
+            }
         }
-        for _ in 0..3 {
-            let unauthorized = StatusCode::UNAUTHORIZED;
-            assert_eq!(answer(&l, "10.0.0.1", NOW, unauthorized).await, None);
+        for code in [
+            "invalid_credentials",
+            "refresh_token_invalid",
+            "sso_token_invalid",
+        ] {
+            assert_eq!(answer(&l, "10.0.0.1", NOW, Some(code)).await, None);
         }
         let at = NOW + 20;
-        assert_eq!(answer(&l, "10.0.0.1", at, StatusCode::OK).await, Some(40));
-        assert_eq!(answer(&l, "10.0.0.2", at, StatusCode::OK).await, None);
-        assert_eq!(answer(&l, "10.0.0.1", NOW + 60, StatusCode::OK).await, None);
+        assert_eq!(answer(&l, "10.0.0.1", at, OK).await, Some(40));
+        assert_eq!(answer(&l, "10.0.0.2", at, OK).await, None);
+        assert_eq!(answer(&l, "10.0.0.1", NOW + 60, OK).await, None);
     }
 
     #[tokio::test]
@@ -261,28 +293,15 @@ mod tests {
             Limiters::new(limits(2, 0)),
             Limiters::shared(limits(2, 0), store),
         ] {
-            assert_eq!(
-                answer(&l, "2001:db8:0:1::a", NOW, StatusCode::OK).await,
-                None
-            );
-            assert_eq!(
-                answer(&l, "2001:db8:0:1::b", NOW, StatusCode::OK).await,
-                None
-            );
-            let third = answer(&l, "2001:db8:0:1:ffff::c", NOW, StatusCode::OK).await;
+            assert_eq!(answer(&l, "2001:db8:0:1::a", NOW, OK).await, None);
+            assert_eq!(answer(&l, "2001:db8:0:1::b", NOW, OK).await, None);
+            let third = answer(&l, "2001:db8:0:1:ffff::c", NOW, OK).await;
             assert!(third.is_some());
-            assert_eq!(
-                answer(&l, "2001:db8:0:2::a", NOW, StatusCode::OK).await,
-                None
-            );
+            assert_eq!(answer(&l, "2001:db8:0:2::a", NOW, OK).await, None);
         }
         let per_host = Limiters::new(limits(2, 0)).with_ipv6_prefix(128);
         for host in ["2001:db8::a", "2001:db8::b", "2001:db8::c"] {
-            assert_eq!(
-                answer(&per_host, host, NOW, StatusCode::OK).await,
-                None,
-                "{host}"
-            );
+            assert_eq!(answer(&per_host, host, NOW, OK).await, None, "{host}");
         }
     }
 
@@ -295,24 +314,11 @@ mod tests {
         ];
         let now = NOW + 40;
         for i in 0..3 {
-            let unauthorized = StatusCode::UNAUTHORIZED;
-            assert_eq!(
-                answer(&nodes[i % 2], "10.0.0.1", now, unauthorized).await,
-                None
-            );
+            assert_eq!(answer(&nodes[i % 2], "10.0.0.1", now, GUESS).await, None);
         }
-        assert_eq!(
-            answer(&nodes[1], "10.0.0.1", now, StatusCode::OK).await,
-            Some(20)
-        );
-        assert_eq!(
-            answer(&nodes[0], "10.0.0.2", now, StatusCode::OK).await,
-            None
-        );
-        assert_eq!(
-            answer(&nodes[0], "10.0.0.1", now + 20, StatusCode::OK).await,
-            None
-        );
+        assert_eq!(answer(&nodes[1], "10.0.0.1", now, OK).await, Some(20));
+        assert_eq!(answer(&nodes[0], "10.0.0.2", now, OK).await, None);
+        assert_eq!(answer(&nodes[0], "10.0.0.1", now + 20, OK).await, None);
         let ip = Some("10.0.0.1");
         assert!(nodes[0].admit(Kind::Partner, ip, now).await.is_ok());
         let second = nodes[1].admit(Kind::Partner, ip, now).await;

@@ -34,10 +34,21 @@ pub struct MemoryStore {
 }
 
 /// [`Counters`] in this process's memory: one node's rate limits and backoff when there is no
-/// shared store (also the counters of [`MemoryStore`]).
+/// shared store (also the counters of [`MemoryStore`]). Forgotten counters are swept out at
+/// most every [`SWEEP_EVERY`] seconds, so the map holds what is alive, not what ever was.
 #[derive(Default)]
 pub struct MemoryCounters {
-    hits: Mutex<HashMap<String, Hits>>,
+    inner: Mutex<CounterMap>,
+}
+
+/// Seconds between sweeps of forgotten counters.
+pub const SWEEP_EVERY: i64 = 10;
+
+#[derive(Default)]
+struct CounterMap {
+    /// Each counter with the `forget_after` it was last hit with.
+    hits: HashMap<String, (Hits, u32)>,
+    swept: UnixTime,
 }
 
 impl MemoryCounters {
@@ -45,10 +56,19 @@ impl MemoryCounters {
         Self::default()
     }
 
-    fn lock(&self) -> StoreResult<MutexGuard<'_, HashMap<String, Hits>>> {
-        self.hits
+    fn lock(&self) -> StoreResult<MutexGuard<'_, CounterMap>> {
+        self.inner
             .lock()
             .map_err(|_| StoreError::Backend("memory counters poisoned".into()))
+    }
+
+    /// How many counters are held (forgotten ones until the next sweep).
+    pub fn len(&self) -> usize {
+        self.lock().map_or(0, |m| m.hits.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -637,30 +657,34 @@ impl ChangeLog for MemoryStore {
 #[async_trait]
 impl Counters for MemoryCounters {
     async fn hit(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
-        let mut hits = self.lock()?;
-        if hits.len() > 100_000 {
-            hits.retain(|_, h| now - h.last < i64::from(forget_after.max(900)));
+        let mut m = self.lock()?;
+        if now - m.swept >= SWEEP_EVERY {
+            m.hits
+                .retain(|_, (h, forget)| now - h.last < i64::from(*forget));
+            m.swept = now;
         }
-        let h = hits.entry(key.to_owned()).or_default();
+        let (h, forget) = m.hits.entry(key.to_owned()).or_default();
         if now - h.last >= i64::from(forget_after) {
             *h = Hits::default();
         }
         h.count += 1;
         h.last = h.last.max(now);
+        *forget = forget_after;
         Ok(*h)
     }
 
     async fn peek(&self, key: &str, forget_after: u32, now: UnixTime) -> StoreResult<Hits> {
         Ok(self
             .lock()?
+            .hits
             .get(key)
+            .map(|(h, _)| *h)
             .filter(|h| now - h.last < i64::from(forget_after))
-            .copied()
             .unwrap_or_default())
     }
 
     async fn reset(&self, key: &str) -> StoreResult<()> {
-        self.lock()?.remove(key);
+        self.lock()?.hits.remove(key);
         Ok(())
     }
 }
@@ -692,6 +716,25 @@ mod tests {
 
     mod counters_alone {
         use super::MemoryCounters;
+        use crate::Counters;
         crate::counters_conformance!(async { MemoryCounters::new() });
+
+        #[tokio::test]
+        async fn forgotten_counters_are_swept_out() {
+            let c = MemoryCounters::new();
+            for i in 0..1000 {
+                c.hit(&format!("short:{i}"), 60, 1000).await.ok();
+            }
+            c.hit("long", 3600, 1000).await.ok();
+            assert_eq!(c.len(), 1001);
+            c.hit("later", 60, 1060).await.ok();
+            assert_eq!(
+                c.len(),
+                2,
+                "the short-lived counters are gone, the long one stays"
+            );
+            let long = c.peek("long", 3600, 1060).await.map(|h| h.count).ok();
+            assert_eq!(long, Some(1));
+        }
     }
 }

@@ -61,7 +61,7 @@ impl Engine {
                 return Err(CoreError::InvalidCredentials);
             }
         };
-        self.guard.succeeded(&attempt).await?;
+        self.guard.succeeded(&attempt, self.now()).await?;
         if user.status != UserStatus::Active {
             let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
             e.reason = Some("account_disabled".into());

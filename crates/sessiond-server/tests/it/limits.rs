@@ -191,12 +191,19 @@ async fn an_attacker_cannot_lock_a_user_out() {
 }
 
 /// A botnet, one guess per address: past the account's ceiling (10 × `loginBackoffAfter`
-/// failures within 15 minutes) every address that has failed on the account is held, yet
-/// alice's own address still gets in.
+/// failures within a 15-minute window) every address that has failed on the account is held,
+/// yet alice gets in — from an address that has not failed, and from her usual address even
+/// after a typo.
 #[tokio::test]
 async fn a_distributed_guess_is_capped_per_account_and_still_cannot_lock_out() {
     let policy = json!({"loginBackoffAfter": 2});
     let s = behind_proxy_with("127.0.0.1", RateLimits::default(), policy).await;
+    let home = ["203.0.113.10"];
+    assert_eq!(
+        login_via(&s, &home).await.status,
+        200,
+        "alice's usual address"
+    );
     for i in 0..20 {
         let bot = format!("198.51.100.{i}");
         login_as(&s, &[&bot], "alice", "guess")
@@ -208,8 +215,21 @@ async fn a_distributed_guess_is_capped_per_account_and_still_cannot_lock_out() {
         let r = login_as(&s, &[&bot], "alice", "guess").await;
         r.problem(429, "rate_limited");
     }
-    let alice = login_via(&s, &["203.0.113.10"]).await;
-    assert_eq!(alice.status, 200, "alice from her address: {}", alice.body);
+    let elsewhere = login_via(&s, &["203.0.113.11"]).await;
+    assert_eq!(
+        elsewhere.status, 200,
+        "an address that never failed: {}",
+        elsewhere.body
+    );
+    login_as(&s, &home, "alice", "typo")
+        .await
+        .problem(401, "invalid_credentials");
+    let alice = login_via(&s, &home).await;
+    assert_eq!(
+        alice.status, 200,
+        "her usual address after a typo: {}",
+        alice.body
+    );
     let other = login_as(&s, &["198.51.100.3"], "bob", "guess").await;
     other.problem(401, "invalid_credentials");
 }
