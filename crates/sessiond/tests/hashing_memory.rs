@@ -28,30 +28,21 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
     kib * 1024
 }
 
+/// POSTs `body` to `path` for tenant `hm` (with the admin token for `/admin` paths).
 async fn post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> u16 {
-    http.post(format!("{base}{path}"))
-        .bearer_auth(ADMIN)
+    let mut rb = http
+        .post(format!("{base}{path}"))
         .header("X-Tenant-ID", "hm")
-        .header("X-Activity-ID", uuid::Uuid::new_v4().to_string())
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .header("X-Activity-ID", uuid::Uuid::new_v4().to_string());
+    if path.starts_with("/admin") {
+        rb = rb.bearer_auth(ADMIN);
+    }
+    rb.json(&body).send().await.unwrap().status().as_u16()
 }
 
 async fn login(http: &reqwest::Client, base: &str, password: &str) -> u16 {
     let body = json!({"username": "alice", "password": password});
-    http.post(format!("{base}/api/v2/auth/login"))
-        .header("X-Tenant-ID", "hm")
-        .header("X-Activity-ID", uuid::Uuid::new_v4().to_string())
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post(http, base, "/api/v2/auth/login", body).await
 }
 
 async fn verifications(http: &reqwest::Client, base: &str) -> u64 {
