@@ -1,13 +1,25 @@
-//! The accept loop: per-connection timeouts, a connection cap and optional TLS, on hyper.
+//! The accept loop: per-connection timeouts, connection caps and optional TLS, on hyper.
 //!
 //! - **Header-read timeout**: a connection must deliver complete request headers (after the
 //!   TLS handshake, if any) within it, or it is dropped. On HTTP/1.1 hyper also starts this
 //!   timer whenever a keep-alive connection waits for its next request, so an idle HTTP/1.1
 //!   connection is closed after `min(header_read_timeout, idle_timeout)`.
-//! - **Idle timeout**: a connection with no request in flight and no bytes read or written
-//!   for that long is shut down gracefully (HTTP/2 included).
-//! - **Connection cap**: past `max_connections` open connections, new ones are accepted and
-//!   closed at once; the ones already open are not affected.
+//! - **Response timeout**: each request must be answered, its response body fully handed to
+//!   hyper, within this time of its start (its headers read); when any request on a
+//!   connection overstays it, the whole connection is dropped. This bounds clients that
+//!   stop reading (HTTP/1.1) or never open their flow-control window (HTTP/2), and request
+//!   bodies that trickle in. Each request is judged by its own start, so a busy HTTP/2
+//!   connection with many short requests is never cut.
+//! - **Idle timeout**: a connection with no request in flight for that long (counted from
+//!   the end of its last request, or from its start) is shut down gracefully, HTTP/2
+//!   included, whatever bytes (PING, WINDOW_UPDATE…) the client keeps sending.
+//! - **Connection caps**: past `max_connections` open connections, or past
+//!   `max_connections_per_client` from one client (an IPv4 address or an IPv6 /64), new
+//!   ones are accepted and closed at once; the ones already open are not affected.
+//! - **HTTP/2**: at most [`H2_MAX_CONCURRENT_STREAMS`] streams at once per connection; the
+//!   server sends no keep-alive PINGs of its own.
+//! - **Shutdown**: accepting stops, requests in flight get up to `drain_timeout` to finish,
+//!   then the connections left are dropped.
 //! - **TLS**: rustls with the `ring` provider, HTTP/2 and HTTP/1.1 by ALPN; the certificate
 //!   and key are re-read on SIGHUP and when their files change, without touching open
 //!   connections.
@@ -23,29 +35,35 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
 /// Default for [`ServeOptions::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ServeOptions::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`ServeOptions::response_timeout`]: longer than the middleware's 30 s request
+/// timeout, so that a slow handler's 503 still gets out.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`ServeOptions::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default for [`ServeOptions::max_connections_per_client`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1_000;
+/// Default for [`ServeOptions::drain_timeout`].
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default interval at which the certificate and key files are checked for changes.
 pub const DEFAULT_TLS_RELOAD_POLL: Duration = Duration::from_secs(2);
+/// Streams an HTTP/2 client may have open at once on one connection.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 
 /// A failed `accept` (other than the client's own abort) pauses the loop this long, so that
 /// running out of file descriptors neither ends the server nor spins a core.
@@ -61,10 +79,18 @@ pub struct ServedOverTls;
 pub struct ServeOptions {
     /// Time allowed for the TLS handshake plus complete request headers.
     pub header_read_timeout: Duration,
-    /// A connection with no request in flight and no traffic for this long is closed.
+    /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// Time from a request's start until its response is fully sent; past it the
+    /// connection is dropped.
+    pub response_timeout: Duration,
     /// Connections open at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// Connections open at once from one client (IPv4 address or IPv6 /64); 0: no limit.
+    pub max_connections_per_client: usize,
+    /// At shutdown, time left to the requests in flight before their connections are
+    /// dropped.
+    pub drain_timeout: Duration,
     /// When set, the listener speaks HTTPS.
     pub tls: Option<Arc<TlsFiles>>,
 }
@@ -74,14 +100,87 @@ impl Default for ServeOptions {
         Self {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
         }
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Who counts as one client for `max_connections_per_client`: an IPv4 address, or the /64
+/// an IPv6 address belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ClientKey {
+    V4(u32),
+    V6(u64),
+}
+
+impl ClientKey {
+    fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self::V4(u32::from(v4)),
+            IpAddr::V6(v6) => Self::V6((u128::from(v6) >> 64) as u64),
+        }
+    }
+}
+
+/// Open connections per client.
+type ClientCounts = Arc<Mutex<HashMap<ClientKey, usize>>>;
+
+/// One connection counted against its client; uncounted when dropped.
+struct ClientSlot {
+    counts: ClientCounts,
+    key: ClientKey,
+}
+
+impl ClientSlot {
+    /// `None` when the client already has `max` connections open (`max` 0: no limit).
+    fn take(counts: &ClientCounts, ip: IpAddr, max: usize) -> Option<Option<Self>> {
+        if max == 0 {
+            return Some(None);
+        }
+        let key = ClientKey::of(ip);
+        let mut map = lock(counts);
+        let n = map.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(Self {
+            counts: Arc::clone(counts),
+            key,
+        }))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.counts);
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Logs a refused connection at most every 10 s per reason.
+fn log_refusal(last: &mut Option<Instant>, log: impl FnOnce()) {
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        *last = Some(Instant::now());
+        log();
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets the
-/// requests in flight finish and closes idle connections.
+/// requests in flight finish (for at most `drain_timeout`) and closes idle connections.
 pub async fn serve_router(
     listener: TcpListener,
     router: Router,
@@ -90,15 +189,18 @@ pub async fn serve_router(
 ) -> io::Result<()> {
     // Out-of-range values would overflow `Instant` arithmetic or the semaphore.
     let day = Duration::from_secs(86_400);
+    let clamp = |d: Duration| d.clamp(Duration::from_millis(1), day);
     let opts = Arc::new(ServeOptions {
-        header_read_timeout: opts
-            .header_read_timeout
-            .clamp(Duration::from_millis(1), day),
-        idle_timeout: opts.idle_timeout.clamp(Duration::from_millis(1), day),
+        header_read_timeout: clamp(opts.header_read_timeout),
+        idle_timeout: clamp(opts.idle_timeout),
+        response_timeout: clamp(opts.response_timeout),
         max_connections: opts.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+        max_connections_per_client: opts.max_connections_per_client,
+        drain_timeout: opts.drain_timeout.min(day),
         tls: opts.tls,
     });
     let permits = Arc::new(Semaphore::new(opts.max_connections));
+    let per_client: ClientCounts = Arc::default();
     let acceptor = match &opts.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(t.server_config()?)),
         None => None,
@@ -108,11 +210,16 @@ pub async fn serve_router(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(None);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; `recv` returns `None` once all have ended.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let mut last_refusal_log: Option<Instant> = None;
+    let mut last_client_refusal_log: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -133,15 +240,26 @@ pub async fn serve_router(
                 }
             },
         };
+        let Some(slot) = ClientSlot::take(&per_client, peer.ip(), opts.max_connections_per_client)
+        else {
+            drop(stream);
+            log_refusal(&mut last_client_refusal_log, || {
+                tracing::warn!(
+                    client = %peer.ip(),
+                    max_connections_per_client = opts.max_connections_per_client,
+                    "per-client connection limit reached: refusing that client's new connections"
+                )
+            });
+            continue;
+        };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             drop(stream);
-            if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                last_refusal_log = Some(Instant::now());
+            log_refusal(&mut last_refusal_log, || {
                 tracing::warn!(
                     max_connections = opts.max_connections,
                     "connection limit reached: refusing new connections"
-                );
-            }
+                )
+            });
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -158,117 +276,85 @@ pub async fn serve_router(
         tokio::spawn(async move {
             conn.run(stream, acceptor).await;
             drop(permit);
+            drop(slot);
             drop(alive);
         });
     }
     drop(listener);
     let _ = stop_tx.send(true);
     drop(alive_tx);
-    let _ = alive_rx.recv().await;
+    // Each connection drops itself at the drain deadline; the margin covers the last wakeups.
+    let waited = opts.drain_timeout + Duration::from_secs(1);
+    if tokio::time::timeout(waited, alive_rx.recv()).await.is_err() {
+        tracing::warn!("connections still open after the shutdown deadline: abandoned");
+    }
     Ok(())
 }
 
-/// When a connection last moved bytes, and whether a request is in flight.
+/// The requests in flight on a connection and when the last one ended.
 struct Activity {
-    since: Instant,
-    last_ms: AtomicU64,
-    in_flight: AtomicUsize,
-    started: AtomicBool,
+    state: Mutex<Requests>,
+    /// Signalled when a request starts or ends.
+    changed: Notify,
+}
+
+struct Requests {
+    started: bool,
+    next_id: u64,
+    /// Start of each request in flight, by id (ids grow with time: the first is the oldest).
+    open: BTreeMap<u64, Instant>,
+    /// End of the last request, or the connection's start.
+    last_end: Instant,
 }
 
 impl Activity {
     fn new() -> Self {
         Self {
-            since: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            started: AtomicBool::new(false),
+            state: Mutex::new(Requests {
+                started: false,
+                next_id: 0,
+                open: BTreeMap::new(),
+                last_end: Instant::now(),
+            }),
+            changed: Notify::new(),
         }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    fn started(&self) -> bool {
+        lock(&self.state).started
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
-        self.started.store(true, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.touch();
-        InFlight(Arc::clone(self))
+        let id = {
+            let mut s = lock(&self.state);
+            s.started = true;
+            let id = s.next_id;
+            s.next_id += 1;
+            s.open.insert(id, Instant::now());
+            id
+        };
+        self.changed.notify_one();
+        InFlight {
+            activity: Arc::clone(self),
+            id,
+        }
     }
 }
 
-/// A request (until its response body is sent) keeps its connection from idling out.
-struct InFlight(Arc<Activity>);
+/// A request, from its start until its response body is sent (or dropped).
+struct InFlight {
+    activity: Arc<Activity>,
+    id: u64,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A socket that records when it last read or wrote bytes.
-struct Tracked {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+        {
+            let mut s = lock(&self.activity.state);
+            s.open.remove(&self.id);
+            s.last_end = Instant::now();
         }
-        res
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.activity.changed.notify_one();
     }
 }
 
@@ -276,33 +362,42 @@ impl AsyncWrite for Tracked {
 enum Expiry {
     /// No complete request headers within the header-read timeout: dropped.
     NoRequest,
+    /// A request not answered within the response timeout: dropped.
+    Response,
     /// Idle past the idle timeout: shut down gracefully.
     Idle,
 }
 
-/// Resolves when the connection has overstayed one of its timeouts.
-async fn watchdog(activity: &Activity, opts: &ServeOptions, accepted: Instant) -> Expiry {
+/// Resolves when the connection has overstayed one of its timeouts. Once `closing`, only
+/// the response timeout applies.
+async fn watchdog(
+    activity: &Activity,
+    opts: &ServeOptions,
+    accepted: Instant,
+    closing: bool,
+) -> Expiry {
     loop {
-        let now = Instant::now();
-        if !activity.started.load(Ordering::Relaxed) {
-            let deadline = accepted + opts.header_read_timeout;
-            if now >= deadline {
-                return Expiry::NoRequest;
+        // Created before reading the state: a change from now on wakes it (`notify_one`
+        // keeps a permit when nobody waits).
+        let changed = activity.changed.notified();
+        let (deadline, expiry) = {
+            let s = lock(&activity.state);
+            match s.open.first_key_value() {
+                Some((_, start)) => (Some(*start + opts.response_timeout), Expiry::Response),
+                None if closing => (None, Expiry::Idle),
+                None if !s.started => {
+                    (Some(accepted + opts.header_read_timeout), Expiry::NoRequest)
+                }
+                None => (Some(s.last_end + opts.idle_timeout), Expiry::Idle),
             }
-            // Wake at the idle deadline too: a request starting meanwhile switches rules.
-            let next = deadline.min(now + opts.idle_timeout.max(Duration::from_millis(100)));
-            tokio::time::sleep_until(next.into()).await;
-            continue;
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return expiry;
         }
-        if activity.in_flight.load(Ordering::Acquire) > 0 {
-            tokio::time::sleep(opts.idle_timeout).await;
-            continue;
+        tokio::select! {
+            () = sleep_until_opt(deadline) => {}
+            () = changed => {}
         }
-        let deadline = activity.last() + opts.idle_timeout;
-        if now >= deadline {
-            return Expiry::Idle;
-        }
-        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 
@@ -318,22 +413,17 @@ struct Conn {
 
 impl Conn {
     async fn run(self, stream: TcpStream, acceptor: Option<tokio_rustls::TlsAcceptor>) {
-        let activity = Arc::new(Activity::new());
-        let io = Tracked {
-            inner: stream,
-            activity: Arc::clone(&activity),
-        };
         match acceptor {
-            None => self.drive(TokioIo::new(io), activity, false).await,
+            None => self.drive(TokioIo::new(stream), false).await,
             Some(acceptor) => {
                 let deadline = self.accepted + self.opts.header_read_timeout;
                 let mut stop = self.stop.clone();
                 let handshake = tokio::select! {
-                    r = tokio::time::timeout_at(deadline.into(), acceptor.accept(io)) => r,
+                    r = tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)) => r,
                     _ = stop.changed() => return,
                 };
                 match handshake {
-                    Ok(Ok(tls)) => self.drive(TokioIo::new(tls), activity, true).await,
+                    Ok(Ok(tls)) => self.drive(TokioIo::new(tls), true).await,
                     Ok(Err(e)) => {
                         tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed")
                     }
@@ -343,7 +433,7 @@ impl Conn {
         }
     }
 
-    async fn drive<I>(self, io: I, activity: Arc<Activity>, tls: bool)
+    async fn drive<I>(self, io: I, tls: bool)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -355,6 +445,7 @@ impl Conn {
             mut stop,
             accepted,
         } = self;
+        let activity = Arc::new(Activity::new());
         let tracker = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -378,7 +469,7 @@ impl Conn {
         tokio::pin!(conn);
         let mut closing = false;
         let mut stopping = false;
-        // Once told to close for idleness, a connection that still lingers is dropped then.
+        // Once told to close, a connection that still lingers is dropped then.
         let mut hard_deadline: Option<Instant> = None;
         loop {
             tokio::select! {
@@ -388,9 +479,13 @@ impl Conn {
                     }
                     return;
                 }
-                expiry = watchdog(&activity, &opts, accepted), if !closing => match expiry {
+                expiry = watchdog(&activity, &opts, accepted, closing) => match expiry {
                     Expiry::NoRequest => {
                         tracing::debug!(%peer, "no complete request headers in time: dropped");
+                        return;
+                    }
+                    Expiry::Response => {
+                        tracing::debug!(%peer, "a response was not sent in time: connection dropped");
                         return;
                     }
                     Expiry::Idle => {
@@ -400,16 +495,18 @@ impl Conn {
                     }
                 },
                 () = sleep_until_opt(hard_deadline) => return,
-                // Server shutdown: requests in flight finish, with no deadline of ours.
+                // Server shutdown: requests in flight get until the drain deadline.
                 _ = stop.changed(), if !stopping => {
                     stopping = true;
-                    if !activity.started.load(Ordering::Relaxed) {
+                    if !activity.started() {
                         return;
                     }
                     if !closing {
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
+                    let drain = Instant::now() + opts.drain_timeout;
+                    hard_deadline = Some(hard_deadline.map_or(drain, |d| d.min(drain)));
                 }
             }
         }

@@ -1,17 +1,48 @@
 //! The accept loop on real loopback sockets: slow and idle clients are dropped, the
-//! connection cap holds, requests in flight are not cut, client addresses reach handlers.
+//! connection caps hold, requests in flight are not cut but unsent responses are, client
+//! addresses reach handlers, shutdown has a deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query};
 use axum::routing::get;
 use sessiond_server::listen::{ServeOptions, serve_router};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Size of the `/big` response body.
+const BIG: usize = 64 << 20;
+
+/// A response body of `left` bytes in 64 KiB frames, made as they are asked for.
+struct BigBody {
+    left: usize,
+    chunk: Bytes,
+}
+
+impl hyper::body::Body for BigBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len());
+        self.left -= n;
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(self.chunk.slice(..n)))))
+    }
+}
 
 struct Server {
     addr: SocketAddr,
@@ -27,6 +58,15 @@ fn app() -> Router {
             get(|Query(q): Query<HashMap<String, u64>>| async move {
                 tokio::time::sleep(Duration::from_millis(q.get("ms").copied().unwrap_or(0))).await;
                 "slow ok"
+            }),
+        )
+        .route(
+            "/big",
+            get(|| async {
+                Body::new(BigBody {
+                    left: BIG,
+                    chunk: Bytes::from(vec![b'x'; 64 << 10]),
+                })
             }),
         )
         .route(
@@ -54,7 +94,7 @@ fn opts(header_ms: u64, idle_ms: u64, max_connections: usize) -> ServeOptions {
         header_read_timeout: Duration::from_millis(header_ms),
         idle_timeout: Duration::from_millis(idle_ms),
         max_connections,
-        tls: None,
+        ..ServeOptions::default()
     }
 }
 
@@ -312,5 +352,324 @@ async fn idle_http2_connection_is_closed() {
         start.elapsed() >= Duration::from_millis(700),
         "{:?}",
         start.elapsed()
+    );
+}
+
+fn with(f: impl FnOnce(&mut ServeOptions)) -> ServeOptions {
+    let mut o = opts(10_000, 10_000, 10_000);
+    f(&mut o);
+    o
+}
+
+/// Reads until the server closes `s` (at most `within`): (bytes read, whether it closed).
+async fn drain(s: &mut TcpStream, within: Duration) -> (usize, bool) {
+    let deadline = Instant::now() + within;
+    let mut total = 0;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+            Ok(Ok(n)) => total += n,
+            Err(_) => return (total, false),
+        }
+    }
+}
+
+/// An HTTP/1.1 client that asks for a big response and does not read it: the connection is
+/// dropped at the response timeout (1 s), although the idle and header-read timeouts are
+/// far off; the response is cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_http1_response_is_cut_at_the_response_timeout() {
+    let server = start(with(|o| o.response_timeout = Duration::from_secs(1))).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (read, closed) = drain(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "the connection is still open ({read} bytes read)");
+    assert!(read < BIG, "the whole response was sent: {read} bytes");
+}
+
+/// One frame: type, flags, stream id, payload.
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+/// A raw HTTP/2 client (prior knowledge) that answers the server's SETTINGS and PINGs.
+struct H2 {
+    w: tokio::net::tcp::OwnedWriteHalf,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Frame>,
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+impl H2 {
+    /// Connects and sends the preface with `settings` (a SETTINGS payload).
+    async fn open(addr: SocketAddr, settings: &[u8]) -> Self {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        w.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        w.write_all(&frame(4, 0, 0, settings)).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let mut head = [0u8; 9];
+                if r.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let mut payload = vec![0u8; len];
+                if r.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                let f = Frame {
+                    kind: head[3],
+                    flags: head[4],
+                    stream,
+                    payload,
+                };
+                if tx.send(f).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { w, rx }
+    }
+
+    /// GET `path` on `stream` (HPACK: :method GET, :scheme http, literal :path).
+    async fn get(&mut self, stream: u32, path: &str) {
+        let mut block = vec![0x82, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+        block.extend_from_slice(path.as_bytes());
+        let _ = self.w.write_all(&frame(1, 5, stream, &block)).await;
+    }
+
+    async fn ping(&mut self) {
+        let _ = self.w.write_all(&frame(6, 0, 0, &[7; 8])).await;
+    }
+
+    /// The next frame but PINGs (SETTINGS are acknowledged, then returned); `None` once the
+    /// server closed.
+    async fn next(&mut self) -> Option<Frame> {
+        loop {
+            let f = self.rx.recv().await?;
+            match (f.kind, f.flags & 1) {
+                (4, 0) => {
+                    let _ = self.w.write_all(&frame(4, 1, 0, &[])).await;
+                    return Some(f);
+                }
+                (6, 0) => {
+                    let _ = self.w.write_all(&frame(6, 1, 0, &f.payload)).await;
+                }
+                _ => return Some(f),
+            }
+        }
+    }
+}
+
+/// HTTP/2 with SETTINGS_INITIAL_WINDOW_SIZE = 0: the response body can never be sent. The
+/// connection is dropped at the response timeout (1 s), the idle timeout being far off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_response_held_by_a_zero_window_is_cut() {
+    let server = start(with(|o| o.response_timeout = Duration::from_secs(1))).await;
+    let mut h2 = H2::open(server.addr, &[0, 4, 0, 0, 0, 0]).await;
+    h2.get(1, "/healthz").await;
+    let start = Instant::now();
+    let mut headers = false;
+    let mut body_done = false;
+    let closed = tokio::time::timeout(Duration::from_secs(4), async {
+        while let Some(f) = h2.next().await {
+            match f.kind {
+                1 => headers = true,
+                0 if f.flags & 1 == 1 => body_done = true,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(headers, "the response headers were not sent");
+    assert!(!body_done, "the body went through a zero window");
+    assert!(
+        closed.is_ok(),
+        "the connection is still open after {:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// One HTTP/2 connection kept busy for 3 s by overlapping 600 ms requests, with a response
+/// timeout of 1 s: each request is judged by its own start, so all are answered and the
+/// connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_timed_each_from_its_own_start() {
+    let server = start(with(|o| o.response_timeout = Duration::from_secs(1))).await;
+    let mut h2 = H2::open(server.addr, &[]).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    let (mut sent, mut done) = (0u32, 0u32);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while done < 10 {
+        assert!(Instant::now() < deadline, "{done} of 10 answered");
+        tokio::select! {
+            _ = tick.tick(), if sent < 10 => {
+                h2.get(2 * sent + 1, "/slow?ms=600").await;
+                sent += 1;
+            }
+            f = h2.next() => {
+                let f = f.unwrap_or_else(|| panic!("closed with {done} of 10 answered"));
+                if f.kind == 0 && f.flags & 1 == 1 && f.stream % 2 == 1 {
+                    done += 1;
+                }
+                assert_ne!(f.kind, 3, "a stream was reset");
+                assert_ne!(f.kind, 7, "GOAWAY");
+            }
+        }
+    }
+}
+
+/// HTTP/2 PINGs from the client every 200 ms do not keep an idle connection (idle timeout
+/// 1 s) open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pings_do_not_keep_an_idle_connection_open() {
+    let server = start(opts(10_000, 1_000, 10_000)).await;
+    let mut h2 = H2::open(server.addr, &[]).await;
+    h2.get(1, "/healthz").await;
+    let mut answered = false;
+    while !answered {
+        let f = h2.next().await.expect("an answer");
+        answered = f.kind == 0 && f.flags & 1 == 1 && f.stream == 1;
+    }
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "the pinging idle connection is still open after {:?}",
+            start.elapsed()
+        );
+        tokio::select! {
+            _ = tick.tick() => h2.ping().await,
+            f = h2.next() => if f.is_none() { break },
+        }
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// The server's SETTINGS cap concurrent streams at 128.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_concurrent_streams_are_capped() {
+    let server = start(ServeOptions::default()).await;
+    let mut h2 = H2::open(server.addr, &[]).await;
+    let settings = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let f = h2.next().await.expect("the server's SETTINGS");
+            if f.kind == 4 && f.flags & 1 == 0 {
+                return f.payload;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let max = settings
+        .chunks(6)
+        .find(|p| p[..2] == [0, 3])
+        .map(|p| u32::from_be_bytes([p[2], p[3], p[4], p[5]]));
+    assert_eq!(max, Some(128), "SETTINGS {settings:?}");
+}
+
+async fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    sock.connect(addr).await.unwrap()
+}
+
+/// With 3 connections per client, 127.0.0.1's fourth is closed unanswered while another
+/// client (127.0.0.2) is served; once one of the three closes, 127.0.0.1 is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_connection() {
+    let server = start(with(|o| o.max_connections_per_client = 3)).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.1", server.addr).await;
+        s.write_all(GET_HEALTHZ).await.unwrap();
+        assert!(read_response(&mut s).await.is_some());
+        held.push(s);
+    }
+    let mut extra = connect_from("127.0.0.1", server.addr).await;
+    let _ = extra.write_all(GET_HEALTHZ).await;
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the client's connection past its cap must be closed"
+    );
+    let mut other = connect_from("127.0.0.2", server.addr).await;
+    other.write_all(GET_HEALTHZ).await.unwrap();
+    let res = read_response(&mut other)
+        .await
+        .expect("another client is served");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    for s in &mut held {
+        s.write_all(GET_HEALTHZ).await.unwrap();
+        assert!(read_response(s).await.is_some(), "a held connection broke");
+    }
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut s = connect_from("127.0.0.1", server.addr).await;
+        let _ = s.write_all(GET_HEALTHZ).await;
+        if read_response(&mut s).await.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served again under its cap");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// At shutdown, a request still running when the drain timeout (1 s) passes is dropped
+/// with its connection, and `serve_router` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_what_is_left_after_the_drain_timeout() {
+    let mut server = start(with(|o| o.drain_timeout = Duration::from_secs(1))).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /slow?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = Instant::now();
+    drop(server.stop.take());
+    tokio::time::timeout(Duration::from_secs(4), server.done)
+        .await
+        .expect("serve returns after the drain timeout")
+        .unwrap()
+        .unwrap();
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert!(
+        read_response(&mut s).await.is_none(),
+        "the request was answered"
     );
 }

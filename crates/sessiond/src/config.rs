@@ -63,10 +63,17 @@ pub struct ServerConfig {
     /// on HTTP/1.1, a keep-alive connection for the next request's headers) before it is
     /// closed.
     pub header_read_timeout_secs: u64,
-    /// Seconds a connection may stay open with no request in flight and no traffic.
+    /// Seconds a connection may stay open with no request in flight, counted from the end
+    /// of its last request (or its start), whatever bytes flow.
     pub idle_timeout_secs: u64,
+    /// Seconds from a request's start until its response is fully sent; past it the
+    /// connection is dropped.
+    pub response_timeout_secs: u64,
     /// Connections open at once; past it new connections are closed at once.
     pub max_connections: usize,
+    /// Connections open at once from one client (IPv4 address or IPv6 /64); past it that
+    /// client's new connections are closed at once. 0: no limit.
+    pub max_connections_per_client: usize,
     /// The open-files limit (soft `RLIMIT_NOFILE`) to raise to at start; default: the hard
     /// limit.
     pub max_open_files: Option<u64>,
@@ -78,7 +85,9 @@ impl Default for ServerConfig {
         Self {
             header_read_timeout_secs: listen::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
             idle_timeout_secs: listen::DEFAULT_IDLE_TIMEOUT.as_secs(),
+            response_timeout_secs: listen::DEFAULT_RESPONSE_TIMEOUT.as_secs(),
             max_connections: listen::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: listen::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_open_files: None,
         }
     }
@@ -315,6 +324,10 @@ impl Config {
                 cfg.server.header_read_timeout_secs,
             ),
             ("server.idle_timeout_secs", cfg.server.idle_timeout_secs),
+            (
+                "server.response_timeout_secs",
+                cfg.server.response_timeout_secs,
+            ),
         ] {
             if !(1..=86_400).contains(&secs) {
                 bail!("{key} must be between 1 and 86400");
@@ -656,6 +669,8 @@ mod tests {
             assert_eq!(c.server.header_read_timeout_secs, 10);
             assert_eq!(c.server.idle_timeout_secs, 60);
             assert_eq!(c.server.max_connections, 10_000);
+            assert_eq!(c.server.response_timeout_secs, 60);
+            assert_eq!(c.server.max_connections_per_client, 1_000);
             assert!(c.tls.cert.is_none() && c.tls.key.is_none());
             jail.create_file(
                 "s.toml",
@@ -663,10 +678,14 @@ mod tests {
             )?;
             jail.set_env("SESSIOND_SERVER_MAX_CONNECTIONS", "123");
             jail.set_env("SESSIOND_TLS_KEY", "/other.pem");
+            jail.set_env("SESSIOND_SERVER_MAX_CONNECTIONS_PER_CLIENT", "0");
+            jail.set_env("SESSIOND_SERVER_RESPONSE_TIMEOUT_SECS", "90");
             let c = Config::load(Some(Path::new("s.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.server.idle_timeout_secs, 5);
             assert_eq!(c.server.max_connections, 123);
             assert_eq!(c.server.max_open_files, Some(4096));
+            assert_eq!(c.server.max_connections_per_client, 0);
+            assert_eq!(c.server.response_timeout_secs, 90);
             assert_eq!(c.tls.cert, Some(PathBuf::from("/c.pem")));
             assert_eq!(c.tls.key, Some(PathBuf::from("/other.pem")));
             Ok(())
@@ -676,6 +695,7 @@ mod tests {
             ("SESSIOND_SERVER_MAX_CONNECTIONS", "0"),
             ("SESSIOND_SERVER_HEADER_READ_TIMEOUT_SECS", "0"),
             ("SESSIOND_SERVER_IDLE_TIMEOUT_SECS", "100000"),
+            ("SESSIOND_SERVER_RESPONSE_TIMEOUT_SECS", "0"),
         ] {
             figment::Jail::expect_with(|jail| {
                 jail.set_env(key, value);

@@ -476,6 +476,16 @@ pub async fn run(cfg: Config) -> Result<()> {
         None => engine,
     }
     .with_ipv6_prefix(cfg.limits.ipv6_prefix);
+    // SIGHUP is handled from before "listening" is printed: it reloads the certificate, or
+    // (without TLS) is logged and ignored, never ending the process.
+    match &tls {
+        Some(files) => {
+            tracing::info!(cert = ?cfg.tls.cert, key = ?cfg.tls.key, "serving HTTPS");
+            let every = cfg.tls.reload_check_secs;
+            files.spawn_reloader((every > 0).then(|| std::time::Duration::from_secs(every)));
+        }
+        None => ignore_sighup(),
+    }
     // A closed stdout (the launcher went away) must not stop the server: no println!.
     print(&format!("sessiond listening on {scheme}://{addr}"));
     if generated {
@@ -524,16 +534,14 @@ pub async fn run(cfg: Config) -> Result<()> {
             }
         });
     }
-    if let Some(files) = &tls {
-        tracing::info!(cert = ?cfg.tls.cert, key = ?cfg.tls.key, "serving HTTPS");
-        let every = cfg.tls.reload_check_secs;
-        files.spawn_reloader((every > 0).then(|| std::time::Duration::from_secs(every)));
-    }
     let opts = sessiond_server::listen::ServeOptions {
         header_read_timeout: std::time::Duration::from_secs(cfg.server.header_read_timeout_secs),
         idle_timeout: std::time::Duration::from_secs(cfg.server.idle_timeout_secs),
+        response_timeout: std::time::Duration::from_secs(cfg.server.response_timeout_secs),
         max_connections: cfg.server.max_connections,
+        max_connections_per_client: cfg.server.max_connections_per_client,
         tls,
+        ..Default::default()
     };
     sessiond_server::serve(listener, state, opts, shutdown_signal()).await?;
     tracing::info!("sessiond stopped");
@@ -564,6 +572,21 @@ fn raise_open_files_limit(cfg: &Config) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+}
+
+/// Without TLS there is nothing to reload: SIGHUP is logged, and does not end the process.
+fn ignore_sighup() {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: no TLS configured, nothing to reload");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
     }
 }
 

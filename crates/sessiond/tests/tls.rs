@@ -1,15 +1,50 @@
 //! Native HTTPS of the real binary: served with the configured certificate, reloaded on
-//! SIGHUP and on file change without dropping open connections, refused at start when bad;
-//! and the `[server]` timeouts reach the listener.
+//! SIGHUP and on file change without dropping open connections, refused at start (and kept
+//! on reload) when bad; SIGHUP without TLS does not end the process; and the `[server]`
+//! timeouts reach the listener.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The binary's log lines (stderr), as they come.
+fn log_lines(server: &mut common::Server) -> mpsc::Receiver<String> {
+    let stderr = server.child.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most 8 s) for a log line containing every one of `needles`; returns it.
+fn logged(logs: &mpsc::Receiver<String>, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match logs.recv_timeout(left) {
+            Ok(line) if needles.iter().all(|n| line.contains(n)) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no log line with {needles:?}: {e}"),
+        }
+    }
+}
+
+fn hup(server: &common::Server) {
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(status.success());
+}
 
 /// A fresh self-signed certificate for 127.0.0.1; returns (certificate PEM, key PEM).
 fn self_signed() -> (String, String) {
@@ -59,6 +94,8 @@ async fn served_with(cert: &str, base: &str) {
 fn spawn_tls(dir: &Path, reload_check_secs: &str) -> common::Server {
     common::spawn(|cmd| {
         cmd.env("SESSIOND_DATA_DIR", dir.join("data"))
+            .env("SESSIOND_LOG_LEVEL", "info")
+            .stderr(Stdio::piped())
             .env("SESSIOND_TLS_CERT", dir.join("cert.pem"))
             .env("SESSIOND_TLS_KEY", dir.join("key.pem"))
             .env("SESSIOND_TLS_RELOAD_CHECK_SECS", reload_check_secs);
@@ -66,14 +103,16 @@ fn spawn_tls(dir: &Path, reload_check_secs: &str) -> common::Server {
 }
 
 /// HTTPS with the configured certificate; SIGHUP (file checks off) swaps it for new
-/// connections while a connection opened before keeps working; a bad file on SIGHUP keeps
-/// the old one.
+/// connections while a connection opened before keeps working; on SIGHUP a file that is not
+/// a certificate, then a valid certificate whose key does not match, are refused (the
+/// binary logs the failed reload) and the certificate in use stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_and_reload_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let first = self_signed();
     write_pair(dir.path(), &first);
-    let server = spawn_tls(dir.path(), "0");
+    let mut server = spawn_tls(dir.path(), "0");
+    let logs = log_lines(&mut server);
     assert!(
         server.base.starts_with("https://127.0.0.1:"),
         "{}",
@@ -93,9 +132,8 @@ async fn https_and_reload_on_sighup() {
 
     let second = self_signed();
     write_pair(dir.path(), &second);
-    let pid = server.child.id().to_string();
-    let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    assert!(hup.success());
+    hup(&server);
+    logged(&logs, &["TLS certificate reloaded", "SIGHUP"]);
     served_with(&second.0, &base).await;
     // New connections get the new certificate: a fresh client trusting the old one fails...
     assert!(healthz(&client_trusting(&first.0), &base).await.is_err());
@@ -105,10 +143,41 @@ async fn https_and_reload_on_sighup() {
 
     // A bad file is refused on reload: the certificate in use stays.
     std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
-    let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    assert!(hup.success());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hup(&server);
+    logged(&logs, &["TLS certificate reload failed", "cert.pem"]);
     assert_eq!(healthz(&client_trusting(&second.0), &base).await, Ok(200));
+
+    // A valid certificate with a key that does not match it is refused too.
+    let third = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), &third.0).unwrap();
+    hup(&server);
+    logged(&logs, &["TLS certificate reload failed", "does not match"]);
+    assert_eq!(healthz(&client_trusting(&second.0), &base).await, Ok(200));
+    assert!(healthz(&client_trusting(&third.0), &base).await.is_err());
+}
+
+/// Without TLS, SIGHUP is logged and ignored: the process keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_without_tls_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = common::spawn(|cmd| {
+        cmd.env("SESSIOND_DATA_DIR", dir.path().join("data"))
+            .env("SESSIOND_LOG_LEVEL", "info")
+            .stderr(Stdio::piped());
+    });
+    let logs = log_lines(&mut server);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert_eq!(healthz(&client, &server.base).await, Ok(200));
+    hup(&server);
+    logged(&logs, &["SIGHUP", "nothing to reload"]);
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
+    assert_eq!(healthz(&client, &server.base).await, Ok(200));
 }
 
 /// With `tls.reload_check_secs = 1`, a rewritten certificate is served without a signal.
