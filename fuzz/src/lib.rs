@@ -320,14 +320,15 @@ pub fn sso_verify(data: &[u8]) {
 /// Target `request_bodies`: any bytes as the JSON body of every public request type, and the
 /// policy validation that follows a policy body. The first byte picks the type.
 pub fn request_bodies(data: &[u8]) {
+    use sessiond_proto as proto;
     use sessiond_server::wire;
     let Some((&pick, body)) = data.split_first() else {
         return;
     };
     match pick % 10 {
-        0 => drop(serde_json::from_slice::<wire::LoginRequest>(body)),
-        1 => drop(serde_json::from_slice::<wire::SsoRequest>(body)),
-        2 => drop(serde_json::from_slice::<wire::RefreshRequest>(body)),
+        0 => drop(serde_json::from_slice::<proto::LoginRequest>(body)),
+        1 => drop(serde_json::from_slice::<proto::SsoRequest>(body)),
+        2 => drop(serde_json::from_slice::<proto::RefreshRequest>(body)),
         3 => drop(serde_json::from_slice::<wire::CreateTenantRequest>(body)),
         4 => drop(serde_json::from_slice::<wire::CreateUserRequest>(body)),
         5 => drop(serde_json::from_slice::<wire::PasswordRequest>(body)),

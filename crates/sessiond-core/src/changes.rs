@@ -126,6 +126,10 @@ impl Engine {
                             fresh.mark(index, started);
                             last_full = Some(started);
                         }
+                        // This follower holds the store's hints: the feed reads on its wake.
+                        if let Some(feed) = engine.feed() {
+                            feed.poke();
+                        }
                     }
                     Err(e) => {
                         failures += 1;
@@ -212,6 +216,8 @@ impl Engine {
             Change::UserChanged { .. }
             | Change::SsoChanged { .. }
             | Change::PartnerSecretChanged { .. } => {}
+            // The per-session entries before it already dropped each session.
+            Change::UserSessionsEnded { .. } => {}
         }
         Ok(())
     }

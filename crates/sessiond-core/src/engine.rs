@@ -128,6 +128,8 @@ pub struct Engine {
     /// When the keyring was last reloaded for a token with an unknown `kid`.
     kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
     active_count: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// The revocation feed, once started (see [`Engine::start_feed`]).
+    feed: std::sync::OnceLock<Arc<crate::feed::Feed>>,
 }
 
 impl Engine {
@@ -164,6 +166,7 @@ impl Engine {
             freshness: None,
             kid_reload: std::sync::Mutex::new(None),
             active_count: std::sync::Mutex::new(None),
+            feed: std::sync::OnceLock::new(),
             keyring: RwLock::new(Arc::new(keyring)),
             sso: crate::sso::SsoVerifier::default(),
             guard: crate::guard::Guard::default(),
@@ -174,6 +177,25 @@ impl Engine {
             master,
             cfg,
         })
+    }
+
+    /// Starts the revocation feed over `logs` (once; later calls keep the first feed).
+    /// `followed`: the same logs are followed by [`Engine::spawn_follower`] on this node,
+    /// which then wakes the feed; otherwise the feed waits on the logs' hints itself.
+    pub fn start_feed(
+        &self,
+        logs: Vec<Arc<dyn sessiond_store::ChangeLog>>,
+        followed: bool,
+    ) -> Arc<crate::feed::Feed> {
+        Arc::clone(
+            self.feed
+                .get_or_init(|| crate::feed::Feed::spawn(logs, Arc::clone(&self.clock), !followed)),
+        )
+    }
+
+    /// The revocation feed, if [`Engine::start_feed`] started one.
+    pub fn feed(&self) -> Option<&Arc<crate::feed::Feed>> {
+        self.feed.get()
     }
 
     /// Shares the stores with other nodes: caches are trusted only while each of the `logs`

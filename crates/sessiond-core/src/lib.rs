@@ -7,6 +7,7 @@ mod changes;
 pub mod clock;
 pub mod engine;
 mod error;
+pub mod feed;
 mod freshness;
 pub mod guard;
 pub mod outbound;

@@ -111,8 +111,10 @@ pub struct TokenResponse {
     pub scope: String,
     pub customer_id: uuid::Uuid,
     /// The tenant id (`X-Tenant-ID`).
+    #[schema(value_type = crate::ids::TenantId)]
     pub tenant_id: String,
     /// The session id.
+    #[schema(value_type = crate::ids::SessionId)]
     pub session_id: String,
     /// The session token (a JWT, `typ: at+jwt`); absent in cookie mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]

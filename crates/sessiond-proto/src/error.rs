@@ -4,7 +4,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The contract's error codes (`internal_error` and `store_unavailable` only with 5xx).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+///
+/// Its OpenAPI schema lists the codes of [`ErrorCode::ALL`]: `Unknown` is no code the server
+/// sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,
@@ -110,6 +113,25 @@ impl ErrorCode {
     }
 }
 
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "The contract's error codes (`internal_error` and `store_unavailable` only with \
+                 5xx).",
+            ))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ErrorCode")
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -163,5 +185,16 @@ mod tests {
         let newer: ErrorCode =
             serde_json::from_str("\"quota_exceeded\"").unwrap_or(ErrorCode::InvalidRequest);
         assert_eq!(newer, ErrorCode::Unknown);
+    }
+
+    /// The schema lists the contract's codes, not `unknown`.
+    #[test]
+    fn the_schema_lists_the_contract_codes() {
+        let schema = serde_json::to_value(<ErrorCode as utoipa::PartialSchema>::schema())
+            .unwrap_or_default();
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(schema["enum"], serde_json::json!(codes));
+        assert_eq!(schema["type"], "string");
+        assert_eq!(<ErrorCode as ToSchema>::name(), "ErrorCode");
     }
 }

@@ -29,7 +29,8 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FeedEvent {
-    /// Forget every entry received so far: what is in force follows.
+    /// Forget every entry received so far and fetch the JWKS again: what is in force follows
+    /// (key changes are not repeated in it).
     Reset,
     /// Refuse every token of this session.
     Session(SessionRevoked),

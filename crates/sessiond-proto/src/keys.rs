@@ -46,11 +46,11 @@ pub struct Introspection {
     pub sub: Option<uuid::Uuid>,
     /// The session id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
+    #[schema(value_type = Option<crate::ids::SessionId>, nullable = false)]
     pub sid: Option<String>,
     /// The tenant id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
+    #[schema(value_type = Option<crate::ids::TenantId>, nullable = false)]
     pub tid: Option<String>,
     /// The customer id.
     #[serde(default, skip_serializing_if = "Option::is_none")]

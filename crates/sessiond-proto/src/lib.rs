@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod feed;
+pub mod ids;
 pub mod keys;
 pub mod session;
 
@@ -17,8 +18,8 @@ pub use feed::{Cutoff, FeedEvent, KeysChanged, SessionRevoked};
 pub use keys::Introspection;
 pub use keys::{Jwk, Jwks};
 pub use session::{
-    DeviceView, LogoutUserRequest, RevokedResponse, SessionState, SessionView, SessionsResponse,
-    WhoamiResponse,
+    AuthMethod, DeviceView, LogoutUserRequest, PartnerLogoutResponse, RevokeReason,
+    RevokedResponse, SessionState, SessionView, SessionsResponse, WhoamiResponse,
 };
 
 /// Request headers of the end-user API.

@@ -1,9 +1,10 @@
 //! The operator API under `/admin/v1` (DESIGN §9).
 
 use crate::AppState;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Body, Params, Path};
-use crate::openapi as oa;
+use crate::schemas;
 use crate::wire::*;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,6 +12,8 @@ use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sessiond_core::Policy;
+use sessiond_proto::ids;
+use sessiond_proto::{Problem, SessionsResponse};
 use sessiond_store::{
     AuditKind, AuditQuery, SessionId, SessionQuery, StateFilter, TenantId, UserId,
 };
@@ -81,12 +84,12 @@ fn ids(tenant: &str, user: &str) -> ApiResult<(TenantId, UserId)> {
     security(("adminToken" = [])),
     responses(
         (status = 201, description = "The tenant, with its effective policy.", body = TenantResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_request`: the tenant already exists.", body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_request`: the tenant already exists.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = docs::D_415, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn create_tenant(
@@ -112,15 +115,15 @@ async fn create_tenant(
     tag = "admin",
     operation_id = "getTenant",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
     ),
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The tenant.", body = TenantResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn get_tenant(
@@ -139,18 +142,18 @@ async fn get_tenant(
     tag = "admin",
     operation_id = "patchPolicy",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
     ),
-    request_body = oa::PolicyPatch,
+    request_body = schemas::PolicyPatch,
     security(("adminToken" = [])),
     responses(
-        (status = 200, description = "The effective policy.", body = oa::Policy),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The effective policy.", body = schemas::Policy),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = docs::D_415, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn patch_policy(
@@ -174,19 +177,19 @@ async fn patch_policy(
     tag = "admin",
     operation_id = "createUser",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
     ),
     request_body = CreateUserRequest,
     security(("adminToken" = [])),
     responses(
         (status = 201, description = "The user.", body = UserResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_request`: the username or customer id is taken.", body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_request`: the username or customer id is taken.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = docs::D_415, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn create_user(
@@ -216,19 +219,19 @@ async fn create_user(
     tag = "admin",
     operation_id = "setPassword",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
         ("userId" = uuid::Uuid, Path, description = "The user (`userId`)."),
     ),
     request_body = PasswordRequest,
     security(("adminToken" = [])),
     responses(
         (status = 204, description = "Done."),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no such tenant or user.", body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or user.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = docs::D_415, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn set_password(
@@ -252,16 +255,16 @@ async fn set_password(
     tag = "admin",
     operation_id = "disableUser",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
         ("userId" = uuid::Uuid, Path, description = "The user (`userId`)."),
     ),
     security(("adminToken" = [])),
     responses(
         (status = 204, description = "Done."),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no such tenant or user.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or user.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn disable_user(
@@ -285,7 +288,7 @@ pub(crate) struct SessionParams {
     #[param(value_type = Option<uuid::Uuid>, nullable = false)]
     user_id: Option<UserId>,
     /// Only sessions in this state (timeouts included).
-    #[param(value_type = Option<oa::StateFilter>, nullable = false)]
+    #[param(value_type = Option<schemas::StateFilter>, nullable = false)]
     state: Option<StateFilter>,
     /// At most this many (default 100, at most 1000).
     #[param(nullable = false)]
@@ -299,16 +302,16 @@ pub(crate) struct SessionParams {
     tag = "admin",
     operation_id = "findSessions",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
         SessionParams,
     ),
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The matching sessions.", body = SessionsResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn find_sessions(
@@ -331,7 +334,7 @@ async fn find_sessions(
     Ok(Json(SessionsResponse {
         sessions: sessions
             .into_iter()
-            .map(|s| SessionView::new(s, now, None))
+            .map(|s| session_view(s, now, None))
             .collect(),
     }))
 }
@@ -343,16 +346,16 @@ async fn find_sessions(
     tag = "admin",
     operation_id = "adminRevokeSession",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
-        ("sessionId" = oa::SessionId, Path, description = "The session."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
+        ("sessionId" = ids::SessionId, Path, description = "The session."),
     ),
     security(("adminToken" = [])),
     responses(
         (status = 204, description = "The session is revoked (or already was)."),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no such tenant or session.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or session.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn revoke_session(
@@ -386,13 +389,13 @@ pub(crate) struct AuditParams {
     #[param(value_type = Option<uuid::Uuid>, nullable = false)]
     user_id: Option<UserId>,
     /// Only this session's events.
-    #[param(value_type = Option<oa::SessionId>, nullable = false)]
+    #[param(value_type = Option<ids::SessionId>, nullable = false)]
     session_id: Option<String>,
     /// Only the events of this activity (`X-Activity-ID`).
     #[param(nullable = false)]
     activity_id: Option<String>,
     /// Only events of this type.
-    #[param(value_type = Option<oa::AuditKind>, nullable = false)]
+    #[param(value_type = Option<schemas::AuditKind>, nullable = false)]
     r#type: Option<String>,
     /// Only events at or after this time (Unix seconds).
     #[param(nullable = false)]
@@ -409,16 +412,16 @@ pub(crate) struct AuditParams {
     tag = "admin",
     operation_id = "audit",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
         AuditParams,
     ),
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The matching events.", body = AuditResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn audit(
@@ -464,9 +467,9 @@ async fn audit(
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The keys.", body = KeysResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
@@ -483,9 +486,9 @@ async fn keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysRespon
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The keys after the rotation.", body = KeysResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn rotate_keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<KeysResponse>> {
@@ -509,10 +512,10 @@ async fn rotate_keys(State(st): State<AppState>, _: Admin) -> ApiResult<Json<Key
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The keys after the revocation.", body = KeysResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no such key.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such key.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn revoke_key(
@@ -541,15 +544,15 @@ async fn revoke_key(
     tag = "admin",
     operation_id = "createPartnerSecret",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
     ),
     security(("adminToken" = [])),
     responses(
         (status = 201, description = "The secret and its id.", body = PartnerSecretResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn create_partner_secret(
@@ -575,16 +578,16 @@ async fn create_partner_secret(
     tag = "admin",
     operation_id = "revokePartnerSecret",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
         ("secretId" = String, Path, description = "The secret's id."),
     ),
     security(("adminToken" = [])),
     responses(
         (status = 204, description = "Done."),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no such tenant or partner secret.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or partner secret.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn revoke_partner_secret(
@@ -606,18 +609,18 @@ async fn revoke_partner_secret(
     tag = "admin",
     operation_id = "setSso",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
     ),
-    request_body = oa::SsoConfig,
+    request_body = schemas::SsoConfig,
     security(("adminToken" = [])),
     responses(
         (status = 204, description = "Done."),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = docs::D_415, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn set_sso(
@@ -640,19 +643,19 @@ async fn set_sso(
     tag = "admin",
     operation_id = "createClient",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
     ),
     request_body = CreateClientRequest,
     security(("adminToken" = [])),
     responses(
         (status = 201, description = "The client's id and secret.", body = ClientResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = oa::D_404_TENANT, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_request`: the clientId is taken.", body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = docs::D_404_TENANT, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_request`: the clientId is taken.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = docs::D_415, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn create_client(
@@ -695,16 +698,16 @@ pub(crate) struct UserParams {
     tag = "admin",
     operation_id = "findUser",
     params(
-        ("tenantId" = oa::TenantId, Path, description = "The tenant."),
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
         UserParams,
     ),
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The user.", body = UserResponse),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no such tenant or user.", body = oa::Problem, content_type = "application/problem+json"),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = docs::D_401_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_ADMIN, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such tenant or user.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn find_user(
@@ -736,18 +739,18 @@ async fn find_user(
     path = "/admin/v1/tenants/{tenantId}/webhook",
     tag = "admin",
     operation_id = "getWebhook",
-    params(("tenantId" = oa::TenantId, Path, description = "The tenant.")),
+    params(("tenantId" = ids::TenantId, Path, description = "The tenant.")),
     security(("adminToken" = [])),
     responses(
-        (status = 200, description = "The webhook.", body = oa::Webhook),
-        (status = 400, description = oa::D_400_ADMIN, body = oa::Problem,
+        (status = 200, description = "The webhook.", body = schemas::Webhook),
+        (status = 400, description = docs::D_400_ADMIN, body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_ADMIN, body = oa::Problem,
+        (status = 401, description = docs::D_401_ADMIN, body = Problem,
             content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_ADMIN, body = oa::Problem,
+        (status = 403, description = docs::D_403_ADMIN, body = Problem,
             content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such tenant, or it has no webhook.",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn webhook(

@@ -2,16 +2,16 @@
 
 use crate::AppState;
 use crate::cookies;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body, Ctx, session_token};
-use crate::openapi as oa;
-use crate::wire::{LoginRequest, Mode, RefreshRequest, RevokedResponse};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use sessiond_proto::{LoginRequest, Mode, Problem, RefreshRequest, RevokedResponse, TokenResponse};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,26 +31,26 @@ pub fn router() -> Router<AppState> {
     path = "/api/v2/auth/login",
     tag = "end-user",
     operation_id = "login",
-    params(oa::TenantHeader),
+    params(docs::TenantHeader),
     request_body = LoginRequest,
     responses(
-        (status = 200, description = oa::D_TOKEN_RESPONSE, body = crate::wire::TokenResponse,
+        (status = 200, description = docs::D_TOKEN_RESPONSE, body = TokenResponse,
             headers(("Set-Cookie" = String, description = "Cookie mode only: `__Host-sessiond-session`, \
                 `__Host-sessiond-refresh` (when refresh tokens are issued) and \
                 `__Host-sessiond-csrf`, each `Secure; SameSite=Strict; Path=/` (the first two \
                 `HttpOnly`)."))),
-        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+        (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password.",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`; or `forbidden`: the user is at the \
             tenant's session limit with `onLimit: reject`, or the tenant accepts HTTPS only.",
-            body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem,
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem,
+        (status = 415, description = docs::D_415, body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = oa::D_429, body = oa::Problem,
+        (status = 429, description = docs::D_429, body = Problem,
             content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     ),
@@ -90,11 +90,11 @@ async fn login(
     path = "/api/v2/auth/refresh",
     tag = "end-user",
     operation_id = "refresh",
-    params(oa::TenantHeader, oa::CsrfHeader),
+    params(docs::TenantHeader, docs::CsrfHeader),
     request_body = RefreshRequest,
     security((), ("refreshCookie" = [])),
     responses(
-        (status = 200, description = oa::D_TOKEN_RESPONSE, body = crate::wire::TokenResponse,
+        (status = 200, description = docs::D_TOKEN_RESPONSE, body = TokenResponse,
             headers(("Set-Cookie" = String, description = "Cookie mode only: `__Host-sessiond-session`, \
                 `__Host-sessiond-refresh` (when refresh tokens are issued) and \
                 `__Host-sessiond-csrf`, each `Secure; SameSite=Strict; Path=/` (the first two \
@@ -102,18 +102,18 @@ async fn login(
         (status = 400, description = "As for every end-user request (`missing_header`, \
             `invalid_header`, `unknown_tenant`, `invalid_request`: no refresh token in the body \
             or cookie), or `refresh_not_enabled`: the tenant's profile issues no refresh tokens.",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`refresh_token_invalid` (unknown, expired or another \
             tenant's), `refresh_token_reused` (the session is now revoked), `session_revoked`, \
             `session_displaced` or `session_expired`.",
-            body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem,
+        (status = 413, description = docs::D_413, body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem,
+        (status = 415, description = docs::D_415, body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = oa::D_429, body = oa::Problem,
+        (status = 429, description = docs::D_429, body = Problem,
             content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     ),
@@ -158,18 +158,18 @@ async fn refresh(
     path = "/api/v2/auth/logout",
     tag = "end-user",
     operation_id = "logout",
-    params(oa::TenantHeader, oa::OptionalSessionTokenHeader, oa::CsrfHeader),
+    params(docs::TenantHeader, docs::OptionalSessionTokenHeader, docs::CsrfHeader),
     security(("sessionToken" = []), ("sessionCookie" = []), ()),
     responses(
         (status = 204, description = "The session is revoked (or already was).",
             headers(("Set-Cookie" = String, description = "Cookie mode: the three cookies, \
                 expired."))),
-        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+        (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
         (status = 401, description = "`missing_header` (no session token), `invalid_header` \
             (`Authorization` is not `Bearer <token>`), `token_invalid` or `tenant_mismatch`.",
-            body = oa::Problem, content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]
@@ -189,15 +189,15 @@ async fn logout(State(st): State<AppState>, c: Ctx, parts: Parts) -> ApiResult<R
     path = "/api/v2/auth/logout-all",
     tag = "end-user",
     operation_id = "logoutAll",
-    params(oa::TenantHeader, oa::CsrfHeader),
+    params(docs::TenantHeader, docs::CsrfHeader),
     security(("sessionToken" = []), ("sessionCookie" = [])),
     responses(
         (status = 200, description = "How many sessions were revoked.", body = RevokedResponse),
-        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+        (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+        (status = 401, description = docs::D_401_TOKEN, body = Problem,
             content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+        (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]

@@ -7,12 +7,13 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::wire::TokenResponse;
+use crate::wire::token_response;
 use axum::Json;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sessiond_core::{Engine, Issued, secret};
+use sessiond_proto::ErrorCode;
 use sessiond_store::SessionId;
 
 pub const SESSION_COOKIE: &str = "__Host-sessiond-session";
@@ -51,7 +52,7 @@ fn append(headers: &mut HeaderMap, name: &str, value: &str, max_age: i64, http_o
 /// a cookie-mode refresh names its session by it (see [`refresh_session`]).
 pub fn reply(engine: &Engine, issued: Issued, cookie_mode: bool) -> Result<Response, ApiError> {
     if !cookie_mode {
-        return Ok(Json(TokenResponse::from(issued)).into_response());
+        return Ok(Json(token_response(issued)).into_response());
     }
     let csrf = engine.csrf_token(&issued.session.id);
     let mut headers = HeaderMap::new();
@@ -73,7 +74,7 @@ pub fn reply(engine: &Engine, issued: Issued, cookie_mode: bool) -> Result<Respo
         append(&mut headers, REFRESH_COOKIE, rt, refresh_age, true);
     }
     append(&mut headers, CSRF_COOKIE, &csrf, age, false);
-    let mut body = TokenResponse::from(issued);
+    let mut body = token_response(issued);
     body.user_session_token = None;
     body.refresh_token = None;
     body.csrf_token = Some(csrf);
@@ -94,7 +95,7 @@ pub fn cleared(status: StatusCode) -> Response {
 }
 
 fn refused(why: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", why)
+    ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, why)
 }
 
 const NEEDS_CSRF: &str =
@@ -109,7 +110,7 @@ pub fn check_csrf(parts: &Parts, st: &AppState, sid: &SessionId) -> Result<(), A
         let origin = origin
             .to_str()
             .map_err(|_| refused("cross-origin request refused"))?;
-        let scheme = if crate::extract::is_https(parts, st) {
+        let scheme = if crate::forwarded::is_https(parts, &st.trusted_proxies) {
             "https"
         } else {
             "http"

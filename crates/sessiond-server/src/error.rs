@@ -3,21 +3,23 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sessiond_core::CoreError;
+use sessiond_proto::{ErrorCode, Problem};
 use sessiond_store::StoreError;
 
-/// An API error: a status, a contract `code` and a human-readable detail. Rendered as RFC
-/// 9457 problem+json by [`crate::middleware::echo_headers`], which adds the activity id.
+/// An API error: a status, a contract `code` and a human-readable detail. Rendered as an RFC
+/// 9457 [`Problem`] ([`ApiError::problem`]) by [`crate::middleware::echo_headers`], which
+/// knows the activity id.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     /// Seconds, sent as `Retry-After` (with `rate_limited` and `store_unavailable`).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -27,7 +29,7 @@ impl ApiError {
     }
 
     pub fn invalid_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, detail)
     }
 
     pub fn missing_header(name: &str) -> Self {
@@ -38,7 +40,7 @@ impl ApiError {
         };
         Self::new(
             status,
-            "missing_header",
+            ErrorCode::MissingHeader,
             format!("the {name} header is required"),
         )
     }
@@ -46,7 +48,7 @@ impl ApiError {
     pub fn invalid_header(name: &str, why: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            "invalid_header",
+            ErrorCode::InvalidHeader,
             format!("the {name} header {why}"),
         )
     }
@@ -54,7 +56,7 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
@@ -62,41 +64,53 @@ impl ApiError {
     pub fn title(&self) -> &'static str {
         self.status.canonical_reason().unwrap_or("Error")
     }
+
+    /// The problem+json body of this error, for the request `activity_id`.
+    pub fn problem(&self, activity_id: &str) -> Problem {
+        Problem {
+            r#type: Problem::type_uri(self.code),
+            title: self.title().to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code,
+            activity_id: activity_id.to_owned(),
+        }
+    }
 }
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         use StatusCode as S;
         let (status, code) = match &e {
-            CoreError::InvalidRequest(_) => (S::BAD_REQUEST, "invalid_request"),
-            CoreError::Conflict(_) => (S::CONFLICT, "invalid_request"),
-            CoreError::UnknownTenant => (S::BAD_REQUEST, "unknown_tenant"),
-            CoreError::TenantMismatch => (S::UNAUTHORIZED, "tenant_mismatch"),
-            CoreError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
-            CoreError::AccountDisabled => (S::FORBIDDEN, "account_disabled"),
-            CoreError::TokenInvalid => (S::UNAUTHORIZED, "token_invalid"),
-            CoreError::TokenExpired => (S::UNAUTHORIZED, "token_expired"),
-            CoreError::SessionRevoked => (S::UNAUTHORIZED, "session_revoked"),
-            CoreError::SessionDisplaced => (S::UNAUTHORIZED, "session_displaced"),
-            CoreError::SessionExpired => (S::UNAUTHORIZED, "session_expired"),
-            CoreError::RefreshTokenInvalid => (S::UNAUTHORIZED, "refresh_token_invalid"),
-            CoreError::RefreshTokenReused => (S::UNAUTHORIZED, "refresh_token_reused"),
-            CoreError::RefreshNotEnabled => (S::BAD_REQUEST, "refresh_not_enabled"),
-            CoreError::SsoTokenInvalid => (S::UNAUTHORIZED, "sso_token_invalid"),
-            CoreError::InvalidPartnerSecret => (S::UNAUTHORIZED, "invalid_partner_secret"),
-            CoreError::InvalidClient => (S::UNAUTHORIZED, "forbidden"),
+            CoreError::InvalidRequest(_) => (S::BAD_REQUEST, ErrorCode::InvalidRequest),
+            CoreError::Conflict(_) => (S::CONFLICT, ErrorCode::InvalidRequest),
+            CoreError::UnknownTenant => (S::BAD_REQUEST, ErrorCode::UnknownTenant),
+            CoreError::TenantMismatch => (S::UNAUTHORIZED, ErrorCode::TenantMismatch),
+            CoreError::InvalidCredentials => (S::UNAUTHORIZED, ErrorCode::InvalidCredentials),
+            CoreError::AccountDisabled => (S::FORBIDDEN, ErrorCode::AccountDisabled),
+            CoreError::TokenInvalid => (S::UNAUTHORIZED, ErrorCode::TokenInvalid),
+            CoreError::TokenExpired => (S::UNAUTHORIZED, ErrorCode::TokenExpired),
+            CoreError::SessionRevoked => (S::UNAUTHORIZED, ErrorCode::SessionRevoked),
+            CoreError::SessionDisplaced => (S::UNAUTHORIZED, ErrorCode::SessionDisplaced),
+            CoreError::SessionExpired => (S::UNAUTHORIZED, ErrorCode::SessionExpired),
+            CoreError::RefreshTokenInvalid => (S::UNAUTHORIZED, ErrorCode::RefreshTokenInvalid),
+            CoreError::RefreshTokenReused => (S::UNAUTHORIZED, ErrorCode::RefreshTokenReused),
+            CoreError::RefreshNotEnabled => (S::BAD_REQUEST, ErrorCode::RefreshNotEnabled),
+            CoreError::SsoTokenInvalid => (S::UNAUTHORIZED, ErrorCode::SsoTokenInvalid),
+            CoreError::InvalidPartnerSecret => (S::UNAUTHORIZED, ErrorCode::InvalidPartnerSecret),
+            CoreError::InvalidClient => (S::UNAUTHORIZED, ErrorCode::Forbidden),
             CoreError::RateLimited { retry_after } => {
-                let mut e = Self::new(S::TOO_MANY_REQUESTS, "rate_limited", e.to_string());
+                let mut e = Self::new(S::TOO_MANY_REQUESTS, ErrorCode::RateLimited, e.to_string());
                 e.retry_after = Some(*retry_after);
                 return e;
             }
-            CoreError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
-            CoreError::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            CoreError::Forbidden(_) => (S::FORBIDDEN, ErrorCode::Forbidden),
+            CoreError::NotFound(_) => (S::NOT_FOUND, ErrorCode::NotFound),
             CoreError::Internal(_) | CoreError::Store(StoreError::Backend(_)) => {
                 tracing::error!(error = %e, "request failed");
                 return Self::new(
                     S::INTERNAL_SERVER_ERROR,
-                    "internal_error",
+                    ErrorCode::InternalError,
                     "the server failed; see its log",
                 );
             }
@@ -104,14 +118,14 @@ impl From<CoreError> for ApiError {
                 tracing::warn!(error = %e, "store unavailable");
                 let mut e = Self::new(
                     S::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                    ErrorCode::StoreUnavailable,
                     "the session store is unavailable; retry shortly",
                 );
                 e.retry_after = Some(1);
                 return e;
             }
-            CoreError::Store(StoreError::Conflict) => (S::CONFLICT, "invalid_request"),
-            CoreError::Store(StoreError::LimitReached) => (S::FORBIDDEN, "forbidden"),
+            CoreError::Store(StoreError::Conflict) => (S::CONFLICT, ErrorCode::InvalidRequest),
+            CoreError::Store(StoreError::LimitReached) => (S::FORBIDDEN, ErrorCode::Forbidden),
         };
         Self::new(status, code, e.to_string())
     }
@@ -120,7 +134,7 @@ impl From<CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = self.status.into_response();
-        if self.status == StatusCode::UNAUTHORIZED && self.code != "invalid_credentials" {
+        if self.status == StatusCode::UNAUTHORIZED && self.code != ErrorCode::InvalidCredentials {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -136,3 +150,26 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The problem+json body: RFC 9457 members, the contract's code and the activity id.
+    #[test]
+    fn an_error_renders_as_a_problem() {
+        let e = ApiError::from(CoreError::TokenExpired);
+        let json = serde_json::to_value(e.problem("a1")).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "type": "https://sessiond.dev/problems/token_expired",
+                "title": "Unauthorized",
+                "status": 401,
+                "detail": CoreError::TokenExpired.to_string(),
+                "code": "token_expired",
+                "activityId": "a1",
+            })
+        );
+    }
+}

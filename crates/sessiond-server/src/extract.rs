@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use sessiond_core::{Authenticated, CoreError, RequestContext, TenantPolicy, secret};
+use sessiond_proto::ErrorCode;
 use sessiond_store::{SessionId, TenantId};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,13 +33,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             {
                 Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     "the request body exceeds 64 KiB",
                 ))
             }
             Err(r @ JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 r.body_text(),
             )),
             Err(r) => Err(ApiError::invalid_request(r.body_text())),
@@ -78,24 +79,6 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
     Some(crate::forwarded::client(&parts.headers, peer, &state.trusted_proxies).ip)
 }
 
-/// Whether the client reached sessiond directly over its native TLS, or the first trusted
-/// proxy over HTTPS.
-pub(crate) fn is_https(parts: &Parts, state: &AppState) -> bool {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|c| {
-            let peer = c.0.ip().to_canonical();
-            let direct_tls = parts
-                .extensions
-                .get::<crate::listen::ServedOverTls>()
-                .is_some()
-                && !state.trusted_proxies.iter().any(|p| p.contains(peer));
-            direct_tls
-                || crate::forwarded::client(&parts.headers, peer, &state.trusted_proxies).https
-        })
-}
-
 /// An end-user request's context: its tenant (from `X-Tenant-ID`), that tenant's policy, and
 /// the audit context. Enforces the policy's required headers and HTTPS rule.
 pub struct Ctx {
@@ -106,7 +89,7 @@ pub struct Ctx {
 impl Ctx {
     /// The device a new session is created on: this request's user agent and IP, and the
     /// client's label for it (at most 128 characters).
-    pub fn device(&self, req: Option<crate::wire::DeviceRequest>) -> sessiond_store::DeviceInfo {
+    pub fn device(&self, req: Option<sessiond_proto::DeviceRequest>) -> sessiond_store::DeviceInfo {
         sessiond_store::DeviceInfo {
             user_agent: self.ctx.user_agent.clone(),
             ip: self.ctx.ip.clone(),
@@ -153,10 +136,10 @@ impl FromRequestParts<AppState> for Ctx {
         if tenant.policy.requires_activity_id() && activity(parts).generated {
             return Err(ApiError::missing_header("X-Activity-ID"));
         }
-        if tenant.policy.https_only && !is_https(parts, state) {
+        if tenant.policy.https_only && !crate::forwarded::is_https(parts, &state.trusted_proxies) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "this tenant accepts requests over HTTPS only (directly or via a trusted proxy)",
             ));
         }
@@ -176,7 +159,7 @@ pub fn bearer_token(headers: &HeaderMap, alt_header: bool) -> Result<&str, ApiEr
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid_header",
+                ErrorCode::InvalidHeader,
                 "the Authorization header must be `Bearer <token>`",
             ));
         }
@@ -295,7 +278,7 @@ impl FromRequestParts<AppState> for Admin {
         ) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "invalid admin token",
             ));
         }
@@ -331,11 +314,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             {
                 Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     "the request body exceeds 64 KiB",
                 ))
             }
-            Err(r) => Err(ApiError::new(r.status(), "invalid_request", r.body_text())),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                ErrorCode::InvalidRequest,
+                r.body_text(),
+            )),
         }
     }
 }

@@ -284,6 +284,23 @@ pub fn client(headers: &HeaderMap, peer: IpAddr, trusted: &[TrustedProxy]) -> Cl
     }
 }
 
+/// Whether the client of a request reached sessiond directly over its native TLS, or the
+/// first trusted proxy over HTTPS.
+pub fn is_https(parts: &axum::http::request::Parts, trusted: &[TrustedProxy]) -> bool {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| {
+            let peer = c.0.ip().to_canonical();
+            let direct_tls = parts
+                .extensions
+                .get::<crate::listen::ServedOverTls>()
+                .is_some()
+                && !trusted.iter().any(|p| p.contains(peer));
+            direct_tls || client(&parts.headers, peer, trusted).https
+        })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

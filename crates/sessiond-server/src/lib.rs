@@ -4,8 +4,10 @@
 mod admin;
 mod auth;
 pub mod cookies;
+mod docs;
 pub mod error;
 pub mod extract;
+mod feed;
 pub mod forwarded;
 mod jwks;
 pub mod listen;
@@ -16,14 +18,17 @@ pub mod openapi;
 mod outbound;
 mod partner;
 pub mod ratelimit;
+mod schemas;
 mod sessions;
 mod webhook;
 pub mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use error::ApiError;
 use sessiond_core::Engine;
+use sessiond_proto::ErrorCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -78,11 +83,13 @@ pub fn router(state: AppState) -> Router {
         .merge(meta::router())
         .merge(metrics::router())
         .merge(partner::router())
+        .route("/openapi.json", get(openapi::openapi_json))
+        .merge(feed::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "method not allowed",
             )
         })

@@ -1,14 +1,17 @@
-//! Unauthenticated endpoints: public keys, issuer metadata, liveness, readiness and the
-//! OpenAPI document.
+//! Unauthenticated endpoints: public keys, issuer metadata, liveness and readiness (the OpenAPI
+//! document, which describes these handlers, is served by [`crate::openapi`]).
 
 use crate::AppState;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi as oa;
+use crate::schemas;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use sessiond_proto::ErrorCode;
+use sessiond_proto::{Jwks, Problem};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -16,7 +19,6 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/openapi.json", get(oa::openapi_json))
 }
 
 /// The public keys (JWKS): signing, next and retiring.
@@ -28,13 +30,16 @@ pub fn router() -> Router<AppState> {
     tag = "well-known",
     operation_id = "jwks",
     responses(
-        (status = 200, description = "The JSON Web Key Set.", body = oa::Jwks),
-        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+        (status = 200, description = "The JSON Web Key Set.", body = Jwks),
+        (status = 400, description = docs::D_400_TRACE, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]
 async fn jwks(State(st): State<AppState>) -> ApiResult<Response> {
-    let mut res = Json(st.engine.jwks()?).into_response();
+    let jwks: Jwks = serde_json::from_value(st.engine.jwks()?).map_err(|e| {
+        ApiError::from(sessiond_core::CoreError::Internal(format!("the JWKS: {e}")))
+    })?;
+    let mut res = Json(jwks).into_response();
     res.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
@@ -50,8 +55,8 @@ async fn jwks(State(st): State<AppState>) -> ApiResult<Response> {
     operation_id = "healthz",
     responses(
         (status = 200, description = "The server runs: `{\"status\": \"ok\"}`.",
-            body = oa::Health),
-        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+            body = schemas::Health),
+        (status = 400, description = docs::D_400_TRACE, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]
@@ -66,12 +71,12 @@ async fn healthz() -> Json<serde_json::Value> {
     tag = "health",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = oa::Health),
-        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = schemas::Health),
+        (status = 400, description = docs::D_400_TRACE, body = Problem,
             content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable` (with `Retry-After`): a store is \
             unreachable; `internal_error`: no answer within 30 s.",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
@@ -79,7 +84,7 @@ async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>
         tracing::warn!(error = %e, "store not ready");
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+            ErrorCode::StoreUnavailable,
             "a store is unreachable",
         );
         e.retry_after = Some(1);
@@ -98,8 +103,8 @@ async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>
     tag = "well-known",
     operation_id = "openidConfiguration",
     responses(
-        (status = 200, description = "The issuer's metadata.", body = oa::Discovery),
-        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+        (status = 200, description = "The issuer's metadata.", body = schemas::Discovery),
+        (status = 400, description = docs::D_400_TRACE, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]

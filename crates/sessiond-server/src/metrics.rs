@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sessiond_proto::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
@@ -59,11 +60,11 @@ pub fn router() -> Router<AppState> {
     responses(
         (status = 200, description = "The metrics (Prometheus text format 0.0.4).",
             body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 400, description = crate::openapi::D_400_TRACE, body = crate::openapi::Problem,
+        (status = 400, description = crate::docs::D_400_TRACE, body = sessiond_proto::Problem,
             content_type = "application/problem+json"),
         (status = 401, description = "`forbidden`: a metrics token is configured \
             (`metrics_token`) and the request does not carry it as `Authorization: Bearer`.",
-            body = crate::openapi::Problem, content_type = "application/problem+json"),
+            body = sessiond_proto::Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn render(State(st): State<AppState>, headers: axum::http::HeaderMap) -> ApiResult<Response> {
@@ -76,7 +77,7 @@ async fn render(State(st): State<AppState>, headers: axum::http::HeaderMap) -> A
         if !sessiond_core::secret::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return Err(crate::error::ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "the metrics need the metrics token",
             ));
         }

@@ -5,6 +5,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sessiond_proto::ErrorCode;
 
 pub const X_ACTIVITY_ID: &str = "x-activity-id";
 pub const X_CORRELATION_ID: &str = "x-correlation-id";
@@ -94,7 +95,7 @@ pub async fn echo_headers(mut req: Request, next: Next) -> Response {
         (Err(e), _) | (_, Err(e)) => (uuid::Uuid::new_v4().to_string(), e.into_response()),
     };
     let status = res.status().as_u16();
-    let code = res.extensions().get::<ApiError>().map(|p| p.code);
+    let code = res.extensions().get::<ApiError>().map(|p| p.code.as_str());
     let ms = started.elapsed().as_secs_f64() * 1e3;
     if status >= 400 {
         tracing::info!(%method, %path, status, code = code.unwrap_or(""), activity_id = %activity, ms, "request refused");
@@ -102,21 +103,14 @@ pub async fn echo_headers(mut req: Request, next: Next) -> Response {
         tracing::debug!(%method, %path, status, activity_id = %activity, ms, "request");
     }
     if let Some(problem) = res.extensions_mut().remove::<ApiError>() {
-        let body = serde_json::json!({
-            "type": format!("https://sessiond.dev/problems/{}", problem.code),
-            "title": problem.title(),
-            "status": problem.status.as_u16(),
-            "detail": problem.detail,
-            "code": problem.code,
-            "activityId": activity,
-        });
+        let body = serde_json::to_vec(&problem.problem(&activity)).unwrap_or_default();
         let (mut parts, _) = res.into_parts();
         parts.headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
+            HeaderValue::from_static(sessiond_proto::error::PROBLEM_JSON),
         );
         parts.headers.remove(header::CONTENT_LENGTH);
-        res = Response::from_parts(parts, axum::body::Body::from(body.to_string()));
+        res = Response::from_parts(parts, axum::body::Body::from(body));
     }
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&activity) {
@@ -141,7 +135,7 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     ApiError::new(
         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
+        ErrorCode::InternalError,
         "the server failed; see its log",
     )
     .into_response()
@@ -164,7 +158,7 @@ pub async fn run_to_completion(req: Request, next: Next) -> Response {
 fn timed_out() -> Response {
     ApiError::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "internal_error",
+        ErrorCode::InternalError,
         "the request took too long; it may still complete",
     )
     .into_response()

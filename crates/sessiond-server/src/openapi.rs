@@ -3,12 +3,19 @@
 //! repository as `openapi.json`; a test fails when the two differ
 //! (`SESSIOND_UPDATE_OPENAPI=1 cargo test -p sessiond-server openapi` rewrites the file).
 //!
-//! Types that live in other crates (`sessiond_store`, `sessiond_core`) are described here by
-//! mirror schemas, so those crates need no OpenAPI dependency; they must follow the serde
-//! shape of the type they mirror.
+//! The public API's bodies are `sessiond_proto`'s types; the operator API's types of other
+//! crates (`sessiond_store`, `sessiond_core`) are described by the mirror schemas of
+//! [`crate::schemas`]. The descriptions and headers the annotations share are in
+//! [`crate::docs`]. This module imports the handlers; nothing but `lib.rs` imports it.
 
+use crate::schemas::{
+    AuditEvent, AuditKind, KeyState, OnLimit, Policy, PolicyOverrides, PolicyPatch, Profile,
+    SsoConfig, StateFilter, UserStatus,
+};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use sessiond_proto::ids::{SessionId, TenantId};
+use sessiond_proto::{AuthMethod, ErrorCode, Problem, RevokeReason, SessionState};
 use std::sync::OnceLock;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
@@ -16,7 +23,7 @@ use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
     Type,
 };
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +52,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::partner::internal_token,
         crate::partner::introspect,
         crate::partner::oauth_revoke,
+        crate::feed::feed,
         crate::meta::jwks,
         crate::meta::discovery,
         crate::meta::healthz,
@@ -126,492 +134,6 @@ pub async fn openapi_json() -> Response {
         document_json(),
     )
         .into_response()
-}
-
-// ---- response descriptions the annotations share ---------------------------------------------
-
-pub(crate) const D_400_TRACE: &str =
-    "`invalid_header`: a malformed `X-Activity-ID`, `X-Correlation-ID` or `X-Session-ID`.";
-pub(crate) const D_400_CTX: &str = "`missing_header` (`X-Tenant-ID`, or `X-Activity-ID` where \
-    the tenant's policy requires it), `invalid_header` (a malformed `X-Tenant-ID` or tracing \
-    header, or a non-ASCII `Authorization`), `unknown_tenant`, or `invalid_request`.";
-pub(crate) const D_401_TOKEN: &str = "`missing_header` (no session token), `invalid_header` \
-    (`Authorization` is not `Bearer <token>`), `token_invalid`, `token_expired`, \
-    `tenant_mismatch`, `session_revoked`, `session_displaced` or `session_expired`.";
-pub(crate) const D_403_CTX: &str = "`forbidden`: the tenant accepts requests over HTTPS only, \
-    or a cookie-authenticated change failed the CSRF check.";
-pub(crate) const D_413: &str = "`payload_too_large`: the body exceeds 64 KiB.";
-pub(crate) const D_415: &str = "`invalid_request`: the body is not `application/json`.";
-pub(crate) const D_415_FORM: &str =
-    "`invalid_request`: the body is not `application/x-www-form-urlencoded`.";
-pub(crate) const D_429: &str = "`rate_limited`: too many requests from this client IP; retry \
-    after `Retry-After` seconds.";
-pub(crate) const D_400_ADMIN: &str = "`invalid_request` (malformed body or query), or \
-    `invalid_header` (a malformed tracing header or non-ASCII `Authorization`).";
-pub(crate) const D_401_ADMIN: &str = "`missing_header` (no `Authorization`) or \
-    `invalid_header` (not `Bearer <token>`).";
-pub(crate) const D_403_ADMIN: &str = "`forbidden`: not the admin token.";
-pub(crate) const D_404_TENANT: &str = "`not_found`: no such tenant.";
-pub(crate) const D_TOKEN_RESPONSE: &str = "The new tokens (TokenResponse; `Cache-Control: \
-    no-store`). In cookie mode the tokens are in `__Host-` cookies and the body carries \
-    `csrfToken` instead of `userSessionToken` and `refreshToken`.";
-
-// ---- the error body --------------------------------------------------------------------------
-
-/// An RFC 9457 problem: every error response of the API.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Problem {
-    /// `https://sessiond.dev/problems/<code>`.
-    #[schema(example = "https://sessiond.dev/problems/token_invalid")]
-    r#type: String,
-    /// The HTTP status's reason phrase.
-    #[schema(example = "Unauthorized")]
-    title: String,
-    /// The HTTP status code.
-    #[schema(minimum = 400, maximum = 599, example = 401)]
-    status: u16,
-    /// What went wrong, for humans.
-    detail: String,
-    code: ErrorCode,
-    /// The request's `X-Activity-ID` (the client's, or a generated one).
-    #[schema(rename = "activityId", format = Uuid)]
-    activity_id: String,
-}
-
-/// The contract's error codes (`internal_error` and `store_unavailable` only with 5xx).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum ErrorCode {
-    InvalidRequest,
-    MissingHeader,
-    InvalidHeader,
-    UnknownTenant,
-    TenantMismatch,
-    InvalidCredentials,
-    AccountDisabled,
-    TokenInvalid,
-    TokenExpired,
-    SessionRevoked,
-    SessionDisplaced,
-    SessionExpired,
-    RefreshTokenInvalid,
-    RefreshTokenReused,
-    RefreshNotEnabled,
-    InvalidPartnerSecret,
-    SsoTokenInvalid,
-    RateLimited,
-    Forbidden,
-    NotFound,
-    PayloadTooLarge,
-    InternalError,
-    StoreUnavailable,
-}
-
-// ---- mirrors of other crates' types ------------------------------------------------------------
-
-/// A tenant id (`X-Tenant-ID`).
-#[derive(ToSchema)]
-#[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "1234567")]
-#[allow(dead_code)]
-pub struct TenantId(String);
-
-/// A session id: 128 random bits, base64url (22 characters).
-#[derive(ToSchema)]
-#[schema(pattern = "^[A-Za-z0-9_-]{22}$", example = "q3v1mZJ0c4y5KQxY2p8f7A")]
-#[allow(dead_code)]
-pub struct SessionId(String);
-
-/// A tenant's profile: the defaults its policy starts from.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum Profile {
-    Playground,
-    Integration,
-    Production,
-}
-
-/// What a new login does when the user is at `maxSessionsPerUser`.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum OnLimit {
-    EvictOldest,
-    Reject,
-}
-
-/// A tenant's effective policy: its profile's defaults with its overrides applied.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct Policy {
-    /// Session token lifetime, seconds (≤ 86400).
-    session_token_ttl: u32,
-    /// Whether refresh tokens are issued.
-    refresh_tokens: bool,
-    /// Refresh token lifetime, seconds.
-    refresh_token_ttl: u32,
-    /// Absolute session lifetime, seconds.
-    absolute_ttl: u32,
-    /// Idle timeout, seconds; 0 = none.
-    idle_ttl: u32,
-    /// Active sessions per user; 0 = unlimited.
-    max_sessions_per_user: u32,
-    on_limit: OnLimit,
-    /// Headers end-user requests must carry (always `Authorization` and `X-Tenant-ID`).
-    required_headers: Vec<String>,
-    /// Seconds during which a just-rotated refresh token returns the same successor (≤ 300).
-    refresh_grace_seconds: u32,
-    /// Requests must arrive over HTTPS (directly or via a trusted proxy).
-    https_only: bool,
-    /// Failed logins of one account from one client address before that address backs off
-    /// exponentially (the account's failures from all addresses are capped at 10× this);
-    /// 0 = never.
-    login_backoff_after: u32,
-    /// Login attempts per minute at one account from one client address; 0 = no limit.
-    login_rate_per_minute: u32,
-    /// Where `suspicious_activity` events are POSTed, signed; absent: no webhook.
-    #[schema(nullable = false)]
-    webhook_url: Option<String>,
-}
-
-/// Per-tenant policy overrides; an absent member keeps the profile's default.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct PolicyOverrides {
-    session_token_ttl: Option<u32>,
-    refresh_tokens: Option<bool>,
-    refresh_token_ttl: Option<u32>,
-    absolute_ttl: Option<u32>,
-    /// 0 turns the idle timeout off.
-    idle_ttl: Option<u32>,
-    /// 0 means unlimited.
-    max_sessions_per_user: Option<u32>,
-    on_limit: Option<OnLimit>,
-    required_headers: Option<Vec<String>>,
-    refresh_grace_seconds: Option<u32>,
-    https_only: Option<bool>,
-    /// 0 turns the per-account login backoff off.
-    login_backoff_after: Option<u32>,
-    /// 0 turns the per-account login rate limit off.
-    login_rate_per_minute: Option<u32>,
-    /// An http(s) URL of at most 2048 characters.
-    webhook_url: Option<String>,
-}
-
-/// A JSON merge patch (RFC 7396) of the tenant's overrides: a member sets an override, `null`
-/// restores the profile's default, an absent member is left alone.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct PolicyPatch {
-    session_token_ttl: Option<u32>,
-    refresh_tokens: Option<bool>,
-    refresh_token_ttl: Option<u32>,
-    absolute_ttl: Option<u32>,
-    idle_ttl: Option<u32>,
-    max_sessions_per_user: Option<u32>,
-    on_limit: Option<OnLimit>,
-    required_headers: Option<Vec<String>>,
-    refresh_grace_seconds: Option<u32>,
-    https_only: Option<bool>,
-    /// 0 turns the per-account login backoff off.
-    login_backoff_after: Option<u32>,
-    /// 0 turns the per-account login rate limit off.
-    login_rate_per_minute: Option<u32>,
-    /// An http(s) URL of at most 2048 characters.
-    webhook_url: Option<String>,
-}
-
-/// A tenant's SSO trust: the expected audience (and issuer), and exactly one of a shared HS256
-/// secret, a PEM public key (RS256, ES256 or EdDSA) or a JWKS URL.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct SsoConfig {
-    /// The SSO token's expected `iss`.
-    issuer: Option<String>,
-    /// The SSO token's expected `aud`.
-    audience: String,
-    hs256_secret: Option<String>,
-    public_key_pem: Option<String>,
-    jwks_url: Option<String>,
-}
-
-/// How a session was created.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum AuthMethod {
-    Password,
-    Sso,
-}
-
-/// A session's state at the time of the response (timeouts included).
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum SessionState {
-    Active,
-    Revoked,
-    Expired,
-}
-
-/// Why a session was revoked.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum RevokeReason {
-    Logout,
-    LogoutAll,
-    Displaced,
-    PartnerLogout,
-    Admin,
-    ReuseDetected,
-    PasswordChanged,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum UserStatus {
-    Active,
-    Disabled,
-}
-
-/// A signing key's place in the rotation.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum KeyState {
-    /// Published, signs new tokens.
-    Signing,
-    /// Published, signs after the next rotation.
-    Next,
-    /// Published until `retireAt`, signs nothing.
-    Retiring,
-}
-
-/// An audit event type.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum AuditKind {
-    LoginSucceeded,
-    LoginFailed,
-    SessionCreated,
-    SessionRefreshed,
-    RefreshTokenReused,
-    SessionRevoked,
-    SessionExpired,
-    SuspiciousActivity,
-}
-
-/// One append-only audit record.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct AuditEvent {
-    /// Ascending in append order.
-    id: i64,
-    r#type: AuditKind,
-    tenant_id: TenantId,
-    user_id: Option<uuid::Uuid>,
-    session_id: Option<SessionId>,
-    activity_id: String,
-    correlation_id: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    /// For `session_revoked`: the revocation reason.
-    reason: Option<String>,
-    /// Unix seconds.
-    at: i64,
-}
-
-/// The session-state filter of the admin session search.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum StateFilter {
-    Active,
-    Revoked,
-    Expired,
-}
-
-// ---- bodies built as JSON values in the handlers -----------------------------------------------
-
-/// A tenant's webhook: its URL and the secret deliveries are signed with
-/// (`X-Sessiond-Signature: v1=HMAC-SHA256(secret, timestamp + "." + body)`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Webhook {
-    url: String,
-    secret: String,
-}
-
-/// `{"status": "ok"}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Health {
-    #[schema(example = "ok")]
-    status: String,
-}
-
-/// A public key (RFC 7517): Ed25519 (`OKP`) or P-256 (`EC`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Jwk {
-    #[schema(example = "OKP")]
-    kty: String,
-    #[schema(example = "Ed25519")]
-    crv: String,
-    x: String,
-    /// `EC` keys only.
-    #[schema(nullable = false)]
-    y: Option<String>,
-    #[schema(example = "EdDSA")]
-    alg: String,
-    #[schema(example = "sig")]
-    r#use: String,
-    kid: String,
-}
-
-/// The published keys: signing, next and retiring.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Jwks {
-    keys: Vec<Jwk>,
-}
-
-/// Issuer metadata (the subset of OpenID Connect Discovery / RFC 8414 that applies).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Discovery {
-    issuer: String,
-    jwks_uri: String,
-    introspection_endpoint: String,
-    introspection_endpoint_auth_methods_supported: Vec<String>,
-    revocation_endpoint: String,
-    revocation_endpoint_auth_methods_supported: Vec<String>,
-    access_token_signing_alg_values_supported: Vec<String>,
-    token_types_supported: Vec<String>,
-}
-
-/// RFC 7662: `{"active": false}` for anything not live; for a live session token or internal
-/// token of the client's tenant, `"active": true` with its claims.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Introspection {
-    active: bool,
-    #[schema(nullable = false)]
-    iss: Option<String>,
-    #[schema(nullable = false)]
-    aud: Option<String>,
-    /// The user id.
-    #[schema(nullable = false)]
-    sub: Option<uuid::Uuid>,
-    /// The session id.
-    #[schema(nullable = false)]
-    sid: Option<SessionId>,
-    /// The tenant id.
-    #[schema(nullable = false)]
-    tid: Option<TenantId>,
-    /// The customer id.
-    #[schema(nullable = false)]
-    cid: Option<uuid::Uuid>,
-    /// Internal access tokens only: the client they were minted for.
-    #[schema(nullable = false)]
-    client_id: Option<String>,
-    #[schema(nullable = false)]
-    scope: Option<String>,
-    #[schema(nullable = false)]
-    jti: Option<String>,
-    #[schema(nullable = false)]
-    iat: Option<i64>,
-    #[schema(nullable = false)]
-    nbf: Option<i64>,
-    #[schema(nullable = false)]
-    exp: Option<i64>,
-    #[schema(nullable = false)]
-    auth_time: Option<i64>,
-    #[schema(nullable = false)]
-    amr: Option<Vec<String>>,
-    #[schema(nullable = false, example = "Bearer")]
-    token_type: Option<String>,
-}
-
-/// RFC 7662 / RFC 7009 request: the token, and the client's credentials when not sent as
-/// HTTP Basic (`client_secret_post`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct TokenForm {
-    token: String,
-    #[schema(nullable = false)]
-    client_id: Option<String>,
-    #[schema(nullable = false)]
-    client_secret: Option<String>,
-}
-
-// ---- request headers ---------------------------------------------------------------------------
-
-/// `X-Tenant-ID`, required on every end-user request.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct TenantHeader {
-    /// The tenant the request belongs to.
-    #[param(
-        rename = "X-Tenant-ID",
-        pattern = "^[A-Za-z0-9_-]{1,64}$",
-        example = "1234567"
-    )]
-    tenant: String,
-}
-
-/// The CSRF token of a cookie-authenticated state change (bound to the session).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct CsrfHeader {
-    /// Cookie mode only: the session's CSRF token, as in the `__Host-sessiond-csrf` cookie and
-    /// the login's `csrfToken` (required with the session or refresh cookie; it is bound to the
-    /// session, so another session's token is refused; an `Origin`, when sent, must be an
-    /// allowed one).
-    #[param(rename = "X-CSRF-Token", nullable = false)]
-    csrf: Option<String>,
-}
-
-/// The FinHub form of the session token, an alternative to `Authorization: Bearer`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct OptionalSessionTokenHeader {
-    /// The session token (instead of `Authorization: Bearer`).
-    #[param(rename = "X-User-Session-Token", nullable = false)]
-    token: Option<String>,
-}
-
-/// The user's session token, for internal access tokens.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct SessionTokenHeader {
-    /// The user's session token.
-    #[param(rename = "X-User-Session-Token")]
-    token: String,
-}
-
-/// The partner's shared secret, which also names the tenant.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct PartnerSecretHeader {
-    /// `<secretId>.<random>`, as `POST /admin/v1/tenants/{tenantId}/partner-secrets` returned it.
-    #[param(rename = "X-PARTNER-SECRET")]
-    secret: String,
 }
 
 // ---- what every operation shares ---------------------------------------------------------------
@@ -741,6 +263,15 @@ impl Modify for Common {
                 "The request's activity id (the client's, or a generated one).",
             ))
             .build();
+        let bad_trace = ResponseBuilder::new()
+            .description(crate::docs::D_400_TRACE)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
         let internal_error = ResponseBuilder::new()
             .description("`internal_error`: the server failed (see its log).")
             .content(
@@ -771,7 +302,11 @@ impl Modify for Common {
                         params.push(p);
                     }
                 }
-                for (status, response) in [("500", &internal_error), ("503", &timed_out)] {
+                for (status, response) in [
+                    ("400", &bad_trace),
+                    ("500", &internal_error),
+                    ("503", &timed_out),
+                ] {
                     op.responses
                         .responses
                         .entry(status.into())
@@ -867,7 +402,29 @@ mod tests {
         out
     }
 
-    /// Every route call (path and method chain) in the crate's source files.
+    /// A path constant of `sessiond_proto::paths`, by name.
+    fn proto_path(name: &str) -> Option<&'static str> {
+        use sessiond_proto::paths::*;
+        Some(match name {
+            "LOGIN" => LOGIN,
+            "SSO" => SSO,
+            "REFRESH" => REFRESH,
+            "LOGOUT" => LOGOUT,
+            "LOGOUT_ALL" => LOGOUT_ALL,
+            "SESSION" => SESSION,
+            "SESSIONS" => SESSIONS,
+            "PARTNER_LOGOUT_USER" => PARTNER_LOGOUT_USER,
+            "JWKS" => JWKS,
+            "DISCOVERY" => DISCOVERY,
+            "INTROSPECT" => INTROSPECT,
+            "REVOKE" => REVOKE,
+            "REVOCATION_FEED" => REVOCATION_FEED,
+            _ => return None,
+        })
+    }
+
+    /// Every route call (path and method chain) in the crate's source files; a path is a
+    /// string literal or a constant of `sessiond_proto::paths`.
     fn registered() -> BTreeSet<(String, String)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut routes = BTreeSet::new();
@@ -879,10 +436,14 @@ mod tests {
             let src = std::fs::read_to_string(&path).unwrap();
             let compact: String = src.split_whitespace().collect();
             for call in compact.split(".route(").skip(1) {
-                let Some(rest) = call.strip_prefix('"') else {
-                    continue;
+                let route = match call.strip_prefix('"') {
+                    Some(rest) => rest.split_once("\","),
+                    None => call
+                        .strip_prefix("sessiond_proto::paths::")
+                        .and_then(|rest| rest.split_once(','))
+                        .and_then(|(name, handlers)| Some((proto_path(name)?, handlers))),
                 };
-                let Some((path, handlers)) = rest.split_once("\",") else {
+                let Some((path, handlers)) = route else {
                     continue;
                 };
                 // The handler chain ends at the parenthesis closing `.route(`.
@@ -1127,7 +688,7 @@ mod tests {
             ("StateFilter", parses::<sessiond_store::StateFilter>),
             ("AuditKind", |v| AuditKind::parse(v).is_some()),
             ("RevokeReason", |v| RevokeReason::parse(v).is_some()),
-            ("Mode", parses::<crate::wire::Mode>),
+            ("Mode", parses::<sessiond_proto::Mode>),
         ];
         for (schema, parse) in enums {
             for v in values(schema) {

@@ -3,11 +3,10 @@
 
 use crate::AppState;
 use crate::cookies;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Caller, Ctx, Form, X_USER_SESSION_TOKEN, client_ip, request_context};
-use crate::openapi as oa;
 use crate::ratelimit::Kind;
-use crate::wire::{Mode, SsoRequest};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,6 +15,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use sessiond_proto::ids;
+use sessiond_proto::{
+    Introspection, LogoutUserRequest, Mode, PartnerLogoutResponse, Problem, SsoRequest,
+    TokenResponse,
+};
 use sessiond_store::ServiceClient;
 
 pub fn router() -> Router<AppState> {
@@ -37,27 +41,27 @@ pub fn router() -> Router<AppState> {
     path = "/api/v2/auth/sso",
     tag = "partner",
     operation_id = "sso",
-    params(oa::TenantHeader),
+    params(docs::TenantHeader),
     request_body = SsoRequest,
     responses(
-        (status = 200, description = oa::D_TOKEN_RESPONSE, body = crate::wire::TokenResponse,
+        (status = 200, description = docs::D_TOKEN_RESPONSE, body = TokenResponse,
             headers(("Set-Cookie" = String, description = "Cookie mode only: `__Host-sessiond-session`, \
                 `__Host-sessiond-refresh` (when refresh tokens are issued) and \
                 `__Host-sessiond-csrf`, each `Secure; SameSite=Strict; Path=/` (the first two \
                 `HttpOnly`)."))),
-        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+        (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
         (status = 401, description = "`sso_token_invalid`: invalid, expired, already used, or \
             not trusted by this tenant (never saying which).",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`; or `forbidden`: the user is at the \
             tenant's session limit with `onLimit: reject`, or the tenant accepts HTTPS only.",
-            body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem,
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem,
+        (status = 415, description = docs::D_415, body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = oa::D_429, body = oa::Problem,
+        (status = 429, description = docs::D_429, body = Problem,
             content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     ),
@@ -121,22 +125,6 @@ impl FromRequestParts<AppState> for Partner {
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PartnerLogoutRequest {
-    /// sessiond's user id, or the partner's user id (the SSO token's `sub`).
-    #[schema(min_length = 1, max_length = 256)]
-    user_id: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct PartnerLogoutResponse {
-    /// Always `true`; also for a user sessiond has never seen.
-    success: bool,
-    /// How many sessions were revoked.
-    revoked: usize,
-}
-
 /// Partner backend: log a user out everywhere.
 ///
 /// Revokes all that user's sessions in the tenant the partner secret names (no `X-Tenant-ID`).
@@ -145,8 +133,8 @@ pub(crate) struct PartnerLogoutResponse {
     path = "/v1/auth/partner/logout-user",
     tag = "partner",
     operation_id = "partnerLogoutUser",
-    params(oa::PartnerSecretHeader),
-    request_body = PartnerLogoutRequest,
+    params(docs::PartnerSecretHeader),
+    request_body = LogoutUserRequest,
     security(("partnerSecret" = [])),
     responses(
         (status = 200, description = "The user's sessions are revoked.",
@@ -154,14 +142,14 @@ pub(crate) struct PartnerLogoutResponse {
         (status = 400, description = "`missing_header` (no `X-PARTNER-SECRET`), \
             `invalid_header` (a malformed tracing header) or `invalid_request` (a malformed body \
             or a `userId` not 1 to 256 characters).",
-            body = oa::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_partner_secret`.", body = oa::Problem,
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_partner_secret`.", body = Problem,
             content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem,
+        (status = 413, description = docs::D_413, body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415, body = oa::Problem,
+        (status = 415, description = docs::D_415, body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = oa::D_429, body = oa::Problem,
+        (status = 429, description = docs::D_429, body = Problem,
             content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     ),
@@ -169,7 +157,7 @@ pub(crate) struct PartnerLogoutResponse {
 async fn partner_logout(
     State(st): State<AppState>,
     p: Partner,
-    Body(req): Body<PartnerLogoutRequest>,
+    Body(req): Body<LogoutUserRequest>,
 ) -> ApiResult<Json<PartnerLogoutResponse>> {
     if req.user_id.is_empty() || req.user_id.len() > 256 {
         return Err(ApiError::invalid_request(
@@ -214,7 +202,7 @@ fn form_urldecode(s: &str) -> String {
         .into_owned()
 }
 
-async fn client(
+pub(crate) async fn client(
     st: &AppState,
     headers: &HeaderMap,
     id: Option<&str>,
@@ -237,7 +225,7 @@ pub(crate) struct InternalTokenResponse {
     /// The client's audience.
     audience: String,
     #[serde(rename = "sessionId")]
-    #[schema(value_type = oa::SessionId)]
+    #[schema(value_type = ids::SessionId)]
     session_id: sessiond_store::SessionId,
 }
 
@@ -250,7 +238,7 @@ pub(crate) struct InternalTokenResponse {
     path = "/internal/v1/access-token",
     tag = "internal",
     operation_id = "internalAccessToken",
-    params(oa::TenantHeader, oa::SessionTokenHeader),
+    params(docs::TenantHeader, docs::SessionTokenHeader),
     security(("clientBasic" = [])),
     responses(
         (status = 200, description = "The internal access token (`Cache-Control: no-store`).",
@@ -258,13 +246,13 @@ pub(crate) struct InternalTokenResponse {
         (status = 400, description = "As for every end-user request (`missing_header`: \
             `X-Tenant-ID`, `X-Activity-ID` where required, or `X-User-Session-Token`; \
             `invalid_header`; `unknown_tenant`).",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`forbidden`: missing or wrong client credentials; or, \
             for the session token: `token_invalid`, `token_expired`, `tenant_mismatch`, \
             `session_revoked`, `session_displaced` or `session_expired`.",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the tenant accepts HTTPS only.",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn internal_token(
@@ -291,12 +279,14 @@ async fn internal_token(
     }))
 }
 
-/// The form of introspection and revocation (RFC 7662 / 7009): the token, and the client's
-/// credentials unless they come as HTTP Basic.
-#[derive(Deserialize)]
-struct TokenForm {
+/// RFC 7662 / RFC 7009 request: the token, and the client's credentials when not sent as
+/// HTTP Basic (`client_secret_post`).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct TokenForm {
     token: String,
+    #[schema(nullable = false)]
     client_id: Option<String>,
+    #[schema(nullable = false)]
     client_secret: Option<String>,
 }
 
@@ -310,27 +300,27 @@ struct TokenForm {
     path = "/oauth2/introspect",
     tag = "oauth2",
     operation_id = "introspect",
-    request_body(content = oa::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("clientBasic" = []), ()),
     responses(
-        (status = 200, description = "The token's state.", body = oa::Introspection),
-        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+        (status = 200, description = "The token's state.", body = Introspection),
+        (status = 400, description = docs::D_400_TRACE, body = Problem,
             content_type = "application/problem+json"),
         (status = 401, description = "`forbidden`: missing or wrong client credentials.",
-            body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem,
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415_FORM, body = oa::Problem,
+        (status = 415, description = docs::D_415_FORM, body = Problem,
             content_type = "application/problem+json"),
         (status = 422, description = "`invalid_request`: the form lacks `token` or does not \
-            parse.", body = oa::Problem, content_type = "application/problem+json"),
+            parse.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn introspect(
     State(st): State<AppState>,
     headers: HeaderMap,
     Form(req): Form<TokenForm>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<Json<Introspection>> {
     let client = client(
         &st,
         &headers,
@@ -338,12 +328,15 @@ async fn introspect(
         req.client_secret.as_deref(),
     )
     .await?;
-    let body = st
-        .engine
-        .introspect(&client, &req.token)
-        .await?
-        .unwrap_or_else(|| serde_json::json!({ "active": false }));
-    Ok((StatusCode::OK, Json(body)))
+    let body = match st.engine.introspect(&client, &req.token).await? {
+        Some(claims) => serde_json::from_value(claims).map_err(|e| {
+            ApiError::from(sessiond_core::CoreError::Internal(format!(
+                "introspection claims: {e}"
+            )))
+        })?,
+        None => Introspection::default(),
+    };
+    Ok(Json(body))
 }
 
 /// RFC 7009 token revocation.
@@ -355,20 +348,20 @@ async fn introspect(
     path = "/oauth2/revoke",
     tag = "oauth2",
     operation_id = "revoke",
-    request_body(content = oa::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("clientBasic" = []), ()),
     responses(
         (status = 200, description = "Done (also for unknown or already dead tokens)."),
-        (status = 400, description = oa::D_400_TRACE, body = oa::Problem,
+        (status = 400, description = docs::D_400_TRACE, body = Problem,
             content_type = "application/problem+json"),
         (status = 401, description = "`forbidden`: missing or wrong client credentials.",
-            body = oa::Problem, content_type = "application/problem+json"),
-        (status = 413, description = oa::D_413, body = oa::Problem,
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = oa::D_415_FORM, body = oa::Problem,
+        (status = 415, description = docs::D_415_FORM, body = Problem,
             content_type = "application/problem+json"),
         (status = 422, description = "`invalid_request`: the form lacks `token` or does not \
-            parse.", body = oa::Problem, content_type = "application/problem+json"),
+            parse.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn oauth_revoke(

@@ -13,6 +13,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use axum::http::StatusCode;
+use sessiond_proto::ErrorCode;
 use sessiond_store::memory::MemoryCounters;
 use sessiond_store::{Counters, UnixTime};
 use std::sync::Arc;
@@ -74,11 +75,11 @@ impl Kind {
 }
 
 /// The answers that show a guess (see the module documentation).
-const GUESSES: [&str; 4] = [
-    "invalid_credentials",
-    "refresh_token_invalid",
-    "sso_token_invalid",
-    "invalid_partner_secret",
+const GUESSES: [ErrorCode; 4] = [
+    ErrorCode::InvalidCredentials,
+    ErrorCode::RefreshTokenInvalid,
+    ErrorCode::SsoTokenInvalid,
+    ErrorCode::InvalidPartnerSecret,
 ];
 
 /// Is `e` the answer to a guess, to be charged to the client's failure budget?
@@ -102,7 +103,7 @@ fn limited(now: UnixTime) -> ApiError {
     let wait = (60 - now.rem_euclid(60)) as u64;
     let mut e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ErrorCode::RateLimited,
         format!("too many requests; retry in {wait} s"),
     );
     e.retry_after = Some(wait);
@@ -221,23 +222,18 @@ mod tests {
         }
     }
 
-    const OK: Option<&'static str> = None;
-    const GUESS: Option<&'static str> = Some("invalid_credentials");
+    const OK: Option<ErrorCode> = None;
+    const GUESS: Option<ErrorCode> = Some(ErrorCode::InvalidCredentials);
 
     /// Runs a request answered `code` (None: 200); `Some(retry after)` when it was limited.
-    async fn answer(
-        l: &Limiters,
-        ip: &str,
-        now: UnixTime,
-        code: Option<&'static str>,
-    ) -> Option<u64> {
+    async fn answer(l: &Limiters, ip: &str, now: UnixTime, code: Option<ErrorCode>) -> Option<u64> {
         let r = l
             .auth(Some(ip), now, async {
                 match code {
                     None => Ok(()),
                     Some(code) => {
                         let status = match code {
-                            "invalid_request" => StatusCode::BAD_REQUEST,
+                            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
                             _ => StatusCode::UNAUTHORIZED,
                         };
                         Err(ApiError::new(status, code, ""))
@@ -246,7 +242,7 @@ mod tests {
             })
             .await;
         match r {
-            Err(e) if e.code == "rate_limited" => Some(e.retry_after.unwrap_or_default()),
+            Err(e) if e.code == ErrorCode::RateLimited => Some(e.retry_after.unwrap_or_default()),
             _ => None,
         }
     }
@@ -264,7 +260,11 @@ mod tests {
     #[tokio::test]
     async fn only_guesses_spend_the_failure_budget() {
         let l = Limiters::new(limits(0, 3));
-        for code in ["invalid_request", "session_expired", "session_revoked"] {
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::SessionExpired,
+            ErrorCode::SessionRevoked,
+        ] {
             for _ in 0..10 {
                 assert_eq!(
                     answer(&l, "10.0.0.1", NOW, Some(code)).await,
@@ -274,9 +274,9 @@ mod tests {
             }
         }
         for code in [
-            "invalid_credentials",
-            "refresh_token_invalid",
-            "sso_token_invalid",
+            ErrorCode::InvalidCredentials,
+            ErrorCode::RefreshTokenInvalid,
+            ErrorCode::SsoTokenInvalid,
         ] {
             assert_eq!(answer(&l, "10.0.0.1", NOW, Some(code)).await, None);
         }

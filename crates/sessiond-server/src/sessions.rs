@@ -1,15 +1,17 @@
 //! The signed-in user's own sessions: whoami, list, revoke (DESIGN §5).
 
 use crate::AppState;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Params, Path};
-use crate::openapi as oa;
-use crate::wire::{RevokedResponse, SessionView, SessionsResponse, WhoamiResponse};
+use crate::wire::session_view;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
+use sessiond_proto::ids;
+use sessiond_proto::{Problem, RevokedResponse, SessionsResponse, WhoamiResponse};
 use sessiond_store::SessionId;
 
 pub fn router() -> Router<AppState> {
@@ -27,15 +29,15 @@ pub fn router() -> Router<AppState> {
     path = "/api/v2/session",
     tag = "end-user",
     operation_id = "whoami",
-    params(oa::TenantHeader),
+    params(docs::TenantHeader),
     security(("sessionToken" = []), ("sessionCookie" = [])),
     responses(
         (status = 200, description = "The current session.", body = WhoamiResponse),
-        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+        (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+        (status = 401, description = docs::D_401_TOKEN, body = Problem,
             content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+        (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]
@@ -44,7 +46,7 @@ async fn whoami(State(st): State<AppState>, a: Auth) -> Json<WhoamiResponse> {
     Json(WhoamiResponse {
         scope: a.auth.claims.scope.clone(),
         token_expires_at: a.auth.claims.exp,
-        session: SessionView::new(a.auth.session, now, None),
+        session: session_view(a.auth.session, now, None),
     })
 }
 
@@ -54,16 +56,16 @@ async fn whoami(State(st): State<AppState>, a: Auth) -> Json<WhoamiResponse> {
     path = "/api/v2/sessions",
     tag = "end-user",
     operation_id = "listSessions",
-    params(oa::TenantHeader),
+    params(docs::TenantHeader),
     security(("sessionToken" = []), ("sessionCookie" = [])),
     responses(
         (status = 200, description = "The user's active sessions in this tenant.",
             body = SessionsResponse),
-        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+        (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+        (status = 401, description = docs::D_401_TOKEN, body = Problem,
             content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+        (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]
@@ -74,7 +76,7 @@ async fn list(State(st): State<AppState>, a: Auth) -> ApiResult<Json<SessionsRes
     Ok(Json(SessionsResponse {
         sessions: sessions
             .into_iter()
-            .map(|s| SessionView::new(s, now, Some(&current)))
+            .map(|s| session_view(s, now, Some(&current)))
             .collect(),
     }))
 }
@@ -86,21 +88,21 @@ async fn list(State(st): State<AppState>, a: Auth) -> ApiResult<Json<SessionsRes
     tag = "end-user",
     operation_id = "revokeSession",
     params(
-        ("sessionId" = oa::SessionId, Path, description = "The session to revoke."),
-        oa::TenantHeader,
-        oa::CsrfHeader,
+        ("sessionId" = ids::SessionId, Path, description = "The session to revoke."),
+        docs::TenantHeader,
+        docs::CsrfHeader,
     ),
     security(("sessionToken" = []), ("sessionCookie" = [])),
     responses(
         (status = 204, description = "The session is revoked."),
-        (status = 400, description = oa::D_400_CTX, body = oa::Problem,
+        (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+        (status = 401, description = docs::D_401_TOKEN, body = Problem,
             content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+        (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such session of this user.",
-            body = oa::Problem, content_type = "application/problem+json"),
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn revoke_one(
@@ -127,16 +129,16 @@ pub(crate) struct ScopeQuery {
     path = "/api/v2/sessions",
     tag = "end-user",
     operation_id = "revokeOtherSessions",
-    params(ScopeQuery, oa::TenantHeader, oa::CsrfHeader),
+    params(ScopeQuery, docs::TenantHeader, docs::CsrfHeader),
     security(("sessionToken" = []), ("sessionCookie" = [])),
     responses(
         (status = 200, description = "How many sessions were revoked.", body = RevokedResponse),
         (status = 400, description = "As for every end-user request, or `invalid_request`: \
-            `scope` is not `others`.", body = oa::Problem,
+            `scope` is not `others`.", body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = oa::D_401_TOKEN, body = oa::Problem,
+        (status = 401, description = docs::D_401_TOKEN, body = Problem,
             content_type = "application/problem+json"),
-        (status = 403, description = oa::D_403_CTX, body = oa::Problem,
+        (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
     ),
 )]

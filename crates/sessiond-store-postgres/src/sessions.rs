@@ -484,7 +484,15 @@ impl PgStore {
         .await?;
         let mut revoked = sessions_from_rows(&rows)?;
         revoked.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        let changes: Vec<Change> = revoked.iter().map(|s| ended(s, reason)).collect();
+        let mut changes: Vec<Change> = revoked.iter().map(|s| ended(s, reason)).collect();
+        if keep.is_none() && !revoked.is_empty() {
+            changes.push(Change::UserSessionsEnded {
+                tenant: tenant.clone(),
+                user: *user,
+                before: now,
+                reason,
+            });
+        }
         self.commit_logged(tx, &changes).await?;
         Ok(revoked)
     }

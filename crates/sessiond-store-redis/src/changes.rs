@@ -350,7 +350,28 @@ mod tests {
         let json = r#"{"user":"67e55044-10b1-426f-9247-bb680e5fe0c8","kind":"session_ended","tenant":"t","session":"AAAAAAAAAAAAAAAAAAAAAA","reason":"logout"}"#;
         let e = entry(format!("12:1700000000:{json}").as_bytes()).unwrap();
         assert_eq!((e.seq, e.at), (12, 1_700_000_000));
-        assert!(matches!(e.change, Change::SessionEnded { .. }));
+        assert!(
+            matches!(e.change, Change::SessionEnded { created: None, .. }),
+            "a member written before `created` was logged still reads"
+        );
+        let json = r#"{"user":"67e55044-10b1-426f-9247-bb680e5fe0c8","kind":"session_ended","tenant":"t","session":"AAAAAAAAAAAAAAAAAAAAAA","reason":"logout","created":1700000000}"#;
+        let e = entry(format!("13:1700000001:{json}").as_bytes()).unwrap();
+        assert!(matches!(
+            e.change,
+            Change::SessionEnded {
+                created: Some(1_700_000_000),
+                ..
+            }
+        ));
+        let json = r#"{"user":"67e55044-10b1-426f-9247-bb680e5fe0c8","kind":"user_sessions_ended","tenant":"t","reason":"logout_all","before":1700000002}"#;
+        let e = entry(format!("14:1700000002:{json}").as_bytes()).unwrap();
+        assert!(matches!(
+            e.change,
+            Change::UserSessionsEnded {
+                before: 1_700_000_002,
+                ..
+            }
+        ));
         assert!(entry(b"x:1:{}").is_err());
     }
 }

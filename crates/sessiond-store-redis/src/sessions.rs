@@ -381,7 +381,8 @@ impl SessionStore for RedisStore {
             .arg(now)
             .arg(keep.map_or("", SessionId::as_str))
             .arg(keys.channel())
-            .arg(route.0);
+            .arg(route.0)
+            .arg(user.to_string());
         record::array(self.invoke(&inv).await?)?
             .into_iter()
             .map(|pair| session_from(&mut record::array(pair)?.into_iter()))

@@ -552,6 +552,7 @@ async fn change_log_members_are_what_serde_reads() {
             session: s.id.clone(),
             user: s.user_id,
             reason: RevokeReason::PartnerLogout,
+            created: Some(s.created_at),
         }
     );
     // A cursor past the head (say, the server lost its data) cannot resume.

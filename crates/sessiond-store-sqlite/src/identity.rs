@@ -1,11 +1,12 @@
 //! The `IdentityStore` operations: tenants, users, signing keys and the audit trail.
 
+use crate::changes::log;
 use crate::codec::{enum_col, hash_col, opt_uuid_col, session_id_col, tenant_col, uuid_col};
 use crate::error::DbResult;
 use crate::filter::Filter;
 use rusqlite::{Connection, OptionalExtension, Row, named_params};
 use sessiond_store::{
-    AuditEvent, AuditKind, AuditQuery, KeyState, PartnerSecret, PolicyOverrides, Profile,
+    AuditEvent, AuditKind, AuditQuery, Change, KeyState, PartnerSecret, PolicyOverrides, Profile,
     ServiceClient, SsoSettings, StoredKey, Tenant, TenantId, User, UserId, UserStatus,
 };
 
@@ -62,7 +63,25 @@ pub(crate) fn set_tenant_policy(
             tenant_from_row,
         )
         .optional()?;
+    if tenant.is_some() {
+        log(c, &Change::TenantChanged { tenant: id.clone() })?;
+    }
     Ok(tenant)
+}
+
+/// Logs that a user changed, if one did.
+fn user_changed(c: &Connection, tenant: &TenantId, id: &UserId, changed: usize) -> DbResult<bool> {
+    if changed == 0 {
+        return Ok(false);
+    }
+    log(
+        c,
+        &Change::UserChanged {
+            tenant: tenant.clone(),
+            user: *id,
+        },
+    )?;
+    Ok(true)
 }
 
 macro_rules! user_columns {
@@ -153,7 +172,7 @@ pub(crate) fn set_password_hash(
             ":id": id.to_string(),
             ":hash": hash,
         })?;
-    Ok(changed > 0)
+    user_changed(c, tenant, id, changed)
 }
 
 pub(crate) fn set_user_status(
@@ -169,7 +188,7 @@ pub(crate) fn set_user_status(
             ":id": id.to_string(),
             ":status": status.as_str(),
         })?;
-    Ok(changed > 0)
+    user_changed(c, tenant, id, changed)
 }
 
 pub(crate) fn find_user_by_external_id(
@@ -214,7 +233,12 @@ pub(crate) fn set_sso(c: &Connection, tenant: &TenantId, s: &SsoSettings) -> DbR
         ":jwks_url": s.jwks_url,
         ":updated_at": s.updated_at,
     })?;
-    Ok(())
+    log(
+        c,
+        &Change::SsoChanged {
+            tenant: tenant.clone(),
+        },
+    )
 }
 
 pub(crate) fn get_sso(c: &Connection, tenant: &TenantId) -> DbResult<Option<SsoSettings>> {
@@ -248,7 +272,12 @@ pub(crate) fn create_partner_secret(c: &Connection, s: &PartnerSecret) -> DbResu
         ":hash": s.hash.0,
         ":created_at": s.created_at,
     })?;
-    Ok(())
+    log(
+        c,
+        &Change::PartnerSecretChanged {
+            secret_id: s.secret_id.clone(),
+        },
+    )
 }
 
 /// The secret whatever its tenant: the caller learns the tenant from it.
@@ -283,7 +312,16 @@ pub(crate) fn delete_partner_secret(
             "DELETE FROM partner_secrets WHERE secret_id = :secret_id AND tenant_id = :tenant",
         )?
         .execute(named_params! {":secret_id": secret_id, ":tenant": tenant.as_str()})?;
-    Ok(deleted > 0)
+    if deleted == 0 {
+        return Ok(false);
+    }
+    log(
+        c,
+        &Change::PartnerSecretChanged {
+            secret_id: secret_id.to_owned(),
+        },
+    )?;
+    Ok(true)
 }
 
 pub(crate) fn create_client(c: &Connection, client: &ServiceClient) -> DbResult<()> {
@@ -298,7 +336,12 @@ pub(crate) fn create_client(c: &Connection, client: &ServiceClient) -> DbResult<
         ":audience": client.audience,
         ":created_at": client.created_at,
     })?;
-    Ok(())
+    log(
+        c,
+        &Change::ClientChanged {
+            client_id: client.client_id.clone(),
+        },
+    )
 }
 
 pub(crate) fn get_client(c: &Connection, client_id: &str) -> DbResult<Option<ServiceClient>> {
@@ -360,7 +403,18 @@ pub(crate) fn replace_keys(c: &Connection, keys: &[StoredKey]) -> DbResult<()> {
             ":retire_at": k.retire_at,
         })?;
     }
-    Ok(())
+    log(c, &Change::KeyringChanged)
+}
+
+/// Stores `keys` as the keyring if there is none yet (in one transaction); returns the
+/// keyring as stored.
+pub(crate) fn init_keys(c: &Connection, keys: Vec<StoredKey>) -> DbResult<Vec<StoredKey>> {
+    let existing = load_keys(c)?;
+    if !existing.is_empty() {
+        return Ok(existing);
+    }
+    replace_keys(c, &keys)?;
+    Ok(keys)
 }
 
 pub(crate) fn append_audit(c: &Connection, events: &[AuditEvent]) -> DbResult<()> {

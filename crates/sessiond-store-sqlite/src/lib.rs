@@ -1,6 +1,7 @@
 //! The SQLite backend of sessiond's stores: one database file in WAL mode holds tenants, users,
-//! keys, the audit trail, sessions, single-use nonces, SSO settings, partner secrets and
-//! service clients.
+//! keys, the audit trail, sessions, single-use nonces, SSO settings, partner secrets,
+//! service clients, and the change log (one partition, appended in the transaction of each
+//! change, as on the shared backends).
 //!
 //! SQLite is synchronous, so none of it runs on the async executor. Writes go to one writer
 //! thread that group-commits them; reads go to a few reader threads. Every
@@ -8,6 +9,7 @@
 //! transaction, so each is atomic.
 
 mod backup;
+mod changes;
 mod codec;
 mod error;
 mod filter;
@@ -22,12 +24,15 @@ pub use backup::backup;
 use async_trait::async_trait;
 use readers::Readers;
 use sessiond_store::{
-    AuditEvent, AuditQuery, IdentityStore, NewSession, PartnerSecret, PolicyOverrides,
-    RefreshRecord, RevokeReason, RotateOutcome, Rotation, ServiceClient, Session, SessionId,
-    SessionLimit, SessionQuery, SessionStore, SsoSettings, StoreError, StoreResult, StoredKey,
-    Tenant, TenantId, TokenHash, UnixTime, User, UserId, UserStatus,
+    AuditEvent, AuditQuery, ChangeLog, IdentityStore, LogRead, NewSession, PartnerSecret,
+    PolicyOverrides, RefreshRecord, RevokeReason, RotateOutcome, Rotation, ServiceClient, Session,
+    SessionId, SessionLimit, SessionQuery, SessionStore, SsoSettings, StoreError, StoreResult,
+    StoredKey, Tenant, TenantId, TokenHash, UnixTime, User, UserId, UserStatus,
 };
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 use writer::Writer;
 
 /// How many connections serve reads.
@@ -35,9 +40,14 @@ const READERS: usize = 4;
 
 /// Sessions and identity data in one SQLite file. A write that returned `Ok` is on disk
 /// (WAL, `synchronous = FULL`): it survives a crash of the process or the machine.
+///
+/// It is also a [`ChangeLog`] of one partition, appended in the transaction of each change;
+/// [`ChangeLog::wait_hint`] wakes after a commit of this process that moved the log.
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    /// Notified by the writer thread after a commit that appended to the change log.
+    hint: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -52,9 +62,24 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         let thread_error =
             |e: std::io::Error| StoreError::Backend(format!("cannot start a thread: {e}"));
+        let hint = Arc::new(Notify::new());
+        let mut head = changes::head(&writer_conn)?;
+        let woken = hint.clone();
+        // After each commit (one cheap read of the head row per batch): wake the waiters if
+        // the batch appended to the log. If the head cannot be read, wake them anyway: a
+        // spurious hint costs one read, a lost one costs latency.
+        let on_commit = move |c: &rusqlite::Connection, _batch: usize| match changes::head(c) {
+            Ok(now) if now == head => {}
+            Ok(now) => {
+                head = now;
+                woken.notify_waiters();
+            }
+            Err(_) => woken.notify_waiters(),
+        };
         Ok(Self {
             readers: Readers::spawn(reader_conns).map_err(thread_error)?,
-            writer: Writer::spawn(writer_conn).map_err(thread_error)?,
+            writer: Writer::spawn(writer_conn, on_commit).map_err(thread_error)?,
+            hint,
         })
     }
 }
@@ -319,6 +344,13 @@ impl IdentityStore for SqliteStore {
         self.readers.call(identity::load_keys).await
     }
 
+    /// Checked and stored in one write: several callers at once store one keyring.
+    async fn init_keys(&self, keys: Vec<StoredKey>) -> StoreResult<Vec<StoredKey>> {
+        self.writer
+            .call(move |c| identity::init_keys(c, keys))
+            .await
+    }
+
     async fn replace_keys(&self, keys: Vec<StoredKey>) -> StoreResult<()> {
         self.writer
             .call(move |c| identity::replace_keys(c, &keys))
@@ -353,6 +385,43 @@ impl IdentityStore for SqliteStore {
         let (tenant, query) = (tenant.clone(), query.clone());
         self.readers
             .call(move |c| identity::find_audit(c, &tenant, &query))
+            .await
+    }
+}
+
+#[async_trait]
+impl ChangeLog for SqliteStore {
+    fn partitions(&self) -> usize {
+        1
+    }
+
+    async fn read_log(&self, cursors: &[(usize, u64)], limit: usize) -> StoreResult<Vec<LogRead>> {
+        if let Some(&(partition, _)) = cursors.iter().find(|&&(p, _)| p != 0) {
+            return Err(StoreError::Backend(format!(
+                "no change log partition {partition}"
+            )));
+        }
+        let afters: Vec<u64> = cursors.iter().map(|&(_, after)| after).collect();
+        self.readers
+            .call(move |c| {
+                afters
+                    .into_iter()
+                    .map(|after| changes::read(c, after, limit))
+                    .collect()
+            })
+            .await
+    }
+
+    async fn wait_hint(&self, max_wait: Duration) -> Vec<usize> {
+        match tokio::time::timeout(max_wait, self.hint.notified()).await {
+            Ok(()) => vec![0],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64> {
+        self.writer
+            .call(move |c| changes::purge(c, before, batch))
             .await
     }
 }

@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -162,6 +162,24 @@ DROP INDEX sessions_by_created;
 CREATE INDEX sessions_by_created ON sessions (tenant_id, created_at, seq);
 DROP INDEX sessions_by_user;
 CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id, created_at, seq);
+";
+
+/// The change log (see `changes.rs`): entries numbered from 1, and the one head row that
+/// numbers them and survives purges. A file from before starts an empty log.
+const V5: &str = "
+CREATE TABLE change_log (
+    seq    INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,
+    change TEXT NOT NULL
+) STRICT;
+CREATE INDEX change_log_by_at ON change_log (at);
+
+CREATE TABLE change_log_head (
+    id  INTEGER PRIMARY KEY CHECK (id = 0),
+    seq INTEGER NOT NULL,
+    at  INTEGER NOT NULL
+) STRICT;
+INSERT INTO change_log_head (id, seq, at) VALUES (0, 0, 0);
 ";
 
 /// Opens the writing connection, creating the file, and brings the schema up to date.
@@ -355,6 +373,45 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(ids, ["c", "a", "b", "0"]);
+    }
+
+    /// A file from before the change log gets an empty one, numbered from 1.
+    #[test]
+    fn a_version_4_file_gets_an_empty_change_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = Connection::open(&path).unwrap();
+        for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
+            old.execute_batch(sql).unwrap();
+            old.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        old.execute(
+            "INSERT INTO tenants (id, name, profile, overrides, created_at)
+             VALUES ('old', NULL, 'production', '{}', 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let tenants: i64 = conn
+            .query_row("SELECT count(*) FROM tenants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tenants, 1, "the data stays");
+        assert_eq!(crate::changes::head(&conn).unwrap(), 0);
+        crate::changes::log(&conn, &sessiond_store::Change::KeyringChanged).unwrap();
+        let read = crate::changes::read(&conn, 0, 10).unwrap();
+        let sessiond_store::LogRead::Entries(entries) = read else {
+            panic!("{read:?}");
+        };
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].seq, 1);
+        assert_eq!(entries[0].change, sessiond_store::Change::KeyringChanged);
     }
 
     #[test]

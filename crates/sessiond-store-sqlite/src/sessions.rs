@@ -1,6 +1,7 @@
 //! The `SessionStore` operations, each a function over one connection. Writers run inside the
 //! writer's transaction, so each function is atomic as a whole.
 
+use crate::changes;
 use crate::codec::{enum_col, hash_col, opt_hash_col, session_id_col, tenant_col, uuid_col};
 use crate::error::{DbResult, bad_column};
 use crate::filter::Filter;
@@ -86,15 +87,21 @@ pub(crate) fn create(
         }
     };
     for id in &evict {
-        c.prepare_cached(
-            "UPDATE sessions SET state = 'revoked', revoke_reason = :reason, state_at = :now
-             WHERE id = :id",
-        )?
-        .execute(named_params! {
-            ":id": id.as_str(),
-            ":reason": RevokeReason::Displaced.as_str(),
-            ":now": now,
-        })?;
+        let displaced = c
+            .prepare_cached(concat!(
+                "UPDATE sessions SET state = 'revoked', revoke_reason = :reason, state_at = :now
+                 WHERE id = :id RETURNING ",
+                session_columns!()
+            ))?
+            .query_row(
+                named_params! {
+                    ":id": id.as_str(),
+                    ":reason": RevokeReason::Displaced.as_str(),
+                    ":now": now,
+                },
+                session_from_row,
+            )?;
+        changes::ended(c, &displaced, RevokeReason::Displaced)?;
     }
     insert(c, s)?;
     if let Some(r) = &new.refresh {
@@ -222,9 +229,14 @@ pub(crate) fn revoke(
             session_from_row,
         )
         .optional()?;
+    if let Some(s) = &session {
+        changes::ended(c, s, reason)?;
+    }
     Ok(session)
 }
 
+/// Revokes the user's active sessions but `keep`, logging each (oldest first) and then,
+/// without `keep`, the user's cut-off.
 pub(crate) fn revoke_user(
     c: &Connection,
     tenant: &TenantId,
@@ -240,7 +252,7 @@ pub(crate) fn revoke_user(
         " RETURNING ",
         session_columns!()
     ))?;
-    let revoked = stmt
+    let mut revoked: Vec<Session> = stmt
         .query_map(
             named_params! {
                 ":tenant": tenant.as_str(),
@@ -252,6 +264,13 @@ pub(crate) fn revoke_user(
             session_from_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
+    revoked.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    for s in &revoked {
+        changes::ended(c, s, reason)?;
+    }
+    if keep.is_none() && !revoked.is_empty() {
+        changes::user_sessions_ended(c, tenant, user, now, reason)?;
+    }
     Ok(revoked)
 }
 

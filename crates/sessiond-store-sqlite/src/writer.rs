@@ -62,14 +62,12 @@ where
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Connection) -> io::Result<Self> {
-        Self::spawn_observed(conn, |_| {})
-    }
-
-    /// `on_commit` hears the size of every committed batch.
-    fn spawn_observed(
+    /// Starts the writer thread on `conn`. After every committed batch, and before its
+    /// commands hear their answers, `on_commit` runs on the thread with the connection and
+    /// the size of the batch.
+    pub(crate) fn spawn(
         conn: Connection,
-        on_commit: impl FnMut(usize) + Send + 'static,
+        on_commit: impl FnMut(&Connection, usize) + Send + 'static,
     ) -> io::Result<Self> {
         let (commands, queue) = mpsc::channel();
         thread::Builder::new()
@@ -110,7 +108,7 @@ fn writer_gone() -> StoreError {
 fn serve(
     conn: &Connection,
     queue: &mpsc::Receiver<Box<dyn Command>>,
-    mut on_commit: impl FnMut(usize),
+    mut on_commit: impl FnMut(&Connection, usize),
 ) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -122,7 +120,7 @@ fn serve(
         }
         match run_batch(conn, &mut batch) {
             Ok(()) => {
-                on_commit(batch.len());
+                on_commit(conn, batch.len());
                 for command in batch {
                     command.reply(None);
                 }
@@ -235,8 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = batches.clone();
-        let writer =
-            Writer::spawn_observed(open(&dir), move |n| seen.lock().unwrap().push(n)).unwrap();
+        let writer = Writer::spawn(open(&dir), move |_, n| seen.lock().unwrap().push(n)).unwrap();
         let (release, held) = hold(&writer).await;
         let answers: Vec<_> = (0..200).map(|v| queue(&writer, insert(v))).collect();
         release.send(()).unwrap();
@@ -260,8 +257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = batches.clone();
-        let writer =
-            Writer::spawn_observed(open(&dir), move |n| seen.lock().unwrap().push(n)).unwrap();
+        let writer = Writer::spawn(open(&dir), move |_, n| seen.lock().unwrap().push(n)).unwrap();
         let (release, held) = hold(&writer).await;
         let ok1 = queue(&writer, insert(1));
         let failing = queue(&writer, |c: &Connection| -> DbResult<()> {
@@ -290,7 +286,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_command_fails_alone_and_the_writer_lives_on() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::spawn(open(&dir)).unwrap();
+        let writer = Writer::spawn(open(&dir), |_, _| {}).unwrap();
         let panicked = writer
             .call(|c: &Connection| -> DbResult<()> {
                 c.execute("INSERT INTO t (v) VALUES (7)", [])?;

@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sessiond_store::{
-    AuditEvent, AuditKind, AuditQuery, DeviceInfo, IdentityStore, NewRefreshToken, NewSession,
-    PolicyOverrides, Profile, RevokeReason, Session, SessionId, SessionLimit, SessionQuery,
-    SessionState, SessionStore, StateFilter, StoreError, Tenant, TenantId, TokenHash, User,
-    UserStatus,
+    AuditEvent, AuditKind, AuditQuery, Change, ChangeLog, DeviceInfo, IdentityStore, LogRead,
+    NewRefreshToken, NewSession, PolicyOverrides, Profile, RevokeReason, Session, SessionId,
+    SessionLimit, SessionQuery, SessionState, SessionStore, StateFilter, StoreError, Tenant,
+    TenantId, TokenHash, User, UserStatus,
 };
 use sessiond_store_sqlite::SqliteStore;
 use std::path::Path;
@@ -31,6 +31,8 @@ mod conformance {
     use super::fresh;
     sessiond_store::identity_store_conformance!(fresh());
     sessiond_store::session_store_conformance!(fresh());
+    sessiond_store::session_change_log_conformance!(fresh());
+    sessiond_store::identity_change_log_conformance!(fresh());
 }
 
 fn tenant(id: &str) -> Tenant {
@@ -353,4 +355,179 @@ async fn two_hundred_concurrent_writes_each_get_their_own_answer() {
         .unwrap();
     assert_eq!(sessions.len(), 50);
     assert!(sessions.iter().all(|s| s.state == SessionState::Active));
+}
+
+// ---------------------------------------------------------------------------------------
+// The change log
+
+/// The whole log after `after`: (seq, change), checking it is numbered consecutively.
+async fn log_after(store: &SqliteStore, mut after: u64) -> Vec<(u64, Change)> {
+    let mut all = Vec::new();
+    loop {
+        let read = store.read_log(&[(0, after)], 3).await.unwrap();
+        let [LogRead::Entries(entries)] = read.as_slice() else {
+            panic!("cannot resume after {after}: {read:?}");
+        };
+        if entries.is_empty() {
+            return all;
+        }
+        for e in entries {
+            assert_eq!(e.seq, after + 1, "consecutive");
+            after = e.seq;
+            all.push((e.seq, e.change.clone()));
+        }
+    }
+}
+
+fn ended(s: &Session, reason: RevokeReason) -> Change {
+    Change::SessionEnded {
+        tenant: s.tenant_id.clone(),
+        session: s.id.clone(),
+        user: s.user_id,
+        reason,
+        created: Some(s.created_at),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_survives_reopening_and_numbering_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessiond.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let (t, _, _, s2) = write_sample(&store).await;
+    let written = log_after(&store, 0).await;
+    assert_eq!(written, vec![(1, ended(&s2, RevokeReason::Logout))]);
+    let at = store.read_log(&[(0, 0)], 1).await.unwrap();
+    let [LogRead::Entries(entries)] = at.as_slice() else {
+        panic!("{at:?}");
+    };
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((entries[0].at - wall).abs() < 5, "`at` is the wall clock");
+    drop(store);
+
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(log_after(&reopened, 0).await, written, "the log is durable");
+    // Purged to the end, the head stays where it was and numbering goes on from it.
+    assert_eq!(reopened.purge_log(i64::MAX, 100).await.unwrap(), 1);
+    assert_eq!(
+        reopened.read_log(&[(0, 0)], 10).await.unwrap(),
+        vec![LogRead::Gone { head: 1 }]
+    );
+    reopened
+        .set_tenant_policy(&t.id, PolicyOverrides::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        log_after(&reopened, 1).await,
+        vec![(
+            2,
+            Change::TenantChanged {
+                tenant: t.id.clone()
+            }
+        )]
+    );
+    assert!(
+        reopened.read_log(&[(1, 0)], 10).await.is_err(),
+        "one partition"
+    );
+}
+
+/// A write that fails after it logged (an eviction, then a taken session id) rolls its
+/// entries back with it, and gives their numbers back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_logs_nothing_and_leaves_no_gap() {
+    let store = fresh().await;
+    let t = tenant("rollback");
+    let u = user(&t);
+    let first = session(&t, &u, 1);
+    store
+        .create_session(
+            NewSession {
+                session: first.clone(),
+                refresh: None,
+            },
+            SessionLimit::Unlimited,
+            NOW,
+        )
+        .await
+        .unwrap();
+    // The same id again, under a limit that would displace the first: a conflict.
+    let again = store
+        .create_session(
+            NewSession {
+                session: first.clone(),
+                refresh: None,
+            },
+            SessionLimit::EvictOldest(1),
+            NOW,
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert_eq!(log_after(&store, 0).await, vec![], "nothing logged");
+    let kept = store.get_session(&t.id, &first.id).await.unwrap().unwrap();
+    assert_eq!(kept.state, SessionState::Active, "the eviction was undone");
+
+    let second = session(&t, &u, 2);
+    store
+        .create_session(
+            NewSession {
+                session: second,
+                refresh: None,
+            },
+            SessionLimit::EvictOldest(1),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        log_after(&store, 0).await,
+        vec![(1, ended(&first, RevokeReason::Displaced))],
+        "numbered from 1: the failed write gave its number back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logging_commit_wakes_waiters_and_the_hot_path_does_not() {
+    let store = Arc::new(fresh().await);
+    let t = tenant("hints");
+    let u = user(&t);
+    let s = session(&t, &u, 1);
+    store
+        .create_session(
+            NewSession {
+                session: s.clone(),
+                refresh: None,
+            },
+            SessionLimit::Unlimited,
+            NOW,
+        )
+        .await
+        .unwrap();
+
+    // A touch logs nothing: the waiter sleeps to its deadline.
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_hint(std::time::Duration::from_millis(500)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    store.touch_session(&t.id, &s.id, NOW + 1).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), Vec::<usize>::new());
+
+    // A revocation wakes it well before its deadline.
+    let started = std::time::Instant::now();
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_hint(std::time::Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    store
+        .revoke_session(&t.id, &s.id, RevokeReason::Admin, NOW + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(waiter.await.unwrap(), vec![0], "the waiter was woken");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }

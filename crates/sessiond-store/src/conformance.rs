@@ -34,7 +34,7 @@ macro_rules! session_store_conformance {
 #[macro_export]
 macro_rules! session_change_log_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline);
+        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, revoking_all_of_a_users_sessions_logs_a_cut_off, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline);
     };
 }
 
@@ -2800,6 +2800,16 @@ fn ended(s: &Session, reason: RevokeReason) -> Change {
         session: s.id.clone(),
         user: s.user_id,
         reason,
+        created: Some(s.created_at),
+    }
+}
+
+fn cut_off(tenant: &TenantId, user: UserId, before: UnixTime, reason: RevokeReason) -> Change {
+    Change::UserSessionsEnded {
+        tenant: tenant.clone(),
+        user,
+        before,
+        reason,
     }
 }
 
@@ -2863,13 +2873,18 @@ pub async fn session_changes_are_logged_and_the_hot_path_is_not<S: SessionStore 
         vec![ended(&a, RevokeReason::Logout)]
     );
 
-    // All of a user's sessions: one entry each.
+    // All of a user's sessions: one entry each, then the user's cut-off.
     store
         .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW + 12)
         .await
         .expect("revoke_user_sessions");
+    let mut logged = log_since(&store, &mut cur).await;
     assert_eq!(
-        sorted(log_since(&store, &mut cur).await),
+        logged.pop(),
+        Some(cut_off(&t, user, NOW + 12, RevokeReason::LogoutAll))
+    );
+    assert_eq!(
+        sorted(logged),
         sorted(vec![
             ended(&b, RevokeReason::LogoutAll),
             ended(&c, RevokeReason::LogoutAll)
@@ -2888,6 +2903,100 @@ pub async fn session_changes_are_logged_and_the_hot_path_is_not<S: SessionStore 
         log_since(&store, &mut cur).await,
         vec![ended(&first, RevokeReason::Displaced)]
     );
+}
+
+/// `revoke_user_sessions` without `keep` logs each session it ended (with its creation time),
+/// then one cut-off for the user; with `keep`, or with nothing to revoke, no cut-off.
+pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + ChangeLog>(
+    store: S,
+) {
+    let t = tenant_a();
+    let user = uid();
+    let mut cur = log_heads(&store).await;
+
+    // Nothing to revoke: nothing logged.
+    let none = store
+        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW)
+        .await
+        .expect("revoke_user_sessions");
+    assert!(none.is_empty());
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![],
+        "nothing revoked, nothing logged"
+    );
+
+    // With `keep`: the others end, and there is no cut-off (the kept one lives on).
+    let kept = session(&t, user, NOW, None);
+    let other = session(&t, user, NOW + 1, None);
+    for x in [&kept, &other] {
+        create(&store, x).await;
+    }
+    store
+        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, Some(&kept.id), NOW + 5)
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![ended(&other, RevokeReason::LogoutAll)],
+        "with keep: no cut-off"
+    );
+
+    // Without `keep`: every active session ends (each entry with its creation time), then
+    // one cut-off at the call's `now`.
+    let more: Vec<Session> = (0..3)
+        .map(|i| session(&t, user, NOW + 10 + i, None))
+        .collect();
+    for s in &more {
+        create(&store, s).await;
+    }
+    // Another user's session is not theirs to end.
+    let stranger = session(&t, uid(), NOW + 10, None);
+    create(&store, &stranger).await;
+    let revoked = store
+        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 20)
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(revoked.len(), 4);
+    let mut logged = log_since(&store, &mut cur).await;
+    assert_eq!(
+        logged.len(),
+        5,
+        "four sessions ended, one cut-off: {logged:?}"
+    );
+    assert_eq!(
+        logged.pop(),
+        Some(cut_off(&t, user, NOW + 20, RevokeReason::Admin)),
+        "the cut-off comes after the sessions it covers"
+    );
+    for change in &logged {
+        let Change::SessionEnded {
+            session, created, ..
+        } = change
+        else {
+            panic!("a session's entry: {change:?}");
+        };
+        let s = [&kept]
+            .into_iter()
+            .chain(&more)
+            .find(|s| &s.id == session)
+            .expect("one of the user's sessions");
+        assert_eq!(
+            *created,
+            Some(s.created_at),
+            "each entry has its creation time"
+        );
+    }
+    let mut expected = vec![ended(&kept, RevokeReason::Admin)];
+    expected.extend(more.iter().map(|s| ended(s, RevokeReason::Admin)));
+    assert_eq!(sorted(logged), sorted(expected));
+
+    // Again: nothing is left to revoke, so nothing is logged.
+    store
+        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 21)
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(log_since(&store, &mut cur).await, vec![]);
 }
 
 pub async fn identity_changes_are_logged<S: IdentityStore + ChangeLog>(store: S) {
@@ -2980,13 +3089,17 @@ pub async fn purged_log_entries_are_gone_and_numbering_goes_on<S: SessionStore +
         .await
         .expect("revoke");
     let mut cur = start.clone();
-    assert_eq!(log_since(&store, &mut cur).await.len(), 3);
+    assert_eq!(
+        log_since(&store, &mut cur).await.len(),
+        4,
+        "three sessions ended, and the user's cut-off"
+    );
     let route = ROUTE.index() % store.partitions();
     let (_, last) = cur[route];
 
     // Nothing is purged that is newer than `before`.
     assert_eq!(store.purge_log(0, 1_000).await.expect("purge"), 0);
-    assert_eq!(log_since(&store, &mut start.clone()).await.len(), 3);
+    assert_eq!(log_since(&store, &mut start.clone()).await.len(), 4);
 
     // Everything written before the far future goes, in batches.
     let far = i64::from(u32::MAX);
@@ -2999,7 +3112,7 @@ pub async fn purged_log_entries_are_gone_and_numbering_goes_on<S: SessionStore +
         }
         purged += n;
     }
-    assert!(purged >= 3);
+    assert!(purged >= 4);
     let read = store
         .read_log(&[(route, start[route].1)], 100)
         .await

@@ -112,6 +112,7 @@ impl Data {
             session: s.id.clone(),
             user: s.user_id,
             reason,
+            created: Some(s.created_at),
         });
         Some(s)
     }
@@ -299,16 +300,27 @@ impl SessionStore for MemoryStore {
         now: UnixTime,
     ) -> StoreResult<Vec<Session>> {
         let mut d = self.lock()?;
-        let ids: Vec<SessionId> = d
+        // Oldest first, as the other backends log them.
+        let mut ids: Vec<(UnixTime, u64, SessionId)> = d
             .sessions
             .values()
             .filter(|s| &s.tenant_id == tenant && &s.user_id == user && Some(&s.id) != keep)
-            .map(|s| s.id.clone())
+            .map(|s| (s.created_at, d.order_of(&s.id), s.id.clone()))
             .collect();
-        Ok(ids
+        ids.sort();
+        let revoked: Vec<Session> = ids
             .iter()
-            .filter_map(|id| d.revoke(id, reason, now))
-            .collect())
+            .filter_map(|(_, _, id)| d.revoke(id, reason, now))
+            .collect();
+        if keep.is_none() && !revoked.is_empty() {
+            d.log(Change::UserSessionsEnded {
+                tenant: tenant.clone(),
+                user: *user,
+                before: now,
+                reason,
+            });
+        }
+        Ok(revoked)
     }
 
     async fn mark_expired(

@@ -694,6 +694,18 @@ pub enum Change {
         session: SessionId,
         user: UserId,
         reason: RevokeReason,
+        /// The session's `created_at` (absent from entries written before it was logged).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created: Option<UnixTime>,
+    },
+    /// Every session of `user` in `tenant` created before `before` has ended (written by
+    /// `revoke_user_sessions` without `keep`, after the per-session entries, when it revoked at
+    /// least one session). `before` is the `now` the call was given.
+    UserSessionsEnded {
+        tenant: TenantId,
+        user: UserId,
+        before: UnixTime,
+        reason: RevokeReason,
     },
     /// A user's password or status changed.
     UserChanged { tenant: TenantId, user: UserId },
@@ -819,5 +831,59 @@ mod tests {
         );
         use KeyState as K;
         check(&[K::Signing, K::Next, K::Retiring], K::as_str, K::parse);
+    }
+
+    /// Log entries are JSON: `created` is left out when unknown, and an entry written before
+    /// it existed still reads (as `None`); the cut-off is `user_sessions_ended`.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn change_wire_forms() {
+        let tenant = TenantId::parse("tenant-a").unwrap();
+        let user = uuid::Uuid::from_u128(7);
+        let ended = |created| Change::SessionEnded {
+            tenant: tenant.clone(),
+            session: SessionId::from_generated("sess-1".into()),
+            user,
+            reason: RevokeReason::Logout,
+            created,
+        };
+        let old = serde_json::json!({
+            "kind": "session_ended",
+            "tenant": "tenant-a",
+            "session": "sess-1",
+            "user": user.to_string(),
+            "reason": "logout",
+        });
+        assert_eq!(serde_json::to_value(ended(None)).unwrap(), old);
+        assert_eq!(
+            serde_json::from_value::<Change>(old.clone()).unwrap(),
+            ended(None)
+        );
+        let mut new = old;
+        new["created"] = serde_json::json!(1_700_000_000);
+        assert_eq!(
+            serde_json::to_value(ended(Some(1_700_000_000))).unwrap(),
+            new
+        );
+        assert_eq!(
+            serde_json::from_value::<Change>(new).unwrap(),
+            ended(Some(1_700_000_000))
+        );
+
+        let cut_off = Change::UserSessionsEnded {
+            tenant: tenant.clone(),
+            user,
+            before: 1_700_000_100,
+            reason: RevokeReason::LogoutAll,
+        };
+        let json = serde_json::json!({
+            "kind": "user_sessions_ended",
+            "tenant": "tenant-a",
+            "user": user.to_string(),
+            "before": 1_700_000_100,
+            "reason": "logout_all",
+        });
+        assert_eq!(serde_json::to_value(&cut_off).unwrap(), json);
+        assert_eq!(serde_json::from_value::<Change>(json).unwrap(), cut_off);
     }
 }

@@ -147,6 +147,8 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub identity: Arc<dyn IdentityStore>,
     pub logs: Vec<Arc<dyn ChangeLog>>,
+    /// The logs the revocation feed reads: the shared ones, and an embedded store's own.
+    pub feed_logs: Vec<Arc<dyn ChangeLog>>,
     /// Rate-limit and backoff counters every node shares (none on one node).
     pub counters: Option<Arc<dyn Counters>>,
     /// Held while the node runs: one process per SQLite file.
@@ -299,10 +301,20 @@ pub async fn open_stores(cfg: &Config, migrate: bool) -> Result<Stores> {
         }
         Opened::Redis(_) => anyhow::bail!("store.identity cannot be Redis"),
     };
+    // An embedded store logs its changes too (nobody else reads it): the feed follows it.
+    let mut feed_logs = logs.clone();
+    for (o, skip) in [(&s, false), (&i, shared)] {
+        match o {
+            Opened::Memory(m) if !skip => feed_logs.push(m.clone()),
+            Opened::Sqlite(x) if !skip => feed_logs.push(x.clone()),
+            _ => {}
+        }
+    }
     Ok(Stores {
         sessions,
         identity,
         logs,
+        feed_logs,
         counters,
         _locks: locks,
     })
@@ -371,7 +383,9 @@ const JANITOR_BATCH: usize = 500;
 /// minute it purges expired sessions and old change-log entries, in small batches.
 fn spawn_janitor(engine: Arc<Engine>, stores: &Stores, retention: i64) {
     let sessions = Arc::clone(&stores.sessions);
-    let logs = stores.logs.clone();
+    let logs = stores.feed_logs.clone();
+    // The revocation feed needs every entry younger than the longest token lifetime.
+    let retention = retention.max(sessiond_core::feed::HORIZON);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
@@ -514,6 +528,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     for (i, log) in stores.logs.iter().enumerate() {
         state.engine.spawn_follower(i, Arc::clone(log));
     }
+    state.engine.start_feed(
+        stores.feed_logs.clone(),
+        stores.feed_logs.len() == stores.logs.len(),
+    );
     spawn_janitor(
         Arc::clone(&state.engine),
         &stores,
@@ -543,7 +561,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         tls,
         ..Default::default()
     };
-    sessiond_server::serve(listener, state, opts, shutdown_signal()).await?;
+    let engine = Arc::clone(&state.engine);
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Feed streams would otherwise hold the drain until they end by themselves.
+        if let Some(feed) = engine.feed() {
+            feed.close();
+        }
+    };
+    sessiond_server::serve(listener, state, opts, shutdown).await?;
     tracing::info!("sessiond stopped");
     Ok(())
 }

@@ -638,6 +638,79 @@ async fn propagation_delay(backend: Backend) {
     );
 }
 
+/// Reads the SSE stream `res` until an event named `name` (heartbeats and other events are
+/// skipped); its JSON data.
+async fn next_event(res: &mut reqwest::Response, buf: &mut String, name: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "));
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(e), Some(d)) = (event, data)
+                && e == name
+            {
+                return serde_json::from_str(d).unwrap();
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event within 5 s"))
+            .unwrap()
+            .expect("the feed ended");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+/// The revocation feed followed on one node shows a logout made on another within a second,
+/// and a logout of every session of a user as one cut-off.
+async fn the_feed_on_one_node_shows_a_logout_on_another(backend: Backend) {
+    let d = Deployment::start(backend, 3).await;
+    let (st, c) = d
+        .admin(
+            M::POST,
+            &format!("/admin/v1/tenants/{TENANT}/clients"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, 201, "{c}");
+    let mut res = d
+        .http
+        .get(format!("{}/oauth2/revocations", d.base(2)))
+        .basic_auth(s(&c, "clientId"), Some(s(&c, "clientSecret")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut buf = String::new();
+    next_event(&mut res, &mut buf, "synced").await;
+    let (token, _, sid) = d.login(0, "alice").await;
+    let since = Instant::now();
+    assert_eq!(d.logout(1, &token).await.0, 204);
+    let e = next_event(&mut res, &mut buf, "session").await;
+    let took = since.elapsed();
+    assert_eq!(e["sid"], sid.as_str());
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    println!("feed delay {backend:?}: {took:?}");
+    let (a, _, _) = d.login(0, "alice").await;
+    d.login(1, "alice").await;
+    // The next second: both sessions are older than the cut-off.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let auth = format!("Bearer {a}");
+    let (st, body, _) = d
+        .call(
+            1,
+            M::POST,
+            "/api/v2/auth/logout-all",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let cut = next_event(&mut res, &mut buf, "cutoff").await;
+    assert_eq!(cut["tid"], TENANT);
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -672,6 +745,7 @@ on_every_backend!(
     an_sso_token_is_usable_once_across_nodes,
     a_restarted_node_honours_a_logout_made_while_it_was_down,
     propagation_delay,
+    the_feed_on_one_node_shows_a_logout_on_another,
 );
 
 /// Sessions on a Redis that goes away: every node answers 503 `store_unavailable` with

@@ -114,6 +114,8 @@ impl TestServer {
         .unwrap();
         let unlimited = RateLimits::unlimited();
         let mut state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), unlimited);
+        let log: Arc<dyn sessiond_store::ChangeLog> = store.clone();
+        state.engine.start_feed(vec![log], false);
         tune(&mut state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(sessiond_server::serve(

@@ -64,14 +64,29 @@ local function keep_for(key, now)
   return ttl
 end
 
+-- Appends `change` (a JSON object) to the route's log as `<seq>:<at>:<change>`.
+local function append(log, logseq, change)
+  local seq = redis.call('INCR', logseq)
+  local at = redis.call('TIME')[1]
+  redis.call('ZADD', log, seq, string.format('%d:%s:%s', seq, at, change))
+end
+
+-- The JSON object `json` with the field `name` set to `digits`, an integer as sessiond wrote
+-- it (decimal text: exact, where cjson would round a Lua number to 14 digits). `json` as it
+-- is if `digits` is not an integer (a field that is absent).
+local function with_int(json, name, digits)
+  if type(digits) ~= 'string' or not string.match(digits, '^%-?%d+$') then
+    return json
+  end
+  return string.sub(json, 1, -2) .. ',"' .. name .. '":' .. digits .. '}'
+end
+
 -- Revokes the (active) session at `key` and appends the change to the route's log.
 local function revoke(key, sid, reason, now, log, logseq)
   redis.call('HSET', key, 'st', 'r', 'sr', reason, 'sa', now)
-  local f = redis.call('HMGET', key, 't', 'u')
-  local seq = redis.call('INCR', logseq)
-  local at = redis.call('TIME')[1]
+  local f = redis.call('HMGET', key, 't', 'u', 'ca')
   local change = cjson.encode({
     kind = 'session_ended', tenant = f[1], session = sid, user = f[2], reason = reason
   })
-  redis.call('ZADD', log, seq, string.format('%d:%s:%s', seq, at, change))
+  append(log, logseq, with_int(change, 'created', f[3]))
 end

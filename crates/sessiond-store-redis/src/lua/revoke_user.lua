@@ -1,6 +1,7 @@
 -- KEYS: user index, log, logseq
--- ARGV: base, tenant, reason, now, kept session id ('' for none), channel, route.
--- Returns {{sid, session}...}: the sessions this call revoked.
+-- ARGV: base, tenant, reason, now, kept session id ('' for none), channel, route, user id.
+-- Returns {{sid, session}...}: the sessions this call revoked. Without a kept session, a call
+-- that revoked any logs the user's cut-off after them.
 local index = KEYS[1]
 local base, tenant, reason, now, keep = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local result = {}
@@ -14,6 +15,12 @@ for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   end
 end
 if #result > 0 then
+  if keep == '' then
+    local change = cjson.encode({
+      kind = 'user_sessions_ended', tenant = tenant, user = ARGV[8], reason = reason
+    })
+    append(KEYS[2], KEYS[3], with_int(change, 'before', ARGV[4]))
+  end
   redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
 return result

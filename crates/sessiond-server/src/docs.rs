@@ -1,0 +1,93 @@
+//! What the operations' OpenAPI annotations share: the descriptions of their common error
+//! responses and the request headers they take. Handlers name these in `#[utoipa::path]`;
+//! this module imports nothing of the server, so the document's assembly (`openapi`) can import
+//! the handlers without a loop.
+
+use utoipa::IntoParams;
+
+// ---- response descriptions the annotations share ---------------------------------------------
+
+pub(crate) const D_400_TRACE: &str =
+    "`invalid_header`: a malformed `X-Activity-ID`, `X-Correlation-ID` or `X-Session-ID`.";
+pub(crate) const D_400_CTX: &str = "`missing_header` (`X-Tenant-ID`, or `X-Activity-ID` where \
+    the tenant's policy requires it), `invalid_header` (a malformed `X-Tenant-ID` or tracing \
+    header, or a non-ASCII `Authorization`), `unknown_tenant`, or `invalid_request`.";
+pub(crate) const D_401_TOKEN: &str = "`missing_header` (no session token), `invalid_header` \
+    (`Authorization` is not `Bearer <token>`), `token_invalid`, `token_expired`, \
+    `tenant_mismatch`, `session_revoked`, `session_displaced` or `session_expired`.";
+pub(crate) const D_403_CTX: &str = "`forbidden`: the tenant accepts requests over HTTPS only, \
+    or a cookie-authenticated change failed the CSRF check.";
+pub(crate) const D_413: &str = "`payload_too_large`: the body exceeds 64 KiB.";
+pub(crate) const D_415: &str = "`invalid_request`: the body is not `application/json`.";
+pub(crate) const D_415_FORM: &str =
+    "`invalid_request`: the body is not `application/x-www-form-urlencoded`.";
+pub(crate) const D_429: &str = "`rate_limited`: too many requests from this client IP; retry \
+    after `Retry-After` seconds.";
+pub(crate) const D_400_ADMIN: &str = "`invalid_request` (malformed body or query), or \
+    `invalid_header` (a malformed tracing header or non-ASCII `Authorization`).";
+pub(crate) const D_401_ADMIN: &str = "`missing_header` (no `Authorization`) or \
+    `invalid_header` (not `Bearer <token>`).";
+pub(crate) const D_403_ADMIN: &str = "`forbidden`: not the admin token.";
+pub(crate) const D_404_TENANT: &str = "`not_found`: no such tenant.";
+pub(crate) const D_TOKEN_RESPONSE: &str = "The new tokens (TokenResponse; `Cache-Control: \
+    no-store`). In cookie mode the tokens are in `__Host-` cookies and the body carries \
+    `csrfToken` instead of `userSessionToken` and `refreshToken`.";
+
+// ---- request headers ---------------------------------------------------------------------------
+
+/// `X-Tenant-ID`, required on every end-user request.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct TenantHeader {
+    /// The tenant the request belongs to.
+    #[param(
+        rename = "X-Tenant-ID",
+        pattern = "^[A-Za-z0-9_-]{1,64}$",
+        example = "1234567"
+    )]
+    tenant: String,
+}
+
+/// The CSRF token of a cookie-authenticated state change (bound to the session).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct CsrfHeader {
+    /// Cookie mode only: the session's CSRF token, as in the `__Host-sessiond-csrf` cookie and
+    /// the login's `csrfToken` (required with the session or refresh cookie; it is bound to the
+    /// session, so another session's token is refused; an `Origin`, when sent, must be an
+    /// allowed one).
+    #[param(rename = "X-CSRF-Token", nullable = false)]
+    csrf: Option<String>,
+}
+
+/// The FinHub form of the session token, an alternative to `Authorization: Bearer`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct OptionalSessionTokenHeader {
+    /// The session token (instead of `Authorization: Bearer`).
+    #[param(rename = "X-User-Session-Token", nullable = false)]
+    token: Option<String>,
+}
+
+/// The user's session token, for internal access tokens.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct SessionTokenHeader {
+    /// The user's session token.
+    #[param(rename = "X-User-Session-Token")]
+    token: String,
+}
+
+/// The partner's shared secret, which also names the tenant.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct PartnerSecretHeader {
+    /// `<secretId>.<random>`, as `POST /admin/v1/tenants/{tenantId}/partner-secrets` returned it.
+    #[param(rename = "X-PARTNER-SECRET")]
+    secret: String,
+}

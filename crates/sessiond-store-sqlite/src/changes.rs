@@ -1,0 +1,138 @@
+//! The change log: one partition, the table `change_log`, appended inside the writer's
+//! transaction by every operation that changes state a node may cache (the changes the
+//! memory store logs).
+//!
+//! Sequence numbers come from the one row of `change_log_head`, bumped in the same
+//! transaction (and savepoint) as the change: they are consecutive from 1, a command rolled
+//! back gives its numbers back, and purging entries never lowers the head. The row also keeps
+//! the latest `at`, so that `at` never decreases along `seq` even if the wall clock steps
+//! back, and a purge by time deletes a prefix of the log. One process writes: waiters are
+//! woken in-process after a commit that moved the head (see `SqliteStore::open`).
+
+use crate::error::DbResult;
+use rusqlite::{Connection, named_params};
+use sessiond_store::{
+    Change, LogEntry, LogRead, RevokeReason, Session, StoreError, TenantId, UnixTime, UserId,
+};
+
+/// Unix seconds by the wall clock: the `at` of an entry.
+fn wall_clock() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Appends `change` in the caller's transaction.
+pub(crate) fn log(c: &Connection, change: &Change) -> DbResult<()> {
+    let json = serde_json::to_string(change)?;
+    let (seq, at): (i64, UnixTime) = c
+        .prepare_cached(
+            "UPDATE change_log_head SET seq = seq + 1, at = max(at, :now) RETURNING seq, at",
+        )?
+        .query_row(named_params! {":now": wall_clock()}, |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    c.prepare_cached("INSERT INTO change_log (seq, at, change) VALUES (:seq, :at, :change)")?
+        .execute(named_params! {":seq": seq, ":at": at, ":change": json})?;
+    Ok(())
+}
+
+/// Logs that this transaction ended the session `s`.
+pub(crate) fn ended(c: &Connection, s: &Session, reason: RevokeReason) -> DbResult<()> {
+    log(
+        c,
+        &Change::SessionEnded {
+            tenant: s.tenant_id.clone(),
+            session: s.id.clone(),
+            user: s.user_id,
+            reason,
+            created: Some(s.created_at),
+        },
+    )
+}
+
+/// Logs that every session of `user` created before `before` has ended.
+pub(crate) fn user_sessions_ended(
+    c: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    before: UnixTime,
+    reason: RevokeReason,
+) -> DbResult<()> {
+    log(
+        c,
+        &Change::UserSessionsEnded {
+            tenant: tenant.clone(),
+            user: *user,
+            before,
+            reason,
+        },
+    )
+}
+
+/// The last sequence number written (0 for an empty log).
+pub(crate) fn head(c: &Connection) -> DbResult<u64> {
+    let seq: i64 = c
+        .prepare_cached("SELECT seq FROM change_log_head")?
+        .query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(seq).unwrap_or(0))
+}
+
+/// The entries after `after`, at most `limit` of them, or `Gone` if the log cannot resume
+/// from `after`.
+pub(crate) fn read(c: &Connection, after: u64, limit: usize) -> DbResult<LogRead> {
+    let after_i = i64::try_from(after).unwrap_or(i64::MAX);
+    // At least one entry, so that an empty answer means "nothing after the cursor".
+    let fetch = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+    // One statement, one snapshot: the head and the entries agree.
+    let mut stmt = c.prepare_cached(
+        "SELECT h.seq, l.seq, l.at, l.change
+         FROM change_log_head h
+         LEFT JOIN (
+             SELECT seq, at, change FROM change_log
+             WHERE seq > :after ORDER BY seq LIMIT :fetch
+         ) l ON 1
+         ORDER BY l.seq",
+    )?;
+    let mut rows = stmt.query(named_params! {":after": after_i, ":fetch": fetch})?;
+    let mut head = None;
+    let mut entries = Vec::new();
+    while let Some(row) = rows.next()? {
+        head = Some(row.get::<_, i64>(0)?);
+        let Some(seq) = row.get::<_, Option<i64>>(1)? else {
+            continue;
+        };
+        let change: String = row.get(3)?;
+        entries.push(LogEntry {
+            seq: u64::try_from(seq).unwrap_or(0),
+            at: row.get(2)?,
+            change: serde_json::from_str(&change)?,
+        });
+    }
+    let head = head
+        .and_then(|h| u64::try_from(h).ok())
+        .ok_or_else(|| StoreError::Backend("the change log has no head row".into()))?;
+    let purged = after < head && entries.first().is_none_or(|e| e.seq > after + 1);
+    // A cursor past the head: the log went back (a restored backup); it cannot resume.
+    if purged || after > head {
+        return Ok(LogRead::Gone { head });
+    }
+    entries.truncate(limit);
+    Ok(LogRead::Entries(entries))
+}
+
+/// Deletes up to `batch` entries written before `before`; returns how many. `at` never
+/// decreases along `seq`, so this deletes a prefix of the log: no reader skips a hole.
+pub(crate) fn purge(c: &Connection, before: UnixTime, batch: usize) -> DbResult<u64> {
+    let n = c
+        .prepare_cached(
+            "DELETE FROM change_log WHERE seq IN (
+                 SELECT seq FROM change_log WHERE at < :before ORDER BY seq LIMIT :batch
+             )",
+        )?
+        .execute(named_params! {
+            ":before": before,
+            ":batch": i64::try_from(batch).unwrap_or(i64::MAX),
+        })?;
+    Ok(n as u64)
+}
