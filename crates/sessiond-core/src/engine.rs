@@ -183,14 +183,14 @@ impl Engine {
     /// `followed`: the same logs are followed by [`Engine::spawn_follower`] on this node,
     /// which then wakes the feed; otherwise the feed waits on the logs' hints itself.
     pub fn start_feed(
-        &self,
+        self: &Arc<Self>,
         logs: Vec<Arc<dyn sessiond_store::ChangeLog>>,
         followed: bool,
     ) -> Arc<crate::feed::Feed> {
-        Arc::clone(
-            self.feed
-                .get_or_init(|| crate::feed::Feed::spawn(logs, Arc::clone(&self.clock), !followed)),
-        )
+        let keys: Arc<dyn crate::feed::KeyringSource> = Arc::new(FeedKeys(Arc::downgrade(self)));
+        Arc::clone(self.feed.get_or_init(|| {
+            crate::feed::Feed::spawn(logs, Arc::clone(&self.clock), !followed, Some(keys))
+        }))
     }
 
     /// The revocation feed, if [`Engine::start_feed`] started one.
@@ -402,5 +402,18 @@ mod tests {
                 .len(),
             1
         );
+    }
+}
+
+/// The feed's way to the engine's keyring (weak: the engine owns the feed).
+struct FeedKeys(std::sync::Weak<Engine>);
+
+#[async_trait::async_trait]
+impl crate::feed::KeyringSource for FeedKeys {
+    async fn reload_keyring(&self) -> CoreResult<()> {
+        match self.0.upgrade() {
+            Some(engine) => engine.reload_keyring().await,
+            None => Ok(()),
+        }
     }
 }

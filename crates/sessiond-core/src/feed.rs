@@ -224,6 +224,13 @@ enum Resume {
     No,
 }
 
+/// What the feed asks of its node before it announces a key change: to hold the keyring that
+/// change made (so a verifier that fetches the JWKS on `keys` gets the new one from this node).
+#[async_trait::async_trait]
+pub trait KeyringSource: Send + Sync {
+    async fn reload_keyring(&self) -> crate::CoreResult<()>;
+}
+
 /// The revocation view of one node. Build it with [`Feed::spawn`].
 pub struct Feed {
     logs: Vec<Arc<dyn ChangeLog>>,
@@ -240,16 +247,19 @@ pub struct Feed {
     own_hints: bool,
     /// Set at shutdown: every stream ends.
     closed: std::sync::atomic::AtomicBool,
+    keys: Option<Arc<dyn KeyringSource>>,
 }
 
 impl Feed {
     /// Starts following `logs` (from their oldest retained entries) until the feed is dropped.
     /// `own_hints`: wait on the logs' hints (true when no change-log follower runs on this
     /// node, as with SQLite); otherwise the follower calls [`Feed::poke`].
+    /// `keys`: reloaded before a key change is announced.
     pub fn spawn(
         logs: Vec<Arc<dyn ChangeLog>>,
         clock: Arc<dyn Clock>,
         own_hints: bool,
+        keys: Option<Arc<dyn KeyringSource>>,
     ) -> Arc<Self> {
         let slots = logs
             .iter()
@@ -266,6 +276,7 @@ impl Feed {
             poke: tokio::sync::Notify::new(),
             own_hints,
             closed: std::sync::atomic::AtomicBool::new(false),
+            keys,
         });
         tokio::spawn(follow(Arc::downgrade(&feed)));
         feed
@@ -366,6 +377,17 @@ impl Feed {
                 let ask: Vec<(usize, u64)> =
                     pending.iter().map(|&s| (self.slots[s].1, pos[s])).collect();
                 let reads = log.read_log(&ask, BATCH).await?;
+                let keys_changed = reads.iter().any(|r| match r {
+                    LogRead::Entries(es) => {
+                        es.iter().any(|e| matches!(e.change, Change::KeyringChanged))
+                    }
+                    LogRead::Gone { .. } => false,
+                });
+                if let Some(keys) = self.keys.as_ref().filter(|_| keys_changed) {
+                    keys.reload_keyring().await.map_err(|e| {
+                        sessiond_store::StoreError::Backend(format!("keyring reload: {e}"))
+                    })?;
+                }
                 let mut again = Vec::new();
                 let mut v = self.write_view();
                 for (&s, r) in pending.iter().zip(reads) {
@@ -800,6 +822,7 @@ mod tests {
             vec![log.clone()],
             Arc::new(crate::ManualClock::new(NOW)),
             true,
+            None,
         );
         let mut sub = feed.subscribe("t".into(), None).await;
         assert_eq!(sub.next(Duration::from_millis(300)).await.len(), 2);
@@ -846,7 +869,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(purged, head - 2);
-        let feed = Feed::spawn(vec![c.store.clone()], c.clock.clone(), true);
+        let feed = Feed::spawn(vec![c.store.clone()], c.clock.clone(), true, None);
         let mut sub = feed.subscribe("t1".into(), None).await;
         let got: Vec<FeedEvent> = sub
             .next(Duration::from_millis(500))

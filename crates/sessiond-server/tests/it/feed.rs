@@ -242,6 +242,22 @@ async fn a_key_rotation_is_announced() {
     assert!(r.status.is_success(), "{}", r.body);
     let e = feed.next_entry(SEC).await.expect("the key change");
     assert_eq!(e.name, "keys");
+    // A verifier fetches the keys on this event: this node already serves the new ones.
+    let next = r.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "next")
+        .map(|k| k["kid"].clone())
+        .expect("a new next key");
+    let jwks = TestServer::send(s.req(Method::GET, "/.well-known/jwks.json")).await;
+    let kids: Vec<&Value> = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert!(kids.contains(&&next), "{next} not in {kids:?}");
 }
 
 #[tokio::test]
