@@ -341,6 +341,19 @@ fn touch_interval(idle_ttl: Option<u32>) -> i64 {
     idle_ttl.map_or(60, |t| i64::from(t / 20).clamp(1, 60))
 }
 
+/// The feed's way to the engine's keyring (weak: the engine owns the feed).
+struct FeedKeys(std::sync::Weak<Engine>);
+
+#[async_trait::async_trait]
+impl crate::feed::KeyringSource for FeedKeys {
+    async fn reload_keyring(&self) -> CoreResult<()> {
+        match self.0.upgrade() {
+            Some(engine) => engine.reload_keyring().await,
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,18 +415,5 @@ mod tests {
                 .len(),
             1
         );
-    }
-}
-
-/// The feed's way to the engine's keyring (weak: the engine owns the feed).
-struct FeedKeys(std::sync::Weak<Engine>);
-
-#[async_trait::async_trait]
-impl crate::feed::KeyringSource for FeedKeys {
-    async fn reload_keyring(&self) -> CoreResult<()> {
-        match self.0.upgrade() {
-            Some(engine) => engine.reload_keyring().await,
-            None => Ok(()),
-        }
     }
 }

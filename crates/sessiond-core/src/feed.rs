@@ -11,14 +11,15 @@
 use crate::clock::Clock;
 use sessiond_proto::feed::{Cutoff, FeedEvent, KeysChanged, SessionRevoked};
 use sessiond_store::{Change, ChangeLog, LogEntry, LogRead, StoreResult, UnixTime};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-/// How long an entry is kept after it happened: the longest lifetime of a session token plus
-/// the largest leeway a verifier may allow on `exp`. The change logs must be kept at least as
+/// How long an entry is kept after it happened: the longest lifetime of a session token, plus
+/// the largest leeway a verifier may allow on `exp` (60 s), plus 60 s for clocks that differ
+/// between the nodes and the store. The change logs must be kept at least as
 /// long (the server's janitor does).
-pub const HORIZON: i64 = crate::token::MAX_TOKEN_TTL as i64 + 60;
+pub const HORIZON: i64 = crate::token::MAX_TOKEN_TTL as i64 + 120;
 
 /// Entries read per partition per call.
 const BATCH: usize = 1_000;
@@ -85,33 +86,20 @@ struct View {
     items: VecDeque<Item>,
     /// The arrival number of the next item.
     next_n: u64,
+    /// The latest cut-off of each (tenant, user): its `before` and arrival number. What it
+    /// covers is left out of what subscribers are sent (it stays in `items` until it expires).
+    cutoffs: HashMap<String, HashMap<uuid::Uuid, (UnixTime, u64)>>,
 }
 
 impl View {
-    fn cutoff_before(&self, tenant: &str, user: &uuid::Uuid) -> Option<i64> {
-        self.items
-            .iter()
-            .filter_map(|i| match &i.event {
-                FeedEvent::Cutoff(c) if &c.sub == user && c.tid == tenant => Some(c.before),
-                _ => None,
-            })
-            .max()
-    }
-
-    /// Applies one log entry of `slot`.
-    fn apply(&mut self, slot: usize, entry: LogEntry, now: UnixTime) {
+    /// Applies one log entry of `slot`. `offset` turns the log's wall-clock times into the
+    /// engine's clock (they differ only under a test clock).
+    fn apply(&mut self, slot: usize, entry: LogEntry, now: UnixTime, offset: i64) {
         self.pos[slot] = entry.seq;
         let n = self.next_n;
-        let item = |tenant: Option<String>, created, until, event| Item {
-            n,
-            slot,
-            seq: entry.seq,
-            tenant,
-            created,
-            until,
-            event,
-        };
-        match entry.change {
+        self.next_n += 1;
+        let at = entry.at + offset;
+        let (tenant, created, until, event) = match entry.change {
             Change::SessionEnded {
                 tenant,
                 session,
@@ -119,27 +107,15 @@ impl View {
                 created,
                 ..
             } => {
-                let covered = created.is_some_and(|c| {
-                    self.cutoff_before(tenant.as_str(), &user)
-                        .is_some_and(|b| c < b)
-                });
-                if covered {
-                    return;
-                }
-                let until = entry.at.max(now) + HORIZON;
+                let until = at + HORIZON;
                 let event = FeedEvent::Session(SessionRevoked {
                     tid: tenant.as_str().to_owned(),
                     sid: session.as_str().to_owned(),
                     sub: user,
-                    at: entry.at,
+                    at,
                     until,
                 });
-                self.items.push_back(item(
-                    Some(tenant.as_str().to_owned()),
-                    created,
-                    until,
-                    event,
-                ));
+                (Some(tenant.as_str().to_owned()), created, until, event)
             }
             Change::UserSessionsEnded {
                 tenant,
@@ -147,42 +123,81 @@ impl View {
                 before,
                 ..
             } => {
-                let tid = tenant.as_str();
-                let sub = user;
-                // The cut-off replaces what it covers: the user's older cut-offs and the
-                // sessions created before it.
-                self.items.retain(|i| match &i.event {
-                    FeedEvent::Cutoff(c) => !(c.tid == tid && c.sub == sub && c.before <= before),
-                    FeedEvent::Session(s) => {
-                        !(s.tid == tid && s.sub == sub && i.created.is_some_and(|c| c < before))
-                    }
-                    _ => true,
-                });
-                let until = before.max(now) + HORIZON;
+                if before + HORIZON < now {
+                    return;
+                }
+                let tid = tenant.as_str().to_owned();
+                let latest = self
+                    .cutoffs
+                    .entry(tid.clone())
+                    .or_default()
+                    .entry(user)
+                    .or_insert((before, n));
+                if before >= latest.0 {
+                    *latest = (before, n);
+                }
+                let until = before + HORIZON;
                 let event = FeedEvent::Cutoff(Cutoff {
-                    tid: tid.to_owned(),
-                    sub,
+                    tid: tid.clone(),
+                    sub: user,
                     before,
                     until,
                 });
-                self.items
-                    .push_back(item(Some(tid.to_owned()), None, until, event));
+                (Some(tid), None, until, event)
             }
             Change::KeyringChanged => {
                 // Only the latest key change matters: it says "fetch the keys again".
                 self.items
                     .retain(|i| !matches!(i.event, FeedEvent::Keys(_)));
-                let event = FeedEvent::Keys(KeysChanged { at: entry.at });
-                self.items
-                    .push_back(item(None, None, entry.at.max(now) + HORIZON, event));
+                let event = FeedEvent::Keys(KeysChanged { at });
+                (None, None, at + HORIZON, event)
             }
-            _ => {}
+            _ => return,
+        };
+        if until < now {
+            return;
         }
-        self.next_n += 1;
+        self.items.push_back(Item {
+            n,
+            slot,
+            seq: entry.seq,
+            tenant,
+            created,
+            until,
+            event,
+        });
+    }
+
+    /// Whether subscribers are sent `i`: not if a later cut-off of its user covers it (a
+    /// session created before the cut-off and ended before it, or an earlier cut-off).
+    fn shown(&self, i: &Item) -> bool {
+        let latest = |tid: &str, sub: uuid::Uuid| self.cutoffs.get(tid).and_then(|m| m.get(&sub));
+        match &i.event {
+            FeedEvent::Session(s) => match (latest(&s.tid, s.sub), i.created) {
+                (Some(&(before, n)), Some(created)) => !(created < before && i.n < n),
+                _ => true,
+            },
+            FeedEvent::Cutoff(c) => latest(&c.tid, c.sub).is_none_or(|&(_, n)| n == i.n),
+            _ => true,
+        }
     }
 
     fn expire(&mut self, now: UnixTime) {
-        self.items.retain(|i| i.until >= now);
+        let cutoffs = &mut self.cutoffs;
+        self.items.retain(|i| {
+            let keep = i.until >= now;
+            if let (false, FeedEvent::Cutoff(c)) = (keep, &i.event)
+                && let Some(users) = cutoffs.get_mut(&c.tid)
+            {
+                if users.get(&c.sub).is_some_and(|&(_, n)| n == i.n) {
+                    users.remove(&c.sub);
+                }
+                if users.is_empty() {
+                    cutoffs.remove(&c.tid);
+                }
+            }
+            keep
+        });
     }
 
     fn visible(i: &Item, tenant: &str) -> bool {
@@ -194,7 +209,7 @@ impl View {
     fn snapshot(&self, tenant: &str) -> Vec<FeedEvent> {
         self.items
             .iter()
-            .filter(|i| i.tenant.as_deref() == Some(tenant))
+            .filter(|i| i.tenant.as_deref() == Some(tenant) && self.shown(i))
             .map(|i| i.event.clone())
             .collect()
     }
@@ -216,6 +231,11 @@ impl View {
         Resume::Yes
     }
 }
+
+/// This node has not read as far as the cursor it was given (it is behind, or cannot read its
+/// logs): the client should retry, here or on another node, with the same cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Behind;
 
 enum Resume {
     Yes,
@@ -310,12 +330,16 @@ impl Feed {
         self.view.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A subscription for `tenant`, resuming `cursor` if this node can.
+    /// A subscription for `tenant`, resuming `cursor` if this node can: a cursor older than
+    /// what this node keeps, of another layout, or past the logs' head, starts over (a
+    /// reset). A cursor that a node which cannot read its logs has not reached within
+    /// [`CATCH_UP_WAIT`] gives [`Behind`]: starting over from that node's older state would
+    /// make the client forget what it has.
     pub async fn subscribe(
         self: &Arc<Self>,
         tenant: String,
         cursor: Option<Cursor>,
-    ) -> Subscription {
+    ) -> Result<Subscription, Behind> {
         let mut moved = self.moved.subscribe();
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         let resume = loop {
@@ -330,25 +354,29 @@ impl Feed {
                 .await
                 .is_err()
             {
-                break Resume::No;
+                // A node that reads its logs and still has not reached the cursor: the cursor
+                // is past the logs' head (another deployment, or a store that lost entries),
+                // so the client starts over. A node that cannot read them sends it away.
+                if self.is_fresh() && self.read_view().ready {
+                    break Resume::No;
+                }
+                return Err(Behind);
             }
         };
-        let (generation, resume_from) = {
-            let v = self.read_view();
-            match (resume, cursor) {
-                (Resume::Yes, Some(c)) => (v.generation, Some(c)),
-                _ => (v.generation, None),
-            }
+        let generation = self.read_view().generation;
+        let cursor = match (resume, cursor) {
+            (Resume::Yes, Some(c)) => c,
+            _ => Cursor(Vec::new()),
         };
-        Subscription {
+        Ok(Subscription {
             feed: Arc::clone(self),
             tenant,
-            cursor: resume_from.unwrap_or_else(|| Cursor(Vec::new())),
+            cursor,
             generation,
             started: false,
             seen: None,
             moved,
-        }
+        })
     }
 
     async fn sweep(&self) -> StoreResult<bool> {
@@ -358,6 +386,8 @@ impl Feed {
             (v.ready, v.pos.clone())
         };
         let now = self.clock.now();
+        // The logs stamp entries with the wall clock; tokens use the engine's clock.
+        let offset = now - wall_clock();
         if !ready {
             let start = self.oldest().await?;
             let mut v = self.write_view();
@@ -378,9 +408,9 @@ impl Feed {
                     pending.iter().map(|&s| (self.slots[s].1, pos[s])).collect();
                 let reads = log.read_log(&ask, BATCH).await?;
                 let keys_changed = reads.iter().any(|r| match r {
-                    LogRead::Entries(es) => {
-                        es.iter().any(|e| matches!(e.change, Change::KeyringChanged))
-                    }
+                    LogRead::Entries(es) => es
+                        .iter()
+                        .any(|e| matches!(e.change, Change::KeyringChanged)),
                     LogRead::Gone { .. } => false,
                 });
                 if let Some(keys) = self.keys.as_ref().filter(|_| keys_changed) {
@@ -397,7 +427,7 @@ impl Feed {
                                 again.push(s);
                             }
                             for e in entries {
-                                v.apply(s, e, now);
+                                v.apply(s, e, now, offset);
                                 changed = true;
                             }
                             pos[s] = v.pos[s];
@@ -473,6 +503,12 @@ impl Feed {
     }
 }
 
+fn wall_clock() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 async fn follow(feed: Weak<Feed>) {
     let mut failures = 0u32;
     loop {
@@ -532,7 +568,9 @@ impl Subscription {
     /// What the view holds for this subscriber now; `None` before the view is complete.
     fn collect(&mut self) -> Option<Vec<(String, FeedEvent)>> {
         let v = self.feed.read_view();
-        if !v.ready {
+        // Nothing — not even `synced` — from a view that is incomplete or has not read its
+        // logs lately: the client must not take it for current.
+        if !v.ready || (!self.started && !self.feed.is_fresh()) {
             return None;
         }
         let mut out = Vec::new();
@@ -556,6 +594,7 @@ impl Subscription {
             for i in v.items.range(from..) {
                 if i.seq > self.cursor.0.get(i.slot).copied().unwrap_or(u64::MAX)
                     && View::visible(i, &self.tenant)
+                    && v.shown(i)
                 {
                     if let Some(c) = self.cursor.0.get_mut(i.slot) {
                         *c = i.seq;
@@ -667,10 +706,10 @@ mod tests {
         let alice = uuid::Uuid::from_u128(1);
         let bob = uuid::Uuid::from_u128(2);
         let mut v = view(1);
-        v.apply(0, ended(1, 1, alice, NOW - 10), NOW);
-        v.apply(0, ended(2, 2, alice, NOW), NOW);
-        v.apply(0, ended(3, 3, bob, NOW - 10), NOW);
-        v.apply(0, cutoff(4, alice, NOW), NOW);
+        v.apply(0, ended(1, 1, alice, NOW - 10), NOW, 0);
+        v.apply(0, ended(2, 2, alice, NOW), NOW, 0);
+        v.apply(0, ended(3, 3, bob, NOW - 10), NOW, 0);
+        v.apply(0, cutoff(4, alice, NOW), NOW, 0);
         let snap = v.snapshot("t");
         assert_eq!(names(&snap), ["session", "session", "cutoff"]);
         let sids: Vec<String> = snap
@@ -682,25 +721,45 @@ mod tests {
             .collect();
         let want = [sid(2).as_str().to_owned(), sid(3).as_str().to_owned()];
         assert_eq!(sids, want, "created in the cut-off's second stays");
-        // A later session ended before an existing cut-off is not added again.
-        v.apply(0, ended(5, 5, alice, NOW - 5), NOW);
-        assert_eq!(v.snapshot("t").len(), 3);
+        // A session created before the cut-off but ended after it (a login that raced the
+        // logout-all) is listed: the cut-off may expire before that session's tokens.
+        v.apply(0, ended(5, 5, alice, NOW - 5), NOW, 0);
+        assert_eq!(v.snapshot("t").len(), 4);
         // A later cut-off replaces the earlier one.
-        v.apply(0, cutoff(6, alice, NOW + 5), NOW);
+        v.apply(0, cutoff(6, alice, NOW + 5), NOW, 0);
         let snap = v.snapshot("t");
         assert_eq!(names(&snap), ["session", "cutoff"]);
         assert_eq!(v.pos, [6]);
+        // The cut-offs expire with their `until`, and the index with them.
+        v.expire(NOW + 5 + HORIZON + 1);
+        assert!(v.cutoffs.is_empty() && v.items.is_empty());
         assert!(v.snapshot("other").is_empty(), "scoped to the tenant");
     }
 
     #[test]
     fn entries_expire_after_the_horizon() {
         let mut v = view(1);
-        v.apply(0, ended(1, 1, uuid::Uuid::from_u128(1), NOW), NOW);
+        v.apply(0, ended(1, 1, uuid::Uuid::from_u128(1), NOW), NOW, 0);
         v.expire(NOW + HORIZON);
         assert_eq!(v.items.len(), 1);
         v.expire(NOW + HORIZON + 1);
         assert!(v.items.is_empty());
+        // An entry read long after it was written (a node that just started) keeps its own
+        // `until`, and one already past it is not kept at all.
+        let mut old = ended(2, 2, uuid::Uuid::from_u128(1), NOW - 200);
+        old.at = NOW - 100;
+        v.apply(0, old, NOW, 0);
+        match &v.items[0].event {
+            FeedEvent::Session(s) => assert_eq!(s.until, NOW - 100 + HORIZON),
+            other => panic!("{other:?}"),
+        }
+        v.apply(
+            0,
+            ended(3, 3, uuid::Uuid::from_u128(1), NOW),
+            NOW + HORIZON + 10,
+            0,
+        );
+        assert_eq!(v.items.len(), 1);
     }
 
     #[test]
@@ -732,7 +791,7 @@ mod tests {
         let ctx = c.with_alice().await;
         let e = &c.nodes[0];
         let feed = e.start_feed(vec![c.store.clone()], false);
-        let mut sub = feed.subscribe("t1".into(), None).await;
+        let mut sub = feed.subscribe("t1".into(), None).await.unwrap();
         let first = sub.next(Duration::from_millis(300)).await;
         let first: Vec<FeedEvent> = first.into_iter().map(|(_, e)| e).collect();
         assert_eq!(names(&first), ["reset", "synced"]);
@@ -755,7 +814,10 @@ mod tests {
             }
         }
         assert_eq!(names(&got), ["session", "session"]);
-        let mut again = feed.subscribe("t1".into(), Cursor::parse(&resume_at)).await;
+        let mut again = feed
+            .subscribe("t1".into(), Cursor::parse(&resume_at))
+            .await
+            .unwrap();
         let replay: Vec<FeedEvent> = again
             .next(Duration::from_millis(300))
             .await
@@ -768,7 +830,10 @@ mod tests {
             "a resumed cursor gets the same entries"
         );
         assert_eq!(names(&replay), ["session", "session", "synced"]);
-        let mut other = feed.subscribe("t2".into(), Cursor::parse(&resume_at)).await;
+        let mut other = feed
+            .subscribe("t2".into(), Cursor::parse(&resume_at))
+            .await
+            .unwrap();
         let nothing = other.next(Duration::from_millis(300)).await;
         assert_eq!(
             nothing.len(),
@@ -824,7 +889,7 @@ mod tests {
             true,
             None,
         );
-        let mut sub = feed.subscribe("t".into(), None).await;
+        let mut sub = feed.subscribe("t".into(), None).await.unwrap();
         assert_eq!(sub.next(Duration::from_millis(300)).await.len(), 2);
         let hb = sub.next(Duration::from_millis(300)).await;
         assert!(matches!(hb[..], [(_, FeedEvent::Heartbeat { .. })]));
@@ -837,6 +902,12 @@ mod tests {
                 "no heartbeat from a stale view: {quiet:?}"
             );
         }
+        // A client that connects now is told nothing, not even `synced`; one whose cursor is
+        // ahead of this node is sent away rather than reset to this node's older state.
+        let mut newcomer = feed.subscribe("t".into(), None).await.unwrap();
+        assert!(newcomer.next(Duration::from_millis(100)).await.is_empty());
+        let ahead = feed.subscribe("t".into(), Some(Cursor(vec![1_000]))).await;
+        assert_eq!(ahead.err(), Some(Behind));
         log.down.store(false, std::sync::atomic::Ordering::SeqCst);
         let mut back = false;
         for _ in 0..20 {
@@ -870,7 +941,7 @@ mod tests {
             .unwrap();
         assert_eq!(purged, head - 2);
         let feed = Feed::spawn(vec![c.store.clone()], c.clock.clone(), true, None);
-        let mut sub = feed.subscribe("t1".into(), None).await;
+        let mut sub = feed.subscribe("t1".into(), None).await.unwrap();
         let got: Vec<FeedEvent> = sub
             .next(Duration::from_millis(500))
             .await
@@ -880,7 +951,7 @@ mod tests {
         assert_eq!(names(&got), ["reset", "session", "session", "synced"]);
         assert_eq!(feed.read_view().start, [head - 2]);
         let old = Cursor(vec![head - 3]);
-        let mut stale = feed.subscribe("t1".into(), Some(old)).await;
+        let mut stale = feed.subscribe("t1".into(), Some(old)).await.unwrap();
         let again = stale.next(Duration::from_millis(300)).await;
         assert!(
             matches!(again[0].1, FeedEvent::Reset),

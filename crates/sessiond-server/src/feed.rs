@@ -56,7 +56,8 @@ pub(crate) struct FeedQuery {
             content_type = "text/event-stream"),
         (status = 401, description = "`forbidden`: missing or wrong client credentials.",
             body = sessiond_proto::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store_unavailable`: this node keeps no feed.",
+        (status = 503, description = "`store_unavailable` (with `Retry-After`): this node keeps \
+            no feed, or has not read the change log as far as the cursor within 2 s.",
             body = sessiond_proto::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -79,9 +80,20 @@ pub(crate) async fn feed(
         .map(str::to_owned)
         .or(q.cursor)
         .and_then(|c| Cursor::parse(&c));
-    let sub = feed
+    let Ok(sub) = feed
         .subscribe(client.tenant_id.as_str().to_owned(), cursor)
-        .await;
+        .await
+    else {
+        // Starting the client over from this node's older state would make it forget
+        // revocations it has: let it retry with its cursor, here or elsewhere.
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            sessiond_proto::ErrorCode::StoreUnavailable,
+            "this node has not read the change log as far as the cursor: retry",
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
     let end = tokio::time::Instant::now() + STREAM_FOR;
     let stream = futures_util::stream::unfold(
         (sub, VecDeque::new()),
