@@ -54,6 +54,18 @@ const TERMS: &[(&str, &str)] = &[
         "A trusted backend with an id and secret (HTTP Basic) that may introspect tokens, revoke them (RFC 7009) and exchange a session token for an internal access token.",
     ),
     (
+        "revocation feed",
+        "`GET /oauth2/revocations`: a Server-Sent Events stream, for a service client, of what offline verifiers must refuse in its tenant — ended sessions, cut-offs and key changes — resumable on any node from a cursor, with heartbeats at least every 250 ms while the node reads its change log.",
+    ),
+    (
+        "cursor",
+        "The `id` of a feed event: a position in the deployment's change log. Sent back as `Last-Event-ID` (or `?cursor=`) it resumes the feed after that event, on any node; one that cannot be resumed gets `reset` and everything in force.",
+    ),
+    (
+        "cut-off",
+        "A feed entry saying that every session a user had before an instant has ended (a logout of all sessions, a partner logout, a password change, a disabled account): a token of that user whose `auth_time` is earlier is refused.",
+    ),
+    (
         "admin token",
         "The operator's bearer token for `/admin/v1/…`.",
     ),
