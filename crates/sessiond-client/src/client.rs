@@ -22,6 +22,12 @@ pub const DEFAULT_REFRESH_SHARE: f64 = 0.2;
 /// logged in together do not all refresh in the same second.
 pub const DEFAULT_JITTER: f64 = 0.05;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// By default one refresh attempt may take 3 s: the first and both retries then fit in the
+/// server's default 10 s refresh grace window.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(3);
+/// A refresh whose answer is lost (network, timeout, `5xx`) is sent again at once, with the
+/// same refresh token, at most this many times in the same flight.
+const REFRESH_RETRIES: u32 = 2;
 
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -44,6 +50,7 @@ struct Inner {
     clock: Clock,
     refresh_share: f64,
     jitter: f64,
+    refresh_timeout: Duration,
     /// `Flight::generation`, readable without waiting for a refresh in flight.
     generation: AtomicU64,
     /// Held while the stored session changes: a refresh, a login, an ended session.
@@ -82,6 +89,7 @@ pub struct ClientBuilder {
     clock: Option<Clock>,
     refresh_share: f64,
     jitter: f64,
+    refresh_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -91,13 +99,16 @@ impl std::fmt::Debug for ClientBuilder {
             .field("tenant", &self.tenant)
             .field("refresh_share", &self.refresh_share)
             .field("jitter", &self.jitter)
+            .field("refresh_timeout", &self.refresh_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl ClientBuilder {
     /// The `reqwest` client to send with (proxies, TLS roots, timeouts). By default one with
-    /// a 30 s timeout.
+    /// a 30 s timeout that follows no redirects (a redirect would send the password or the
+    /// refresh token on, perhaps to another host); build yours with
+    /// `.redirect(reqwest::redirect::Policy::none())` too.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -128,6 +139,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How long one refresh attempt may take (default 3 s, whatever the HTTP client's own
+    /// timeout). An attempt that fails in transit (network, this timeout, `5xx`) is sent
+    /// again at once with the same refresh token, at most twice: keep three of these within
+    /// the tenant's refresh grace window (`refreshGraceSeconds`, 10 s by default), where the
+    /// server answers a repeat with the same new pair instead of revoking the session.
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = timeout;
+        self
+    }
+
     pub fn build(self) -> Result<Client, Error> {
         let url = reqwest::Url::parse(&self.base_url)
             .map_err(|e| Error::Config(format!("base URL {:?}: {e}", self.base_url)))?;
@@ -151,10 +172,16 @@ impl ClientBuilder {
                     .into(),
             ));
         }
+        if self.refresh_timeout.is_zero() {
+            return Err(Error::Config(
+                "the refresh timeout must be above zero".into(),
+            ));
+        }
         let http = match self.http {
             Some(h) => h,
             None => reqwest::Client::builder()
                 .timeout(DEFAULT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         };
         Ok(Client {
@@ -166,6 +193,7 @@ impl ClientBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(system_now)),
                 refresh_share: self.refresh_share,
                 jitter: self.jitter,
+                refresh_timeout: self.refresh_timeout,
                 generation: AtomicU64::new(0),
                 flight: Mutex::new(Flight {
                     generation: 0,
@@ -200,6 +228,7 @@ impl Client {
             clock: None,
             refresh_share: DEFAULT_REFRESH_SHARE,
             jitter: DEFAULT_JITTER,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
         }
     }
 
@@ -306,7 +335,12 @@ impl Client {
     /// Revoke this session and forget it. Needs no refresh (the server accepts the session's
     /// own expired token); does nothing without a session. On a network or server failure
     /// the session is kept, so the logout can be retried.
+    ///
+    /// Holds the single flight throughout: a refresh in flight finishes first (and the
+    /// logout then sends its new token), and no refresh starts until the session is gone,
+    /// so a logged-out client stays logged out.
     pub async fn logout(&self) -> Result<(), Error> {
+        let mut f = self.inner.flight.lock().await;
         let Some(session) = self.inner.store.load()? else {
             return Ok(());
         };
@@ -321,7 +355,10 @@ impl Client {
             Err(e) if !(e.ends_session() || is_401(&e)) => return Err(e),
             _ => {}
         }
-        self.end(&session.session_id, None).await
+        match self.ended(&mut f, &session.session_id, None) {
+            Error::ReloginRequired { .. } => Ok(()),
+            store_failure => Err(store_failure),
+        }
     }
 
     fn now(&self) -> i64 {
@@ -429,7 +466,10 @@ impl Client {
             }
             return Err(self.ended(&mut f, &current.session_id, Some(ErrorCode::TokenExpired)));
         };
-        match self.post_refresh(&refresh_token, activity, now).await {
+        match self
+            .post_refresh(&refresh_token, activity, &current.session_id)
+            .await
+        {
             Ok(next) => {
                 if let Err(e) = self.inner.store.save(&next) {
                     self.finish(&mut f, Err(e.clone()));
@@ -461,22 +501,42 @@ impl Client {
         }
     }
 
+    /// Refreshes with `refresh_token`. An attempt whose answer is lost (network, the
+    /// per-attempt timeout, `5xx`) may have rotated the token on the server all the same:
+    /// the same token goes out again at once, while the server's grace window still answers
+    /// it with the same new pair. Waiting for a later call instead could send it after the
+    /// window, where it counts as reuse and ends the session.
     async fn post_refresh(
         &self,
         refresh_token: &Token,
         activity: Uuid,
-        now: i64,
+        session_id: &str,
     ) -> Result<Session, Error> {
         let body = RefreshRequest {
             refresh_token: Some(refresh_token.expose().to_owned()),
         };
-        let res = self
-            .send(
-                self.request(Method::POST, paths::REFRESH, activity)
-                    .json(&body),
-            )
-            .await?;
-        self.session_from(read_json(res).await?, now)
+        let mut retries = 0;
+        loop {
+            let now = self.now();
+            let attempt = async {
+                let res = self
+                    .send(
+                        self.request(Method::POST, paths::REFRESH, activity)
+                            .timeout(self.inner.refresh_timeout)
+                            .json(&body),
+                    )
+                    .await?;
+                self.session_from(read_json(res).await?, now)
+            };
+            match attempt.await {
+                Err(e) if retries < REFRESH_RETRIES && is_lost_in_transit(&e) => {
+                    retries += 1;
+                    tracing::warn!(session_id = %session_id, error = %e, retry = retries,
+                        "refresh answer lost; sending the same refresh token again");
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Sends with the session token. A token the server calls expired or invalid (the
@@ -599,6 +659,19 @@ fn shared_outcome(f: &Flight, stored: Option<Session>, now: i64) -> Result<(Sess
     }
 }
 
+/// A failure after which the server may have rotated the refresh token all the same.
+fn is_lost_in_transit(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Http(_)
+            | Error::Api {
+                status: 500..=599,
+                ..
+            }
+            | Error::UnexpectedStatus { status: 500..=599 }
+    )
+}
+
 fn is_401(e: &Error) -> bool {
     matches!(e, Error::Api { status: 401, .. })
 }
@@ -666,10 +739,27 @@ mod tests {
         assert!(bad(Client::builder("http://x", "t1")
             .refresh_share(0.6)
             .jitter(0.5)));
+        assert!(bad(
+            Client::builder("http://x", "t1").refresh_timeout(Duration::ZERO)
+        ));
         let c = Client::new("http://x/prefix/", "t1").unwrap();
         assert_eq!(c.inner.base, "http://x/prefix");
         assert_eq!(c.tenant(), "t1");
         assert!(format!("{c:?}").contains("t1"));
+    }
+
+    #[test]
+    fn only_failures_in_transit_are_retried() {
+        let status = |status| Error::UnexpectedStatus { status };
+        assert!(is_lost_in_transit(&status(502)));
+        assert!(is_lost_in_transit(&status(504)));
+        assert!(!is_lost_in_transit(&status(307)));
+        assert!(!is_lost_in_transit(&status(404)));
+        assert!(!is_lost_in_transit(&Error::RateLimited {
+            retry_after: None
+        }));
+        assert!(!is_lost_in_transit(&Error::Protocol("x".into())));
+        assert!(!is_lost_in_transit(&Error::ReloginRequired { code: None }));
     }
 
     #[test]

@@ -58,7 +58,9 @@ mod client;
 mod error;
 mod session;
 
-pub use client::{Client, ClientBuilder, DEFAULT_JITTER, DEFAULT_REFRESH_SHARE};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_JITTER, DEFAULT_REFRESH_SHARE, DEFAULT_REFRESH_TIMEOUT,
+};
 pub use error::Error;
 pub use session::{MemoryStore, Session, Token, TokenStore};
 /// The wire types the client's calls return (re-exported from `sessiond-proto`).

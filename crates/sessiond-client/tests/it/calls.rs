@@ -1,9 +1,13 @@
 //! The end-user calls: what they send, what they return, how errors arrive.
 
-use crate::testkit::{PASSWORD, TestServer};
+use crate::testkit::{Fault, PASSWORD, Proxy, TestServer};
+use axum::http::{StatusCode, Uri, header};
 use serde_json::json;
 use sessiond_client::{Client, DeviceRequest, Error, ErrorCode, LoginRequest, TokenStore};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 #[tokio::test]
 async fn a_wrong_password_is_a_typed_problem() {
@@ -189,4 +193,86 @@ async fn a_base_url_with_a_path_prefix_and_a_trailing_slash() {
     let e = client.login("alice", "wrong").await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::InvalidCredentials));
     assert_eq!(s.seen("/api/v2/auth/login").len(), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    for status in [
+        StatusCode::TEMPORARY_REDIRECT,
+        StatusCode::PERMANENT_REDIRECT,
+    ] {
+        // Sends everything on to the real server, body and all, if followed.
+        let target = s.base.clone();
+        let redirect = axum::Router::new().fallback(move |uri: Uri| async move {
+            (status, [(header::LOCATION, format!("{target}{uri}"))])
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, redirect).await });
+
+        let client = Client::new(&base, "t1").unwrap();
+        let e = client.login("alice", PASSWORD).await.unwrap_err();
+        match e {
+            Error::UnexpectedStatus { status: got } => assert_eq!(got, status.as_u16()),
+            other => panic!("{other:?}"),
+        }
+        assert!(client.session().unwrap().is_none());
+        assert!(
+            s.seen("/api/v2/auth/login").is_empty(),
+            "the password went nowhere"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_waits_for_a_refresh_in_flight_and_stays_logged_out() {
+    const REFRESH: &str = "/api/v2/auth/refresh";
+    const LOGOUT: &str = "/api/v2/auth/logout";
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let proxy = Proxy::start(&s, REFRESH).await;
+    let (client, store) = proxy.client(&s, "t1");
+    let first = client.login("alice", PASSWORD).await.unwrap();
+
+    // A refresh the server has done, its answer held on the way back.
+    let release = Arc::new(Notify::new());
+    proxy.push(Fault::Hold(release.clone()));
+    let refreshing = tokio::spawn({
+        let c = client.clone();
+        async move { c.refresh().await }
+    });
+    let mut waited = 0;
+    while s.seen(REFRESH).is_empty() {
+        assert!(waited < 500, "the refresh never reached the server");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let logging_out = tokio::spawn({
+        let c = client.clone();
+        async move { c.logout().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(s.seen(LOGOUT).is_empty(), "logout waits for the flight");
+
+    release.notify_one();
+    let refreshed = refreshing.await.unwrap().unwrap();
+    assert_eq!(refreshed.session_id, first.session_id);
+    logging_out.await.unwrap().unwrap();
+
+    assert!(store.load().unwrap().is_none());
+    assert!(matches!(
+        client.token().await,
+        Err(Error::ReloginRequired { code: None })
+    ));
+    assert_eq!(s.seen(REFRESH).len(), 1, "no refresh after the logout");
+    let revoked = s
+        .audit(
+            "t1",
+            &format!("sessionId={}&type=session_revoked", first.session_id),
+        )
+        .await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["reason"], "logout");
 }

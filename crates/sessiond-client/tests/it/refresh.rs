@@ -1,7 +1,7 @@
 //! Automatic refresh: when it happens, that concurrent callers share one, and how an ended
 //! session reaches every caller.
 
-use crate::testkit::{PASSWORD, START, TestServer};
+use crate::testkit::{Fault, PASSWORD, Proxy, START, TestServer};
 use serde_json::json;
 use sessiond_client::{Error, ErrorCode, TokenStore};
 use std::sync::Arc;
@@ -256,4 +256,125 @@ async fn a_caller_that_gives_up_does_not_cut_a_refresh_off() {
     let refreshed = store.load().unwrap().unwrap();
     assert_eq!(client.token().await.unwrap(), refreshed.session_token);
     assert_eq!(s.seen(REFRESH).len(), 1);
+}
+
+/// The audit trail's refresh events of a session: (rotations, grace replays, reuses).
+async fn refresh_events(s: &TestServer, session_id: &str) -> (usize, usize, usize) {
+    let refreshed = s
+        .audit(
+            "t1",
+            &format!("sessionId={session_id}&type=session_refreshed"),
+        )
+        .await;
+    let replays = refreshed
+        .iter()
+        .filter(|e| e["reason"] == "grace_replay")
+        .count();
+    let reused = s
+        .audit(
+            "t1",
+            &format!("sessionId={session_id}&type=refresh_token_reused"),
+        )
+        .await;
+    (refreshed.len() - replays, replays, reused.len())
+}
+
+#[tokio::test]
+async fn a_lost_refresh_answer_is_sent_again_within_the_grace_window() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let proxy = Proxy::start(&s, REFRESH).await;
+    let (client, store) = proxy.client(&s, "t1");
+    let first = client.login("alice", PASSWORD).await.unwrap();
+    s.clock.advance(3000);
+
+    // The server rotates, then the answer is lost on the way back.
+    proxy.push(Fault::Drop);
+    let token = client.token().await.unwrap();
+    assert_ne!(token, first.session_token);
+    let refreshes = s.seen(REFRESH);
+    assert_eq!(refreshes.len(), 2, "{refreshes:?}");
+    assert!(refreshes.iter().all(|r| r.status == 200));
+    assert_eq!(refreshes[0].activity, refreshes[1].activity, "one flight");
+    assert_eq!(
+        refresh_events(&s, &first.session_id).await,
+        (1, 1, 0),
+        "one rotation, its grace replay, no reuse"
+    );
+    let stored = store.load().unwrap().unwrap();
+    assert_eq!(stored.session_token, token);
+    assert_ne!(stored.refresh_token, first.refresh_token);
+
+    // The session works, and so does its refresh token, long after the grace window.
+    client.whoami().await.unwrap();
+    s.clock.advance(3000);
+    client.refresh().await.unwrap();
+    client.whoami().await.unwrap();
+    assert_eq!(refresh_events(&s, &first.session_id).await, (2, 1, 0));
+}
+
+#[tokio::test]
+async fn a_gateway_error_after_the_rotation_is_retried_even_with_an_expired_token() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({"idleTtl": 0}))
+        .await;
+    let proxy = Proxy::start(&s, REFRESH).await;
+    let (client, _) = proxy.client(&s, "t1");
+    let first = client.login("alice", PASSWORD).await.unwrap();
+    s.clock.advance(3700);
+
+    proxy.push(Fault::BadGateway);
+    let me = client.whoami().await.unwrap();
+    assert_eq!(me.token_expires_at, START + 3700 + 3600);
+    assert_eq!(s.seen(REFRESH).len(), 2);
+    assert_eq!(refresh_events(&s, &first.session_id).await, (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_refresh_that_times_out_is_retried() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let proxy = Proxy::start(&s, REFRESH).await;
+    // The proxy's clients give a refresh attempt 300 ms.
+    let (client, _) = proxy.client(&s, "t1");
+    let first = client.login("alice", PASSWORD).await.unwrap();
+    s.clock.advance(3000);
+
+    proxy.push(Fault::Stall);
+    let token = client.token().await.unwrap();
+    assert_ne!(token, first.session_token);
+    assert_eq!(s.seen(REFRESH).len(), 2);
+    assert_eq!(refresh_events(&s, &first.session_id).await, (1, 1, 0));
+    client.whoami().await.unwrap();
+}
+
+#[tokio::test]
+async fn after_two_retries_the_failure_is_returned_and_the_session_kept() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({"idleTtl": 0}))
+        .await;
+    let proxy = Proxy::start(&s, REFRESH).await;
+    let (client, store) = proxy.client(&s, "t1");
+    let first = client.login("alice", PASSWORD).await.unwrap();
+    s.clock.advance(3700);
+
+    for _ in 0..4 {
+        proxy.push(Fault::Drop);
+    }
+    let e = client.token().await.unwrap_err();
+    assert!(matches!(e, Error::Http(_)), "{e:?}");
+    assert_eq!(
+        s.seen(REFRESH).len(),
+        3,
+        "the first attempt and two retries"
+    );
+    assert_eq!(proxy.pending(), 1);
+    assert_eq!(store.load().unwrap(), Some(first.clone()), "kept");
+
+    // The next call, still within the grace window, gets the pair (after one more loss).
+    let token = client.token().await.unwrap();
+    assert_ne!(token, first.session_token);
+    assert_eq!(s.seen(REFRESH).len(), 5);
+    assert_eq!(refresh_events(&s, &first.session_id).await, (1, 4, 0));
+    client.whoami().await.unwrap();
 }

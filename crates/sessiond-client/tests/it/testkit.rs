@@ -1,5 +1,6 @@
 //! Boots a real sessiond (SQLite in a temp dir, a hand-moved clock) on 127.0.0.1:0 and
-//! records every request it answers, so tests count refreshes on the server's side.
+//! records every request it answers, so tests count refreshes on the server's side; and a
+//! [`Proxy`] in front of it that loses answers on purpose.
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -10,8 +11,12 @@ use sessiond_core::{Clock, Engine, EngineConfig, ManualClock, secret::MasterKey}
 use sessiond_server::AppState;
 use sessiond_server::ratelimit::RateLimits;
 use sessiond_store_sqlite::SqliteStore;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const START: i64 = 1_800_000_000;
@@ -190,4 +195,143 @@ impl TestServer {
         assert_eq!(status, 200, "{body}");
         body["events"].as_array().unwrap().clone()
     }
+}
+
+/// What [`Proxy`] does to one request on its path, after the server has answered it.
+pub enum Fault {
+    /// Closes the client's connection without a byte of the answer.
+    Drop,
+    /// Answers `502 Bad Gateway` instead (a gateway that lost the server's answer).
+    BadGateway,
+    /// Sends nothing until the client gives up and closes the connection.
+    Stall,
+    /// Holds the answer until notified, then passes it on.
+    Hold(Arc<tokio::sync::Notify>),
+}
+
+/// A TCP proxy in front of a [`TestServer`] that loses answers on purpose: the next request
+/// whose request line is `POST <path>` gets the next queued [`Fault`]. It looks at the first
+/// request of each connection only, so its clients must open one per request (see
+/// [`Proxy::http_client`]).
+pub struct Proxy {
+    pub base: String,
+    faults: Arc<Mutex<VecDeque<Fault>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl Proxy {
+    pub async fn start(server: &TestServer, path: &str) -> Self {
+        let upstream = server.base.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let faults = Arc::new(Mutex::new(VecDeque::new()));
+        let (queue, line) = (faults.clone(), format!("POST {path} "));
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (queue, line, upstream) = (queue.clone(), line.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let _ = relay(client, &upstream, &line, &queue).await;
+                });
+            }
+        });
+        Self {
+            base,
+            faults,
+            accept,
+        }
+    }
+
+    /// The next request on the proxy's path meets `fault`.
+    pub fn push(&self, fault: Fault) {
+        self.faults.lock().unwrap().push_back(fault);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.faults.lock().unwrap().len()
+    }
+
+    /// A client of `server` for `tenant` through this proxy, on the server's clock, with an
+    /// HTTP client that opens a connection per request (as the proxy needs) and a short
+    /// refresh timeout; and a handle on its store.
+    pub fn client(&self, server: &TestServer, tenant: &str) -> (Client, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let clock = server.clock.clone();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let client = Client::builder(&self.base, tenant)
+            .clock(move || clock.now())
+            .http_client(http)
+            .refresh_timeout(Duration::from_millis(300))
+            .store(store.clone())
+            .build()
+            .unwrap();
+        (client, store)
+    }
+}
+
+async fn relay(
+    mut client: TcpStream,
+    upstream: &str,
+    line: &str,
+    queue: &Mutex<VecDeque<Fault>>,
+) -> std::io::Result<()> {
+    let mut server = TcpStream::connect(upstream).await?;
+    // The request line, to pick the fault.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        let n = client.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    server.write_all(&head).await?;
+    let fault = if head.starts_with(line.as_bytes()) {
+        queue.lock().unwrap().pop_front()
+    } else {
+        None
+    };
+    let Some(fault) = fault else {
+        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+        return Ok(());
+    };
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let mut upload =
+        tokio::spawn(async move { tokio::io::copy(&mut from_client, &mut to_server).await });
+    // The first byte of the answer: the server has done the work (a 2xx is durable).
+    let n = from_server.read(&mut buf).await?;
+    match fault {
+        Fault::Drop => {}
+        Fault::BadGateway => {
+            to_client
+                .write_all(
+                    b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await?;
+        }
+        Fault::Stall => {
+            let _ = (&mut upload).await;
+        }
+        Fault::Hold(release) => {
+            release.notified().await;
+            to_client.write_all(&buf[..n]).await?;
+            // Until the client is done with the connection (the server keeps it open).
+            tokio::select! {
+                _ = tokio::io::copy(&mut from_server, &mut to_client) => {}
+                _ = &mut upload => {}
+            }
+        }
+    }
+    upload.abort();
+    Ok(())
 }
