@@ -393,6 +393,7 @@ impl Feed {
             let mut v = self.write_view();
             v.generation += 1;
             v.items.clear();
+            v.cutoffs.clear();
             v.start = start.clone();
             v.pos = start.clone();
             pos = start;
