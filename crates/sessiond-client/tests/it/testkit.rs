@@ -5,12 +5,11 @@
 use axum::extract::Request;
 use axum::middleware::Next;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sessiond_client::{Client, ClientBuilder, MemoryStore};
-use sessiond_core::{Clock, Engine, EngineConfig, ManualClock, secret::MasterKey};
-use sessiond_server::AppState;
-use sessiond_server::ratelimit::RateLimits;
-use sessiond_store_sqlite::SqliteStore;
+use sessiond_core::token::Alg;
+use sessiond_core::{Clock, ManualClock};
+use sessiond_testkit::{Answer, Server};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,9 +17,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
-pub const START: i64 = 1_800_000_000;
-pub const PASSWORD: &str = "correct horse battery";
+pub use sessiond_testkit::{PASSWORD, START};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -42,31 +39,16 @@ fn header(req: &Request, name: &str) -> Option<String> {
 pub struct TestServer {
     pub base: String,
     pub clock: Arc<ManualClock>,
-    http: reqwest::Client,
     seen: Arc<Mutex<Vec<Seen>>>,
     _dir: TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    node: Server,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(START));
-        let store = Arc::new(SqliteStore::open(&dir.path().join("sessiond.db")).unwrap());
-        let engine = Engine::start(
-            store.clone(),
-            store,
-            clock.clone(),
-            MasterKey::parse(&"42".repeat(32)).unwrap(),
-            EngineConfig {
-                issuer: "http://sessiond.test".into(),
-                hash_concurrency: 2,
-                ..EngineConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), RateLimits::unlimited());
+        let (_, state) = sessiond_testkit::sqlite(dir.path(), clock.clone(), Alg::EdDSA).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let app = sessiond_server::router(state).layer(axum::middleware::from_fn(
@@ -88,30 +70,19 @@ impl TestServer {
                 }
             },
         ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(sessiond_server::listen::serve_router(
-            listener,
-            app,
-            Default::default(),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let node = Server::serve_router(app).await;
         Self {
-            base,
+            base: node.base.clone(),
             clock,
-            http: reqwest::Client::new(),
             seen,
             _dir: dir,
-            shutdown: Some(tx),
+            node,
         }
     }
 
     /// Stops accepting requests (as a server that went away).
     pub fn stop(&mut self) {
-        self.shutdown.take();
+        self.node.stop();
     }
 
     /// A client of this server for `tenant` on the server's clock (default refresh share and
@@ -138,62 +109,27 @@ impl TestServer {
         self.seen.lock().unwrap().clone()
     }
 
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let res = rb.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.node.admin_call(method, path, body).await
     }
 
     /// A tenant with one user `alice` (password [`PASSWORD`]).
     pub async fn tenant_with_user(&self, id: &str, profile: &str, policy: Value) {
-        let (status, body) = self
-            .admin(
-                Method::POST,
-                "/admin/v1/tenants",
-                Some(json!({"id": id, "profile": profile, "policy": policy})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let (status, body) = self
-            .admin(
-                Method::POST,
-                &format!("/admin/v1/tenants/{id}/users"),
-                Some(json!({"username": "alice", "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
+        self.node.tenant_with_user(id, profile, policy).await;
     }
 
     /// The operator revokes a session.
     pub async fn revoke(&self, tenant: &str, session_id: &str) {
-        let (status, body) = self
-            .admin(
-                Method::DELETE,
-                &format!("/admin/v1/tenants/{tenant}/sessions/{session_id}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 204, "{body}");
+        let path = format!("/admin/v1/tenants/{tenant}/sessions/{session_id}");
+        let r = self.admin(Method::DELETE, &path, None).await;
+        assert_eq!(r.status, 204, "{}", r.body);
     }
 
     pub async fn audit(&self, tenant: &str, query: &str) -> Vec<Value> {
-        let (status, body) = self
-            .admin(
-                Method::GET,
-                &format!("/admin/v1/tenants/{tenant}/audit?{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["events"].as_array().unwrap().clone()
+        let path = format!("/admin/v1/tenants/{tenant}/audit?{query}");
+        let r = self.admin(Method::GET, &path, None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["events"].as_array().unwrap().clone()
     }
 }
 

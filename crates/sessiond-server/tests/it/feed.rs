@@ -8,16 +8,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn client(s: &TestServer, tenant: &str) -> (String, String) {
-    let r = TestServer::send(
-        s.admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/clients"))
-            .json(&json!({})),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    (r.str("clientId"), r.str("clientSecret"))
-}
-
 #[derive(Debug, Clone)]
 struct Ev {
     id: String,
@@ -129,7 +119,7 @@ async fn a_logout_reaches_the_feed_of_its_tenant_only() {
     let s = TestServer::start().await;
     let alice = s.tenant_with_user("acme", "integration", json!({})).await;
     s.tenant_with_user("other", "integration", json!({})).await;
-    let creds = client(&s, "acme").await;
+    let creds = s.service_client("acme").await;
     let mut feed = Stream::open(&s, &creds, None).await;
     let first = feed.until_synced().await;
     assert_eq!(
@@ -166,7 +156,7 @@ async fn a_logout_reaches_the_feed_of_its_tenant_only() {
 async fn a_logout_of_every_session_is_one_cutoff() {
     let s = TestServer::start().await;
     let alice = s.tenant_with_user("acme", "integration", json!({})).await;
-    let creds = client(&s, "acme").await;
+    let creds = s.service_client("acme").await;
     let logins = [
         s.login("acme", "alice").await,
         s.login("acme", "alice").await,
@@ -198,7 +188,7 @@ async fn a_logout_of_every_session_is_one_cutoff() {
 async fn a_dropped_stream_resumes_without_missing_an_entry() {
     let s = TestServer::start().await;
     s.tenant_with_user("acme", "integration", json!({})).await;
-    let creds = client(&s, "acme").await;
+    let creds = s.service_client("acme").await;
     let a = s.login("acme", "alice").await;
     let b = s.login("acme", "alice").await;
     let c = s.login("acme", "alice").await;
@@ -235,7 +225,7 @@ async fn a_dropped_stream_resumes_without_missing_an_entry() {
 async fn a_key_rotation_is_announced() {
     let s = TestServer::start().await;
     s.tenant("acme", "integration", json!({})).await;
-    let creds = client(&s, "acme").await;
+    let creds = s.service_client("acme").await;
     let mut feed = Stream::open(&s, &creds, None).await;
     feed.until_synced().await;
     let r = TestServer::send(s.admin(Method::POST, "/admin/v1/keys/rotate")).await;
@@ -264,7 +254,7 @@ async fn a_key_rotation_is_announced() {
 async fn the_feed_needs_a_service_client() {
     let s = TestServer::start().await;
     s.tenant("acme", "integration", json!({})).await;
-    let (id, _) = client(&s, "acme").await;
+    let (id, _) = s.service_client("acme").await;
     let none = TestServer::send(s.req(Method::GET, "/oauth2/revocations")).await;
     assert_eq!(none.status, 401, "{}", none.body);
     let wrong = TestServer::send(

@@ -31,16 +31,6 @@ async fn discovery_names_the_issuer_keys_and_endpoints() {
     );
 }
 
-async fn client(s: &TestServer, tenant: &str) -> (String, String) {
-    let r = TestServer::send(
-        s.admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/clients"))
-            .json(&json!({})),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    (r.str("clientId"), r.str("clientSecret"))
-}
-
 async fn revoke(s: &TestServer, (id, secret): &(String, String), token: &str) -> Reply {
     TestServer::send(
         s.req(Method::POST, "/oauth2/revoke")
@@ -55,8 +45,8 @@ async fn rfc7009_revocation_of_session_and_refresh_tokens() {
     let s = TestServer::start().await;
     s.tenant_with_user("t1", "integration", json!({})).await;
     s.tenant_with_user("t2", "integration", json!({})).await;
-    let c1 = client(&s, "t1").await;
-    let c2 = client(&s, "t2").await;
+    let c1 = s.service_client("t1").await;
+    let c2 = s.service_client("t2").await;
 
     let a = s.login_ok("t1", "alice").await;
     assert_eq!(

@@ -4,19 +4,15 @@
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
+use sessiond_core::ManualClock;
 use sessiond_core::token::Alg;
-use sessiond_core::{Engine, EngineConfig, ManualClock, secret::MasterKey};
 use sessiond_server::AppState;
-use sessiond_server::ratelimit::RateLimits;
 use sessiond_store_sqlite::SqliteStore;
+use sessiond_testkit::Server;
 use std::sync::Arc;
 use tempfile::TempDir;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
-pub const START: i64 = 1_800_000_000;
-/// Every test node shares one issuer, as the nodes of one deployment do.
-pub const ISSUER: &str = "http://sessiond.test";
-pub const PASSWORD: &str = "correct horse battery";
+pub use sessiond_testkit::{ISSUER, PASSWORD, START};
 
 pub struct TestServer {
     pub base: String,
@@ -24,7 +20,7 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub store: Arc<SqliteStore>,
     dir: Arc<TempDir>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    node: Server,
 }
 
 pub struct Reply {
@@ -56,6 +52,16 @@ impl Reply {
             .as_str()
             .unwrap_or_else(|| panic!("no {key} in {}", self.body))
             .to_owned()
+    }
+}
+
+impl From<sessiond_testkit::Answer> for Reply {
+    fn from(a: sessiond_testkit::Answer) -> Self {
+        Self {
+            status: a.status,
+            headers: a.headers,
+            body: a.body,
+        }
     }
 }
 
@@ -95,44 +101,18 @@ impl TestServer {
         alg: Alg,
         tune: impl FnOnce(&mut AppState),
     ) -> Self {
-        let store = Arc::new(SqliteStore::open(&dir.path().join("sessiond.db")).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let engine = Engine::start(
-            store.clone(),
-            store.clone(),
-            clock.clone(),
-            MasterKey::parse(&"42".repeat(32)).unwrap(),
-            EngineConfig {
-                issuer: ISSUER.into(),
-                hash_concurrency: 2,
-                signing_alg: alg,
-                ..EngineConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let unlimited = RateLimits::unlimited();
-        let mut state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), unlimited);
+        let (store, mut state) = sessiond_testkit::sqlite(dir.path(), clock.clone(), alg).await;
         let log: Arc<dyn sessiond_store::ChangeLog> = store.clone();
         state.engine.start_feed(vec![log], false);
         tune(&mut state);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(sessiond_server::serve(
-            listener,
-            state,
-            Default::default(),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let node = Server::serve(state).await;
         Self {
-            base,
+            base: node.base.clone(),
             clock,
-            http: reqwest::Client::new(),
+            http: node.http.clone(),
             store,
             dir,
-            _shutdown: tx,
+            node,
         }
     }
 
@@ -148,50 +128,29 @@ impl TestServer {
     }
 
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
-        self.req(method, path).bearer_auth(ADMIN_TOKEN)
+        self.node.admin(method, path)
     }
 
     pub async fn send(rb: RequestBuilder) -> Reply {
-        let res = rb.send().await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        sessiond_testkit::send(rb).await.into()
     }
 
     pub async fn tenant(&self, id: &str, profile: &str, policy: Value) -> Reply {
-        let r = Self::send(
-            self.admin(Method::POST, "/admin/v1/tenants")
-                .json(&json!({"id": id, "profile": profile, "policy": policy})),
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        r
+        self.node.tenant(id, profile, policy).await.into()
     }
 
     pub async fn user(&self, tenant: &str, username: &str) -> String {
-        let r = Self::send(
-            self.admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/users"))
-                .json(&json!({"username": username, "password": PASSWORD})),
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        r.str("userId")
+        self.node.user(tenant, username).await
     }
 
     /// A tenant with the given profile and one user `alice`; returns alice's user id.
     pub async fn tenant_with_user(&self, id: &str, profile: &str, policy: Value) -> String {
-        self.tenant(id, profile, policy).await;
-        self.user(id, "alice").await
+        self.node.tenant_with_user(id, profile, policy).await
+    }
+
+    /// A service client of `tenant`: (client id, client secret).
+    pub async fn service_client(&self, tenant: &str) -> (String, String) {
+        self.node.service_client(tenant).await
     }
 
     pub async fn login(&self, tenant: &str, username: &str) -> Reply {

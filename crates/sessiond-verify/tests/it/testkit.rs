@@ -5,24 +5,20 @@ use axum::Json;
 use axum::routing::get;
 use reqwest::Method;
 use serde_json::{Value, json};
+use sessiond_core::ManualClock;
 use sessiond_core::token::Alg;
-use sessiond_core::{Engine, EngineConfig, ManualClock, secret::MasterKey};
 use sessiond_server::AppState;
-use sessiond_server::ratelimit::RateLimits;
 use sessiond_store::ChangeLog;
+use sessiond_testkit::Server;
 use sessiond_verify::{
     ClientCredentials, Config, StalePolicy, VerifiedClaims, Verifier, VerifyLayer,
 };
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const ADMIN_TOKEN: &str = "verify-admin-token-0123456789";
-pub const START: i64 = 1_800_000_000;
-pub const ISSUER: &str = "http://sessiond.test";
+pub use sessiond_testkit::{ADMIN_TOKEN, ISSUER, PASSWORD, START};
 pub const AUDIENCE: &str = "sessiond";
 pub const TENANT: &str = "t1";
-pub const PASSWORD: &str = "correct horse battery";
-const MASTER: &str = "d9104e1dc6d49a9188a984d394f77241957fff02714fc9fc76ebb5cb7aa14887";
 
 /// The nodes' clock as the verifier's.
 pub struct SharedClock(pub Arc<ManualClock>);
@@ -38,20 +34,17 @@ pub struct Node {
     pub base: String,
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
+    node: Server,
     _keep: Box<dyn std::any::Any + Send + Sync>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Node {
     /// A node on its own SQLite file.
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Arc::new(sessiond_store_sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap());
-        let log: Arc<dyn ChangeLog> = store.clone();
         let clock = Arc::new(ManualClock::new(START));
-        let engine = engine(store.clone(), store.clone(), clock.clone()).await;
-        let state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), RateLimits::unlimited());
+        let (store, state) = sessiond_testkit::sqlite(dir.path(), clock.clone(), Alg::EdDSA).await;
+        let log: Arc<dyn ChangeLog> = store.clone();
         state.engine.start_feed(vec![log], false);
         Self::serve(state, clock, Box::new((dir, store))).await
     }
@@ -73,10 +66,11 @@ impl Node {
             .unwrap(),
         );
         let log: Arc<dyn ChangeLog> = store.clone();
-        let engine = engine(store.clone(), store.clone(), clock.clone())
-            .await
-            .with_change_logs(1, Duration::from_secs(1));
-        let state = AppState::new(engine, ADMIN_TOKEN, Vec::new(), RateLimits::unlimited());
+        let engine =
+            sessiond_testkit::engine(store.clone(), store.clone(), clock.clone(), Alg::EdDSA)
+                .await
+                .with_change_logs(1, Duration::from_secs(1));
+        let state = sessiond_testkit::state(engine);
         state.engine.spawn_follower(0, log.clone());
         state.engine.start_feed(vec![log], true);
         Self::serve(state, clock, Box::new(store)).await
@@ -87,23 +81,13 @@ impl Node {
         clock: Arc<ManualClock>,
         keep: Box<dyn std::any::Any + Send + Sync>,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(sessiond_server::serve(
-            listener,
-            state,
-            Default::default(),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let node = Server::serve(state).await;
         Self {
-            base,
+            base: node.base.clone(),
             clock,
-            http: reqwest::Client::new(),
+            http: node.http.clone(),
+            node,
             _keep: keep,
-            _shutdown: tx,
         }
     }
 
@@ -123,10 +107,8 @@ impl Node {
         if let Some(b) = body {
             rb = rb.json(&b);
         }
-        let res = rb.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let r = sessiond_testkit::send(rb).await;
+        (r.status.as_u16(), r.body)
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -135,34 +117,11 @@ impl Node {
 
     /// Tenant `t1` (integration profile) with user `alice`, and a service client for the feed.
     pub async fn provision(&self) -> ClientCredentials {
-        let (st, b) = self
-            .admin(
-                Method::POST,
-                "/admin/v1/tenants",
-                Some(json!({"id": TENANT, "profile": "integration"})),
-            )
+        self.node
+            .tenant_with_user(TENANT, "integration", json!({}))
             .await;
-        assert_eq!(st, 201, "{b}");
-        let (st, b) = self
-            .admin(
-                Method::POST,
-                &format!("/admin/v1/tenants/{TENANT}/users"),
-                Some(json!({"username": "alice", "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(st, 201, "{b}");
-        let (st, b) = self
-            .admin(
-                Method::POST,
-                &format!("/admin/v1/tenants/{TENANT}/clients"),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(st, 201, "{b}");
-        ClientCredentials {
-            id: b["clientId"].as_str().unwrap().to_owned(),
-            secret: b["clientSecret"].as_str().unwrap().to_owned(),
-        }
+        let (id, secret) = self.node.service_client(TENANT).await;
+        ClientCredentials { id, secret }
     }
 
     /// Alice logs in; returns her session token.
@@ -204,27 +163,6 @@ impl Node {
         );
         v
     }
-}
-
-async fn engine(
-    sessions: Arc<dyn sessiond_store::SessionStore>,
-    identity: Arc<dyn sessiond_store::IdentityStore>,
-    clock: Arc<ManualClock>,
-) -> Engine {
-    Engine::start(
-        sessions,
-        identity,
-        clock,
-        MasterKey::parse(MASTER).unwrap(),
-        EngineConfig {
-            issuer: ISSUER.into(),
-            hash_concurrency: 2,
-            signing_alg: Alg::EdDSA,
-            ..EngineConfig::default()
-        },
-    )
-    .await
-    .unwrap()
 }
 
 pub fn postgres_url() -> String {
