@@ -579,14 +579,16 @@ impl Subscription {
         if fresh_start || v.generation != self.generation {
             self.generation = v.generation;
             self.cursor = Cursor(v.pos.clone());
-            let id = self.cursor.encode();
-            out.push((id.clone(), FeedEvent::Reset));
+            // Until `synced` the ids are empty: a client cut off in the middle of the
+            // snapshot has no cursor to resume from (which would skip the rest), so it starts
+            // over.
+            out.push((String::new(), FeedEvent::Reset));
             out.extend(
                 v.snapshot(&self.tenant)
                     .into_iter()
-                    .map(|e| (id.clone(), e)),
+                    .map(|e| (String::new(), e)),
             );
-            out.push((id, FeedEvent::Synced));
+            out.push((self.cursor.encode(), FeedEvent::Synced));
         } else {
             // After the first call only what arrived since is new: a suffix of the deque.
             let from = self

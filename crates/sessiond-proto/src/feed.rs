@@ -11,7 +11,9 @@
 //! A stream starts with either the entries after the cursor, or — when there is no cursor or it
 //! cannot be resumed (too old, another deployment) — a [`FeedEvent::Reset`] followed by every
 //! entry still in force. Then [`FeedEvent::Synced`], then entries as they happen, with a
-//! [`FeedEvent::Heartbeat`] at least every [`HEARTBEAT_MS`] milliseconds. A client that has
+//! [`FeedEvent::Heartbeat`] at least every [`HEARTBEAT_MS`] milliseconds. The reset and the
+//! entries after it carry an empty `id:` up to `synced`, which carries the cursor: a stream
+//! cut off in between has nothing to resume from, and starts over. A client that has
 //! heard nothing (heartbeats included) for longer than its bound must stop trusting its copy.
 //!
 //! The feed is scoped to the service client's tenant; key changes are deployment-wide.

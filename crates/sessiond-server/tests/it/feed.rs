@@ -182,6 +182,9 @@ async fn a_logout_of_every_session_is_one_cutoff() {
     let all = late.until_synced().await;
     let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["reset", "cutoff", "synced"]);
+    // No cursor before `synced`: a stream cut off during the snapshot starts over.
+    assert_eq!((all[0].id.as_str(), all[1].id.as_str()), ("", ""));
+    assert!(all[2].id.starts_with("s1."), "{:?}", all[2]);
 }
 
 #[tokio::test]
