@@ -315,11 +315,12 @@ impl Feed {
 
     /// Has the view read every log within [`FRESH_FOR`]?
     pub fn is_fresh(&self) -> bool {
-        self.swept
-            .lock()
-            .ok()
-            .and_then(|s| *s)
-            .is_some_and(|t| t.elapsed() <= FRESH_FOR)
+        self.last_sweep().is_some_and(|t| t.elapsed() <= FRESH_FOR)
+    }
+
+    /// When the last complete sweep started.
+    fn last_sweep(&self) -> Option<Instant> {
+        self.swept.lock().ok().and_then(|s| *s)
     }
 
     fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
@@ -331,16 +332,17 @@ impl Feed {
     }
 
     /// A subscription for `tenant`, resuming `cursor` if this node can: a cursor older than
-    /// what this node keeps, of another layout, or past the logs' head, starts over (a
-    /// reset). A cursor that a node which cannot read its logs has not reached within
-    /// [`CATCH_UP_WAIT`] gives [`Behind`]: starting over from that node's older state would
-    /// make the client forget what it has.
+    /// what this node keeps, of another layout, or past the logs' head (still not reached by
+    /// a sweep that started after the call), starts over (a reset). A cursor that a node which
+    /// cannot read its logs has not reached within [`CATCH_UP_WAIT`] gives [`Behind`]:
+    /// starting over from that node's older state would make the client forget what it has.
     pub async fn subscribe(
         self: &Arc<Self>,
         tenant: String,
         cursor: Option<Cursor>,
     ) -> Result<Subscription, Behind> {
         let mut moved = self.moved.subscribe();
+        let began = Instant::now();
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         let resume = loop {
             let r = match &cursor {
@@ -350,18 +352,17 @@ impl Feed {
             if !matches!(r, Resume::Later) {
                 break r;
             }
-            if tokio::time::timeout_at(deadline, moved.changed())
-                .await
-                .is_err()
-            {
-                // A node that reads its logs and still has not reached the cursor: the cursor
-                // is past the logs' head (another deployment, or a store that lost entries),
-                // so the client starts over. A node that cannot read them sends it away.
-                if self.is_fresh() && self.read_view().ready {
-                    break Resume::No;
-                }
+            // A complete sweep that started after the client came and still did not reach
+            // its cursor: the cursor is past the logs' head (another deployment, or a store
+            // that lost entries), so the client starts over.
+            if self.read_view().ready && self.last_sweep().is_some_and(|t| t > began) {
+                break Resume::No;
+            }
+            // A node that cannot read its logs sends the client away instead.
+            if tokio::time::Instant::now() >= deadline {
                 return Err(Behind);
             }
+            let _ = tokio::time::timeout(Duration::from_millis(50), moved.changed()).await;
         };
         let generation = self.read_view().generation;
         let cursor = match (resume, cursor) {

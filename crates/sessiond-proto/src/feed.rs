@@ -62,6 +62,21 @@ impl FeedEvent {
     }
 }
 
+/// One Server-Sent Event of the feed, as its fields (the schema of `text/event-stream`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FeedMessage {
+    /// The cursor after this event: send it back as `Last-Event-ID` to resume. Empty from a
+    /// `reset` up to `synced`.
+    #[serde(default)]
+    pub id: String,
+    /// The event's type: `reset`, `session`, `cutoff`, `keys`, `synced` or `heartbeat`.
+    #[schema(example = "session")]
+    pub event: String,
+    /// The event as JSON (a `FeedEvent`).
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// A session that ended before its tokens expire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SessionRevoked {

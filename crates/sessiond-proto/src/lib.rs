@@ -14,7 +14,7 @@ pub mod session;
 
 pub use auth::{DeviceRequest, LoginRequest, Mode, RefreshRequest, SsoRequest, TokenResponse};
 pub use error::{ErrorCode, Problem};
-pub use feed::{Cutoff, FeedEvent, KeysChanged, SessionRevoked};
+pub use feed::{Cutoff, FeedEvent, FeedMessage, KeysChanged, SessionRevoked};
 pub use keys::Introspection;
 pub use keys::{Jwk, Jwks};
 pub use session::{

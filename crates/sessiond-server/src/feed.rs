@@ -51,8 +51,8 @@ pub(crate) struct FeedQuery {
     ),
     security(("clientBasic" = [])),
     responses(
-        (status = 200, description = "The event stream (`text/event-stream`); each `data` \
-            line is a FeedEvent.", body = sessiond_proto::FeedEvent,
+        (status = 200, description = "The event stream (`text/event-stream`): events whose \
+            `data` is a FeedEvent.", body = sessiond_proto::FeedMessage,
             content_type = "text/event-stream"),
         (status = 401, description = "`forbidden`: missing or wrong client credentials.",
             body = sessiond_proto::Problem, content_type = "application/problem+json"),

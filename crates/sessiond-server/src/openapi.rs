@@ -81,7 +81,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         Problem, ErrorCode, TenantId, SessionId, Profile, OnLimit, Policy, PolicyOverrides,
         PolicyPatch, SsoConfig, AuthMethod, SessionState, RevokeReason, UserStatus, KeyState,
-        AuditKind, AuditEvent, StateFilter,
+        AuditKind, AuditEvent, StateFilter, sessiond_proto::FeedEvent,
     )),
     modifiers(&Common),
     tags(

@@ -4,7 +4,7 @@
 //! ```text
 //! SESSIOND_URL=http://127.0.0.1:8080 SESSIOND_ISSUER=http://127.0.0.1:8080 \
 //! SESSIOND_TENANT=1234567 SESSIOND_CLIENT_ID=… SESSIOND_CLIENT_SECRET=… \
-//!   cargo run -p sessiond-verify --example resource_server
+//!   cargo run -p sessiond-verify --example resource_server   # LISTEN=127.0.0.1:3000
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/me
 //! ```
 //!
@@ -24,6 +24,13 @@ fn env(name: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The verifier reports feed and JWKS trouble (wrong client credentials, an unreachable
+    // sessiond) as tracing events.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let base = env("SESSIOND_URL")?;
     let cfg = Config::new(
         base.clone(),
