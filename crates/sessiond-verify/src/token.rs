@@ -107,12 +107,21 @@ pub(crate) struct Rules {
 
 impl Rules {
     pub(crate) fn check(&self, c: &Claims, now: i64) -> Result<(), Error> {
-        if c.iss != self.issuer
-            || c.aud != self.audience
-            || c.tid != self.tenant
-            || c.nbf > now + self.nbf_leeway
-            || c.iat > now + self.nbf_leeway
-        {
+        let mismatch = if c.iss != self.issuer {
+            Some("iss")
+        } else if c.aud != self.audience {
+            Some("aud")
+        } else if c.tid != self.tenant {
+            Some("tid")
+        } else if c.nbf > now + self.nbf_leeway || c.iat > now + self.nbf_leeway {
+            Some("nbf")
+        } else {
+            None
+        };
+        if let Some(claim) = mismatch {
+            // The caller only learns `token_invalid`; the operator can tell a misconfigured
+            // issuer or audience from a forgery here.
+            tracing::debug!(claim, "a validly signed token failed a claim check");
             return Err(Error::TokenInvalid);
         }
         if now >= c.exp + self.exp_leeway {
