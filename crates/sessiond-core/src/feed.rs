@@ -388,7 +388,7 @@ impl Feed {
         };
         let now = self.clock.now();
         // The logs stamp entries with the wall clock; tokens use the engine's clock.
-        let offset = now - wall_clock();
+        let offset = now - sessiond_store::wall_clock();
         if !ready {
             let start = self.oldest().await?;
             let mut v = self.write_view();
@@ -503,12 +503,6 @@ impl Feed {
         }
         Ok(out)
     }
-}
-
-fn wall_clock() -> UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 async fn follow(feed: Weak<Feed>) {
@@ -960,6 +954,44 @@ mod tests {
         assert!(
             matches!(again[0].1, FeedEvent::Reset),
             "a purged cursor starts over"
+        );
+    }
+
+    /// A keyring that takes a while to reload, and says when it has.
+    struct SlowKeys(std::sync::atomic::AtomicBool);
+
+    #[async_trait::async_trait]
+    impl KeyringSource for SlowKeys {
+        async fn reload_keyring(&self) -> crate::CoreResult<()> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_change_is_announced_only_once_the_node_holds_the_new_keys() {
+        use crate::testkit::Cluster;
+        let c = Cluster::start(1, None).await;
+        let keys = Arc::new(SlowKeys(false.into()));
+        let feed = Feed::spawn(
+            vec![c.store.clone()],
+            c.clock.clone(),
+            true,
+            Some(keys.clone()),
+        );
+        let mut sub = feed.subscribe("t1".into(), None).await.unwrap();
+        while sub.next(Duration::from_millis(300)).await.is_empty() {}
+        c.nodes[0].rotate_keys().await.unwrap();
+        loop {
+            let got = sub.next(Duration::from_millis(300)).await;
+            if got.iter().any(|(_, e)| matches!(e, FeedEvent::Keys(_))) {
+                break;
+            }
+        }
+        assert!(
+            keys.0.load(std::sync::atomic::Ordering::SeqCst),
+            "announced before the keyring was reloaded"
         );
     }
 }

@@ -15,13 +15,6 @@ use sessiond_store::{
     Change, LogEntry, LogRead, RevokeReason, Session, StoreError, TenantId, UnixTime, UserId,
 };
 
-/// Unix seconds by the wall clock: the `at` of an entry.
-fn wall_clock() -> UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Appends `change` in the caller's transaction.
 pub(crate) fn log(c: &Connection, change: &Change) -> DbResult<()> {
     let json = serde_json::to_string(change)?;
@@ -29,7 +22,7 @@ pub(crate) fn log(c: &Connection, change: &Change) -> DbResult<()> {
         .prepare_cached(
             "UPDATE change_log_head SET seq = seq + 1, at = max(at, :now) RETURNING seq, at",
         )?
-        .query_row(named_params! {":now": wall_clock()}, |r| {
+        .query_row(named_params! {":now": sessiond_store::wall_clock()}, |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
     c.prepare_cached("INSERT INTO change_log (seq, at, change) VALUES (:seq, :at, :change)")?

@@ -84,12 +84,6 @@ impl MemoryStore {
     }
 }
 
-fn wall_clock() -> UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Data {
     /// The session's place in creation order (sessions are never deleted here).
     fn order_of(&self, id: &SessionId) -> u64 {
@@ -121,7 +115,7 @@ impl Data {
         let seq = self.log_purged + self.log.len() as u64 + 1;
         self.log.push(LogEntry {
             seq,
-            at: wall_clock(),
+            at: crate::wall_clock(),
             change,
         });
         self.hint.notify_waiters();

@@ -6,6 +6,13 @@ use std::fmt;
 /// Unix time in seconds.
 pub type UnixTime = i64;
 
+/// Unix seconds by the wall clock: how stores stamp change-log entries (`LogEntry::at`).
+pub fn wall_clock() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
