@@ -326,7 +326,7 @@ impl Sessiond {
                 made.push((name, u.id, u.customer_id));
             }
             let (id, secret) = engine
-                .create_client(&tenant, None, Some("bench-service".into()))
+                .create_client(&tenant, None, Some("bench-service".into()), None)
                 .await?;
             let keyring = Keyring::load(&master, identity.load_keys().await?)?;
             anyhow::Ok((made, id, secret, keyring))

@@ -873,6 +873,17 @@ mod tests {
         async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64> {
             self.inner.purge_log(before, batch).await
         }
+        async fn load_mark(&self, name: &str) -> StoreResult<Option<sessiond_store::Mark>> {
+            self.inner.load_mark(name).await
+        }
+        async fn swap_mark(
+            &self,
+            name: &str,
+            expected: Option<u64>,
+            body: &str,
+        ) -> StoreResult<Option<u64>> {
+            self.inner.swap_mark(name, expected, body).await
+        }
     }
 
     #[tokio::test]

@@ -261,14 +261,29 @@ impl Engine {
 
     // ---- service clients -----------------------------------------------------------------
 
-    /// A new service client: `(clientId, clientSecret)`; the secret is shown only now.
+    /// A new service client: `(clientId, clientSecret)`; the secret is shown only now. With
+    /// a `backchannel_logout_uri` (a URL the tenant's profile may reach) it is told of every
+    /// end of a session of the tenant (see [`crate::events`]).
     pub async fn create_client(
         &self,
         tenant: &TenantId,
         client_id: Option<String>,
         audience: Option<String>,
+        backchannel_logout_uri: Option<String>,
     ) -> CoreResult<(String, String)> {
-        self.tenant(tenant).await?;
+        let tp = self.tenant(tenant).await?;
+        if let Some(uri) = &backchannel_logout_uri {
+            if uri.len() > 2048 || !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                return Err(CoreError::InvalidRequest(
+                    "backchannelLogoutUri must be an http(s) URL of at most 2048 characters".into(),
+                ));
+            }
+            crate::outbound::Outbound::for_profile(tp.tenant.profile)
+                .check_url(uri)
+                .map_err(|why| {
+                    CoreError::InvalidRequest(format!("backchannelLogoutUri is refused: {why}"))
+                })?;
+        }
         let client_id = match client_id {
             Some(c) if valid_client_id(&c) => c,
             Some(_) => {
@@ -290,6 +305,7 @@ impl Engine {
             tenant_id: tenant.clone(),
             secret_hash: secret::hash_token(&secret),
             audience,
+            backchannel_logout_uri,
             created_at: self.now(),
         };
         match self.identity.create_client(client).await {

@@ -33,6 +33,8 @@ pub struct Policy {
     pub login_rate_per_minute: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caep_receiver_url: Option<String>,
 }
 
 const DAY: u32 = 24 * 3600;
@@ -54,6 +56,7 @@ impl Policy {
             login_backoff_after: 5,
             login_rate_per_minute: 30,
             webhook_url: None,
+            caep_receiver_url: None,
         };
         match profile {
             Profile::Playground => Policy {
@@ -89,22 +92,29 @@ impl Policy {
             login_backoff_after: o.login_backoff_after.unwrap_or(d.login_backoff_after),
             login_rate_per_minute: o.login_rate_per_minute.unwrap_or(d.login_rate_per_minute),
             webhook_url: o.webhook_url.clone().or(d.webhook_url),
+            caep_receiver_url: o.caep_receiver_url.clone().or(d.caep_receiver_url),
         };
         p.validate()?;
         Ok(p)
     }
 
     /// The effective policy for overrides being set (a tenant created or its policy changed):
-    /// as [`Policy::effective`], and the `webhookUrl` must be a URL the profile's requests may
-    /// reach ([`Outbound`]). Checked only when set, so a stored policy always loads.
+    /// as [`Policy::effective`], and the `webhookUrl` and `caepReceiverUrl` must be URLs the
+    /// profile's requests may reach ([`Outbound`]). Checked only when set, so a stored policy
+    /// always loads.
     pub fn to_set(profile: Profile, o: &PolicyOverrides) -> Result<Self, CoreError> {
         let p = Self::effective(profile, o)?;
-        if let Some(url) = &p.webhook_url {
-            Outbound::for_profile(profile)
-                .check_url(url)
-                .map_err(|why| {
-                    CoreError::InvalidRequest(format!("webhookUrl is refused: {why}"))
-                })?;
+        for (name, url) in [
+            ("webhookUrl", &p.webhook_url),
+            ("caepReceiverUrl", &p.caep_receiver_url),
+        ] {
+            if let Some(url) = url {
+                Outbound::for_profile(profile)
+                    .check_url(url)
+                    .map_err(|why| {
+                        CoreError::InvalidRequest(format!("{name} is refused: {why}"))
+                    })?;
+            }
         }
         Ok(p)
     }
@@ -130,10 +140,18 @@ impl Policy {
                 );
             }
         }
-        if let Some(url) = &self.webhook_url
-            && (url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")))
-        {
-            return bad("webhookUrl must be an http(s) URL of at most 2048 characters");
+        for (name, url) in [
+            ("webhookUrl", &self.webhook_url),
+            ("caepReceiverUrl", &self.caep_receiver_url),
+        ] {
+            if let Some(url) = url
+                && (url.len() > 2048
+                    || !(url.starts_with("https://") || url.starts_with("http://")))
+            {
+                return Err(CoreError::InvalidRequest(format!(
+                    "{name} must be an http(s) URL of at most 2048 characters"
+                )));
+            }
         }
         // Every end-user request names its tenant, and authenticated ones carry a token:
         // only X-Activity-ID is the tenant's choice.

@@ -394,12 +394,37 @@ impl Keyring {
     }
 
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, CoreError> {
+        Self::sign_under(&self.signing, &self.header_b64, claims)
+    }
+
+    /// Signs `claims` under a header of type `typ` instead of `at+jwt` (a back-channel logout
+    /// token, a Security Event Token): a token of another type, which no verifier of session
+    /// tokens accepts.
+    pub fn sign_typed<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, CoreError> {
+        let alg = match self.signing {
+            SignKey::Ed(_) => Alg::EdDSA,
+            SignKey::Es(_) => Alg::ES256,
+        };
+        let header = serde_json::to_vec(&Header {
+            alg: alg.as_str(),
+            typ,
+            kid: &self.signing_kid,
+        })
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+        Self::sign_under(&self.signing, &b64(&header), claims)
+    }
+
+    fn sign_under<C: Serialize>(
+        key: &SignKey,
+        header_b64: &str,
+        claims: &C,
+    ) -> Result<String, CoreError> {
         let payload = serde_json::to_vec(claims).map_err(|e| CoreError::Internal(e.to_string()))?;
-        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 90);
-        token.push_str(&self.header_b64);
+        let mut token = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(header_b64);
         token.push('.');
         token.push_str(&b64(&payload));
-        let sig = self.signing.sign(token.as_bytes());
+        let sig = key.sign(token.as_bytes());
         token.push('.');
         token.push_str(&b64(&sig));
         Ok(token)

@@ -636,7 +636,8 @@ async fn set_sso(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Create a service client (introspection, internal access tokens); the secret is shown once.
+/// Create a service client (introspection, internal access tokens, back-channel logout); the
+/// secret is shown once.
 #[utoipa::path(
     post,
     path = "/admin/v1/tenants/{tenantId}/clients",
@@ -666,7 +667,12 @@ async fn create_client(
 ) -> ApiResult<(StatusCode, Json<ClientResponse>)> {
     let (client_id, client_secret) = st
         .engine
-        .create_client(&tenant_id(&t)?, req.client_id, req.audience)
+        .create_client(
+            &tenant_id(&t)?,
+            req.client_id,
+            req.audience,
+            req.backchannel_logout_uri,
+        )
         .await
         .map_err(admin_err)?;
     Ok((

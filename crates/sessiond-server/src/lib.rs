@@ -6,6 +6,7 @@ mod auth;
 pub mod cookies;
 mod docs;
 pub mod error;
+pub mod events;
 pub mod extract;
 mod feed;
 pub mod forwarded;
@@ -74,6 +75,30 @@ impl AppState {
         }
     }
 }
+
+impl AppState {
+    /// Starts delivering session events (back-channel logout, CAEP) from each of `logs`: on
+    /// every node, one delivers per log at a time (see `sessiond_core::dispatch`).
+    pub fn start_session_events(
+        &self,
+        logs: &[Arc<dyn sessiond_store::ChangeLog>],
+        opts: sessiond_core::dispatch::Options,
+    ) {
+        let deliver: Arc<dyn sessiond_core::events::Deliver> =
+            Arc::new(events::HttpDeliver::new(EVENT_TIMEOUT));
+        for log in logs {
+            sessiond_core::dispatch::spawn(
+                Arc::clone(&self.engine),
+                Arc::clone(log),
+                Arc::clone(&deliver),
+                opts.clone(),
+            );
+        }
+    }
+}
+
+/// One attempt at delivering a session event gives up after this.
+pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn router(state: AppState) -> Router {
     Router::new()

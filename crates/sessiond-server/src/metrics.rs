@@ -45,6 +45,14 @@ pub fn router() -> Router<AppState> {
         "sessiond_password_verifications_total",
         "Full Argon2 password verifications (a login as an unknown user verifies a dummy hash)"
     );
+    metrics::describe_counter!(
+        "sessiond_session_events_total",
+        "Session-event attempts by channel (backchannel_logout, caep) and outcome (delivered, retried, refused, given_up)"
+    );
+    metrics::describe_counter!(
+        "sessiond_session_event_entries_lost_total",
+        "Change-log entries purged before the session-event dispatcher read them"
+    );
     Router::new().route("/metrics", get(render))
 }
 

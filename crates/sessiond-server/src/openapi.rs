@@ -637,6 +637,7 @@ mod tests {
         let doc = doc();
         let mut policy = sessiond_core::Policy::defaults(Profile::Integration);
         policy.webhook_url = Some("https://hooks.example/x".into());
+        policy.caep_receiver_url = Some("https://receiver.example/caep".into());
         let policy = serde_json::to_value(&policy).unwrap();
         assert_eq!(keys(&policy), properties(&doc, "Policy"), "Policy");
         let overrides: sessiond_store::PolicyOverrides =

@@ -57,6 +57,10 @@ pub struct Policy {
     /// Where `suspicious_activity` events are POSTed, signed; absent: no webhook.
     #[schema(nullable = false)]
     webhook_url: Option<String>,
+    /// Where `session-revoked` Security Event Tokens (CAEP, RFC 8417) are pushed (RFC 8935)
+    /// when a session ends; absent: no receiver.
+    #[schema(nullable = false)]
+    caep_receiver_url: Option<String>,
 }
 
 /// Per-tenant policy overrides; an absent member keeps the profile's default.
@@ -81,6 +85,8 @@ pub struct PolicyOverrides {
     login_rate_per_minute: Option<u32>,
     /// An http(s) URL of at most 2048 characters.
     webhook_url: Option<String>,
+    /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters.
+    caep_receiver_url: Option<String>,
 }
 
 /// A JSON merge patch (RFC 7396) of the tenant's overrides: a member sets an override, `null`
@@ -104,6 +110,8 @@ pub struct PolicyPatch {
     login_rate_per_minute: Option<u32>,
     /// An http(s) URL of at most 2048 characters.
     webhook_url: Option<String>,
+    /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters.
+    caep_receiver_url: Option<String>,
 }
 
 /// A tenant's SSO trust: the expected audience (and issuer), and exactly one of a shared HS256
@@ -151,6 +159,11 @@ pub enum AuditKind {
     SessionRevoked,
     SessionExpired,
     SuspiciousActivity,
+    /// A session event (back-channel logout token or CAEP SET) reached its receiver, named in
+    /// `reason` (`backchannel_logout:<clientId>` or `caep`).
+    SessionEventDelivered,
+    /// A session event was refused by its receiver or given up after its attempts.
+    SessionEventFailed,
 }
 
 /// One append-only audit record.
@@ -167,7 +180,7 @@ pub struct AuditEvent {
     correlation_id: Option<String>,
     ip: Option<String>,
     user_agent: Option<String>,
-    /// For `session_revoked`: the revocation reason.
+    /// For `session_revoked`: the revocation reason; for `session_event_*`: the receiver.
     reason: Option<String>,
     /// Unix seconds.
     at: i64,

@@ -208,6 +208,11 @@ pub struct CreateClientRequest {
     pub client_id: Option<String>,
     /// The audience of the client's internal access tokens.
     pub audience: Option<String>,
+    /// Where OpenID Connect back-channel logout tokens are POSTed (`logout_token=<JWT>`,
+    /// form-encoded) whenever a session of the tenant ends: an http(s) URL of at most 2048
+    /// characters that the tenant's profile may reach (production: public addresses only).
+    #[schema(nullable = false, example = "https://app.example/backchannel-logout")]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

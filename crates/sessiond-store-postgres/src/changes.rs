@@ -7,12 +7,16 @@
 //! never later find a committed `N - 1`. After a commit the new head is handed to one hint
 //! sender task per store, which coalesces whatever is queued into one `pg_notify`: a NOTIFY
 //! inside the logging transaction would serialise commits on the notify queue.
+//!
+//! Beside the log, `sessiond_log_marks` keeps named marks, each replaced by one conditional
+//! statement: a second writer from the same version waits for the first one's row lock, then
+//! finds the version changed and writes nothing.
 
 use crate::PgStore;
 use crate::error::{DbError, DbResult};
 use async_trait::async_trait;
 use sessiond_store::{Change, Session};
-use sessiond_store::{ChangeLog, LogEntry, LogRead, StoreError, StoreResult, UnixTime};
+use sessiond_store::{ChangeLog, LogEntry, LogRead, Mark, StoreError, StoreResult, UnixTime};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, Postgres};
 use sqlx::{PgConnection, Row, Transaction};
 use std::time::Duration;
@@ -155,6 +159,54 @@ impl PgStore {
         Ok(done.rows_affected())
     }
 
+    async fn load_mark_db(&self, name: &str) -> DbResult<Option<Mark>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT version, body FROM sessiond_log_marks WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(version, body)| Mark {
+            version: u64::try_from(version).unwrap_or(0),
+            body,
+        }))
+    }
+
+    async fn swap_mark_db(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        body: &str,
+    ) -> DbResult<Option<u64>> {
+        let version: Option<i64> = match expected {
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO sessiond_log_marks (name, version, body) VALUES ($1, 1, $2)
+                     ON CONFLICT (name) DO NOTHING RETURNING version",
+                )
+                .bind(name)
+                .bind(body)
+                .fetch_optional(self.pool())
+                .await?
+            }
+            Some(expected) => {
+                // A version past i64::MAX was never stored.
+                let Ok(expected) = i64::try_from(expected) else {
+                    return Ok(None);
+                };
+                sqlx::query_scalar(
+                    "UPDATE sessiond_log_marks SET version = version + 1, body = $3
+                     WHERE name = $1 AND version = $2 RETURNING version",
+                )
+                .bind(name)
+                .bind(expected)
+                .bind(body)
+                .fetch_optional(self.pool())
+                .await?
+            }
+        };
+        Ok(version.and_then(|v| u64::try_from(v).ok()))
+    }
+
     /// Waits on the LISTEN connection (opened on first use, reopened after an error) for
     /// the next hint.
     async fn next_hint(&self) -> DbResult<()> {
@@ -251,6 +303,19 @@ impl ChangeLog for PgStore {
 
     async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64> {
         self.run(self.purge_log_db(before, batch)).await
+    }
+
+    async fn load_mark(&self, name: &str) -> StoreResult<Option<Mark>> {
+        self.run(self.load_mark_db(name)).await
+    }
+
+    async fn swap_mark(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        body: &str,
+    ) -> StoreResult<Option<u64>> {
+        self.run(self.swap_mark_db(name, expected, body)).await
     }
 }
 

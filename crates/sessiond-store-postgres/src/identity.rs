@@ -21,6 +21,24 @@ macro_rules! tenant_columns {
     };
 }
 
+/// The columns `client_from_row` reads, in its order.
+macro_rules! client_columns {
+    () => {
+        "client_id, tenant_id, secret_hash, audience, backchannel_logout_uri, created_at"
+    };
+}
+
+fn client_from_row(row: &PgRow) -> DbResult<ServiceClient> {
+    Ok(ServiceClient {
+        client_id: row.try_get(0)?,
+        tenant_id: tenant(row.try_get(1)?)?,
+        secret_hash: hash(row.try_get(2)?)?,
+        audience: row.try_get(3)?,
+        backchannel_logout_uri: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+    })
+}
+
 fn tenant_from_row(row: &PgRow) -> DbResult<Tenant> {
     let profile: String = row.try_get(2)?;
     let overrides: String = row.try_get(3)?;
@@ -329,13 +347,15 @@ impl PgStore {
 
     async fn create_client_db(&self, c: ServiceClient) -> DbResult<()> {
         let statement = sqlx::query(
-            "INSERT INTO service_clients (client_id, tenant_id, secret_hash, audience, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO service_clients
+                 (client_id, tenant_id, secret_hash, audience, backchannel_logout_uri, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(c.client_id.clone())
         .bind(c.tenant_id.as_str().to_owned())
         .bind(c.secret_hash.0.to_vec())
         .bind(c.audience)
+        .bind(c.backchannel_logout_uri)
         .bind(c.created_at);
         let change = Change::ClientChanged {
             client_id: c.client_id,
@@ -345,23 +365,28 @@ impl PgStore {
     }
 
     async fn get_client_db(&self, client_id: &str) -> DbResult<Option<ServiceClient>> {
-        let row = sqlx::query(
-            "SELECT client_id, tenant_id, secret_hash, audience, created_at
-             FROM service_clients WHERE client_id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM service_clients WHERE client_id = $1"
+        ))
         .bind(client_id)
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(ServiceClient {
-            client_id: row.try_get(0)?,
-            tenant_id: tenant(row.try_get(1)?)?,
-            secret_hash: hash(row.try_get(2)?)?,
-            audience: row.try_get(3)?,
-            created_at: row.try_get(4)?,
-        }))
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    /// By byte order (`COLLATE "C"`), whatever the database's collation.
+    async fn list_clients_db(&self, tenant: &TenantId) -> DbResult<Vec<ServiceClient>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM service_clients WHERE tenant_id = $1 ORDER BY client_id COLLATE \"C\""
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(client_from_row).collect()
     }
 
     async fn load_keys_db(&self) -> DbResult<Vec<StoredKey>> {
@@ -618,6 +643,10 @@ impl IdentityStore for PgStore {
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ServiceClient>> {
         self.run(self.get_client_db(client_id)).await
+    }
+
+    async fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ServiceClient>> {
+        self.run(self.list_clients_db(tenant)).await
     }
 
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>> {

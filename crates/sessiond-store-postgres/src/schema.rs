@@ -6,7 +6,7 @@ use sqlx::{Executor as _, PgPool};
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
 /// migration never changes.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// How long one migration run may take, waiting for another node's included.
 const MIGRATION_TIMEOUT: &str = "120s";
@@ -173,6 +173,20 @@ DROP INDEX sessions_by_tenant;
 CREATE INDEX sessions_by_tenant ON sessions (tenant_id, created_at DESC, seq DESC);
 DROP INDEX sessions_by_user;
 CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id, created_at DESC, seq DESC);
+";
+
+/// Session events: a service client's back-channel logout URI (none for existing clients),
+/// clients listed per tenant (by byte order), and the marks kept beside the change log, each replaced by one
+/// conditional statement (compare-and-swap on its version).
+const V3: &str = "
+ALTER TABLE service_clients ADD COLUMN backchannel_logout_uri TEXT;
+CREATE INDEX service_clients_by_tenant ON service_clients (tenant_id, client_id COLLATE \"C\");
+
+CREATE TABLE sessiond_log_marks (
+    name    TEXT PRIMARY KEY,
+    version BIGINT NOT NULL CHECK (version > 0),
+    body    TEXT NOT NULL
+);
 ";
 
 const VERSION_TABLE: &str = "

@@ -663,6 +663,40 @@ async fn evictions_and_user_revocations_race_without_deadlock() {
     assert_eq!(sessions_ended, ended, "one entry per ended session");
 }
 
+/// A schema at version 2 (before session events) migrates forward: its clients keep their
+/// data and get no back-channel logout URI, and marks work.
+#[tokio::test]
+async fn a_version_2_schema_keeps_its_clients_without_a_logout_uri() {
+    let schema = unique_schema();
+    let store = store_in(&schema).await;
+    let latest = store.migrate().await.expect("migrate");
+    // Back to version 2: what V3 added is gone.
+    let mut conn = admin().await;
+    sqlx::raw_sql(&format!(
+        "SET search_path = \"{schema}\";
+         DROP TABLE sessiond_log_marks;
+         DROP INDEX service_clients_by_tenant;
+         ALTER TABLE service_clients DROP COLUMN backchannel_logout_uri;
+         UPDATE sessiond_schema_version SET version = 2;
+         INSERT INTO service_clients (client_id, tenant_id, secret_hash, audience, created_at)
+         VALUES ('old', 'tenant-a', decode(repeat('00', 32), 'hex'), 'aud', 1);"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.expect("migrate"), latest);
+    let client = store
+        .get_client("old")
+        .await
+        .unwrap()
+        .expect("the client stays");
+    assert_eq!(client.audience, "aud");
+    assert_eq!(client.backchannel_logout_uri, None);
+    assert_eq!(store.list_clients(&tenant_a()).await.unwrap(), vec![client]);
+    assert_eq!(store.load_mark("events").await.unwrap(), None);
+    assert_eq!(store.swap_mark("events", None, "b").await.unwrap(), Some(1));
+}
+
 /// Without `migrate`, a schema that was never migrated is refused with what to do.
 #[tokio::test]
 async fn an_unmigrated_schema_is_refused_with_what_to_do() {

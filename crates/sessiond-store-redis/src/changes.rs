@@ -1,14 +1,14 @@
 //! [`ChangeLog`] on Redis: one partition per [`Route`], a ZSET scored by sequence number
 //! (members `<seq>:<at>:<change json>`, appended by the session scripts) with its last
 //! sequence number beside it; hints are `PUBLISH`ed on `<prefix>changes` with the route.
+//! Marks are one hash each (`<prefix>{m:<name>}`), swapped by lua/mark.lua.
 
-use crate::record;
-use crate::{RedisStore, within};
+use crate::{RedisStore, record, scripts, within};
 use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use sessiond_store::{
-    Change, ChangeLog, LogEntry, LogRead, Route, StoreError, StoreResult, UnixTime,
+    Change, ChangeLog, LogEntry, LogRead, Mark, Route, StoreError, StoreResult, UnixTime,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -46,6 +46,23 @@ fn entry(member: &[u8]) -> StoreResult<LogEntry> {
 }
 
 impl RedisStore {
+    /// [`ChangeLog::swap_mark`] by the call `token`.
+    async fn swap_mark_as(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        body: &str,
+        token: &str,
+    ) -> StoreResult<Option<u64>> {
+        let mut inv = scripts::MARK.prepare_invoke();
+        inv.key(self.keys().mark(name))
+            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(body)
+            .arg(token);
+        let version = record::int_value(self.invoke(&inv).await?)?;
+        Ok(u64::try_from(version).ok().filter(|&v| v > 0))
+    }
+
     /// The last sequence number of each cursor's partition (0 for one never written).
     async fn log_heads(&self, cursors: &[(usize, u64)]) -> StoreResult<Vec<u64>> {
         let keys = self.keys();
@@ -217,6 +234,33 @@ impl ChangeLog for RedisStore {
         }
         Ok(purged)
     }
+
+    async fn load_mark(&self, name: &str) -> StoreResult<Option<Mark>> {
+        let (version, body): (Option<u64>, Option<String>) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys().mark(name))
+                    .arg("v")
+                    .arg("b"),
+            )
+            .await?;
+        Ok(version.map(|version| Mark {
+            version,
+            body: body.unwrap_or_default(),
+        }))
+    }
+
+    /// One script on the mark's slot. Each call carries a token of its own, so that a call
+    /// re-sent after it was applied is answered as applied, not as lost to another writer.
+    async fn swap_mark(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        body: &str,
+    ) -> StoreResult<Option<u64>> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.swap_mark_as(name, expected, body, &token).await
+    }
 }
 
 /// The hint subscription: created on first use, re-created after an error.
@@ -373,5 +417,47 @@ mod tests {
             }
         ));
         assert!(entry(b"x:1:{}").is_err());
+    }
+
+    /// The client library re-sends a script whose connection broke before the answer came
+    /// back: the repeat of an applied swap answers as the first, another writer still fails.
+    /// Needs standalone Redis (127.0.0.1:6379, or `SESSIOND_TEST_REDIS`).
+    #[tokio::test]
+    async fn a_resent_swap_answers_as_the_first() {
+        let url = std::env::var("SESSIOND_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let opts = crate::RedisOptions {
+            prefix: format!("sdt:{}:marks:", std::process::id()),
+            ..crate::RedisOptions::default()
+        };
+        let store = RedisStore::connect(&url, opts).await.unwrap();
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        for (expected, token, won) in [
+            (None, "a", Some(1)),
+            (None, "a", Some(1)),
+            (None, "b", None),
+            (Some(1), "c", Some(2)),
+            (Some(1), "c", Some(2)),
+            (Some(1), "d", None),
+            (Some(1), "a", None),
+        ] {
+            let got = store
+                .swap_mark_as(&name, expected, token, token)
+                .await
+                .unwrap();
+            assert_eq!(got, won, "{expected:?} by {token}");
+        }
+        let mark = store.load_mark(&name).await.unwrap();
+        assert_eq!(
+            mark,
+            Some(Mark {
+                version: 2,
+                body: "c".into()
+            })
+        );
+        store
+            .query::<i64>(redis::cmd("DEL").arg(store.keys().mark(&name)))
+            .await
+            .unwrap();
     }
 }

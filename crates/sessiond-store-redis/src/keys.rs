@@ -19,6 +19,7 @@
 //! <prefix>{meta}:tenants                   set    tenants with a session index
 //! <prefix>{n:<tenant>}:<nonce>             string a used nonce, value its expiry
 //! <prefix>{c:<key>}                        hash   a shared counter: count, last hit
+//! <prefix>{m:<name>}                       hash   a mark beside the change log (lua/mark.lua)
 //! <prefix>changes                          pub/sub channel of change hints (payload: route)
 //! ```
 
@@ -65,6 +66,11 @@ impl Keys {
 
     pub(crate) fn counter(&self, key: &str) -> String {
         format!("{}{{c:{}}}", self.prefix, key)
+    }
+
+    /// One key, so one slot, whatever the name.
+    pub(crate) fn mark(&self, name: &str) -> String {
+        format!("{}{{m:{}}}", self.prefix, name)
     }
 
     pub(crate) fn tenants(&self) -> String {

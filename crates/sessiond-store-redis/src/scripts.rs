@@ -26,3 +26,4 @@ script!(NONCE, "lua/nonce.lua");
 script!(COUNTER, "lua/counter.lua");
 script!(PRUNE, "lua/prune.lua");
 script!(INDEX, "lua/index.lua");
+script!(MARK, "lua/mark.lua");

@@ -8,11 +8,14 @@
 //! the latest `at`, so that `at` never decreases along `seq` even if the wall clock steps
 //! back, and a purge by time deletes a prefix of the log. One process writes: waiters are
 //! woken in-process after a commit that moved the head (see `SqliteStore::open`).
+//!
+//! Beside the log, `change_log_marks` keeps named marks, each replaced by one conditional
+//! statement (compare-and-swap on its version).
 
 use crate::error::DbResult;
-use rusqlite::{Connection, named_params};
+use rusqlite::{Connection, OptionalExtension, named_params};
 use sessiond_store::{
-    Change, LogEntry, LogRead, RevokeReason, Session, StoreError, TenantId, UnixTime, UserId,
+    Change, LogEntry, LogRead, Mark, RevokeReason, Session, StoreError, TenantId, UnixTime, UserId,
 };
 
 /// Appends `change` in the caller's transaction.
@@ -128,4 +131,53 @@ pub(crate) fn purge(c: &Connection, before: UnixTime, batch: usize) -> DbResult<
             ":batch": i64::try_from(batch).unwrap_or(i64::MAX),
         })?;
     Ok(n as u64)
+}
+
+/// The mark `name`, if it was ever stored.
+pub(crate) fn load_mark(c: &Connection, name: &str) -> DbResult<Option<Mark>> {
+    let mark = c
+        .prepare_cached("SELECT version, body FROM change_log_marks WHERE name = :name")?
+        .query_row(named_params! {":name": name}, |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    Ok(mark.map(|(version, body)| Mark {
+        version: u64::try_from(version).unwrap_or(0),
+        body,
+    }))
+}
+
+/// Stores `body` as the mark `name` if its version is `expected` (`None`: no mark yet), in
+/// one statement; returns the new version, or `None` if nothing was written.
+pub(crate) fn swap_mark(
+    c: &Connection,
+    name: &str,
+    expected: Option<u64>,
+    body: &str,
+) -> DbResult<Option<u64>> {
+    let version: Option<i64> = match expected {
+        None => c
+            .prepare_cached(
+                "INSERT INTO change_log_marks (name, version, body) VALUES (:name, 1, :body)
+                 ON CONFLICT (name) DO NOTHING RETURNING version",
+            )?
+            .query_row(named_params! {":name": name, ":body": body}, |r| r.get(0))
+            .optional()?,
+        Some(expected) => {
+            // A version past i64::MAX was never stored.
+            let Ok(expected) = i64::try_from(expected) else {
+                return Ok(None);
+            };
+            c.prepare_cached(
+                "UPDATE change_log_marks SET version = version + 1, body = :body
+                 WHERE name = :name AND version = :expected RETURNING version",
+            )?
+            .query_row(
+                named_params! {":name": name, ":expected": expected, ":body": body},
+                |r| r.get(0),
+            )
+            .optional()?
+        }
+    };
+    Ok(version.and_then(|v| u64::try_from(v).ok()))
 }

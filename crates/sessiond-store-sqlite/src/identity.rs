@@ -326,14 +326,17 @@ pub(crate) fn delete_partner_secret(
 
 pub(crate) fn create_client(c: &Connection, client: &ServiceClient) -> DbResult<()> {
     c.prepare_cached(
-        "INSERT INTO service_clients (client_id, tenant_id, secret_hash, audience, created_at)
-         VALUES (:client_id, :tenant, :secret_hash, :audience, :created_at)",
+        "INSERT INTO service_clients
+             (client_id, tenant_id, secret_hash, audience, backchannel_logout_uri, created_at)
+         VALUES (:client_id, :tenant, :secret_hash, :audience, :backchannel_logout_uri,
+                 :created_at)",
     )?
     .execute(named_params! {
         ":client_id": client.client_id,
         ":tenant": client.tenant_id.as_str(),
         ":secret_hash": client.secret_hash.0,
         ":audience": client.audience,
+        ":backchannel_logout_uri": client.backchannel_logout_uri,
         ":created_at": client.created_at,
     })?;
     log(
@@ -344,23 +347,40 @@ pub(crate) fn create_client(c: &Connection, client: &ServiceClient) -> DbResult<
     )
 }
 
+/// The columns `client_from_row` reads, in its order.
+const CLIENT_COLUMNS: &str =
+    "client_id, tenant_id, secret_hash, audience, backchannel_logout_uri, created_at";
+
+fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ServiceClient> {
+    Ok(ServiceClient {
+        client_id: row.get(0)?,
+        tenant_id: tenant_col(row, 1)?,
+        secret_hash: hash_col(row, 2)?,
+        audience: row.get(3)?,
+        backchannel_logout_uri: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
 pub(crate) fn get_client(c: &Connection, client_id: &str) -> DbResult<Option<ServiceClient>> {
     let client = c
-        .prepare_cached(
-            "SELECT client_id, tenant_id, secret_hash, audience, created_at
-             FROM service_clients WHERE client_id = :client_id",
-        )?
-        .query_row(named_params! {":client_id": client_id}, |row| {
-            Ok(ServiceClient {
-                client_id: row.get(0)?,
-                tenant_id: tenant_col(row, 1)?,
-                secret_hash: hash_col(row, 2)?,
-                audience: row.get(3)?,
-                created_at: row.get(4)?,
-            })
-        })
+        .prepare_cached(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM service_clients WHERE client_id = :client_id"
+        ))?
+        .query_row(named_params! {":client_id": client_id}, client_from_row)
         .optional()?;
     Ok(client)
+}
+
+pub(crate) fn list_clients(c: &Connection, tenant: &TenantId) -> DbResult<Vec<ServiceClient>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {CLIENT_COLUMNS} FROM service_clients WHERE tenant_id = :tenant
+         ORDER BY client_id"
+    ))?;
+    let clients = stmt
+        .query_map(named_params! {":tenant": tenant.as_str()}, client_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(clients)
 }
 
 pub(crate) fn load_keys(c: &Connection) -> DbResult<Vec<StoredKey>> {

@@ -24,7 +24,7 @@ pub use backup::backup;
 use async_trait::async_trait;
 use readers::Readers;
 use sessiond_store::{
-    AuditEvent, AuditQuery, ChangeLog, IdentityStore, LogRead, NewSession, PartnerSecret,
+    AuditEvent, AuditQuery, ChangeLog, IdentityStore, LogRead, Mark, NewSession, PartnerSecret,
     PolicyOverrides, RefreshRecord, RevokeReason, RotateOutcome, Rotation, ServiceClient, Session,
     SessionId, SessionLimit, SessionQuery, SessionStore, SsoSettings, StoreError, StoreResult,
     StoredKey, Tenant, TenantId, TokenHash, UnixTime, User, UserId, UserStatus,
@@ -340,6 +340,13 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    async fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ServiceClient>> {
+        let tenant = tenant.clone();
+        self.readers
+            .call(move |c| identity::list_clients(c, &tenant))
+            .await
+    }
+
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>> {
         self.readers.call(identity::load_keys).await
     }
@@ -422,6 +429,27 @@ impl ChangeLog for SqliteStore {
     async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64> {
         self.writer
             .call(move |c| changes::purge(c, before, batch))
+            .await
+    }
+
+    async fn load_mark(&self, name: &str) -> StoreResult<Option<Mark>> {
+        let name = name.to_owned();
+        self.readers
+            .call(move |c| changes::load_mark(c, &name))
+            .await
+    }
+
+    /// One conditional statement in the writer's transaction (which also holds the file's
+    /// write lock against other processes).
+    async fn swap_mark(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        body: &str,
+    ) -> StoreResult<Option<u64>> {
+        let (name, body) = (name.to_owned(), body.to_owned());
+        self.writer
+            .call(move |c| changes::swap_mark(c, &name, expected, &body))
             .await
     }
 }

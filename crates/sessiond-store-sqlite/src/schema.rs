@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -180,6 +180,19 @@ CREATE TABLE change_log_head (
     at  INTEGER NOT NULL
 ) STRICT;
 INSERT INTO change_log_head (id, seq, at) VALUES (0, 0, 0);
+";
+
+/// Session events: a service client's back-channel logout URI (none for existing clients),
+/// clients listed per tenant, and the marks kept beside the change log (see `changes.rs`).
+const V6: &str = "
+ALTER TABLE service_clients ADD COLUMN backchannel_logout_uri TEXT;
+CREATE INDEX service_clients_by_tenant ON service_clients (tenant_id, client_id);
+
+CREATE TABLE change_log_marks (
+    name    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL CHECK (version > 0),
+    body    TEXT NOT NULL
+) STRICT;
 ";
 
 /// Opens the writing connection, creating the file, and brings the schema up to date.
@@ -412,6 +425,45 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].seq, 1);
         assert_eq!(entries[0].change, sessiond_store::Change::KeyringChanged);
+    }
+
+    /// Clients from before V6 have no back-channel logout URI; the file gets no marks.
+    #[test]
+    fn a_version_5_file_keeps_its_clients_without_a_logout_uri() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = Connection::open(&path).unwrap();
+        for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
+            old.execute_batch(sql).unwrap();
+            old.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        old.execute(
+            "INSERT INTO service_clients (client_id, tenant_id, secret_hash, audience, created_at)
+             VALUES ('old', 't', zeroblob(32), 'aud', 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let uri: Option<String> = conn
+            .query_row(
+                "SELECT backchannel_logout_uri FROM service_clients WHERE client_id = 'old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(uri, None);
+        assert_eq!(crate::changes::load_mark(&conn, "events").unwrap(), None);
+        assert_eq!(
+            crate::changes::swap_mark(&conn, "events", None, "b").unwrap(),
+            Some(1)
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ macro_rules! session_store_conformance {
 #[macro_export]
 macro_rules! session_change_log_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, revoking_all_of_a_users_sessions_logs_a_cut_off, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline);
+        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, revoking_all_of_a_users_sessions_logs_a_cut_off, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline, marks_are_swapped_only_from_the_expected_version);
     };
 }
 
@@ -321,6 +321,7 @@ pub async fn tenants_are_created_read_and_updated<S: IdentityStore>(store: S) {
         login_backoff_after: Some(3),
         login_rate_per_minute: Some(10),
         webhook_url: Some("https://hooks.example/sessiond".into()),
+        caep_receiver_url: Some("https://receiver.example/caep".into()),
     };
     let expected = Tenant {
         overrides: overrides.clone(),
@@ -831,6 +832,7 @@ fn service_client(id: &str, tenant: &TenantId, audience: &str) -> ServiceClient 
         tenant_id: tenant.clone(),
         secret_hash: new_token(),
         audience: audience.to_owned(),
+        backchannel_logout_uri: None,
         created_at: NOW,
     }
 }
@@ -876,12 +878,61 @@ pub async fn service_clients_are_created_and_read<S: IdentityStore>(store: S) {
     }
     assert_eq!(
         store.get_client("billing").await.expect("get_client"),
-        Some(billing),
+        Some(billing.clone()),
         "a conflicting create must not change the client"
     );
     assert_eq!(
         store.get_client("reports").await.expect("get_client"),
-        Some(reports)
+        Some(reports.clone())
+    );
+
+    // The back-channel logout URI round-trips, set or not.
+    let audit = ServiceClient {
+        backchannel_logout_uri: Some("https://audit.example/backchannel-logout".into()),
+        ..service_client("audit", &a, "internal-audit")
+    };
+    store
+        .create_client(audit.clone())
+        .await
+        .expect("create_client");
+    assert_eq!(
+        store.get_client("audit").await.expect("get_client"),
+        Some(audit.clone())
+    );
+
+    // Listed per tenant, by client id in byte order (not by creation order, nor by a
+    // locale's collation).
+    let archive = service_client("archive", &a, "internal-archive");
+    let ops = service_client("Ops", &a, "internal-ops");
+    for c in [&archive, &ops] {
+        store.create_client(c.clone()).await.expect("create_client");
+    }
+    assert_eq!(
+        store.list_clients(&a).await.expect("list_clients"),
+        vec![ops, archive, audit, billing],
+        "tenant A's clients, by client id"
+    );
+    assert_eq!(
+        store.list_clients(&b).await.expect("list_clients"),
+        vec![reports]
+    );
+    let c = tenant_id("tenant-c");
+    store
+        .create_tenant(new_tenant(&c))
+        .await
+        .expect("create_tenant");
+    assert_eq!(
+        store.list_clients(&c).await.expect("list_clients"),
+        vec![],
+        "a tenant without clients"
+    );
+    assert_eq!(
+        store
+            .list_clients(&tenant_id("tenant-unknown"))
+            .await
+            .expect("list_clients"),
+        vec![],
+        "an unknown tenant"
     );
 }
 
@@ -3165,6 +3216,117 @@ pub async fn wait_hint_returns_by_its_deadline<S: SessionStore + ChangeLog>(stor
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "wait_hint must not hang past its deadline"
+    );
+}
+
+pub async fn marks_are_swapped_only_from_the_expected_version<S: SessionStore + ChangeLog>(
+    store: S,
+) {
+    let load = |name: &'static str| {
+        let store = &store;
+        async move { store.load_mark(name).await.expect("load_mark") }
+    };
+    let mark = |version: u64, body: &str| {
+        Some(Mark {
+            version,
+            body: body.to_owned(),
+        })
+    };
+    assert_eq!(load("events").await, None, "an unknown mark");
+    assert_eq!(
+        store
+            .swap_mark("events", Some(1), "ghost")
+            .await
+            .expect("swap_mark"),
+        None,
+        "a missing mark has no version 1"
+    );
+    assert_eq!(load("events").await, None, "a failed swap writes nothing");
+
+    assert_eq!(
+        store
+            .swap_mark("events", None, "first")
+            .await
+            .expect("swap_mark"),
+        Some(1),
+        "the first write is version 1"
+    );
+    assert_eq!(load("events").await, mark(1, "first"));
+    assert_eq!(
+        store
+            .swap_mark("events", None, "again")
+            .await
+            .expect("swap_mark"),
+        None,
+        "the mark exists now"
+    );
+    assert_eq!(load("events").await, mark(1, "first"));
+
+    let body = r#"{"owner":"node-2","until":1700000060,"cursor":[[0,42]]}"#;
+    assert_eq!(
+        store
+            .swap_mark("events", Some(1), body)
+            .await
+            .expect("swap_mark"),
+        Some(2)
+    );
+    assert_eq!(
+        load("events").await,
+        mark(2, body),
+        "the body is kept as is"
+    );
+    assert_eq!(
+        store
+            .swap_mark("events", Some(1), "stale")
+            .await
+            .expect("swap_mark"),
+        None,
+        "a stale version fails"
+    );
+    assert_eq!(load("events").await, mark(2, body), "and leaves the body");
+
+    // Names are independent.
+    assert_eq!(load("other").await, None);
+    assert_eq!(
+        store.swap_mark("other", None, "").await.expect("swap_mark"),
+        Some(1),
+        "an empty body is a body"
+    );
+    assert_eq!(load("other").await, mark(1, ""));
+    assert_eq!(load("events").await, mark(2, body));
+
+    // Nodes racing for the same version (all load before any swaps): exactly one wins.
+    let store = Arc::new(store);
+    let loaded = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, loaded) = (store.clone(), loaded.clone());
+            tokio::spawn(async move {
+                let seen = store.load_mark("events").await.expect("load_mark");
+                let version = seen.map(|m| m.version);
+                loaded.wait().await;
+                let won = store
+                    .swap_mark("events", version, &format!("node-{i}"))
+                    .await
+                    .expect("swap_mark");
+                (version, won)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (version, won) = t.await.expect("task");
+        assert_eq!(version, Some(2), "every task loaded version 2");
+        if let Some(v) = won {
+            assert_eq!(v, 3, "a win from version 2 gives version 3");
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of 8 swaps wins: {winners:?}");
+    assert_eq!(
+        store.load_mark("events").await.expect("load_mark"),
+        mark(3, &format!("node-{}", winners[0])),
+        "the winner's body is stored"
     );
 }
 

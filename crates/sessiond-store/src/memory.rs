@@ -24,6 +24,7 @@ struct Data {
     /// The change log (one partition); entries up to `log_purged` were purged.
     log: Vec<LogEntry>,
     log_purged: u64,
+    marks: HashMap<String, Mark>,
     hint: std::sync::Arc<tokio::sync::Notify>,
 }
 
@@ -563,6 +564,18 @@ impl IdentityStore for MemoryStore {
         Ok(self.lock()?.clients.get(client_id).cloned())
     }
 
+    async fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ServiceClient>> {
+        let mut found: Vec<ServiceClient> = self
+            .lock()?
+            .clients
+            .values()
+            .filter(|c| &c.tenant_id == tenant)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(found)
+    }
+
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>> {
         Ok(self.lock()?.keys.clone())
     }
@@ -657,6 +670,31 @@ impl ChangeLog for MemoryStore {
         d.log.drain(..n);
         d.log_purged += n as u64;
         Ok(n as u64)
+    }
+
+    async fn load_mark(&self, name: &str) -> StoreResult<Option<Mark>> {
+        Ok(self.lock()?.marks.get(name).cloned())
+    }
+
+    async fn swap_mark(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        body: &str,
+    ) -> StoreResult<Option<u64>> {
+        let mut d = self.lock()?;
+        if d.marks.get(name).map(|m| m.version) != expected {
+            return Ok(None);
+        }
+        let version = expected.unwrap_or(0) + 1;
+        d.marks.insert(
+            name.to_owned(),
+            Mark {
+                version,
+                body: body.to_owned(),
+            },
+        );
+        Ok(Some(version))
     }
 }
 

@@ -161,6 +161,10 @@ pub struct PolicyOverrides {
     /// Where `suspicious_activity` events are POSTed, signed (none: no webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// The tenant's CAEP receiver: where `session-revoked` Security Event Tokens are pushed
+    /// (RFC 8935) when a session ends (none: no receiver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caep_receiver_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,6 +432,11 @@ pub enum AuditKind {
     SessionRevoked,
     SessionExpired,
     SuspiciousActivity,
+    /// A session event (back-channel logout token, CAEP SET) reached its receiver; `reason`
+    /// names the receiver.
+    SessionEventDelivered,
+    /// A session event was given up after its attempts, or refused by its receiver.
+    SessionEventFailed,
 }
 
 impl AuditKind {
@@ -441,6 +450,8 @@ impl AuditKind {
             AuditKind::SessionRevoked => "session_revoked",
             AuditKind::SessionExpired => "session_expired",
             AuditKind::SuspiciousActivity => "suspicious_activity",
+            AuditKind::SessionEventDelivered => "session_event_delivered",
+            AuditKind::SessionEventFailed => "session_event_failed",
         }
     }
 
@@ -454,6 +465,8 @@ impl AuditKind {
             Self::SessionRevoked,
             Self::SessionExpired,
             Self::SuspiciousActivity,
+            Self::SessionEventDelivered,
+            Self::SessionEventFailed,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -612,6 +625,9 @@ pub struct ServiceClient {
     pub secret_hash: TokenHash,
     /// The `aud` of the internal access tokens minted for it.
     pub audience: String,
+    /// Where OpenID Connect back-channel logout tokens are POSTed when a session of the
+    /// tenant ends (none: the client is not told).
+    pub backchannel_logout_uri: Option<String>,
     pub created_at: UnixTime,
 }
 
@@ -726,6 +742,14 @@ pub enum Change {
     PartnerSecretChanged { secret_id: String },
     /// The keyring was replaced (a rotation).
     KeyringChanged,
+}
+
+/// A small record kept beside a change log, replaced only by compare-and-swap
+/// ([`crate::ChangeLog::swap_mark`]); `version` counts its writes, from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub version: u64,
+    pub body: String,
 }
 
 /// One numbered entry of a change log partition.

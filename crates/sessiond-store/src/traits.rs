@@ -121,6 +121,20 @@ pub trait ChangeLog: Send + Sync + 'static {
 
     /// Deletes entries written before `before`, at most `batch` of them; returns how many.
     async fn purge_log(&self, before: UnixTime, batch: usize) -> StoreResult<u64>;
+
+    /// The mark `name` kept beside the log (a reader's position and lease, such as the
+    /// session-event dispatcher's), or `None` if it was never stored.
+    async fn load_mark(&self, name: &str) -> StoreResult<Option<Mark>>;
+
+    /// Stores `body` as the mark `name` if its version is still `expected` (`None`: no mark
+    /// yet), atomically where several nodes share the log; returns the new version, or `None`
+    /// — nothing written — when another writer changed (or created) it first.
+    async fn swap_mark(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        body: &str,
+    ) -> StoreResult<Option<u64>>;
 }
 
 /// Tenants, users, signing keys and the audit trail.
@@ -177,6 +191,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// [`crate::StoreError::Conflict`] if the client id is taken.
     async fn create_client(&self, client: ServiceClient) -> StoreResult<()>;
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ServiceClient>>;
+    /// A tenant's service clients, by client id.
+    async fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ServiceClient>>;
 
     async fn load_keys(&self) -> StoreResult<Vec<StoredKey>>;
     /// Stores `keys` as the keyring if there is none yet, atomically where several nodes may

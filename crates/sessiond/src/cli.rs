@@ -198,6 +198,9 @@ pub enum ClientCommand {
         /// The audience of its internal access tokens (default: the client id).
         #[arg(long)]
         audience: Option<String>,
+        /// Where back-channel logout tokens are POSTed when a session of the tenant ends.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
     },
 }
 
@@ -438,11 +441,16 @@ fn request(cmd: AdminCommand) -> Result<(Method, String, Option<Value>)> {
                     tenant,
                     client_id,
                     audience,
+                    backchannel_logout_uri,
                 },
         } => (
             M::POST,
             format!("{}/clients", t(&tenant)),
-            Some(json!({"clientId": client_id, "audience": audience})),
+            Some(json!({
+                "clientId": client_id,
+                "audience": audience,
+                "backchannelLogoutUri": backchannel_logout_uri,
+            })),
         ),
         AdminCommand::Keys { command } => match command {
             KeysCommand::List => (M::GET, "/admin/v1/keys".into(), None),

@@ -532,6 +532,17 @@ pub async fn run(cfg: Config) -> Result<()> {
         stores.feed_logs.clone(),
         stores.feed_logs.len() == stores.logs.len(),
     );
+    // Session events: a shared log's dispatcher holds a lease among the nodes; an embedded
+    // store's log is this process's alone.
+    let (shared, embedded) = stores.feed_logs.split_at(stores.logs.len());
+    state.start_session_events(shared, sessiond_core::dispatch::Options::default());
+    state.start_session_events(
+        embedded,
+        sessiond_core::dispatch::Options {
+            exclusive: true,
+            ..Default::default()
+        },
+    );
     spawn_janitor(
         Arc::clone(&state.engine),
         &stores,

@@ -138,6 +138,101 @@ async fn writes_survive_sigkill() {
     s.child.wait().unwrap();
 }
 
+/// A logout acknowledged just before SIGKILL still reaches the relying party: its event waits
+/// in the change log (the outbox, written with the revocation), and the restarted node
+/// delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_event_survives_sigkill() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    // The relying party: down (503) until `up`; records what it accepted.
+    let up = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rp = format!(
+        "http://{}/backchannel-logout",
+        listener.local_addr().unwrap()
+    );
+    let app = {
+        let (up, accepted) = (up.clone(), accepted.clone());
+        axum::Router::new().fallback(axum::routing::post(move |body: String| async move {
+            if !up.load(Ordering::SeqCst) {
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            accepted.lock().unwrap().push(body);
+            axum::http::StatusCode::OK
+        }))
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let s = start(dir.path());
+    use reqwest::Method as M;
+    for (path, body) in [
+        (
+            "/admin/v1/tenants",
+            json!({"id": "t1", "profile": "integration"}),
+        ),
+        (
+            "/admin/v1/tenants/t1/users",
+            json!({"username": "alice", "password": "correct horse"}),
+        ),
+        (
+            "/admin/v1/tenants/t1/clients",
+            json!({"clientId": "app", "backchannelLogoutUri": rp}),
+        ),
+    ] {
+        let (st, b) = call(&http, &s, M::POST, path, Some(ADMIN), Some(body)).await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let login = json!({"username": "alice", "password": "correct horse"});
+    let (_, a) = call(&http, &s, M::POST, "/api/v2/auth/login", None, Some(login)).await;
+    let token = a["userSessionToken"].as_str().unwrap().to_owned();
+    let sid = a["sessionId"].as_str().unwrap().to_owned();
+    let (st, _) = call(
+        &http,
+        &s,
+        M::POST,
+        "/api/v2/auth/logout",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let mut s = s;
+    s.child.kill().unwrap(); // SIGKILL right after the 2xx
+    s.child.wait().unwrap();
+    assert!(accepted.lock().unwrap().is_empty());
+
+    up.store(true, Ordering::SeqCst);
+    let mut s = start(dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while accepted.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted node never delivered the logout event"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered once: {got:?}");
+    let jwt = got[0].strip_prefix("logout_token=").unwrap();
+    let payload = jwt.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sid"], sid.as_str());
+    assert_eq!(claims["aud"], "app");
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+}
+
 #[test]
 fn config_check_masks_secrets() {
     let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))

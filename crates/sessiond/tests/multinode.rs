@@ -711,6 +711,87 @@ async fn the_feed_on_one_node_shows_a_logout_on_another(backend: Backend) {
     assert_eq!(cut["tid"], TENANT);
 }
 
+/// One logout, three nodes: its back-channel logout token is delivered once — by whichever
+/// node holds the change log's dispatch lease — and a second logout-all's events too.
+async fn a_logout_is_announced_once_by_one_node(backend: Backend) {
+    use std::sync::{Arc, Mutex};
+    let got = Arc::new(Mutex::new(Vec::<String>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rp = format!("http://{}/bcl", listener.local_addr().unwrap());
+    let app = {
+        let got = got.clone();
+        axum::Router::new().fallback(axum::routing::post(move |body: String| async move {
+            got.lock().unwrap().push(body);
+            axum::http::StatusCode::OK
+        }))
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let d = Deployment::start(backend, 3).await;
+    let (st, body) = d
+        .admin(
+            M::POST,
+            &format!("/admin/v1/tenants/{TENANT}/clients"),
+            Some(json!({"clientId": "rp", "backchannelLogoutUri": rp})),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let until = |n: usize| {
+        let got = got.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while got.lock().unwrap().len() < n {
+                assert!(Instant::now() < deadline, "{n} deliveries expected");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Time for a duplicate to show up, if a second node were delivering.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            got.lock().unwrap().clone()
+        }
+    };
+    let (token, _, sid) = d.login(0, "alice").await;
+    let (st, body) = d.logout(1, &token).await;
+    assert_eq!(st, 204, "{body}");
+    let first = until(1).await;
+    assert_eq!(first.len(), 1, "one delivery: {first:?}");
+    let sids: Vec<String> = [d.login(1, "alice").await, d.login(2, "alice").await]
+        .into_iter()
+        .map(|(_, _, sid)| sid)
+        .collect();
+    let (token, ..) = d.login(2, "alice").await;
+    let auth = format!("Bearer {token}");
+    let (st, body, _) = d
+        .call(
+            0,
+            M::POST,
+            "/api/v2/auth/logout-all",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let all = until(4).await;
+    assert_eq!(all.len(), 4, "one per session: {all:?}");
+    use base64::Engine as _;
+    let mut announced: Vec<String> = all
+        .iter()
+        .map(|b| {
+            let jwt = b.strip_prefix("logout_token=").unwrap();
+            let claims: Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(jwt.split('.').nth(1).unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            claims["sid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    announced.sort();
+    announced.dedup();
+    assert_eq!(announced.len(), 4, "four distinct sessions");
+    assert!(announced.contains(&sid));
+    assert!(sids.iter().all(|s| announced.contains(s)));
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -746,6 +827,7 @@ on_every_backend!(
     a_restarted_node_honours_a_logout_made_while_it_was_down,
     propagation_delay,
     the_feed_on_one_node_shows_a_logout_on_another,
+    a_logout_is_announced_once_by_one_node,
 );
 
 /// Sessions on a Redis that goes away: every node answers 503 `store_unavailable` with

@@ -4,6 +4,7 @@ mod admin;
 mod attacks;
 mod csrf;
 mod errors;
+mod events;
 mod feed;
 mod hardening;
 mod lifecycle;

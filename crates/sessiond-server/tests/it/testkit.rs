@@ -76,23 +76,44 @@ impl TestServer {
 
     pub async fn start_with(tune: impl FnOnce(&mut AppState)) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        Self::start_node(dir, Arc::new(ManualClock::new(START)), Alg::EdDSA, tune).await
+        Self::start_node(
+            dir,
+            Arc::new(ManualClock::new(START)),
+            Alg::EdDSA,
+            tune,
+            None,
+        )
+        .await
+    }
+
+    /// A server that delivers session events (back-channel logout, CAEP) with `opts`.
+    pub async fn start_with_events(opts: sessiond_core::dispatch::Options) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let clock = Arc::new(ManualClock::new(START));
+        Self::start_node(dir, clock, Alg::EdDSA, |_| {}, Some(opts)).await
     }
 
     /// A server whose new signing keys use `alg`.
     pub async fn start_signing_with(alg: Alg) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        Self::start_node(dir, Arc::new(ManualClock::new(START)), alg, |_| {}).await
+        Self::start_node(dir, Arc::new(ManualClock::new(START)), alg, |_| {}, None).await
     }
 
     /// The same data dir, restarted as a new node signing with `alg`.
     pub async fn restart_signing_with(&self, alg: Alg) -> Self {
-        Self::start_node(self.dir.clone(), self.clock.clone(), alg, |_| {}).await
+        Self::start_node(self.dir.clone(), self.clock.clone(), alg, |_| {}, None).await
     }
 
     /// Another sessiond node on the same database (its own caches and clock handle).
     pub async fn second_node(&self) -> Self {
-        Self::start_node(self.dir.clone(), self.clock.clone(), Alg::EdDSA, |_| {}).await
+        Self::start_node(
+            self.dir.clone(),
+            self.clock.clone(),
+            Alg::EdDSA,
+            |_| {},
+            None,
+        )
+        .await
     }
 
     async fn start_node(
@@ -100,10 +121,14 @@ impl TestServer {
         clock: Arc<ManualClock>,
         alg: Alg,
         tune: impl FnOnce(&mut AppState),
+        events: Option<sessiond_core::dispatch::Options>,
     ) -> Self {
         let (store, mut state) = sessiond_testkit::sqlite(dir.path(), clock.clone(), alg).await;
         let log: Arc<dyn sessiond_store::ChangeLog> = store.clone();
-        state.engine.start_feed(vec![log], false);
+        state.engine.start_feed(vec![log.clone()], false);
+        if let Some(opts) = events {
+            state.start_session_events(&[log], opts);
+        }
         tune(&mut state);
         let node = Server::serve(state).await;
         Self {

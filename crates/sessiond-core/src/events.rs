@@ -1,0 +1,232 @@
+//! Session events: when a session ends, the relying parties that hold state for it learn at
+//! once. Every service client of the session's tenant with a `backchannel_logout_uri` gets an
+//! OpenID Connect Back-Channel Logout 1.0 logout token, and the tenant's CAEP receiver
+//! (`caepReceiverUrl`) a `session-revoked` Security Event Token (RFC 8417), pushed per RFC 8935.
+//!
+//! The change log is the outbox: every end of a session appends its `session_ended` entry in
+//! the same transaction (or script) as the change itself, so an acknowledged logout survives a
+//! crash. [`crate::dispatch`] delivers from it. This module builds the events: who receives one, and
+//! the signed token each receiver gets.
+
+use crate::engine::Engine;
+use crate::error::{CoreError, CoreResult};
+use crate::outbound::Outbound;
+use serde_json::json;
+use sessiond_store::{AuditEvent, AuditKind, RevokeReason, SessionId, TenantId, UnixTime, UserId};
+use sha2::{Digest, Sha256};
+
+/// The `events` member of a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// The CAEP event type sessiond sends.
+pub const SESSION_REVOKED_EVENT: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+/// The `typ` of a logout token (OpenID Connect Back-Channel Logout 1.0, §2.4).
+pub const LOGOUT_TOKEN_TYPE: &str = "logout+jwt";
+/// The `typ` of a Security Event Token (RFC 8417, §2.3).
+pub const SET_TYPE: &str = "secevent+jwt";
+/// A logout token is accepted for this long after it is signed (each attempt signs anew).
+pub const LOGOUT_TOKEN_TTL: i64 = 120;
+
+/// Where an event goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A service client's `backchannel_logout_uri`: `logout_token=<JWT>`, form-encoded.
+    BackchannelLogout,
+    /// The tenant's CAEP receiver: the SET as an `application/secevent+jwt` body.
+    Caep,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::BackchannelLogout => "backchannel_logout",
+            Channel::Caep => "caep",
+        }
+    }
+}
+
+/// A session that ended, as its change-log entry recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub user: UserId,
+    pub reason: RevokeReason,
+    /// When the entry was written.
+    pub at: UnixTime,
+}
+
+/// One event for one receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub channel: Channel,
+    /// The service client's id, or `caep`.
+    pub receiver: String,
+    pub url: String,
+    /// Which addresses the tenant's profile may reach.
+    pub outbound: Outbound,
+    /// The same for every attempt at this event for this receiver, on every node.
+    pub jti: String,
+    pub ended: Ended,
+}
+
+impl Delivery {
+    /// The receiver as the audit trail names it: `backchannel_logout:<clientId>` or `caep`.
+    pub fn receiver_label(&self) -> String {
+        match self.channel {
+            Channel::BackchannelLogout => format!("backchannel_logout:{}", self.receiver),
+            Channel::Caep => "caep".to_owned(),
+        }
+    }
+}
+
+/// What a receiver made of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Worth another attempt later (a connection failure, a timeout, a 5xx, a 429).
+    Retry(String),
+    /// The receiver refused the event (a 4xx) or cannot be reached by the tenant's rules:
+    /// another attempt would fare no better.
+    Refused(String),
+}
+
+/// Sends one event over HTTP (the server implements it; tests record).
+#[async_trait::async_trait]
+pub trait Deliver: Send + Sync + 'static {
+    async fn post(&self, delivery: &Delivery, token: &str) -> Outcome;
+}
+
+/// `(initiating_entity, reason)` of a CAEP `session-revoked` event for a revocation reason.
+pub fn initiating_entity(reason: RevokeReason) -> &'static str {
+    match reason {
+        RevokeReason::Logout | RevokeReason::LogoutAll | RevokeReason::PasswordChanged => "user",
+        RevokeReason::Admin | RevokeReason::PartnerLogout => "admin",
+        RevokeReason::Displaced => "policy",
+        RevokeReason::ReuseDetected => "system",
+    }
+}
+
+/// A `jti` that names one event for one receiver: base64url of 16 bytes of SHA-256 over the
+/// channel, the receiver, the tenant and the session (a session ends once).
+fn event_id(channel: Channel, receiver: &str, ended: &Ended) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        "sessiond-session-event",
+        channel.as_str(),
+        receiver,
+        ended.tenant.as_str(),
+        ended.session.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    crate::secret::b64(&h.finalize()[..16])
+}
+
+impl Engine {
+    /// The receivers of `ended`'s events: the tenant's service clients with a back-channel
+    /// logout URI (by client id), then its CAEP receiver. None for a tenant that is gone.
+    pub async fn event_deliveries(&self, ended: &Ended) -> CoreResult<Vec<Delivery>> {
+        let tp = match self.tenant(&ended.tenant).await {
+            Ok(tp) => tp,
+            Err(CoreError::UnknownTenant) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let outbound = Outbound::for_profile(tp.tenant.profile);
+        let mut out = Vec::new();
+        for client in self.identity.list_clients(&ended.tenant).await? {
+            if let Some(url) = client.backchannel_logout_uri {
+                out.push(Delivery {
+                    channel: Channel::BackchannelLogout,
+                    jti: event_id(Channel::BackchannelLogout, &client.client_id, ended),
+                    receiver: client.client_id,
+                    url,
+                    outbound,
+                    ended: ended.clone(),
+                });
+            }
+        }
+        if let Some(url) = &tp.policy.caep_receiver_url {
+            out.push(Delivery {
+                channel: Channel::Caep,
+                receiver: "caep".into(),
+                url: url.clone(),
+                outbound,
+                jti: event_id(Channel::Caep, "caep", ended),
+                ended: ended.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The delivery's token, signed now with the session-token keyring: a logout token
+    /// (`typ: logout+jwt`, no `nonce`) or a `session-revoked` SET (`typ: secevent+jwt`).
+    pub fn event_token(&self, d: &Delivery) -> CoreResult<String> {
+        let now = self.now();
+        let e = &d.ended;
+        let issuer = &self.config().issuer;
+        let keyring = self.keyring()?;
+        match d.channel {
+            Channel::BackchannelLogout => keyring.sign_typed(
+                LOGOUT_TOKEN_TYPE,
+                &json!({
+                    "iss": issuer,
+                    "aud": d.receiver,
+                    "iat": now,
+                    "exp": now + LOGOUT_TOKEN_TTL,
+                    "jti": d.jti,
+                    "sub": e.user.to_string(),
+                    "sid": e.session.as_str(),
+                    "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
+                }),
+            ),
+            Channel::Caep => keyring.sign_typed(
+                SET_TYPE,
+                &json!({
+                    "iss": issuer,
+                    "aud": d.url,
+                    "iat": now,
+                    "jti": d.jti,
+                    "sub_id": {
+                        "format": "complex",
+                        "user": { "format": "opaque", "id": e.user.to_string() },
+                        "session": { "format": "opaque", "id": e.session.as_str() },
+                        "tenant": { "format": "opaque", "id": e.tenant.as_str() },
+                    },
+                    "events": {
+                        SESSION_REVOKED_EVENT: {
+                            "event_timestamp": e.at,
+                            "initiating_entity": initiating_entity(e.reason),
+                            "reason_admin": { "en": e.reason.as_str() },
+                        }
+                    },
+                }),
+            ),
+        }
+    }
+
+    /// Records the end of a delivery in the tenant's audit trail: `session_event_delivered`
+    /// or `session_event_failed`, the receiver in `reason`, the event's `jti` as activity id.
+    pub async fn record_delivery(&self, d: &Delivery, delivered: bool) -> CoreResult<()> {
+        let kind = if delivered {
+            AuditKind::SessionEventDelivered
+        } else {
+            AuditKind::SessionEventFailed
+        };
+        self.record(vec![AuditEvent {
+            id: 0,
+            kind,
+            tenant_id: d.ended.tenant.clone(),
+            user_id: Some(d.ended.user),
+            session_id: Some(d.ended.session.clone()),
+            activity_id: d.jti.clone(),
+            correlation_id: None,
+            ip: None,
+            user_agent: None,
+            reason: Some(d.receiver_label()),
+            at: self.now(),
+        }])
+        .await
+    }
+}
