@@ -264,6 +264,8 @@ static SSO: LazyLock<Sso> = LazyLock::new(|| {
         sealed_hs256_secret: pem.is_none().then(Vec::new),
         public_key_pem: pem,
         jwks_url: None,
+        verify_url: None,
+        sealed_verify_secret: None,
         updated_at: NOW,
     };
     let hs = jsonwebtoken::encode(
@@ -273,7 +275,7 @@ static SSO: LazyLock<Sso> = LazyLock::new(|| {
     )
     .expect("hs256");
     Sso {
-        verifier: SsoVerifier::new(None),
+        verifier: SsoVerifier::new(None, None),
         hs256: settings(None),
         ed25519: settings(Some(pem(&spki))),
         tokens: vec![hs, f.ed_sso.clone()],

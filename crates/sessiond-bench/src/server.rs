@@ -417,6 +417,7 @@ impl Sessiond {
                         customer_id,
                         auth_method: AuthMethod::Password,
                         created_at: now,
+                        auth_time: now,
                         last_seen_at: now,
                         absolute_expires_at: now + ABSOLUTE_TTL,
                         idle_ttl: Some(IDLE_TTL),

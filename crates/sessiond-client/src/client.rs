@@ -7,8 +7,8 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sessiond_proto::{
-    ErrorCode, LoginRequest, Mode, RefreshRequest, RevokedResponse, SessionView, SessionsResponse,
-    SsoRequest, TokenResponse, WhoamiResponse, headers, paths,
+    ErrorCode, LoginRequest, Mode, ReauthenticateRequest, RefreshRequest, RevokedResponse,
+    SessionView, SessionsResponse, SsoRequest, TokenResponse, WhoamiResponse, headers, paths,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -332,6 +332,36 @@ impl Client {
         Ok(revoked)
     }
 
+    /// Step-up: prove the user again — `password` for a password session, a fresh SSO token
+    /// of the same partner user (`sso_token`) for an SSO session — and store the new session
+    /// token, whose `auth_time` is now; the refresh token stays. What a tenant with
+    /// `reauthMaxAge` asks for ([`ErrorCode::ReauthenticationRequired`]) before
+    /// [`Client::logout_all`] or [`Client::revoke_other_sessions`].
+    pub async fn reauthenticate(&self, proof: ReauthenticateRequest) -> Result<Session, Error> {
+        let now = self.now();
+        let (res, _) = self
+            .authorized_with(Method::POST, paths::REAUTHENTICATE, Some(&proof))
+            .await?;
+        let fresh = self.session_from(read_json(res).await?, now)?;
+        let _f = self.inner.flight.lock().await;
+        let Some(stored) = self.inner.store.load()? else {
+            return Err(Error::ReloginRequired { code: None });
+        };
+        if stored.session_id != fresh.session_id {
+            return Err(Error::Protocol(
+                "the re-authenticated session is not the stored one".into(),
+            ));
+        }
+        // The stored refresh token is the newest (a refresh may have rotated it meanwhile).
+        let merged = Session {
+            refresh_token: stored.refresh_token,
+            refresh_expires_at: stored.refresh_expires_at,
+            ..fresh
+        };
+        self.inner.store.save(&merged)?;
+        Ok(merged)
+    }
+
     /// Revoke this session and forget it. Needs no refresh (the server accepts the session's
     /// own expired token); does nothing without a session. On a network or server failure
     /// the session is kept, so the logout can be retried.
@@ -543,13 +573,26 @@ impl Client {
     /// clocks disagree) gets one refresh and one retry; an answer that ends the session
     /// clears it and becomes [`Error::ReloginRequired`].
     async fn authorized(&self, method: Method, path: &str) -> Result<(Response, Session), Error> {
+        self.authorized_with(method, path, None::<&()>).await
+    }
+
+    /// As [`Client::authorized`], with a JSON body.
+    async fn authorized_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(Response, Session), Error> {
         let activity = Uuid::new_v4();
         let (session, generation) = self.current(activity).await?;
         let send = |s: &Session| {
-            self.send(
-                self.request(method.clone(), path, activity)
-                    .bearer_auth(s.session_token.expose()),
-            )
+            let mut rb = self
+                .request(method.clone(), path, activity)
+                .bearer_auth(s.session_token.expose());
+            if let Some(b) = body {
+                rb = rb.json(b);
+            }
+            self.send(rb)
         };
         let mut session = session;
         let mut result = send(&session).await;

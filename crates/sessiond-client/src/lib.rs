@@ -65,6 +65,6 @@ pub use error::Error;
 pub use session::{MemoryStore, Session, Token, TokenStore};
 /// The wire types the client's calls return (re-exported from `sessiond-proto`).
 pub use sessiond_proto::{
-    DeviceRequest, ErrorCode, LoginRequest, Problem, SessionState, SessionView, SsoRequest,
-    WhoamiResponse,
+    DeviceRequest, ErrorCode, LoginRequest, Problem, ReauthenticateRequest, SessionState,
+    SessionView, SsoRequest, WhoamiResponse,
 };

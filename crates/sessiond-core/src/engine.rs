@@ -18,7 +18,10 @@ mod audit;
 mod keys;
 mod login;
 mod revoke;
+mod stepup;
 mod validate;
+
+pub use stepup::Proof;
 
 pub const SCOPE: &str = "session";
 /// Password hashes waiting for a core, per core, before logins are refused with 429.
@@ -247,8 +250,13 @@ impl Engine {
     }
 
     /// Lets SSO settings name a JWKS URL, fetched with `fetcher`.
-    pub fn with_jwks_fetcher(mut self, fetcher: Arc<dyn crate::sso::JwksFetcher>) -> Self {
-        self.sso = crate::sso::SsoVerifier::new(Some(fetcher));
+    /// How SSO trusts reach partners: JWKS URLs and verification endpoints.
+    pub fn with_sso_transport(
+        mut self,
+        fetcher: Arc<dyn crate::sso::JwksFetcher>,
+        endpoint: Arc<dyn crate::sso::SsoEndpoint>,
+    ) -> Self {
+        self.sso = crate::sso::SsoVerifier::new(Some(fetcher), Some(endpoint));
         self
     }
 

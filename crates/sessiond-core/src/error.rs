@@ -36,6 +36,10 @@ pub enum CoreError {
     SsoTokenInvalid,
     #[error("invalid partner secret")]
     InvalidPartnerSecret,
+    #[error("this operation needs a recent authentication: re-authenticate the session first")]
+    ReauthenticationRequired,
+    #[error("the partner's SSO verification endpoint cannot be reached; retry in {retry_after} s")]
+    SsoUnavailable { retry_after: u64 },
     #[error("invalid client credentials")]
     InvalidClient,
     #[error("too many requests; retry in {retry_after} s")]

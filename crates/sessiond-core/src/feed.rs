@@ -67,8 +67,8 @@ struct Item {
     seq: u64,
     /// `None` for deployment-wide entries (keys).
     tenant: Option<String>,
-    /// A revoked session's creation time, when the log says it.
-    created: Option<UnixTime>,
+    /// A revoked session's `auth_time` (the newest its tokens carry), when the log says it.
+    auth_time: Option<UnixTime>,
     until: UnixTime,
     event: FeedEvent,
 }
@@ -99,12 +99,12 @@ impl View {
         let n = self.next_n;
         self.next_n += 1;
         let at = entry.at + offset;
-        let (tenant, created, until, event) = match entry.change {
+        let (tenant, auth_time, until, event) = match entry.change {
             Change::SessionEnded {
                 tenant,
                 session,
                 user,
-                created,
+                auth_time,
                 ..
             } => {
                 let until = at + HORIZON;
@@ -115,7 +115,7 @@ impl View {
                     at,
                     until,
                 });
-                (Some(tenant.as_str().to_owned()), created, until, event)
+                (Some(tenant.as_str().to_owned()), auth_time, until, event)
             }
             Change::UserSessionsEnded {
                 tenant,
@@ -162,19 +162,20 @@ impl View {
             slot,
             seq: entry.seq,
             tenant,
-            created,
+            auth_time,
             until,
             event,
         });
     }
 
     /// Whether subscribers are sent `i`: not if a later cut-off of its user covers it (a
-    /// session created before the cut-off and ended before it, or an earlier cut-off).
+    /// session whose tokens all carry an `auth_time` before the cut-off and that ended
+    /// before it, or an earlier cut-off).
     fn shown(&self, i: &Item) -> bool {
         let latest = |tid: &str, sub: uuid::Uuid| self.cutoffs.get(tid).and_then(|m| m.get(&sub));
         match &i.event {
-            FeedEvent::Session(s) => match (latest(&s.tid, s.sub), i.created) {
-                (Some(&(before, n)), Some(created)) => !(created < before && i.n < n),
+            FeedEvent::Session(s) => match (latest(&s.tid, s.sub), i.auth_time) {
+                (Some(&(before, n)), Some(auth_time)) => !(auth_time < before && i.n < n),
                 _ => true,
             },
             FeedEvent::Cutoff(c) => latest(&c.tid, c.sub).is_none_or(|&(_, n)| n == i.n),
@@ -668,7 +669,7 @@ mod tests {
                 session: sid(n),
                 user,
                 reason: RevokeReason::Logout,
-                created: Some(created),
+                auth_time: Some(created),
             },
         }
     }

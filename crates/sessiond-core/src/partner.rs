@@ -15,8 +15,9 @@ use std::sync::Arc;
 pub const INTERNAL_TOKEN_TTL: i64 = 300;
 pub const INTERNAL_SCOPE: &str = "internal";
 
-/// SSO settings as an operator gives them (exactly one trust anchor).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// SSO settings as an operator gives them (exactly one trust anchor; a verification
+/// endpoint comes with the secret sessiond presents to it).
+#[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SsoConfig {
     pub issuer: Option<String>,
@@ -24,6 +25,19 @@ pub struct SsoConfig {
     pub hs256_secret: Option<String>,
     pub public_key_pem: Option<String>,
     pub jwks_url: Option<String>,
+    pub verify_url: Option<String>,
+    pub verify_secret: Option<String>,
+}
+
+impl std::fmt::Debug for SsoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("jwks_url", &self.jwks_url)
+            .field("verify_url", &self.verify_url)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -51,9 +65,19 @@ impl Engine {
             c.hs256_secret.is_some(),
             c.public_key_pem.is_some(),
             c.jwks_url.is_some(),
+            c.verify_url.is_some(),
         ];
         if anchors.iter().filter(|a| **a).count() != 1 {
-            return bad("give exactly one of hs256Secret, publicKeyPem and jwksUrl");
+            return bad("give exactly one of hs256Secret, publicKeyPem, jwksUrl and verifyUrl");
+        }
+        if c.verify_url.is_some() != c.verify_secret.is_some() {
+            return bad("verifyUrl and verifySecret go together");
+        }
+        if c.verify_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 32 || s.len() > 1024 || s.chars().any(char::is_control))
+        {
+            return bad("verifySecret must be 32 to 1024 printable characters");
         }
         if c.audience.is_empty() || c.audience.len() > 256 {
             return bad("audience must be 1 to 256 characters");
@@ -67,17 +91,26 @@ impl Engine {
         {
             return bad("publicKeyPem must be an RSA, P-256 or Ed25519 public key in PEM");
         }
-        if let Some(url) = &c.jwks_url {
-            if url.len() > 2048 {
-                return bad("jwksUrl must be at most 2048 characters");
+        for (name, url) in [("jwksUrl", &c.jwks_url), ("verifyUrl", &c.verify_url)] {
+            if let Some(url) = url {
+                if url.len() > 2048 {
+                    return bad(&format!("{name} must be at most 2048 characters"));
+                }
+                Outbound::for_profile(tp.tenant.profile)
+                    .check_url(url)
+                    .or_else(|why| bad(&format!("{name} is refused: {why}")))?;
             }
-            Outbound::for_profile(tp.tenant.profile)
-                .check_url(url)
-                .or_else(|why| bad(&format!("jwksUrl is refused: {why}")))?;
         }
         let sealed = c
             .hs256_secret
             .map(|s| self.master.seal(sso_aad(tenant).as_bytes(), s.as_bytes()))
+            .transpose()?;
+        let sealed_verify = c
+            .verify_secret
+            .map(|s| {
+                self.master
+                    .seal(sso_verify_aad(tenant).as_bytes(), s.as_bytes())
+            })
             .transpose()?;
         let settings = SsoSettings {
             issuer: c.issuer,
@@ -85,35 +118,40 @@ impl Engine {
             sealed_hs256_secret: sealed,
             public_key_pem: c.public_key_pem,
             jwks_url: c.jwks_url,
+            verify_url: c.verify_url,
+            sealed_verify_secret: sealed_verify,
             updated_at: self.now(),
         };
         Ok(self.identity.set_sso(tenant, settings).await?)
     }
 
-    /// Exchanges a partner's SSO token for a session; provisions the user on first sight of
-    /// the token's `sub` (the user's external id).
-    pub async fn sso_login(
+    /// Verifies a partner's SSO token against the tenant's trust and spends its `jti` (an SSO
+    /// token is good for one login or one re-authentication); failures are audited.
+    pub(crate) async fn verify_sso(
         &self,
         ctx: &RequestContext,
         tp: &TenantPolicy,
         token: &str,
-        device: DeviceInfo,
-    ) -> CoreResult<Issued> {
+    ) -> CoreResult<crate::sso::SsoClaims> {
         let now = self.now();
         let settings = self
             .identity
             .get_sso(&ctx.tenant_id)
             .await?
             .ok_or(CoreError::SsoTokenInvalid)?;
-        let secret = settings
-            .sealed_hs256_secret
-            .as_ref()
-            .map(|s| {
-                self.master
-                    .open(sso_aad(&ctx.tenant_id).as_bytes(), s)
-                    .ok_or_else(|| {
-                        CoreError::Internal("the master key does not open the SSO secret".into())
-                    })
+        let sealed = match (
+            &settings.sealed_hs256_secret,
+            &settings.sealed_verify_secret,
+        ) {
+            (Some(s), _) => Some((sso_aad(&ctx.tenant_id), s)),
+            (None, Some(s)) => Some((sso_verify_aad(&ctx.tenant_id), s)),
+            (None, None) => None,
+        };
+        let secret = sealed
+            .map(|(aad, s)| {
+                self.master.open(aad.as_bytes(), s).ok_or_else(|| {
+                    CoreError::Internal("the master key does not open the SSO secret".into())
+                })
             })
             .transpose()?;
         let claims = match self
@@ -130,7 +168,13 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 let mut ev = self.event(ctx, AuditKind::LoginFailed, None, None);
-                ev.reason = Some("sso_token_invalid".into());
+                ev.reason = Some(
+                    match e {
+                        CoreError::SsoUnavailable { .. } => "sso_unavailable",
+                        _ => "sso_token_invalid",
+                    }
+                    .into(),
+                );
                 self.record(vec![ev]).await?;
                 return Err(e);
             }
@@ -150,6 +194,19 @@ impl Engine {
             self.record(vec![ev]).await?;
             return Err(CoreError::SsoTokenInvalid);
         }
+        Ok(claims)
+    }
+
+    /// Exchanges a partner's SSO token for a session; provisions the user on first sight of
+    /// the token's `sub` (the user's external id).
+    pub async fn sso_login(
+        &self,
+        ctx: &RequestContext,
+        tp: &TenantPolicy,
+        token: &str,
+        device: DeviceInfo,
+    ) -> CoreResult<Issued> {
+        let claims = self.verify_sso(ctx, tp, token).await?;
         let user = self.sso_user(&ctx.tenant_id, &claims.sub).await?;
         if user.status != UserStatus::Active {
             let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
@@ -375,7 +432,7 @@ impl Engine {
             iat: now,
             nbf: now,
             exp,
-            auth_time: s.created_at,
+            auth_time: s.auth_time,
         };
         Ok(InternalToken {
             token: self.keyring()?.sign(&claims)?,
@@ -499,4 +556,8 @@ fn names_owner(claims: &serde_json::Value, s: &Session) -> bool {
 
 fn sso_aad(tenant: &TenantId) -> String {
     format!("sso:{tenant}")
+}
+
+fn sso_verify_aad(tenant: &TenantId) -> String {
+    format!("sso-verify:{tenant}")
 }

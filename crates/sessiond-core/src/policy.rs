@@ -35,6 +35,9 @@ pub struct Policy {
     pub webhook_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caep_receiver_url: Option<String>,
+    /// Seconds since the session's last authentication (`auth_time`) after which logout-all
+    /// and revoking other sessions need a re-authentication first; 0 = never.
+    pub reauth_max_age: u32,
 }
 
 const DAY: u32 = 24 * 3600;
@@ -57,6 +60,7 @@ impl Policy {
             login_rate_per_minute: 30,
             webhook_url: None,
             caep_receiver_url: None,
+            reauth_max_age: 0,
         };
         match profile {
             Profile::Playground => Policy {
@@ -93,6 +97,7 @@ impl Policy {
             login_rate_per_minute: o.login_rate_per_minute.unwrap_or(d.login_rate_per_minute),
             webhook_url: o.webhook_url.clone().or(d.webhook_url),
             caep_receiver_url: o.caep_receiver_url.clone().or(d.caep_receiver_url),
+            reauth_max_age: o.reauth_max_age.unwrap_or(d.reauth_max_age),
         };
         p.validate()?;
         Ok(p)
@@ -129,6 +134,9 @@ impl Policy {
         }
         if self.absolute_ttl > 366 * DAY {
             return bad("absoluteTtl must be at most one year");
+        }
+        if self.reauth_max_age > 366 * DAY {
+            return bad("reauthMaxAge must be at most one year");
         }
         if self.refresh_grace_seconds > 300 {
             return bad("refreshGraceSeconds must be at most 300");

@@ -1,6 +1,8 @@
 //! Partner-issued SSO tokens (the Hubble seed): verified with the tenant's configured trust —
-//! an HS256 secret, a PEM public key (RS256, ES256, EdDSA) or a JWKS URL — and only with the
-//! algorithm that trust implies. Time comes from the engine's clock, not the library's.
+//! an HS256 secret, a PEM public key (RS256, ES256, EdDSA) or a JWKS URL, and only with the
+//! algorithm that trust implies — or, for opaque tokens, by the partner's own verification
+//! endpoint (an RFC 7662-style introspection behind a circuit breaker). Time comes from the
+//! engine's clock, not the library's.
 
 use crate::CoreError;
 use crate::outbound::Outbound;
@@ -17,6 +19,47 @@ use std::sync::{Arc, Mutex};
 #[async_trait]
 pub trait JwksFetcher: Send + Sync + 'static {
     async fn fetch(&self, url: &str, outbound: Outbound) -> Result<String, String>;
+}
+
+/// Asks a partner's verification endpoint about an opaque SSO token (the server supplies one
+/// over HTTP), authenticated with the tenant's shared secret, reaching only the destinations
+/// `outbound` allows.
+#[async_trait]
+pub trait SsoEndpoint: Send + Sync + 'static {
+    async fn verify(&self, url: &str, secret: &str, token: &str, outbound: Outbound) -> Endpoint;
+}
+
+/// What a partner's verification endpoint answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The partner vouches for the token: the user's external id (`sub`), and what else it
+    /// stated (`exp`; `aud`, empty when it stated none; `iss`).
+    Active {
+        sub: String,
+        exp: Option<UnixTime>,
+        aud: Vec<String>,
+        iss: Option<String>,
+    },
+    /// The partner does not know the token or says it is not active.
+    Inactive,
+    /// The partner could not be asked or gave no usable answer (a timeout, a refused
+    /// connection, a 5xx, a refusal of sessiond's own credentials).
+    Unavailable(String),
+}
+
+/// Consecutive failures of a partner endpoint after which it is not asked for a while.
+pub const BREAKER_THRESHOLD: u32 = 5;
+/// How long (seconds) an open breaker answers `sso_unavailable` without asking the partner;
+/// then one request tries again.
+pub const BREAKER_OPEN_FOR: i64 = 30;
+/// How long (seconds) an opaque token's use is remembered when the partner states no `exp`.
+pub const OPAQUE_TOKEN_MEMORY: i64 = 24 * 3600;
+
+/// A partner endpoint's recent failures.
+#[derive(Debug, Default, Clone, Copy)]
+struct Breaker {
+    failures: u32,
+    open_until: UnixTime,
 }
 
 /// A JWKS URL is fetched again for an unknown `kid` at most this often (seconds).
@@ -57,6 +100,9 @@ type JwksKey = (Outbound, String);
 #[derive(Default)]
 pub struct SsoVerifier {
     fetcher: Option<Arc<dyn JwksFetcher>>,
+    endpoint: Option<Arc<dyn SsoEndpoint>>,
+    /// Per verification URL and destination policy.
+    breakers: Mutex<HashMap<JwksKey, Breaker>>,
     jwks: Mutex<HashMap<JwksKey, Arc<CachedJwks>>>,
     /// One fetch per key at a time: concurrent tokens with unknown `kid`s wait for it and
     /// share its result instead of each fetching.
@@ -69,17 +115,112 @@ fn invalid(why: &str) -> CoreError {
 }
 
 impl SsoVerifier {
-    pub fn new(fetcher: Option<Arc<dyn JwksFetcher>>) -> Self {
+    pub fn new(
+        fetcher: Option<Arc<dyn JwksFetcher>>,
+        endpoint: Option<Arc<dyn SsoEndpoint>>,
+    ) -> Self {
         Self {
             fetcher,
+            endpoint,
+            breakers: Mutex::default(),
             jwks: Mutex::default(),
             fetching: Mutex::default(),
         }
     }
 
+    /// Asks the partner's endpoint about an opaque token: its claims as sessiond uses them
+    /// (`jti` names the token by its SHA-256, so it is single use like a JWT's `jti`; `exp`
+    /// is the partner's, or [`OPAQUE_TOKEN_MEMORY`] from now). An endpoint that failed
+    /// [`BREAKER_THRESHOLD`] times in a row is not asked for [`BREAKER_OPEN_FOR`] seconds.
+    async fn verify_opaque(
+        &self,
+        settings: &SsoSettings,
+        url: &str,
+        secret: &str,
+        token: &str,
+        now: UnixTime,
+        outbound: Outbound,
+    ) -> Result<SsoClaims, CoreError> {
+        if token.is_empty() || token.chars().any(char::is_control) {
+            return Err(invalid("opaque token empty or with control characters"));
+        }
+        let endpoint = self
+            .endpoint
+            .as_ref()
+            .ok_or(CoreError::SsoUnavailable { retry_after: 1 })?;
+        let key = (outbound, url.to_owned());
+        let poisoned = || CoreError::Internal("sso breaker poisoned".into());
+        let open_until = self
+            .breakers
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&key)
+            .map_or(0, |b| b.open_until);
+        if open_until > now {
+            return Err(CoreError::SsoUnavailable {
+                retry_after: u64::try_from(open_until - now).unwrap_or(1),
+            });
+        }
+        let answer = endpoint.verify(url, secret, token, outbound).await;
+        {
+            let mut breakers = self.breakers.lock().map_err(|_| poisoned())?;
+            let b = breakers.entry(key).or_default();
+            if let Endpoint::Unavailable(why) = &answer {
+                b.failures = b.failures.saturating_add(1);
+                tracing::warn!(
+                    url,
+                    why,
+                    failures = b.failures,
+                    "SSO verification endpoint failed"
+                );
+                if b.failures >= BREAKER_THRESHOLD {
+                    b.open_until = now + BREAKER_OPEN_FOR;
+                    tracing::error!(
+                        url,
+                        "SSO verification endpoint: circuit open for {BREAKER_OPEN_FOR} s"
+                    );
+                }
+            } else {
+                *b = Breaker::default();
+            }
+        }
+        let (sub, exp, aud, iss) = match answer {
+            Endpoint::Active { sub, exp, aud, iss } => (sub, exp, aud, iss),
+            Endpoint::Inactive => return Err(invalid("the partner says inactive")),
+            Endpoint::Unavailable(_) => return Err(CoreError::SsoUnavailable { retry_after: 1 }),
+        };
+        if !aud.is_empty() && !aud.contains(&settings.audience) {
+            return Err(invalid("the partner names another audience"));
+        }
+        if let (Some(expected), Some(got)) = (&settings.issuer, iss)
+            && *expected != got
+        {
+            return Err(invalid("the partner names another issuer"));
+        }
+        let exp = exp.unwrap_or(now + OPAQUE_TOKEN_MEMORY);
+        if now >= exp {
+            return Err(invalid("time"));
+        }
+        if sub.is_empty() || sub.len() > 256 || sub.chars().any(char::is_control) {
+            return Err(invalid("sub"));
+        }
+        use sha2::Digest as _;
+        Ok(SsoClaims {
+            sub,
+            jti: format!(
+                "opaque:{}",
+                crate::secret::b64(&sha2::Sha256::digest(token.as_bytes()))
+            ),
+            exp,
+            nbf: None,
+            iat: None,
+        })
+    }
+
     /// Verifies an SSO token against a tenant's settings at `now`. `hs256_secret` is the
-    /// opened secret when the settings use one; a JWKS URL is fetched only from the
-    /// destinations `outbound` allows.
+    /// opened secret when the settings use one (for a verification endpoint: the secret
+    /// sessiond authenticates with); a JWKS URL or verification endpoint is reached only at
+    /// the destinations `outbound` allows.
     pub async fn verify(
         &self,
         settings: &SsoSettings,
@@ -90,6 +231,14 @@ impl SsoVerifier {
     ) -> Result<SsoClaims, CoreError> {
         if token.len() > crate::token::MAX_TOKEN_LEN {
             return Err(invalid("too long"));
+        }
+        if let Some(url) = &settings.verify_url {
+            let secret = hs256_secret
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .ok_or_else(|| CoreError::Internal("no verification secret".into()))?;
+            return self
+                .verify_opaque(settings, url, secret, token, now, outbound)
+                .await;
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("header"))?;
         if header.jku.is_some()

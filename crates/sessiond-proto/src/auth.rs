@@ -78,6 +78,30 @@ impl std::fmt::Debug for SsoRequest {
     }
 }
 
+/// Proof for a re-authentication (step-up): exactly one of `password` (a session created
+/// with a password) and `ssoToken` (a fresh SSO token of the same partner user, for a session
+/// created with one).
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReauthenticateRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sso_token: Option<String>,
+}
+
+impl std::fmt::Debug for ReauthenticateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ReauthenticateRequest")
+            .field("password", &redacted(&self.password))
+            .field("sso_token", &redacted(&self.sso_token))
+            .finish()
+    }
+}
+
 #[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The contract's error codes (`internal_error` and `store_unavailable` only with 5xx).
+/// The contract's error codes (`internal_error`, `store_unavailable` and `sso_unavailable`
+/// only with 5xx).
 ///
 /// Its OpenAPI schema lists the codes of [`ErrorCode::ALL`]: `Unknown` is no code the server
 /// sends.
@@ -27,7 +28,10 @@ pub enum ErrorCode {
     RefreshNotEnabled,
     InvalidPartnerSecret,
     SsoTokenInvalid,
+    ReauthenticationRequired,
     RateLimited,
+    /// Only with 503: a partner's SSO verification endpoint cannot be reached.
+    SsoUnavailable,
     Forbidden,
     NotFound,
     PayloadTooLarge,
@@ -41,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the contract defines, in the contract's order.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidRequest,
         ErrorCode::MissingHeader,
         ErrorCode::InvalidHeader,
@@ -59,12 +63,14 @@ impl ErrorCode {
         ErrorCode::RefreshNotEnabled,
         ErrorCode::InvalidPartnerSecret,
         ErrorCode::SsoTokenInvalid,
+        ErrorCode::ReauthenticationRequired,
         ErrorCode::RateLimited,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::PayloadTooLarge,
         ErrorCode::InternalError,
         ErrorCode::StoreUnavailable,
+        ErrorCode::SsoUnavailable,
     ];
 
     /// The code as it appears on the wire.
@@ -87,12 +93,14 @@ impl ErrorCode {
             ErrorCode::RefreshNotEnabled => "refresh_not_enabled",
             ErrorCode::InvalidPartnerSecret => "invalid_partner_secret",
             ErrorCode::SsoTokenInvalid => "sso_token_invalid",
+            ErrorCode::ReauthenticationRequired => "reauthentication_required",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::SsoUnavailable => "sso_unavailable",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -118,8 +126,8 @@ impl utoipa::PartialSchema for ErrorCode {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .description(Some(
-                "The contract's error codes (`internal_error` and `store_unavailable` only with \
-                 5xx).",
+                "The contract's error codes (`internal_error`, `store_unavailable` and \
+                 `sso_unavailable` only with 5xx).",
             ))
             .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
             .into()

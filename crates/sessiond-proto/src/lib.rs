@@ -12,7 +12,10 @@ pub mod ids;
 pub mod keys;
 pub mod session;
 
-pub use auth::{DeviceRequest, LoginRequest, Mode, RefreshRequest, SsoRequest, TokenResponse};
+pub use auth::{
+    DeviceRequest, LoginRequest, Mode, ReauthenticateRequest, RefreshRequest, SsoRequest,
+    TokenResponse,
+};
 pub use error::{ErrorCode, Problem};
 pub use feed::{Cutoff, FeedEvent, FeedMessage, KeysChanged, SessionRevoked};
 pub use keys::Introspection;
@@ -43,6 +46,7 @@ pub mod paths {
     pub const REFRESH: &str = "/api/v2/auth/refresh";
     pub const LOGOUT: &str = "/api/v2/auth/logout";
     pub const LOGOUT_ALL: &str = "/api/v2/auth/logout-all";
+    pub const REAUTHENTICATE: &str = "/api/v2/auth/reauthenticate";
     pub const SESSION: &str = "/api/v2/session";
     pub const SESSIONS: &str = "/api/v2/sessions";
     pub const PARTNER_LOGOUT_USER: &str = "/v1/auth/partner/logout-user";

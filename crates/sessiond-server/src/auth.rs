@@ -11,7 +11,10 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use sessiond_proto::{LoginRequest, Mode, Problem, RefreshRequest, RevokedResponse, TokenResponse};
+use sessiond_proto::{
+    LoginRequest, Mode, Problem, ReauthenticateRequest, RefreshRequest, RevokedResponse,
+    TokenResponse,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/auth/refresh", post(refresh))
         .route("/api/v2/auth/logout", post(logout))
         .route("/api/v2/auth/logout-all", post(logout_all))
+        .route("/api/v2/auth/reauthenticate", post(reauthenticate))
 }
 
 /// Log in with a username and password.
@@ -204,4 +208,79 @@ async fn logout(State(st): State<AppState>, c: Ctx, parts: Parts) -> ApiResult<R
 async fn logout_all(State(st): State<AppState>, a: Auth) -> ApiResult<Json<RevokedResponse>> {
     let revoked = st.engine.logout_all(&a.ctx, &a.auth).await?;
     Ok(Json(RevokedResponse { revoked }))
+}
+
+/// Re-authenticate the current session (step-up).
+///
+/// The user proves who they are again — the password for a session created with one, a fresh
+/// SSO token of the same partner user for an SSO session — and gets a new session token for
+/// the same session whose `auth_time` is now (no new session, no new refresh token: later
+/// refreshes keep the new `auth_time`). A tenant's `reauthMaxAge` makes logout-all and
+/// revoking other sessions require a token whose `auth_time` is that recent. A wrong password
+/// counts towards the account's login backoff. In cookie mode the new token goes into the
+/// session cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v2/auth/reauthenticate",
+    tag = "end-user",
+    operation_id = "reauthenticate",
+    params(docs::TenantHeader, docs::CsrfHeader),
+    request_body = ReauthenticateRequest,
+    security(("sessionToken" = []), ("sessionCookie" = [])),
+    responses(
+        (status = 200, description = "A new session token for the same session (no \
+            `refreshToken`).", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "Cookie mode only: \
+                `__Host-sessiond-session` and `__Host-sessiond-csrf`."))),
+        (status = 400, description = "As for every end-user request, or `invalid_request`: \
+            not exactly one of `password` and `ssoToken`, or not the kind of proof the session \
+            was created with.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials` (wrong password), \
+            `sso_token_invalid` (invalid, already used, or of another partner user), or as for \
+            every authenticated request (`token_invalid`, `token_expired`, `session_revoked`, \
+            `session_displaced`, `session_expired`).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`, or as for every end-user request.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = docs::D_413, body = Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = docs::D_415, body = Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = docs::D_429, body = Problem,
+            content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        (status = 503, description = docs::D_503_SSO, body = Problem,
+            content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
+async fn reauthenticate(
+    State(st): State<AppState>,
+    a: Auth,
+    Body(req): Body<ReauthenticateRequest>,
+) -> ApiResult<Response> {
+    let proof = match (&req.password, &req.sso_token) {
+        (Some(p), None) if p.len() <= 1024 => sessiond_core::engine::Proof::Password(p),
+        (None, Some(t)) if t.len() <= 16 * 1024 => sessiond_core::engine::Proof::Sso(t),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ApiError::invalid_request("password or ssoToken too long"));
+        }
+        _ => {
+            return Err(ApiError::invalid_request(
+                "exactly one of password and ssoToken is required",
+            ));
+        }
+    };
+    let run = async {
+        Ok(st
+            .engine
+            .reauthenticate(&a.ctx, &a.tenant, &a.auth, proof)
+            .await?)
+    };
+    let issued = st
+        .limiters
+        .auth(a.ctx.ip.as_deref(), st.engine.now(), run)
+        .await?;
+    let keep = issued.session.absolute_expires_at - st.engine.now();
+    cookies::reply_keeping(&st.engine, issued, a.via_cookie, keep)
 }

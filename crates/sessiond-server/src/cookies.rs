@@ -51,12 +51,24 @@ fn append(headers: &mut HeaderMap, name: &str, value: &str, max_age: i64, http_o
 /// The session cookie lives as long as the refresh cookie (its token still expires on time):
 /// a cookie-mode refresh names its session by it (see [`refresh_session`]).
 pub fn reply(engine: &Engine, issued: Issued, cookie_mode: bool) -> Result<Response, ApiError> {
+    reply_keeping(engine, issued, cookie_mode, 0)
+}
+
+/// As [`reply`], for a new session token without a new refresh token (a re-authentication):
+/// the session cookie lives at least `keep` seconds, as long as the refresh cookie it replaces
+/// may still be used (a cookie-mode refresh names its session by it).
+pub fn reply_keeping(
+    engine: &Engine,
+    issued: Issued,
+    cookie_mode: bool,
+    keep: i64,
+) -> Result<Response, ApiError> {
     if !cookie_mode {
         return Ok(Json(token_response(issued)).into_response());
     }
     let csrf = engine.csrf_token(&issued.session.id);
     let mut headers = HeaderMap::new();
-    let mut age = issued.expires_in;
+    let mut age = issued.expires_in.max(keep);
     if let Some(refresh_age) = issued
         .refresh_expires_in
         .filter(|_| issued.refresh_token.is_some())

@@ -91,3 +91,8 @@ pub struct PartnerSecretHeader {
     #[param(rename = "X-PARTNER-SECRET")]
     secret: String,
 }
+
+pub const D_503_SSO: &str = "`sso_unavailable`: the tenant trusts its partner's verification \
+    endpoint and it could not be asked (a timeout, a refused connection, a 5xx, or a refusal of \
+    sessiond's credentials) or failed five times in a row and is not asked for 30 s; or \
+    `store_unavailable`.";

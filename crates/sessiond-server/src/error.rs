@@ -97,6 +97,18 @@ impl From<CoreError> for ApiError {
             CoreError::RefreshTokenReused => (S::UNAUTHORIZED, ErrorCode::RefreshTokenReused),
             CoreError::RefreshNotEnabled => (S::BAD_REQUEST, ErrorCode::RefreshNotEnabled),
             CoreError::SsoTokenInvalid => (S::UNAUTHORIZED, ErrorCode::SsoTokenInvalid),
+            CoreError::ReauthenticationRequired => {
+                (S::UNAUTHORIZED, ErrorCode::ReauthenticationRequired)
+            }
+            CoreError::SsoUnavailable { retry_after } => {
+                let mut e = Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    ErrorCode::SsoUnavailable,
+                    e.to_string(),
+                );
+                e.retry_after = Some(*retry_after);
+                return e;
+            }
             CoreError::InvalidPartnerSecret => (S::UNAUTHORIZED, ErrorCode::InvalidPartnerSecret),
             CoreError::InvalidClient => (S::UNAUTHORIZED, ErrorCode::Forbidden),
             CoreError::RateLimited { retry_after } => {

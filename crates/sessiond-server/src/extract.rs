@@ -220,6 +220,8 @@ pub struct Auth {
     pub ctx: RequestContext,
     pub tenant: Arc<TenantPolicy>,
     pub auth: Authenticated,
+    /// The token came from the session cookie (cookie mode).
+    pub via_cookie: bool,
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -227,9 +229,14 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Ctx { ctx, tenant } = Ctx::from_request_parts(parts, state).await?;
-        let (token, _) = session_token(parts, state, false).await?;
+        let (token, via_cookie) = session_token(parts, state, false).await?;
         let auth = state.engine.authenticate(&ctx, &token).await?;
-        Ok(Auth { ctx, tenant, auth })
+        Ok(Auth {
+            ctx,
+            tenant,
+            auth,
+            via_cookie,
+        })
     }
 }
 

@@ -21,6 +21,7 @@ mod partner;
 pub mod ratelimit;
 mod schemas;
 mod sessions;
+mod sso_endpoint;
 mod webhook;
 pub mod wire;
 
@@ -35,6 +36,9 @@ use tokio::net::TcpListener;
 
 /// A failed webhook delivery is retried after this, then twice as long each time.
 pub const WEBHOOK_FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A partner's SSO verification endpoint is given this long to answer.
+pub const SSO_ENDPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Request bodies above this get `413 payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -64,7 +68,10 @@ impl AppState {
         Self {
             engine: Arc::new(
                 engine
-                    .with_jwks_fetcher(Arc::new(jwks::HttpJwksFetcher::new()))
+                    .with_sso_transport(
+                        Arc::new(jwks::HttpJwksFetcher::new()),
+                        Arc::new(sso_endpoint::HttpSsoEndpoint::new(SSO_ENDPOINT_TIMEOUT)),
+                    )
                     .with_alert_sink(Arc::new(webhook::WebhookSender::start(WEBHOOK_FIRST_RETRY))),
             ),
             admin_token: admin_token.into(),

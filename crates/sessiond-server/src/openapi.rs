@@ -44,6 +44,7 @@ use utoipa::{Modify, OpenApi};
         crate::auth::refresh,
         crate::auth::logout,
         crate::auth::logout_all,
+        crate::auth::reauthenticate,
         crate::sessions::whoami,
         crate::sessions::list,
         crate::sessions::revoke_others,

@@ -34,8 +34,10 @@ pub fn router() -> Router<AppState> {
 /// Log in with a partner-issued SSO token.
 ///
 /// Verifies the signed JWT with the tenant's SSO trust (shared secret, public key or JWKS;
-/// `aud`, `iss`, `exp`, single-use `jti`), provisions the user by `sub` on first sight, creates
-/// a session and returns a TokenResponse. `"mode": "cookie"` as for login.
+/// `aud`, `iss`, `exp`, single-use `jti`) — or, when the tenant trusts the partner's
+/// verification endpoint, asks that endpoint about the opaque token (single use too) —
+/// provisions the user by `sub` on first sight, creates a session and returns a
+/// TokenResponse. `"mode": "cookie"` as for login.
 #[utoipa::path(
     post,
     path = "/api/v2/auth/sso",
@@ -62,6 +64,9 @@ pub fn router() -> Router<AppState> {
         (status = 415, description = docs::D_415, body = Problem,
             content_type = "application/problem+json"),
         (status = 429, description = docs::D_429, body = Problem,
+            content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        (status = 503, description = docs::D_503_SSO, body = Problem,
             content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     ),

@@ -61,6 +61,10 @@ pub struct Policy {
     /// when a session ends; absent: no receiver.
     #[schema(nullable = false)]
     caep_receiver_url: Option<String>,
+    /// Seconds after a session's last authentication (`auth_time`) beyond which logout-all
+    /// and revoking other sessions answer 401 `reauthentication_required` until the session
+    /// is re-authenticated (`POST /api/v2/auth/reauthenticate`); 0 = never.
+    reauth_max_age: u32,
 }
 
 /// Per-tenant policy overrides; an absent member keeps the profile's default.
@@ -87,6 +91,8 @@ pub struct PolicyOverrides {
     webhook_url: Option<String>,
     /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters.
     caep_receiver_url: Option<String>,
+    /// At most one year; 0 = no re-authentication required.
+    reauth_max_age: Option<u32>,
 }
 
 /// A JSON merge patch (RFC 7396) of the tenant's overrides: a member sets an override, `null`
@@ -112,20 +118,34 @@ pub struct PolicyPatch {
     webhook_url: Option<String>,
     /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters.
     caep_receiver_url: Option<String>,
+    /// At most one year; 0 = no re-authentication required.
+    reauth_max_age: Option<u32>,
 }
 
 /// A tenant's SSO trust: the expected audience (and issuer), and exactly one of a shared HS256
-/// secret, a PEM public key (RS256, ES256 or EdDSA) or a JWKS URL.
+/// secret, a PEM public key (RS256, ES256 or EdDSA), a JWKS URL, or the partner's
+/// verification endpoint for opaque tokens (`verifyUrl` with `verifySecret`).
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct SsoConfig {
-    /// The SSO token's expected `iss`.
+    /// The SSO token's expected `iss` (with `verifyUrl`: the `iss` the partner's answer must
+    /// name, when it names one).
     issuer: Option<String>,
-    /// The SSO token's expected `aud`.
+    /// The SSO token's expected `aud` (with `verifyUrl`: an `aud` the partner's answer must
+    /// include, when it names any).
     audience: String,
     hs256_secret: Option<String>,
     public_key_pem: Option<String>,
     jwks_url: Option<String>,
+    /// The partner's verification endpoint for opaque SSO tokens: sessiond POSTs
+    /// `token=<ssoToken>` (form) with `Authorization: Bearer <verifySecret>` and expects an
+    /// RFC 7662 answer — `{"active": true, "sub": "<external id>", "exp"?, "aud"?, "iss"?}` or
+    /// `{"active": false}`. An http(s) URL of at most 2048 characters (production tenants:
+    /// public addresses only).
+    verify_url: Option<String>,
+    /// With `verifyUrl` (and only with it): the bearer secret sessiond presents, 32 to 1024
+    /// characters; stored sealed, never shown again.
+    verify_secret: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -164,6 +184,8 @@ pub enum AuditKind {
     SessionEventDelivered,
     /// A session event was refused by its receiver or given up after its attempts.
     SessionEventFailed,
+    /// The user re-authenticated an existing session (step-up); `reason`: `pwd` or `sso`.
+    SessionReauthenticated,
 }
 
 /// One append-only audit record.

@@ -66,6 +66,14 @@ const TERMS: &[(&str, &str)] = &[
         "A feed entry saying that every session a user had before an instant has ended (a logout of all sessions, a partner logout, a password change, a disabled account): a token of that user whose `auth_time` is earlier is refused.",
     ),
     (
+        "auth_time",
+        "When the user last proved who they are for a session: its login, or its latest re-authentication (`POST /api/v2/auth/reauthenticate`). Every session token and introspection answer carries it; a tenant's `reauthMaxAge` bounds its age for operations that end other sessions.",
+    ),
+    (
+        "session event",
+        "A message sessiond sends when a session ends, at least once and with a stable `jti`: an OpenID Connect back-channel logout token to each service client with a `backchannelLogoutUri`, and a CAEP `session-revoked` Security Event Token to the tenant's `caepReceiverUrl`.",
+    ),
+    (
         "admin token",
         "The operator's bearer token for `/admin/v1/…`.",
     ),

@@ -45,7 +45,7 @@ pub(crate) fn ended(s: &Session, reason: sessiond_store::RevokeReason) -> Change
         session: s.id.clone(),
         user: s.user_id,
         reason,
-        created: Some(s.created_at),
+        auth_time: Some(s.auth_time),
     }
 }
 

@@ -254,14 +254,17 @@ impl PgStore {
     async fn set_sso_db(&self, tenant: &TenantId, s: SsoSettings) -> DbResult<()> {
         let statement = sqlx::query(
             "INSERT INTO sso_settings (tenant_id, issuer, audience, sealed_hs256_secret,
-                                       public_key_pem, jwks_url, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                       public_key_pem, jwks_url, verify_url,
+                                       sealed_verify_secret, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (tenant_id) DO UPDATE SET
                  issuer = EXCLUDED.issuer,
                  audience = EXCLUDED.audience,
                  sealed_hs256_secret = EXCLUDED.sealed_hs256_secret,
                  public_key_pem = EXCLUDED.public_key_pem,
                  jwks_url = EXCLUDED.jwks_url,
+                 verify_url = EXCLUDED.verify_url,
+                 sealed_verify_secret = EXCLUDED.sealed_verify_secret,
                  updated_at = EXCLUDED.updated_at",
         )
         .bind(tenant.as_str())
@@ -270,6 +273,8 @@ impl PgStore {
         .bind(s.sealed_hs256_secret)
         .bind(s.public_key_pem)
         .bind(s.jwks_url)
+        .bind(s.verify_url)
+        .bind(s.sealed_verify_secret)
         .bind(s.updated_at);
         let change = Change::SsoChanged {
             tenant: tenant.clone(),
@@ -280,7 +285,8 @@ impl PgStore {
 
     async fn get_sso_db(&self, tenant: &TenantId) -> DbResult<Option<SsoSettings>> {
         let row = sqlx::query(
-            "SELECT issuer, audience, sealed_hs256_secret, public_key_pem, jwks_url, updated_at
+            "SELECT issuer, audience, sealed_hs256_secret, public_key_pem, jwks_url, verify_url,
+                    sealed_verify_secret, updated_at
              FROM sso_settings WHERE tenant_id = $1",
         )
         .bind(tenant.as_str())
@@ -295,7 +301,9 @@ impl PgStore {
             sealed_hs256_secret: row.try_get(2)?,
             public_key_pem: row.try_get(3)?,
             jwks_url: row.try_get(4)?,
-            updated_at: row.try_get(5)?,
+            verify_url: row.try_get(5)?,
+            sealed_verify_secret: row.try_get(6)?,
+            updated_at: row.try_get(7)?,
         }))
     }
 

@@ -6,7 +6,7 @@ use sqlx::{Executor as _, PgPool};
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
 /// migration never changes.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// How long one migration run may take, waiting for another node's included.
 const MIGRATION_TIMEOUT: &str = "120s";
@@ -187,6 +187,23 @@ CREATE TABLE sessiond_log_marks (
     version BIGINT NOT NULL CHECK (version > 0),
     body    TEXT NOT NULL
 );
+";
+
+/// Re-authentication: a session's `auth_time`. Sessions stored before have none (NULL) and
+/// read it as their `created_at` (see `sessions.rs`): adding a nullable column rewrites no
+/// row, and the sessions a node of the previous release (still running while another node
+/// migrates) inserts without it read right as well.
+const V4: &str = "
+ALTER TABLE sessions ADD COLUMN auth_time BIGINT;
+";
+
+/// Opaque partner tokens: a tenant's verification endpoint and the sealed secret sessiond
+/// presents to it. Settings stored before have neither (NULL): adding nullable columns
+/// rewrites no row, and settings a node of the previous release inserts read right as well
+/// (though its replacing existing settings leaves these two columns as they were).
+const V5: &str = "
+ALTER TABLE sso_settings ADD COLUMN verify_url TEXT;
+ALTER TABLE sso_settings ADD COLUMN sealed_verify_secret BYTEA;
 ";
 
 const VERSION_TABLE: &str = "

@@ -20,12 +20,13 @@ use sessiond_store::{
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{PgConnection, QueryBuilder, Row};
 
-/// The columns `session_from_row` reads, in its order.
+/// The columns `session_from_row` reads, in its order. A session stored before V4 has no
+/// `auth_time`: it is its `created_at`.
 macro_rules! session_columns {
     () => {
         "id, tenant_id, user_id::text, customer_id::text, auth_method, created_at, \
          last_seen_at, absolute_expires_at, idle_ttl, user_agent, ip, label, state, \
-         revoke_reason, state_at"
+         revoke_reason, state_at, COALESCE(auth_time, created_at)"
     };
 }
 
@@ -72,6 +73,7 @@ fn session_from_row(row: &PgRow) -> DbResult<Session> {
         customer_id: uuid(row.try_get(3)?)?,
         auth_method: parse_enum("auth method", &auth_method, AuthMethod::parse)?,
         created_at: row.try_get(5)?,
+        auth_time: row.try_get(15)?,
         last_seen_at: row.try_get(6)?,
         absolute_expires_at: row.try_get(7)?,
         idle_ttl: idle_ttl.map(seconds).transpose()?,
@@ -102,8 +104,9 @@ async fn insert_session(c: &mut PgConnection, s: &Session) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method, created_at,
                                last_seen_at, absolute_expires_at, idle_ttl, user_agent, ip,
-                               label, state, revoke_reason, state_at)
-         VALUES ($1, $2, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                               label, state, revoke_reason, state_at, auth_time)
+         VALUES ($1, $2, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                 $16)",
     )
     .bind(s.id.as_str())
     .bind(s.tenant_id.as_str())
@@ -120,6 +123,7 @@ async fn insert_session(c: &mut PgConnection, s: &Session) -> DbResult<()> {
     .bind(state)
     .bind(reason)
     .bind(state_at)
+    .bind(s.auth_time)
     .execute(c)
     .await?;
     Ok(())
@@ -331,6 +335,29 @@ impl PgStore {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// One statement on the session's row; not logged (nothing a node caches depends on it).
+    async fn reauthenticate_db(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> DbResult<Option<Session>> {
+        let row = sqlx::query(concat!(
+            "UPDATE sessions SET auth_time = GREATEST(COALESCE(auth_time, created_at), $3),
+                                 last_seen_at = GREATEST(last_seen_at, $3)
+             WHERE id = $1 AND tenant_id = $2 AND ",
+            active_at!("$3"),
+            " RETURNING ",
+            session_columns!()
+        ))
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
     }
 
     async fn rotate_db(&self, r: Rotation) -> DbResult<RotateOutcome> {
@@ -698,6 +725,15 @@ impl SessionStore for PgStore {
         now: UnixTime,
     ) -> StoreResult<()> {
         self.run(self.touch_db(tenant, id, now)).await
+    }
+
+    async fn reauthenticate(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>> {
+        self.run(self.reauthenticate_db(tenant, id, now)).await
     }
 
     async fn rotate_refresh(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {

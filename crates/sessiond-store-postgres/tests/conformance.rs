@@ -128,6 +128,7 @@ fn session(created_at: i64, absolute_expires_at: i64) -> Session {
         customer_id: uuid::Uuid::new_v4(),
         auth_method: AuthMethod::Password,
         created_at,
+        auth_time: created_at,
         last_seen_at: created_at,
         absolute_expires_at,
         idle_ttl: None,
@@ -164,6 +165,8 @@ fn sso(audience: &str) -> SsoSettings {
         sealed_hs256_secret: Some(vec![1, 2, 3]),
         public_key_pem: None,
         jwks_url: None,
+        verify_url: None,
+        sealed_verify_secret: None,
         updated_at: NOW,
     }
 }
@@ -357,7 +360,7 @@ async fn a_revocation_on_another_node_wakes_the_waiter() {
             session: s.id.clone(),
             user: s.user_id,
             reason: RevokeReason::Admin,
-            created: Some(s.created_at),
+            auth_time: Some(s.auth_time),
         })
     );
 }
@@ -388,7 +391,7 @@ async fn two_nodes_share_one_gapless_log() {
             session: s.id.clone(),
             user: s.user_id,
             reason: RevokeReason::Logout,
-            created: Some(s.created_at),
+            auth_time: Some(s.auth_time),
         },
         Change::TenantChanged {
             tenant: t.id.clone(),
@@ -670,10 +673,13 @@ async fn a_version_2_schema_keeps_its_clients_without_a_logout_uri() {
     let schema = unique_schema();
     let store = store_in(&schema).await;
     let latest = store.migrate().await.expect("migrate");
-    // Back to version 2: what V3 added is gone.
+    // Back to version 2: what V3 (and V4, V5) added is gone.
     let mut conn = admin().await;
     sqlx::raw_sql(&format!(
         "SET search_path = \"{schema}\";
+         ALTER TABLE sso_settings DROP COLUMN verify_url;
+         ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
+         ALTER TABLE sessions DROP COLUMN auth_time;
          DROP TABLE sessiond_log_marks;
          DROP INDEX service_clients_by_tenant;
          ALTER TABLE service_clients DROP COLUMN backchannel_logout_uri;
@@ -695,6 +701,159 @@ async fn a_version_2_schema_keeps_its_clients_without_a_logout_uri() {
     assert_eq!(store.list_clients(&tenant_a()).await.unwrap(), vec![client]);
     assert_eq!(store.load_mark("events").await.unwrap(), None);
     assert_eq!(store.swap_mark("events", None, "b").await.unwrap(), Some(1));
+}
+
+/// A schema at version 3 (before re-authentication) migrates forward: its sessions have no
+/// `auth_time` stored and read it as their `created_at` — in reads, when re-authenticated,
+/// and in the change log when they end — and so do sessions a node of the previous release
+/// inserts after the migration.
+#[tokio::test]
+async fn a_version_3_schema_reads_auth_time_as_created_at() {
+    let schema = unique_schema();
+    let store = store_in(&schema).await;
+    let latest = store.migrate().await.expect("migrate");
+    let (a, b, c) = (
+        session(NOW, NOW + DAY),
+        session(NOW + 1, NOW + DAY),
+        session(NOW + 2, NOW + DAY),
+    );
+    // Back to version 3: what V4 (and V5) added is gone; sessions as a V3 node wrote them.
+    let insert = |s: &Session| {
+        format!(
+            "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method, created_at,
+                                   last_seen_at, absolute_expires_at, state)
+             VALUES ('{}', 'tenant-a', '{}', '{}', 'password', {}, {}, {}, 'active');",
+            s.id.as_str(),
+            s.user_id,
+            s.customer_id,
+            s.created_at,
+            s.last_seen_at,
+            s.absolute_expires_at
+        )
+    };
+    let mut conn = admin().await;
+    sqlx::raw_sql(&format!(
+        "SET search_path = \"{schema}\";
+         ALTER TABLE sso_settings DROP COLUMN verify_url;
+         ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
+         ALTER TABLE sessions DROP COLUMN auth_time;
+         UPDATE sessiond_schema_version SET version = 3;
+         {}{}",
+        insert(&a),
+        insert(&b)
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.expect("migrate"), latest);
+    // A node of the previous release, still running, knows nothing of auth_time.
+    sqlx::raw_sql(&format!("SET search_path = \"{schema}\"; {}", insert(&c)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let t = tenant_a();
+    for s in [&a, &b, &c] {
+        let got = store.get_session(&t, &s.id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(s), "auth_time is created_at");
+    }
+    let reauthed = store
+        .reauthenticate(&t, &a.id, NOW + 50)
+        .await
+        .unwrap()
+        .expect("active");
+    assert_eq!(
+        (reauthed.auth_time, reauthed.last_seen_at),
+        (NOW + 50, NOW + 50)
+    );
+    assert_eq!(store.get_session(&t, &a.id).await.unwrap(), Some(reauthed));
+    let head = read_all(&store, 0).await.len() as u64;
+    for s in [&a, &b] {
+        store
+            .revoke_session(&t, &s.id, RevokeReason::Admin, NOW + 60)
+            .await
+            .unwrap()
+            .expect("revoked");
+    }
+    let ended = |s: &Session, auth_time| Change::SessionEnded {
+        tenant: t.clone(),
+        session: s.id.clone(),
+        user: s.user_id,
+        reason: RevokeReason::Admin,
+        auth_time: Some(auth_time),
+    };
+    assert_eq!(
+        read_all(&store, head).await,
+        vec![ended(&a, NOW + 50), ended(&b, b.created_at)]
+    );
+}
+
+/// A schema at version 4 (before verification endpoints) migrates forward: its SSO settings
+/// keep what they had and read no verification endpoint or secret, and so do settings a node
+/// of the previous release inserts after the migration.
+#[tokio::test]
+async fn a_version_4_schema_reads_sso_settings_without_a_verify_url() {
+    let schema = unique_schema();
+    let store = store_in(&schema).await;
+    let latest = store.migrate().await.expect("migrate");
+    // Back to version 4: what V5 added is gone; settings as a V4 node wrote them.
+    let insert = |tenant: &str| {
+        format!(
+            "INSERT INTO sso_settings (tenant_id, issuer, audience, sealed_hs256_secret,
+                                       public_key_pem, jwks_url, updated_at)
+             VALUES ('{tenant}', 'https://{tenant}.example', 'aud', decode('00ff01', 'hex'),
+                     NULL, NULL, {NOW});"
+        )
+    };
+    let mut conn = admin().await;
+    sqlx::raw_sql(&format!(
+        "SET search_path = \"{schema}\";
+         ALTER TABLE sso_settings DROP COLUMN verify_url;
+         ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
+         UPDATE sessiond_schema_version SET version = 4;
+         {}",
+        insert("tenant-a")
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.expect("migrate"), latest);
+    // A node of the previous release, still running, knows nothing of the new columns.
+    sqlx::raw_sql(&format!(
+        "SET search_path = \"{schema}\"; {}",
+        insert("tenant-b")
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    for t in ["tenant-a", "tenant-b"] {
+        let got = store
+            .get_sso(&TenantId::parse(t).unwrap())
+            .await
+            .unwrap()
+            .expect("the settings stay");
+        let kept = SsoSettings {
+            issuer: Some(format!("https://{t}.example")),
+            audience: "aud".into(),
+            sealed_hs256_secret: Some(vec![0x00, 0xff, 0x01]),
+            ..sso("aud")
+        };
+        assert_eq!(got.sealed_hs256_secret, kept.sealed_hs256_secret);
+        assert_eq!(got, kept);
+    }
+    let replaced = SsoSettings {
+        verify_url: Some("https://tenant-a.example/verify".into()),
+        sealed_verify_secret: Some(vec![0x00, 0xff]),
+        ..sso("aud")
+    };
+    store.set_sso(&tenant_a(), replaced.clone()).await.unwrap();
+    let got = store.get_sso(&tenant_a()).await.unwrap();
+    assert_eq!(
+        got.as_ref().and_then(|s| s.sealed_verify_secret.clone()),
+        Some(vec![0x00, 0xff])
+    );
+    assert_eq!(got, Some(replaced));
 }
 
 /// Without `migrate`, a schema that was never migrated is refused with what to do.

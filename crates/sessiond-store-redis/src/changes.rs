@@ -395,15 +395,33 @@ mod tests {
         let e = entry(format!("12:1700000000:{json}").as_bytes()).unwrap();
         assert_eq!((e.seq, e.at), (12, 1_700_000_000));
         assert!(
-            matches!(e.change, Change::SessionEnded { created: None, .. }),
+            matches!(
+                e.change,
+                Change::SessionEnded {
+                    auth_time: None,
+                    ..
+                }
+            ),
             "a member written before `created` was logged still reads"
         );
         let json = r#"{"user":"67e55044-10b1-426f-9247-bb680e5fe0c8","kind":"session_ended","tenant":"t","session":"AAAAAAAAAAAAAAAAAAAAAA","reason":"logout","created":1700000000}"#;
         let e = entry(format!("13:1700000001:{json}").as_bytes()).unwrap();
+        assert!(
+            matches!(
+                e.change,
+                Change::SessionEnded {
+                    auth_time: Some(1_700_000_000),
+                    ..
+                }
+            ),
+            "a member of an older sessiond calls it `created`"
+        );
+        let json = r#"{"user":"67e55044-10b1-426f-9247-bb680e5fe0c8","kind":"session_ended","tenant":"t","session":"AAAAAAAAAAAAAAAAAAAAAA","reason":"logout","auth_time":1700000005}"#;
+        let e = entry(format!("13:1700000001:{json}").as_bytes()).unwrap();
         assert!(matches!(
             e.change,
             Change::SessionEnded {
-                created: Some(1_700_000_000),
+                auth_time: Some(1_700_000_005),
                 ..
             }
         ));

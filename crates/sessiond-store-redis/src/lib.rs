@@ -6,7 +6,7 @@
 //! A user's sessions, their index, their refresh tokens and one partition of the change log
 //! share one [`Route`](sessiond_store::Route) and so one hash tag (see `keys.rs`): every
 //! read-modify-write of a user (create under a limit, rotation, revocations, touch,
-//! `mark_expired`) is one Lua script on one slot, and a script that ends sessions appends to
+//! re-authentication, `mark_expired`) is one Lua script on one slot, and a script that ends sessions appends to
 //! the change log and publishes a hint in the same script. Tenant-wide listing reads a
 //! per-tenant index written before the create script and pruned lazily.
 //!

@@ -29,6 +29,7 @@ pub(crate) fn session_fields(s: &Session) -> Vec<(&'static str, String)> {
             .to_owned(),
         ),
         ("ca", s.created_at.to_string()),
+        ("au", s.auth_time.to_string()),
         ("ls", s.last_seen_at.to_string()),
         ("ax", s.absolute_expires_at.to_string()),
     ];
@@ -81,6 +82,8 @@ fn tenant(f: &Fields) -> StoreResult<TenantId> {
     TenantId::parse(&need(f, "t")?).map_err(|_| bad("tenant"))
 }
 
+/// A session record; one stored before `auth_time` (no `au`) has its `created_at` as
+/// `auth_time`.
 pub(crate) fn parse_session(id: SessionId, f: &Fields) -> StoreResult<Session> {
     let state = match need(f, "st")?.as_str() {
         "a" => SessionState::Active,
@@ -102,6 +105,7 @@ pub(crate) fn parse_session(id: SessionId, f: &Fields) -> StoreResult<Session> {
             _ => return Err(bad("auth method")),
         },
         created_at: int(f, "ca")?,
+        auth_time: int(f, if f.contains_key("au") { "au" } else { "ca" })?,
         last_seen_at: int(f, "ls")?,
         absolute_expires_at: int(f, "ax")?,
         idle_ttl: f.contains_key("it").then(|| int(f, "it")).transpose()?,
@@ -229,6 +233,7 @@ mod tests {
             customer_id: uuid::Uuid::new_v4(),
             auth_method: AuthMethod::Sso,
             created_at: 10,
+            auth_time: 15,
             last_seen_at: 20,
             absolute_expires_at: 30,
             idle_ttl: Some(5),
@@ -254,6 +259,35 @@ mod tests {
                 .collect();
             assert_eq!(parse_session(s.id.clone(), &f).unwrap(), s);
         }
+    }
+
+    /// A record written before `auth_time` was stored has none: it is its `created_at`.
+    #[test]
+    fn an_older_record_reads_auth_time_as_created_at() {
+        let user = uuid::Uuid::new_v4();
+        let s = Session {
+            id: SessionId::generate(Route::of_user(&user), [4; 15]),
+            tenant_id: TenantId::parse("t-1").unwrap(),
+            user_id: user,
+            customer_id: uuid::Uuid::new_v4(),
+            auth_method: AuthMethod::Password,
+            created_at: 10,
+            auth_time: 10,
+            last_seen_at: 20,
+            absolute_expires_at: 30,
+            idle_ttl: None,
+            device: DeviceInfo::default(),
+            state: SessionState::Active,
+        };
+        let f: Fields = session_fields(&Session {
+            auth_time: 17,
+            ..s.clone()
+        })
+        .into_iter()
+        .filter(|(k, _)| *k != "au")
+        .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+        .collect();
+        assert_eq!(parse_session(s.id.clone(), &f).unwrap(), s);
     }
 
     #[test]

@@ -22,6 +22,7 @@ script!(REVOKE, "lua/revoke.lua");
 script!(REVOKE_USER, "lua/revoke_user.lua");
 script!(MARK_EXPIRED, "lua/mark_expired.lua");
 script!(TOUCH, "lua/touch.lua");
+script!(REAUTHENTICATE, "lua/reauthenticate.lua");
 script!(NONCE, "lua/nonce.lua");
 script!(COUNTER, "lua/counter.lua");
 script!(PRUNE, "lua/prune.lua");

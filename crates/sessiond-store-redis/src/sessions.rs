@@ -287,6 +287,23 @@ impl SessionStore for RedisStore {
         self.invoke(&inv).await.map(|_| ())
     }
 
+    async fn reauthenticate(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>> {
+        let mut inv = scripts::REAUTHENTICATE.prepare_invoke();
+        inv.key(self.keys().session(id))
+            .arg(tenant.as_str())
+            .arg(now);
+        let f = record::fields(self.invoke(&inv).await?)?;
+        if f.is_empty() {
+            return Ok(None);
+        }
+        record::parse_session(id.clone(), &f).map(Some)
+    }
+
     async fn rotate_refresh(&self, r: Rotation) -> StoreResult<RotateOutcome> {
         let route = Route::of_hash(&r.presented);
         if Route::of_hash(&r.successor.hash) != route {

@@ -63,6 +63,7 @@ fn session(user: uuid::Uuid, created_at: i64) -> Session {
         customer_id: uuid::Uuid::new_v4(),
         auth_method: AuthMethod::Password,
         created_at,
+        auth_time: created_at,
         last_seen_at: created_at,
         absolute_expires_at: created_at + DAY,
         idle_ttl: Some(1800),
@@ -552,7 +553,7 @@ async fn change_log_members_are_what_serde_reads() {
             session: s.id.clone(),
             user: s.user_id,
             reason: RevokeReason::PartnerLogout,
-            created: Some(s.created_at),
+            auth_time: Some(s.auth_time),
         }
     );
     // A cursor past the head (say, the server lost its data) cannot resume.
@@ -561,6 +562,78 @@ async fn change_log_members_are_what_serde_reads() {
         vec![LogRead::Gone { head: 1 }]
     );
     assert!(store.read_log(&[(256, 0)], 10).await.is_err());
+}
+
+/// A session record written before `auth_time` was stored (no `au` field) reads it as its
+/// `created_at`: in reads, when re-authenticated, and in the change log when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_from_before_auth_time_reads_it_as_created_at() {
+    let url = standalone_url();
+    let prefix = prefix();
+    let store = open(&url, &prefix).await;
+    let user = uuid::Uuid::new_v4();
+    let (a, b) = (session(user, NOW), session(user, NOW + 1));
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let route = a.id.route().0;
+    for s in [&a, &b] {
+        create(&store, s).await;
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(format!("{prefix}{{r{route}}}:s:{}", s.id))
+            .arg("au")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(removed, 1, "the record had an auth_time");
+        assert_eq!(
+            store.get_session(&tenant(), &s.id).await.unwrap().as_ref(),
+            Some(s)
+        );
+    }
+
+    let reauthed = store
+        .reauthenticate(&tenant(), &a.id, NOW + 50)
+        .await
+        .unwrap()
+        .expect("active");
+    assert_eq!(
+        (reauthed.auth_time, reauthed.last_seen_at),
+        (NOW + 50, NOW + 50)
+    );
+    assert_eq!(
+        store.get_session(&tenant(), &a.id).await.unwrap(),
+        Some(reauthed)
+    );
+    for s in [&a, &b] {
+        store
+            .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 60)
+            .await
+            .unwrap()
+            .expect("revoked");
+    }
+    let read = store
+        .read_log(&[(a.id.route().index(), 0)], 10)
+        .await
+        .unwrap();
+    let LogRead::Entries(entries) = &read[0] else {
+        panic!("{read:?}");
+    };
+    let auth_times: Vec<_> = entries
+        .iter()
+        .map(|e| match &e.change {
+            sessiond_store::Change::SessionEnded {
+                session, auth_time, ..
+            } => (session.clone(), *auth_time),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        auth_times,
+        vec![
+            (a.id.clone(), Some(NOW + 50)),
+            (b.id.clone(), Some(b.created_at))
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,7 @@ pub(crate) fn ended(c: &Connection, s: &Session, reason: RevokeReason) -> DbResu
             session: s.id.clone(),
             user: s.user_id,
             reason,
-            created: Some(s.created_at),
+            auth_time: Some(s.auth_time),
         },
     )
 }

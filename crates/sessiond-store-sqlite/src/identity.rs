@@ -213,15 +213,18 @@ pub(crate) fn find_user_by_external_id(
 pub(crate) fn set_sso(c: &Connection, tenant: &TenantId, s: &SsoSettings) -> DbResult<()> {
     c.prepare_cached(
         "INSERT INTO sso_settings (tenant_id, issuer, audience, sealed_hs256_secret,
-                                   public_key_pem, jwks_url, updated_at)
+                                   public_key_pem, jwks_url, verify_url, sealed_verify_secret,
+                                   updated_at)
          VALUES (:tenant, :issuer, :audience, :sealed_hs256_secret, :public_key_pem, :jwks_url,
-                 :updated_at)
+                 :verify_url, :sealed_verify_secret, :updated_at)
          ON CONFLICT (tenant_id) DO UPDATE SET
              issuer = excluded.issuer,
              audience = excluded.audience,
              sealed_hs256_secret = excluded.sealed_hs256_secret,
              public_key_pem = excluded.public_key_pem,
              jwks_url = excluded.jwks_url,
+             verify_url = excluded.verify_url,
+             sealed_verify_secret = excluded.sealed_verify_secret,
              updated_at = excluded.updated_at",
     )?
     .execute(named_params! {
@@ -231,6 +234,8 @@ pub(crate) fn set_sso(c: &Connection, tenant: &TenantId, s: &SsoSettings) -> DbR
         ":sealed_hs256_secret": s.sealed_hs256_secret,
         ":public_key_pem": s.public_key_pem,
         ":jwks_url": s.jwks_url,
+        ":verify_url": s.verify_url,
+        ":sealed_verify_secret": s.sealed_verify_secret,
         ":updated_at": s.updated_at,
     })?;
     log(
@@ -244,7 +249,8 @@ pub(crate) fn set_sso(c: &Connection, tenant: &TenantId, s: &SsoSettings) -> DbR
 pub(crate) fn get_sso(c: &Connection, tenant: &TenantId) -> DbResult<Option<SsoSettings>> {
     let settings = c
         .prepare_cached(
-            "SELECT issuer, audience, sealed_hs256_secret, public_key_pem, jwks_url, updated_at
+            "SELECT issuer, audience, sealed_hs256_secret, public_key_pem, jwks_url, verify_url,
+                    sealed_verify_secret, updated_at
              FROM sso_settings WHERE tenant_id = :tenant",
         )?
         .query_row(named_params! {":tenant": tenant.as_str()}, |row| {
@@ -254,7 +260,9 @@ pub(crate) fn get_sso(c: &Connection, tenant: &TenantId) -> DbResult<Option<SsoS
                 sealed_hs256_secret: row.get(2)?,
                 public_key_pem: row.get(3)?,
                 jwks_url: row.get(4)?,
-                updated_at: row.get(5)?,
+                verify_url: row.get(5)?,
+                sealed_verify_secret: row.get(6)?,
+                updated_at: row.get(7)?,
             })
         })
         .optional()?;

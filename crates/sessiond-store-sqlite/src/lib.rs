@@ -149,6 +149,18 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn reauthenticate(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.writer
+            .call(move |c| sessions::reauthenticate(c, &tenant, &id, now))
+            .await
+    }
+
     async fn mark_expired(
         &self,
         tenant: &TenantId,

@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -193,6 +193,19 @@ CREATE TABLE change_log_marks (
     version INTEGER NOT NULL CHECK (version > 0),
     body    TEXT NOT NULL
 ) STRICT;
+";
+
+/// Re-authentication: a session's `auth_time`. Sessions stored before have none (NULL) and
+/// read it as their `created_at` (see `sessions.rs`), so no row is rewritten.
+const V7: &str = "
+ALTER TABLE sessions ADD COLUMN auth_time INTEGER;
+";
+
+/// Opaque partner tokens: a tenant's verification endpoint and the sealed secret sessiond
+/// presents to it. Settings stored before have neither (NULL).
+const V8: &str = "
+ALTER TABLE sso_settings ADD COLUMN verify_url TEXT;
+ALTER TABLE sso_settings ADD COLUMN sealed_verify_secret BLOB;
 ";
 
 /// Opens the writing connection, creating the file, and brings the schema up to date.
@@ -464,6 +477,133 @@ mod tests {
             crate::changes::swap_mark(&conn, "events", None, "b").unwrap(),
             Some(1)
         );
+    }
+
+    /// Sessions from before V7 have no `auth_time` stored and read it as their `created_at`:
+    /// in listings, when re-authenticated, and in the change log when they end.
+    #[test]
+    fn a_version_6_file_reads_auth_time_as_created_at() {
+        use sessiond_store::{Change, LogRead, RevokeReason, SessionId, TenantId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = Connection::open(&path).unwrap();
+        for (i, sql) in MIGRATIONS[..6].iter().enumerate() {
+            old.execute_batch(sql).unwrap();
+            old.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        let user = uuid::Uuid::from_u128(1);
+        for (seq, id) in ["a", "b"].iter().enumerate() {
+            old.execute(
+                "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method,
+                     created_at, last_seen_at, absolute_expires_at, state, seq)
+                 VALUES (?1, 't', ?2, ?2, 'password', 5, 5, 100, 'active', ?3)",
+                rusqlite::params![id, user.to_string(), seq as i64 + 1],
+            )
+            .unwrap();
+        }
+        drop(old);
+
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let stored: Option<i64> = conn
+            .query_row("SELECT auth_time FROM sessions WHERE id = 'a'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, None, "no row is rewritten");
+        let t = TenantId::parse("t").unwrap();
+        let (a, b) = (
+            SessionId::from_generated("a".into()),
+            SessionId::from_generated("b".into()),
+        );
+        let s = crate::sessions::get(&conn, &t, &a).unwrap().unwrap();
+        assert_eq!((s.created_at, s.auth_time), (5, 5));
+
+        let s = crate::sessions::reauthenticate(&conn, &t, &a, 50)
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.auth_time, s.last_seen_at), (50, 50));
+        assert_eq!(crate::sessions::get(&conn, &t, &a).unwrap().unwrap(), s);
+
+        let ended = crate::sessions::revoke(&conn, &t, &b, RevokeReason::Logout, 60)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ended.auth_time, 5);
+        let LogRead::Entries(entries) = crate::changes::read(&conn, 0, 10).unwrap() else {
+            panic!("the log reads");
+        };
+        assert!(
+            matches!(
+                &entries[..],
+                [e] if matches!(e.change, Change::SessionEnded { auth_time: Some(5), .. })
+            ),
+            "{entries:?}"
+        );
+    }
+
+    /// SSO settings from before V8 keep what they had and have no verification endpoint or
+    /// secret; replacing them stores both.
+    #[test]
+    fn a_version_7_file_reads_sso_settings_without_a_verify_url() {
+        use sessiond_store::{SsoSettings, TenantId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = Connection::open(&path).unwrap();
+        for (i, sql) in MIGRATIONS[..7].iter().enumerate() {
+            old.execute_batch(sql).unwrap();
+            old.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        old.execute(
+            "INSERT INTO sso_settings (tenant_id, issuer, audience, sealed_hs256_secret,
+                 public_key_pem, jwks_url, updated_at)
+             VALUES ('t', 'https://partner.example', 'aud', x'00ff01', NULL, NULL, 5)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let t = TenantId::parse("t").unwrap();
+        let read = crate::identity::get_sso(&conn, &t).unwrap();
+        let kept = SsoSettings {
+            issuer: Some("https://partner.example".into()),
+            audience: "aud".into(),
+            sealed_hs256_secret: Some(vec![0x00, 0xff, 0x01]),
+            public_key_pem: None,
+            jwks_url: None,
+            verify_url: None,
+            sealed_verify_secret: None,
+            updated_at: 5,
+        };
+        assert_eq!(read, Some(kept.clone()));
+        assert_eq!(
+            read.and_then(|s| s.sealed_hs256_secret),
+            Some(vec![0, 255, 1])
+        );
+
+        let replaced = SsoSettings {
+            sealed_hs256_secret: None,
+            verify_url: Some("https://partner.example/verify".into()),
+            sealed_verify_secret: Some(vec![0x00, 0xff]),
+            updated_at: 6,
+            ..kept
+        };
+        crate::identity::set_sso(&conn, &t, &replaced).unwrap();
+        let read = crate::identity::get_sso(&conn, &t).unwrap();
+        assert_eq!(
+            read.as_ref().and_then(|s| s.sealed_verify_secret.clone()),
+            Some(vec![0x00, 0xff])
+        );
+        assert_eq!(read, Some(replaced));
     }
 
     #[test]

@@ -12,10 +12,13 @@ use sessiond_store::{
     StoreError, TenantId, TokenHash, UnixTime, UserId,
 };
 
+/// The columns `session_from_row` reads, in its order. A session stored before V7 has no
+/// `auth_time`: it is its `created_at`.
 macro_rules! session_columns {
     () => {
         "id, tenant_id, user_id, customer_id, auth_method, created_at, last_seen_at, \
-         absolute_expires_at, idle_ttl, user_agent, ip, label, state, revoke_reason, state_at"
+         absolute_expires_at, idle_ttl, user_agent, ip, label, state, revoke_reason, state_at, \
+         ifnull(auth_time, created_at)"
     };
 }
 
@@ -44,6 +47,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         customer_id: uuid_col(row, 3)?,
         auth_method: enum_col(row, 4, "auth method", AuthMethod::parse)?,
         created_at: row.get(5)?,
+        auth_time: row.get(15)?,
         last_seen_at: row.get(6)?,
         absolute_expires_at: row.get(7)?,
         idle_ttl: row.get(8)?,
@@ -134,13 +138,15 @@ fn active_oldest_first(
 /// number is the largest plus one).
 fn insert(c: &Connection, s: &Session) -> DbResult<()> {
     let (state, reason, state_at) = state_columns(&s.state);
-    c.prepare_cached(concat!(
-        "INSERT INTO sessions (",
-        session_columns!(),
-        ", seq) VALUES (:id, :tenant, :user, :customer, :auth_method, :created_at, :last_seen_at,
-                   :absolute_expires_at, :idle_ttl, :user_agent, :ip, :label, :state,
-                   :revoke_reason, :state_at, (SELECT ifnull(max(seq), 0) + 1 FROM sessions))"
-    ))?
+    c.prepare_cached(
+        "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method, created_at,
+                               last_seen_at, absolute_expires_at, idle_ttl, user_agent, ip,
+                               label, state, revoke_reason, state_at, auth_time, seq)
+         VALUES (:id, :tenant, :user, :customer, :auth_method, :created_at, :last_seen_at,
+                 :absolute_expires_at, :idle_ttl, :user_agent, :ip, :label, :state,
+                 :revoke_reason, :state_at, :auth_time,
+                 (SELECT ifnull(max(seq), 0) + 1 FROM sessions))",
+    )?
     .execute(named_params! {
         ":id": s.id.as_str(),
         ":tenant": s.tenant_id.as_str(),
@@ -157,6 +163,7 @@ fn insert(c: &Connection, s: &Session) -> DbResult<()> {
         ":state": state,
         ":revoke_reason": reason,
         ":state_at": state_at,
+        ":auth_time": s.auth_time,
     })?;
     Ok(())
 }
@@ -202,6 +209,31 @@ pub(crate) fn touch(
     ))?
     .execute(named_params! {":id": id.as_str(), ":tenant": tenant.as_str(), ":now": now})?;
     Ok(())
+}
+
+/// Moves `auth_time` and `last_seen_at` forward to `now` if the session is active; not
+/// logged (nothing a node caches depends on it).
+pub(crate) fn reauthenticate(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &SessionId,
+    now: UnixTime,
+) -> DbResult<Option<Session>> {
+    let session = c
+        .prepare_cached(concat!(
+            "UPDATE sessions SET auth_time = max(ifnull(auth_time, created_at), :now),
+                                 last_seen_at = max(last_seen_at, :now)
+             WHERE id = :id AND tenant_id = :tenant AND ",
+            active_at_now!(),
+            " RETURNING ",
+            session_columns!()
+        ))?
+        .query_row(
+            named_params! {":id": id.as_str(), ":tenant": tenant.as_str(), ":now": now},
+            session_from_row,
+        )
+        .optional()?;
+    Ok(session)
 }
 
 pub(crate) fn revoke(

@@ -69,6 +69,7 @@ fn session(tenant: &Tenant, user: &User, n: usize) -> Session {
         customer_id: user.customer_id,
         auth_method: sessiond_store::AuthMethod::Password,
         created_at: NOW,
+        auth_time: NOW,
         last_seen_at: NOW,
         absolute_expires_at: NOW + 86_400,
         idle_ttl: Some(1800),
@@ -385,7 +386,7 @@ fn ended(s: &Session, reason: RevokeReason) -> Change {
         session: s.id.clone(),
         user: s.user_id,
         reason,
-        created: Some(s.created_at),
+        auth_time: Some(s.auth_time),
     }
 }
 

@@ -26,7 +26,7 @@ macro_rules! identity_store_conformance {
 #[macro_export]
 macro_rules! session_store_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; sessions_are_created_and_read_per_tenant, session_creation_conflicts_write_nothing, unlimited_sessions_evict_nothing, evict_oldest_one_displaces_the_previous_session, evict_oldest_two_displaces_only_the_oldest, evict_oldest_breaks_ties_by_creation_order, reject_at_the_limit_writes_nothing, limits_count_only_sessions_active_now, touch_moves_last_seen_forward_on_active_sessions_only, idle_timeout_follows_last_seen, rotation_rotates_and_the_successor_is_current, refresh_records_are_read_by_hash, active_sessions_are_counted, replay_within_grace_returns_the_same_successor, reuse_outside_grace_revokes_the_session, reuse_of_a_two_generations_old_token_within_grace, rotation_rejects_unknown_foreign_and_expired_tokens, rotation_on_an_inactive_session, revoke_session_is_idempotent_and_tenant_scoped, revoke_user_sessions_revokes_only_that_users_active_sessions, mark_expired_records_a_timeout_once, find_sessions_filters_orders_and_limits, listings_break_ties_by_creation_order, nonces_are_single_use_per_tenant_until_they_expire, ping_answers, concurrent_logins_respect_a_limit_of_one, concurrent_refreshes_rotate_once, concurrent_nonce_consumption_succeeds_once, sessions_spread_over_routes_are_found_and_revoked);
+        $crate::conformance_tests!($make; sessions_are_created_and_read_per_tenant, session_creation_conflicts_write_nothing, unlimited_sessions_evict_nothing, evict_oldest_one_displaces_the_previous_session, evict_oldest_two_displaces_only_the_oldest, evict_oldest_breaks_ties_by_creation_order, reject_at_the_limit_writes_nothing, limits_count_only_sessions_active_now, touch_moves_last_seen_forward_on_active_sessions_only, idle_timeout_follows_last_seen, reauthentication_moves_auth_time_on_active_sessions_only, rotation_rotates_and_the_successor_is_current, refresh_records_are_read_by_hash, active_sessions_are_counted, replay_within_grace_returns_the_same_successor, reuse_outside_grace_revokes_the_session, reuse_of_a_two_generations_old_token_within_grace, rotation_rejects_unknown_foreign_and_expired_tokens, rotation_on_an_inactive_session, revoke_session_is_idempotent_and_tenant_scoped, revoke_user_sessions_revokes_only_that_users_active_sessions, mark_expired_records_a_timeout_once, find_sessions_filters_orders_and_limits, listings_break_ties_by_creation_order, nonces_are_single_use_per_tenant_until_they_expire, ping_answers, concurrent_logins_respect_a_limit_of_one, concurrent_refreshes_rotate_once, concurrent_nonce_consumption_succeeds_once, sessions_spread_over_routes_are_found_and_revoked);
     };
 }
 
@@ -34,7 +34,7 @@ macro_rules! session_store_conformance {
 #[macro_export]
 macro_rules! session_change_log_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, revoking_all_of_a_users_sessions_logs_a_cut_off, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline, marks_are_swapped_only_from_the_expected_version);
+        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, revoking_all_of_a_users_sessions_logs_a_cut_off, ended_sessions_log_their_auth_time, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline, marks_are_swapped_only_from_the_expected_version);
     };
 }
 
@@ -155,6 +155,7 @@ fn session(
         customer_id: uuid::Uuid::new_v4(),
         auth_method: AuthMethod::Password,
         created_at,
+        auth_time: created_at,
         last_seen_at: created_at,
         absolute_expires_at: created_at + DAY,
         idle_ttl,
@@ -232,6 +233,15 @@ async fn get<S: SessionStore>(store: &S, session: &Session) -> Session {
         .await
         .expect("get_session")
         .expect("the session exists")
+}
+
+/// Re-authenticates the (active) session `s` at `now`.
+async fn reauthenticate<S: SessionStore>(store: &S, s: &Session, now: UnixTime) -> Session {
+    store
+        .reauthenticate(&s.tenant_id, &s.id, now)
+        .await
+        .expect("reauthenticate")
+        .expect("an active session")
 }
 
 async fn rotate<S: SessionStore>(store: &S, r: Rotation) -> RotateOutcome {
@@ -322,6 +332,7 @@ pub async fn tenants_are_created_read_and_updated<S: IdentityStore>(store: S) {
         login_rate_per_minute: Some(10),
         webhook_url: Some("https://hooks.example/sessiond".into()),
         caep_receiver_url: Some("https://receiver.example/caep".into()),
+        reauth_max_age: Some(600),
     };
     let expected = Tenant {
         overrides: overrides.clone(),
@@ -677,6 +688,8 @@ fn sso(audience: &str, updated_at: UnixTime) -> SsoSettings {
         sealed_hs256_secret: Some(format!("sealed:{audience}").into_bytes()),
         public_key_pem: None,
         jwks_url: None,
+        verify_url: None,
+        sealed_verify_secret: None,
         updated_at,
     }
 }
@@ -723,10 +736,35 @@ pub async fn sso_settings_are_set_replaced_and_read_per_tenant<S: IdentityStore>
             "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n".into(),
         ),
         jwks_url: None,
+        verify_url: None,
+        sealed_verify_secret: None,
         updated_at: NOW + 2,
     };
     store.set_sso(&a, a2.clone()).await.expect("set_sso");
     assert_eq!(store.get_sso(&a).await.expect("get_sso"), Some(a2));
+    assert_eq!(store.get_sso(&b).await.expect("get_sso"), Some(b1.clone()));
+
+    // A verification endpoint and its sealed secret: bytes, kept exactly (NUL and 0xff
+    // included).
+    let a3 = SsoSettings {
+        verify_url: Some("https://partner-a.example/sso/verify?v=1".into()),
+        sealed_verify_secret: Some(vec![0x00, 0xff, b's', 0x00, 0x80, 0xff]),
+        ..sso("partner-a-v3", NOW + 3)
+    };
+    store.set_sso(&a, a3.clone()).await.expect("set_sso");
+    assert_eq!(store.get_sso(&a).await.expect("get_sso"), Some(a3));
+
+    // Settings without them clear both.
+    let a4 = sso("partner-a-v4", NOW + 4);
+    store.set_sso(&a, a4.clone()).await.expect("set_sso");
+    let read = store.get_sso(&a).await.expect("get_sso");
+    assert_eq!(
+        read.as_ref()
+            .map(|s| (&s.verify_url, &s.sealed_verify_secret)),
+        Some((&None, &None)),
+        "replaced settings keep no verification endpoint"
+    );
+    assert_eq!(read, Some(a4));
     assert_eq!(store.get_sso(&b).await.expect("get_sso"), Some(b1));
 }
 
@@ -1799,6 +1837,130 @@ pub async fn idle_timeout_follows_last_seen<S: SessionStore>(store: S) {
     );
 }
 
+/// A re-authentication moves `auth_time` (and `last_seen_at`) of an active session to `now`,
+/// in one step; on a session that is not active it writes nothing.
+pub async fn reauthentication_moves_auth_time_on_active_sessions_only<S: SessionStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let user = uid();
+    // Stored as given: here before `created_at`, as an SSO login's may be.
+    let s = Session {
+        auth_time: NOW - 30,
+        ..session(&a, user, NOW, Some(600))
+    };
+    let t0 = new_token();
+    store
+        .create_session(with_refresh(&s, t0), SessionLimit::Unlimited, NOW)
+        .await
+        .expect("create_session");
+    assert_eq!(get(&store, &s).await, s, "auth_time round-trips");
+    let plain = session(&a, user, NOW, None);
+    create(&store, &plain).await;
+    assert_eq!(get(&store, &plain).await.auth_time, NOW);
+
+    let now = NOW + 100;
+    let expected = Session {
+        auth_time: now,
+        last_seen_at: now,
+        ..s.clone()
+    };
+    assert_eq!(
+        store
+            .reauthenticate(&a, &s.id, now)
+            .await
+            .expect("reauthenticate"),
+        Some(expected.clone())
+    );
+    assert_eq!(get(&store, &s).await, expected, "get_session agrees");
+    let listed = store
+        .find_sessions(
+            &a,
+            &SessionQuery {
+                user_id: Some(user),
+                state: None,
+                limit: ALL,
+            },
+            now,
+        )
+        .await
+        .expect("find_sessions");
+    assert!(listed.contains(&expected), "listings agree: {listed:?}");
+
+    // Not another tenant's, not an unknown session: nothing written.
+    for (tenant, id) in [(&b, &s.id), (&a, &new_session_id())] {
+        assert_eq!(
+            store
+                .reauthenticate(tenant, id, now + 10)
+                .await
+                .expect("reauthenticate"),
+            None
+        );
+    }
+    assert_eq!(get(&store, &s).await, expected, "nothing changed");
+
+    // A re-authentication is activity: the idle timeout runs from it, and later tokens of
+    // the session carry the new auth_time.
+    let RotateOutcome::Rotated { session: rotated } =
+        rotate(&store, rotation(&a, t0, new_token(), now + 599)).await
+    else {
+        panic!("re-authenticated at {now}: still active 599 s later");
+    };
+    assert_eq!(rotated.auth_time, now, "a rotation keeps auth_time");
+    assert_eq!(rotated.last_seen_at, now + 599);
+
+    // Idle since now + 599: timed out at now + 1199.
+    let before = get(&store, &s).await;
+    assert_eq!(
+        store
+            .reauthenticate(&a, &s.id, now + 1199)
+            .await
+            .expect("reauthenticate"),
+        None,
+        "an idle-timed-out session is not re-authenticated"
+    );
+    assert_eq!(get(&store, &s).await, before, "nothing changed");
+
+    // Revoked: nothing written.
+    let r = session(&a, user, NOW, None);
+    create(&store, &r).await;
+    let revoked_r = store
+        .revoke_session(&a, &r.id, RevokeReason::Logout, NOW + 10)
+        .await
+        .expect("revoke_session")
+        .expect("revoked");
+    assert_eq!(
+        store
+            .reauthenticate(&a, &r.id, NOW + 20)
+            .await
+            .expect("reauthenticate"),
+        None,
+        "a revoked session is not re-authenticated"
+    );
+    assert_eq!(get(&store, &r).await, revoked_r, "nothing changed");
+
+    // Past the absolute expiry: nothing written, even without an idle timeout.
+    let last = NOW + DAY - 1;
+    let reauthed = store
+        .reauthenticate(&a, &plain.id, last)
+        .await
+        .expect("reauthenticate")
+        .expect("active until just before its absolute expiry");
+    assert_eq!((reauthed.auth_time, reauthed.last_seen_at), (last, last));
+    assert_eq!(
+        reauthed.absolute_expires_at,
+        NOW + DAY,
+        "the absolute expiry stays"
+    );
+    assert_eq!(
+        store
+            .reauthenticate(&a, &plain.id, NOW + DAY)
+            .await
+            .expect("reauthenticate"),
+        None,
+        "an absolutely expired session is not re-authenticated"
+    );
+    assert_eq!(get(&store, &plain).await, reauthed, "nothing changed");
+}
+
 // ---------------------------------------------------------------------------------------
 // Refresh rotation
 
@@ -2851,8 +3013,19 @@ fn ended(s: &Session, reason: RevokeReason) -> Change {
         session: s.id.clone(),
         user: s.user_id,
         reason,
-        created: Some(s.created_at),
+        auth_time: Some(s.auth_time),
     }
+}
+
+/// The `SessionEnded` entry of `s` re-authenticated at `auth_time`.
+fn ended_reauthenticated(s: &Session, reason: RevokeReason, auth_time: UnixTime) -> Change {
+    ended(
+        &Session {
+            auth_time,
+            ..s.clone()
+        },
+        reason,
+    )
 }
 
 fn cut_off(tenant: &TenantId, user: UserId, before: UnixTime, reason: RevokeReason) -> Change {
@@ -2956,7 +3129,7 @@ pub async fn session_changes_are_logged_and_the_hot_path_is_not<S: SessionStore 
     );
 }
 
-/// `revoke_user_sessions` without `keep` logs each session it ended (with its creation time),
+/// `revoke_user_sessions` without `keep` logs each session it ended (with its `auth_time`),
 /// then one cut-off for the user; with `keep`, or with nothing to revoke, no cut-off.
 pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + ChangeLog>(
     store: S,
@@ -2993,7 +3166,7 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
         "with keep: no cut-off"
     );
 
-    // Without `keep`: every active session ends (each entry with its creation time), then
+    // Without `keep`: every active session ends (each entry with its `auth_time`), then
     // one cut-off at the call's `now`.
     let more: Vec<Session> = (0..3)
         .map(|i| session(&t, user, NOW + 10 + i, None))
@@ -3022,7 +3195,7 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
     );
     for change in &logged {
         let Change::SessionEnded {
-            session, created, ..
+            session, auth_time, ..
         } = change
         else {
             panic!("a session's entry: {change:?}");
@@ -3033,9 +3206,9 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
             .find(|s| &s.id == session)
             .expect("one of the user's sessions");
         assert_eq!(
-            *created,
-            Some(s.created_at),
-            "each entry has its creation time"
+            *auth_time,
+            Some(s.auth_time),
+            "each entry has its auth_time"
         );
     }
     let mut expected = vec![ended(&kept, RevokeReason::Admin)];
@@ -3048,6 +3221,110 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
         .await
         .expect("revoke_user_sessions");
     assert_eq!(log_since(&store, &mut cur).await, vec![]);
+}
+
+/// Every `SessionEnded` entry carries the session's `auth_time` as it was when the session
+/// ended: its `created_at`, or its latest re-authentication. A re-authentication itself
+/// logs nothing.
+pub async fn ended_sessions_log_their_auth_time<S: SessionStore + ChangeLog>(store: S) {
+    let t = tenant_a();
+    let user = uid();
+    let mut cur = log_heads(&store).await;
+
+    // One revocation: created at T, re-authenticated at T + 100, revoked at T + 200.
+    let s = session(&t, user, NOW, None);
+    let plain = session(&t, user, NOW + 1, None);
+    for x in [&s, &plain] {
+        create(&store, x).await;
+    }
+    reauthenticate(&store, &s, NOW + 100).await;
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![],
+        "a re-authentication logs nothing"
+    );
+    for x in [&s, &plain] {
+        store
+            .revoke_session(&t, &x.id, RevokeReason::Logout, NOW + 200)
+            .await
+            .expect("revoke_session")
+            .expect("revoked");
+    }
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![
+            ended_reauthenticated(&s, RevokeReason::Logout, NOW + 100),
+            // Never re-authenticated: its created_at.
+            ended_reauthenticated(&plain, RevokeReason::Logout, NOW + 1),
+        ]
+    );
+
+    // All of a user's sessions, one of them re-authenticated.
+    let (x, y) = (
+        session(&t, user, NOW + 2, None),
+        session(&t, user, NOW + 3, None),
+    );
+    for z in [&x, &y] {
+        create(&store, z).await;
+    }
+    reauthenticate(&store, &x, NOW + 150).await;
+    store
+        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW + 250)
+        .await
+        .expect("revoke_user_sessions");
+    let mut logged = log_since(&store, &mut cur).await;
+    assert_eq!(
+        logged.pop(),
+        Some(cut_off(&t, user, NOW + 250, RevokeReason::LogoutAll))
+    );
+    assert_eq!(
+        sorted(logged),
+        sorted(vec![
+            ended_reauthenticated(&x, RevokeReason::LogoutAll, NOW + 150),
+            ended(&y, RevokeReason::LogoutAll),
+        ])
+    );
+
+    // Reuse detection.
+    let t0 = new_token();
+    let r = refreshable(&store, t0, None).await;
+    reauthenticate(&store, &r, NOW + 300).await;
+    assert!(matches!(
+        rotate(&store, rotation(&t, t0, new_token(), NOW + 301)).await,
+        RotateOutcome::Rotated { .. }
+    ));
+    assert!(matches!(
+        rotate(&store, rotation(&t, t0, new_token(), NOW + 400)).await,
+        RotateOutcome::Reused { revoked: true, .. }
+    ));
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![ended_reauthenticated(
+            &r,
+            RevokeReason::ReuseDetected,
+            NOW + 300
+        )]
+    );
+
+    // Displacement under a limit.
+    let other = uid();
+    let first = session(&t, other, NOW + 500, None);
+    create(&store, &first).await;
+    reauthenticate(&store, &first, NOW + 510).await;
+    let second = session(&t, other, NOW + 520, None);
+    let evicted = store
+        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 520)
+        .await
+        .expect("create_session");
+    assert_eq!(evicted, vec![first.id.clone()]);
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![ended_reauthenticated(
+            &first,
+            RevokeReason::Displaced,
+            NOW + 510
+        )]
+    );
 }
 
 pub async fn identity_changes_are_logged<S: IdentityStore + ChangeLog>(store: S) {

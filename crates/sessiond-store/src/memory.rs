@@ -107,7 +107,7 @@ impl Data {
             session: s.id.clone(),
             user: s.user_id,
             reason,
-            created: Some(s.created_at),
+            auth_time: Some(s.auth_time),
         });
         Some(s)
     }
@@ -206,6 +206,23 @@ impl SessionStore for MemoryStore {
             s.last_seen_at = now;
         }
         Ok(())
+    }
+
+    async fn reauthenticate(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>> {
+        let mut d = self.lock()?;
+        Ok(match d.session_mut(tenant, id) {
+            Some(s) if s.is_active_at(now) => {
+                s.auth_time = s.auth_time.max(now);
+                s.last_seen_at = s.last_seen_at.max(now);
+                Some(s.clone())
+            }
+            _ => None,
+        })
     }
 
     async fn rotate_refresh(&self, r: Rotation) -> StoreResult<RotateOutcome> {

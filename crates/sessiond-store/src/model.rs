@@ -165,6 +165,10 @@ pub struct PolicyOverrides {
     /// (RFC 8935) when a session ends (none: no receiver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caep_receiver_url: Option<String>,
+    /// Seconds after the session's last authentication beyond which logout-all and revoking
+    /// other sessions need a re-authentication (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reauth_max_age: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +289,10 @@ pub struct Session {
     pub customer_id: CustomerId,
     pub auth_method: AuthMethod,
     pub created_at: UnixTime,
+    /// When the user last proved who they are for this session: `created_at`, moved forward
+    /// by each re-authentication ([`crate::SessionStore::reauthenticate`]). Session tokens
+    /// carry it as `auth_time`.
+    pub auth_time: UnixTime,
     pub last_seen_at: UnixTime,
     pub absolute_expires_at: UnixTime,
     /// Idle timeout in seconds, fixed when the session was created; `None`: no idle timeout.
@@ -437,6 +445,8 @@ pub enum AuditKind {
     SessionEventDelivered,
     /// A session event was given up after its attempts, or refused by its receiver.
     SessionEventFailed,
+    /// The user re-authenticated an existing session (step-up): its `auth_time` moved.
+    SessionReauthenticated,
 }
 
 impl AuditKind {
@@ -452,6 +462,7 @@ impl AuditKind {
             AuditKind::SuspiciousActivity => "suspicious_activity",
             AuditKind::SessionEventDelivered => "session_event_delivered",
             AuditKind::SessionEventFailed => "session_event_failed",
+            AuditKind::SessionReauthenticated => "session_reauthenticated",
         }
     }
 
@@ -467,6 +478,7 @@ impl AuditKind {
             Self::SuspiciousActivity,
             Self::SessionEventDelivered,
             Self::SessionEventFailed,
+            Self::SessionReauthenticated,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -586,7 +598,8 @@ impl Rotation {
 }
 
 /// How a tenant trusts partner-issued SSO tokens: one of an HS256 secret (sealed with the
-/// master key), a PEM public key, or a JWKS URL.
+/// master key), a PEM public key, a JWKS URL, or the partner's verification endpoint for
+/// opaque tokens (with the secret sessiond authenticates to it with, sealed).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SsoSettings {
     pub issuer: Option<String>,
@@ -594,6 +607,10 @@ pub struct SsoSettings {
     pub sealed_hs256_secret: Option<Vec<u8>>,
     pub public_key_pem: Option<String>,
     pub jwks_url: Option<String>,
+    /// The partner's verification endpoint (an RFC 7662-style introspection URL).
+    pub verify_url: Option<String>,
+    /// The bearer secret sessiond presents to `verify_url`, sealed with the master key.
+    pub sealed_verify_secret: Option<Vec<u8>>,
     pub updated_at: UnixTime,
 }
 
@@ -603,6 +620,7 @@ impl fmt::Debug for SsoSettings {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("jwks_url", &self.jwks_url)
+            .field("verify_url", &self.verify_url)
             .finish_non_exhaustive()
     }
 }
@@ -717,9 +735,11 @@ pub enum Change {
         session: SessionId,
         user: UserId,
         reason: RevokeReason,
-        /// The session's `created_at` (absent from entries written before it was logged).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        created: Option<UnixTime>,
+        /// The session's `auth_time` when it ended — its `created_at` unless it was
+        /// re-authenticated — the newest `auth_time` any of its tokens carries (absent from
+        /// entries written before it was logged; older entries call it `created`).
+        #[serde(default, alias = "created", skip_serializing_if = "Option::is_none")]
+        auth_time: Option<UnixTime>,
     },
     /// Every session of `user` in `tenant` created before `before` has ended (written by
     /// `revoke_user_sessions` without `keep`, after the per-session entries, when it revoked at
@@ -864,19 +884,20 @@ mod tests {
         check(&[K::Signing, K::Next, K::Retiring], K::as_str, K::parse);
     }
 
-    /// Log entries are JSON: `created` is left out when unknown, and an entry written before
-    /// it existed still reads (as `None`); the cut-off is `user_sessions_ended`.
+    /// Log entries are JSON: `auth_time` is left out when unknown, an entry written before it
+    /// existed still reads (as `None`), and so does one that calls it `created`; the cut-off
+    /// is `user_sessions_ended`.
     #[test]
     #[allow(clippy::unwrap_used)]
     fn change_wire_forms() {
         let tenant = TenantId::parse("tenant-a").unwrap();
         let user = uuid::Uuid::from_u128(7);
-        let ended = |created| Change::SessionEnded {
+        let ended = |auth_time| Change::SessionEnded {
             tenant: tenant.clone(),
             session: SessionId::from_generated("sess-1".into()),
             user,
             reason: RevokeReason::Logout,
-            created,
+            auth_time,
         };
         let old = serde_json::json!({
             "kind": "session_ended",
@@ -890,15 +911,22 @@ mod tests {
             serde_json::from_value::<Change>(old.clone()).unwrap(),
             ended(None)
         );
-        let mut new = old;
-        new["created"] = serde_json::json!(1_700_000_000);
+        let mut created = old.clone();
+        created["created"] = serde_json::json!(1_700_000_000);
         assert_eq!(
-            serde_json::to_value(ended(Some(1_700_000_000))).unwrap(),
+            serde_json::from_value::<Change>(created).unwrap(),
+            ended(Some(1_700_000_000)),
+            "an entry of an older sessiond"
+        );
+        let mut new = old;
+        new["auth_time"] = serde_json::json!(1_700_000_100);
+        assert_eq!(
+            serde_json::to_value(ended(Some(1_700_000_100))).unwrap(),
             new
         );
         assert_eq!(
             serde_json::from_value::<Change>(new).unwrap(),
-            ended(Some(1_700_000_000))
+            ended(Some(1_700_000_100))
         );
 
         let cut_off = Change::UserSessionsEnded {

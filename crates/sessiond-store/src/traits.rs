@@ -55,6 +55,16 @@ pub trait SessionStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<Vec<Session>>;
 
+    /// Records a re-authentication (step-up): if the session is active at `now`, sets its
+    /// `auth_time` and `last_seen_at` to `now` and returns it as updated; `None` (nothing
+    /// written) if it is not active — revoked, timed out, unknown, or of another tenant.
+    async fn reauthenticate(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        now: UnixTime,
+    ) -> StoreResult<Option<Session>>;
+
     /// Records that an active session has timed out. Returns true if this call recorded it.
     async fn mark_expired(
         &self,

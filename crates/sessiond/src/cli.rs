@@ -170,7 +170,8 @@ pub enum PartnerSecretCommand {
 
 #[derive(Subcommand)]
 pub enum SsoCommand {
-    /// Set the tenant's SSO trust: exactly one of --hs256-secret, --public-key-pem-file, --jwks-url.
+    /// Set the tenant's SSO trust: exactly one of --hs256-secret, --public-key-pem-file,
+    /// --jwks-url, --verify-url (the partner's verification endpoint, with --verify-secret).
     Set {
         #[arg(long)]
         tenant: String,
@@ -184,6 +185,12 @@ pub enum SsoCommand {
         public_key_pem_file: Option<std::path::PathBuf>,
         #[arg(long)]
         jwks_url: Option<String>,
+        /// The partner's verification endpoint for opaque SSO tokens (RFC 7662-style).
+        #[arg(long)]
+        verify_url: Option<String>,
+        /// The bearer secret sessiond presents to --verify-url.
+        #[arg(long, env = "SESSIOND_SSO_VERIFY_SECRET", hide_env_values = true)]
+        verify_secret: Option<String>,
     },
 }
 
@@ -424,6 +431,8 @@ fn request(cmd: AdminCommand) -> Result<(Method, String, Option<Value>)> {
                     hs256_secret,
                     public_key_pem_file,
                     jwks_url,
+                    verify_url,
+                    verify_secret,
                 },
         } => {
             let pem = public_key_pem_file
@@ -432,7 +441,7 @@ fn request(cmd: AdminCommand) -> Result<(Method, String, Option<Value>)> {
                         .with_context(|| format!("cannot read {}", f.display()))
                 })
                 .transpose()?;
-            let body = json!({"audience": audience, "issuer": issuer, "hs256Secret": hs256_secret, "publicKeyPem": pem, "jwksUrl": jwks_url});
+            let body = json!({"audience": audience, "issuer": issuer, "hs256Secret": hs256_secret, "publicKeyPem": pem, "jwksUrl": jwks_url, "verifyUrl": verify_url, "verifySecret": verify_secret});
             (M::PUT, format!("{}/sso", t(&tenant)), Some(body))
         }
         AdminCommand::Client {

@@ -254,6 +254,7 @@ pub const NOT_CONFIGURATION: &[&str] = &[
     "URL",
     "USER_PASSWORD",
     "SSO_SECRET",
+    "SSO_VERIFY_SECRET",
     "TEST_POSTGRES",
     "TEST_REDIS",
     "UPDATE_OPENAPI",

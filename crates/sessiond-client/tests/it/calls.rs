@@ -276,3 +276,46 @@ async fn logout_waits_for_a_refresh_in_flight_and_stays_logged_out() {
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0]["reason"], "logout");
 }
+
+/// Step-up through the client: a stale session is asked to re-authenticate before ending the
+/// others; after `reauthenticate` the stored token carries the new `auth_time` and the
+/// refresh token still works.
+#[tokio::test]
+async fn reauthentication_renews_the_stored_token_and_keeps_the_refresh_token() {
+    use sessiond_client::ReauthenticateRequest;
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({"reauthMaxAge": 60}))
+        .await;
+    let (phone, store) = s.client("t1");
+    let (laptop, _) = s.client("t1");
+    let first = phone.login("alice", PASSWORD).await.unwrap();
+    laptop.login("alice", PASSWORD).await.unwrap();
+    s.clock.advance(61);
+    let e = phone.revoke_other_sessions().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ReauthenticationRequired), "{e:?}");
+    let wrong = phone
+        .reauthenticate(ReauthenticateRequest {
+            password: Some("not the password".into()),
+            sso_token: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Some(ErrorCode::InvalidCredentials));
+    assert!(
+        phone.session().unwrap().is_some(),
+        "a wrong password ends nothing"
+    );
+    let fresh = phone
+        .reauthenticate(ReauthenticateRequest {
+            password: Some(PASSWORD.into()),
+            sso_token: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(fresh.session_id, first.session_id);
+    assert_eq!(store.load().unwrap().unwrap().session_id, first.session_id);
+    assert!(fresh.refresh_token.is_some(), "the refresh token stays");
+    assert_eq!(phone.revoke_other_sessions().await.unwrap(), 1);
+    assert!(laptop.whoami().await.unwrap_err().is_relogin_required());
+    phone.refresh().await.unwrap();
+}

@@ -13,24 +13,10 @@ impl Engine {
     ) -> CoreResult<Issued> {
         let account = normalize_username(username);
         let account_key = account.as_deref().unwrap_or(username);
-        let now = self.now();
         let attempt = self
             .guard
             .attempt(&ctx.tenant_id, account_key, ctx.ip.as_deref());
-        let free = tp.policy.login_backoff_after;
-        if let Err(retry_after) = self.guard.check(&attempt, free, now).await? {
-            let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
-            e.reason = Some("backoff".into());
-            self.record(vec![e]).await?;
-            return Err(CoreError::RateLimited { retry_after });
-        }
-        let per_minute = tp.policy.login_rate_per_minute;
-        if let Err(retry_after) = self.guard.rate(&attempt, per_minute, now).await? {
-            let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
-            e.reason = Some("rate_limited".into());
-            self.record(vec![e]).await?;
-            return Err(CoreError::RateLimited { retry_after });
-        }
+        self.admit_password_attempt(ctx, tp, &attempt).await?;
         let user = match &account {
             Some(u) => {
                 self.identity
@@ -39,29 +25,9 @@ impl Engine {
             }
             None => None,
         };
-        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        let ok = self.verify_password(password, stored).await?;
-        let user = match user {
-            Some(u) if ok => u,
-            u => {
-                let user_id = u.map(|u| u.id);
-                let mut e = self.event(ctx, AuditKind::LoginFailed, user_id, None);
-                e.reason = Some("invalid_credentials".into());
-                let mut events = vec![e];
-                let failures = self.guard.failed(&attempt, self.now()).await?;
-                let ceiling = crate::guard::account_ceiling(free);
-                if free > 0
-                    && (failures.from_client == u64::from(free) || failures.account == ceiling)
-                {
-                    let mut s = self.event(ctx, AuditKind::SuspiciousActivity, user_id, None);
-                    s.reason = Some("failure_burst".into());
-                    events.push(s);
-                }
-                self.record(events).await?;
-                return Err(CoreError::InvalidCredentials);
-            }
-        };
-        self.guard.succeeded(&attempt, self.now()).await?;
+        let user = self
+            .check_password(ctx, tp, &attempt, user, password)
+            .await?;
         if user.status != UserStatus::Active {
             let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
             e.reason = Some("account_disabled".into());
@@ -89,6 +55,68 @@ impl Engine {
         Ok(issued)
     }
 
+    /// Refuses a password attempt while its account backs off or exceeds its rate.
+    pub(crate) async fn admit_password_attempt(
+        &self,
+        ctx: &RequestContext,
+        tp: &TenantPolicy,
+        attempt: &crate::guard::Attempt,
+    ) -> CoreResult<()> {
+        let now = self.now();
+        let free = tp.policy.login_backoff_after;
+        if let Err(retry_after) = self.guard.check(attempt, free, now).await? {
+            let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
+            e.reason = Some("backoff".into());
+            self.record(vec![e]).await?;
+            return Err(CoreError::RateLimited { retry_after });
+        }
+        let per_minute = tp.policy.login_rate_per_minute;
+        if let Err(retry_after) = self.guard.rate(attempt, per_minute, now).await? {
+            let mut e = self.event(ctx, AuditKind::LoginFailed, None, None);
+            e.reason = Some("rate_limited".into());
+            self.record(vec![e]).await?;
+            return Err(CoreError::RateLimited { retry_after });
+        }
+        Ok(())
+    }
+
+    /// Verifies `password` against `user`'s hash (an unknown user costs the same); a failure
+    /// counts towards the account's backoff and is audited, a success clears it.
+    pub(crate) async fn check_password(
+        &self,
+        ctx: &RequestContext,
+        tp: &TenantPolicy,
+        attempt: &crate::guard::Attempt,
+        user: Option<User>,
+        password: &str,
+    ) -> CoreResult<User> {
+        let free = tp.policy.login_backoff_after;
+        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+        let ok = self.verify_password(password, stored).await?;
+        let user = match user {
+            Some(u) if ok => u,
+            u => {
+                let user_id = u.map(|u| u.id);
+                let mut e = self.event(ctx, AuditKind::LoginFailed, user_id, None);
+                e.reason = Some("invalid_credentials".into());
+                let mut events = vec![e];
+                let failures = self.guard.failed(attempt, self.now()).await?;
+                let ceiling = crate::guard::account_ceiling(free);
+                if free > 0
+                    && (failures.from_client == u64::from(free) || failures.account == ceiling)
+                {
+                    let mut s = self.event(ctx, AuditKind::SuspiciousActivity, user_id, None);
+                    s.reason = Some("failure_burst".into());
+                    events.push(s);
+                }
+                self.record(events).await?;
+                return Err(CoreError::InvalidCredentials);
+            }
+        };
+        self.guard.succeeded(attempt, self.now()).await?;
+        Ok(user)
+    }
+
     pub(crate) async fn create_session(
         &self,
         ctx: &RequestContext,
@@ -106,6 +134,7 @@ impl Engine {
             customer_id: user.customer_id,
             auth_method: method,
             created_at: now,
+            auth_time: now,
             last_seen_at: now,
             absolute_expires_at: now + i64::from(p.absolute_ttl),
             idle_ttl: p.idle_timeout(),
@@ -204,7 +233,7 @@ impl Engine {
             iat: now,
             nbf: now,
             exp,
-            auth_time: session.created_at,
+            auth_time: session.auth_time,
             amr: vec![match session.auth_method {
                 AuthMethod::Password => "pwd".into(),
                 AuthMethod::Sso => "sso".into(),

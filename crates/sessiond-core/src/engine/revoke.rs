@@ -36,6 +36,7 @@ impl Engine {
         ctx: &RequestContext,
         auth: &Authenticated,
     ) -> CoreResult<usize> {
+        self.require_recent_auth(ctx, auth).await?;
         self.revoke_user(ctx, &auth.session.user_id, RevokeReason::LogoutAll, None)
             .await
     }
@@ -49,6 +50,9 @@ impl Engine {
     ) -> CoreResult<()> {
         match self.sessions.get_session(&ctx.tenant_id, id).await? {
             Some(s) if s.user_id == auth.session.user_id => {
+                if *id != auth.session.id {
+                    self.require_recent_auth(ctx, auth).await?;
+                }
                 self.revoke(ctx, id, RevokeReason::Logout).await?;
                 Ok(())
             }
@@ -61,6 +65,7 @@ impl Engine {
         ctx: &RequestContext,
         auth: &Authenticated,
     ) -> CoreResult<usize> {
+        self.require_recent_auth(ctx, auth).await?;
         self.revoke_user(
             ctx,
             &auth.session.user_id,

@@ -13,5 +13,7 @@ mod monitoring;
 mod outbound;
 mod partner;
 mod refresh;
+mod sso_endpoint;
 mod standards;
+mod stepup;
 mod testkit;

@@ -123,6 +123,8 @@ async fn store_sso(s: &TestServer, tenant: &str, jwks_url: &str) {
                 sealed_hs256_secret: None,
                 public_key_pem: None,
                 jwks_url: Some(jwks_url.into()),
+                verify_url: None,
+                sealed_verify_secret: None,
                 updated_at: START,
             },
         )

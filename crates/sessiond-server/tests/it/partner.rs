@@ -12,7 +12,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair};
 use serde_json::{Value, json};
 
-const SSO_SECRET: &str = "a-partner-shared-secret-of-32-bytes!!";
+pub(crate) const SSO_SECRET: &str = "a-partner-shared-secret-of-32-bytes!!";
 
 fn pem(der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
@@ -55,17 +55,17 @@ fn p256() -> (EncodingKey, String) {
     (EncodingKey::from_ec_der(pkcs8.as_ref()), pem(&spki))
 }
 
-fn sso_claims(sub: &str, jti: &str, exp: i64) -> Value {
+pub(crate) fn sso_claims(sub: &str, jti: &str, exp: i64) -> Value {
     json!({"sub": sub, "jti": jti, "exp": exp, "iat": START, "aud": "sessiond-sso", "iss": "https://partner.example"})
 }
 
-fn mint(alg: Algorithm, key: &EncodingKey, claims: &Value, kid: Option<&str>) -> String {
+pub(crate) fn mint(alg: Algorithm, key: &EncodingKey, claims: &Value, kid: Option<&str>) -> String {
     let mut h = Header::new(alg);
     h.kid = kid.map(str::to_owned);
     encode(&h, claims, key).unwrap()
 }
 
-async fn sso(s: &TestServer, tenant: &str, token: &str) -> Reply {
+pub(crate) async fn sso(s: &TestServer, tenant: &str, token: &str) -> Reply {
     TestServer::send(
         s.api(Method::POST, "/api/v2/auth/sso", tenant)
             .json(&json!({"ssoToken": token})),
@@ -73,7 +73,7 @@ async fn sso(s: &TestServer, tenant: &str, token: &str) -> Reply {
     .await
 }
 
-async fn set_sso(s: &TestServer, tenant: &str, trust: Value) {
+pub(crate) async fn set_sso(s: &TestServer, tenant: &str, trust: Value) {
     let mut body = json!({"issuer": "https://partner.example", "audience": "sessiond-sso"});
     body.as_object_mut()
         .unwrap()
@@ -511,7 +511,7 @@ async fn one_session_per_user_holds_under_concurrent_logins() {
     assert_eq!(live, 1);
 }
 
-async fn client(s: &TestServer, tenant: &str, audience: &str) -> (String, String) {
+pub(crate) async fn client(s: &TestServer, tenant: &str, audience: &str) -> (String, String) {
     let r = TestServer::send(
         s.admin(Method::POST, &format!("/admin/v1/tenants/{tenant}/clients"))
             .json(&json!({"audience": audience})),
@@ -521,7 +521,7 @@ async fn client(s: &TestServer, tenant: &str, audience: &str) -> (String, String
     (r.str("clientId"), r.str("clientSecret"))
 }
 
-async fn introspect(s: &TestServer, id: &str, secret: &str, token: &str) -> Reply {
+pub(crate) async fn introspect(s: &TestServer, id: &str, secret: &str, token: &str) -> Reply {
     TestServer::send(
         s.req(Method::POST, "/oauth2/introspect")
             .basic_auth(id, Some(secret))

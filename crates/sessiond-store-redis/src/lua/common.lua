@@ -1,8 +1,9 @@
 -- sessiond: helpers put in front of every session script (see scripts.rs).
 --
 -- A session is a hash: t tenant, u user, c customer, m auth method, ca created_at,
--- ls last_seen_at, ax absolute expiry, it idle ttl (absent: none), ua / ip / lb device
--- (absent: none), st state (a active, r revoked, e expired), sr revoke reason, sa state time.
+-- au auth_time (absent, in a record written before it was: ca), ls last_seen_at, ax absolute
+-- expiry, it idle ttl (absent: none), ua / ip / lb device (absent: none), st state
+-- (a active, r revoked, e expired), sr revoke reason, sa state time.
 -- A refresh token is a hash: t tenant, s session id, x expiry, and once rotated: ra rotated
 -- at, rs successor (hex), rz sealed successor.
 -- Times are unix seconds given by the caller (`now`), never the server clock, except the
@@ -81,12 +82,13 @@ local function with_int(json, name, digits)
   return string.sub(json, 1, -2) .. ',"' .. name .. '":' .. digits .. '}'
 end
 
--- Revokes the (active) session at `key` and appends the change to the route's log.
+-- Revokes the (active) session at `key` and appends the change to the route's log, with the
+-- session's auth_time.
 local function revoke(key, sid, reason, now, log, logseq)
   redis.call('HSET', key, 'st', 'r', 'sr', reason, 'sa', now)
-  local f = redis.call('HMGET', key, 't', 'u', 'ca')
+  local f = redis.call('HMGET', key, 't', 'u', 'au', 'ca')
   local change = cjson.encode({
     kind = 'session_ended', tenant = f[1], session = sid, user = f[2], reason = reason
   })
-  append(log, logseq, with_int(change, 'created', f[3]))
+  append(log, logseq, with_int(change, 'auth_time', f[3] or f[4]))
 end
