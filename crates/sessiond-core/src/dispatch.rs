@@ -10,9 +10,9 @@
 //! `jti`. No request waits for a delivery: a logout returns once its entry is written.
 
 use crate::engine::Engine;
-use crate::events::{Deliver, Delivery, Ended, Outcome};
+use crate::events::{Deliver, Delivery, Ended, Outcome, Receivers};
 use serde::{Deserialize, Serialize};
-use sessiond_store::{Change, ChangeLog, LogRead, StoreResult, UnixTime};
+use sessiond_store::{Change, ChangeLog, LogRead, StoreResult, TenantId, UnixTime};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,11 @@ pub const MARK: &str = "events";
 const BATCH: usize = 256;
 /// Entries with deliveries under way beyond which the dispatcher reads no further.
 const MAX_PENDING: usize = 4096;
+/// Entries looked at per read pass (all partitions together).
+const READ_BUDGET: usize = 1024;
+/// How long (seconds) an entry whose receivers cannot be looked up holds its partition back
+/// before it is skipped: longer than a store's usual outage, short of a stalled log.
+const STUCK_FOR: i64 = 600;
 /// How long the dispatcher waits for a hint before it reads the log anyway.
 const POLL: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
@@ -123,6 +128,8 @@ struct Lead {
     saved: Vec<u64>,
     read: Vec<u64>,
     pending: BTreeMap<(usize, u64), usize>,
+    /// Entries whose receivers could not be looked up, and since when.
+    stuck: HashMap<(usize, u64), UnixTime>,
 }
 
 impl Lead {
@@ -192,6 +199,7 @@ impl Dispatcher {
             saved: cursors.clone(),
             read: cursors,
             pending: BTreeMap::new(),
+            stuck: HashMap::new(),
         }))
     }
 
@@ -257,7 +265,10 @@ impl Dispatcher {
         })
     }
 
-    /// Reads what follows each partition's read position and starts its deliveries.
+    /// Reads what follows each partition's read position and starts its deliveries — a
+    /// bounded amount per pass ([`READ_BUDGET`] entries, [`MAX_PENDING`] under way), so the
+    /// lease is renewed in time. An entry whose receivers cannot be looked up holds back its
+    /// partition only, and is skipped (logged, counted) after [`STUCK_FOR`] seconds.
     async fn read(
         &self,
         lead: &mut Lead,
@@ -266,7 +277,9 @@ impl Dispatcher {
     ) -> crate::error::CoreResult<()> {
         let cursors: Vec<(usize, u64)> = lead.read.iter().copied().enumerate().collect();
         let reads = self.log.read_log(&cursors, BATCH).await?;
-        for (p, r) in reads.into_iter().enumerate() {
+        let mut receivers: HashMap<TenantId, Arc<Receivers>> = HashMap::new();
+        let mut budget = READ_BUDGET;
+        'partitions: for (p, r) in reads.into_iter().enumerate() {
             match r {
                 LogRead::Gone { head } => {
                     tracing::error!(
@@ -282,6 +295,10 @@ impl Dispatcher {
                 }
                 LogRead::Entries(entries) => {
                     for e in entries {
+                        if budget == 0 || lead.pending.len() >= MAX_PENDING {
+                            break 'partitions;
+                        }
+                        budget -= 1;
                         if let Change::SessionEnded {
                             tenant,
                             session,
@@ -290,6 +307,33 @@ impl Dispatcher {
                             ..
                         } = e.change
                         {
+                            let to = match receivers.get(&tenant) {
+                                Some(r) => Arc::clone(r),
+                                None => match self.engine.event_receivers(&tenant).await {
+                                    Ok(r) => {
+                                        let r = Arc::new(r);
+                                        receivers.insert(tenant.clone(), Arc::clone(&r));
+                                        r
+                                    }
+                                    Err(err) => {
+                                        let now = self.engine.now();
+                                        let since = *lead.stuck.entry((p, e.seq)).or_insert(now);
+                                        if now - since < STUCK_FOR {
+                                            tracing::warn!(error = %err, partition = p, seq = e.seq, "session events: cannot look up the receivers; retrying");
+                                            continue 'partitions;
+                                        }
+                                        tracing::error!(error = %err, partition = p, seq = e.seq, %tenant, "session events: receivers unreadable; this session's events are skipped");
+                                        metrics::counter!(
+                                            "sessiond_session_event_entries_lost_total"
+                                        )
+                                        .increment(1);
+                                        lead.stuck.remove(&(p, e.seq));
+                                        lead.read[p] = e.seq;
+                                        continue;
+                                    }
+                                },
+                            };
+                            lead.stuck.remove(&(p, e.seq));
                             let ended = Ended {
                                 tenant,
                                 session,
@@ -297,7 +341,7 @@ impl Dispatcher {
                                 reason,
                                 at: e.at,
                             };
-                            let deliveries = self.engine.event_deliveries(&ended).await?;
+                            let deliveries = to.deliveries(&ended);
                             if !deliveries.is_empty() {
                                 lead.pending.insert((p, e.seq), deliveries.len());
                             }
@@ -352,8 +396,9 @@ impl Dispatcher {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "session events: cannot renew the lease");
-                // Stop before the lease can lapse under a successor.
-                self.opts.exclusive || now + 1 < lead.until
+                // Stop while the lease still holds, one check (`renew`) ahead of its end.
+                let margin = i64::try_from(self.opts.renew.as_secs()).unwrap_or(2) + 1;
+                self.opts.exclusive || now + margin < lead.until
             }
         }
     }

@@ -124,40 +124,57 @@ fn event_id(channel: Channel, receiver: &str, ended: &Ended) -> String {
     crate::secret::b64(&h.finalize()[..16])
 }
 
+/// Where a tenant's events go: its clients' back-channel logout URIs (by client id), then its
+/// CAEP receiver, under the tenant's outbound rules.
+#[derive(Debug, Clone)]
+pub struct Receivers {
+    outbound: Outbound,
+    list: Vec<(Channel, String, String)>,
+}
+
+impl Receivers {
+    /// One delivery of `ended` per receiver.
+    pub fn deliveries(&self, ended: &Ended) -> Vec<Delivery> {
+        self.list
+            .iter()
+            .map(|(channel, receiver, url)| Delivery {
+                channel: *channel,
+                jti: event_id(*channel, receiver, ended),
+                receiver: receiver.clone(),
+                url: url.clone(),
+                outbound: self.outbound,
+                ended: ended.clone(),
+            })
+            .collect()
+    }
+}
+
 impl Engine {
-    /// The receivers of `ended`'s events: the tenant's service clients with a back-channel
-    /// logout URI (by client id), then its CAEP receiver. None for a tenant that is gone.
-    pub async fn event_deliveries(&self, ended: &Ended) -> CoreResult<Vec<Delivery>> {
-        let tp = match self.tenant(&ended.tenant).await {
+    /// The receivers of a tenant's session events; none for a tenant that is gone.
+    pub async fn event_receivers(&self, tenant: &TenantId) -> CoreResult<Receivers> {
+        let tp = match self.tenant(tenant).await {
             Ok(tp) => tp,
-            Err(CoreError::UnknownTenant) => return Ok(Vec::new()),
+            Err(CoreError::UnknownTenant) => {
+                return Ok(Receivers {
+                    outbound: Outbound::PublicOnly,
+                    list: Vec::new(),
+                });
+            }
             Err(e) => return Err(e),
         };
-        let outbound = Outbound::for_profile(tp.tenant.profile);
-        let mut out = Vec::new();
-        for client in self.identity.list_clients(&ended.tenant).await? {
+        let mut list = Vec::new();
+        for client in self.identity.list_clients(tenant).await? {
             if let Some(url) = client.backchannel_logout_uri {
-                out.push(Delivery {
-                    channel: Channel::BackchannelLogout,
-                    jti: event_id(Channel::BackchannelLogout, &client.client_id, ended),
-                    receiver: client.client_id,
-                    url,
-                    outbound,
-                    ended: ended.clone(),
-                });
+                list.push((Channel::BackchannelLogout, client.client_id, url));
             }
         }
         if let Some(url) = &tp.policy.caep_receiver_url {
-            out.push(Delivery {
-                channel: Channel::Caep,
-                receiver: "caep".into(),
-                url: url.clone(),
-                outbound,
-                jti: event_id(Channel::Caep, "caep", ended),
-                ended: ended.clone(),
-            });
+            list.push((Channel::Caep, "caep".to_owned(), url.clone()));
         }
-        Ok(out)
+        Ok(Receivers {
+            outbound: Outbound::for_profile(tp.tenant.profile),
+            list,
+        })
     }
 
     /// The delivery's token, signed now with the session-token keyring: a logout token

@@ -36,6 +36,17 @@ impl Outbound {
     /// Why `url` may not be used, if it may not: its scheme is not http(s), or (for
     /// [`Outbound::PublicOnly`]) its host is a non-public IP literal or a local name. Host
     /// names are checked again, on the addresses they resolve to, when connecting.
+    /// As [`Outbound::check_url`], for a URL that is sent a secret or a user's token (an SSO
+    /// verification endpoint, a back-channel logout or CAEP receiver): a production tenant's
+    /// must also be `https`.
+    pub fn check_confidential_url(self, url: &str) -> Result<(), String> {
+        self.check_url(url)?;
+        if self == Outbound::PublicOnly && !url.to_ascii_lowercase().starts_with("https://") {
+            return Err("production tenants send secrets and tokens over https only".into());
+        }
+        Ok(())
+    }
+
     pub fn check_url(self, url: &str) -> Result<(), String> {
         let parsed = url::Url::parse(url).map_err(|_| "it is not a valid URL".to_owned())?;
         if !matches!(parsed.scheme(), "http" | "https") {

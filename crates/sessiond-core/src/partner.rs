@@ -91,14 +91,18 @@ impl Engine {
         {
             return bad("publicKeyPem must be an RSA, P-256 or Ed25519 public key in PEM");
         }
+        let outbound = Outbound::for_profile(tp.tenant.profile);
         for (name, url) in [("jwksUrl", &c.jwks_url), ("verifyUrl", &c.verify_url)] {
             if let Some(url) = url {
                 if url.len() > 2048 {
                     return bad(&format!("{name} must be at most 2048 characters"));
                 }
-                Outbound::for_profile(tp.tenant.profile)
-                    .check_url(url)
-                    .or_else(|why| bad(&format!("{name} is refused: {why}")))?;
+                let checked = if name == "verifyUrl" {
+                    outbound.check_confidential_url(url)
+                } else {
+                    outbound.check_url(url)
+                };
+                checked.or_else(|why| bad(&format!("{name} is refused: {why}")))?;
             }
         }
         let sealed = c
@@ -139,13 +143,27 @@ impl Engine {
             .get_sso(&ctx.tenant_id)
             .await?
             .ok_or(CoreError::SsoTokenInvalid)?;
+        // One trust anchor, and the secret that goes with it: never the HS256 key to a
+        // verification endpoint (a settings row an older node half-replaced holds both).
+        let anchors = [
+            settings.sealed_hs256_secret.is_some(),
+            settings.public_key_pem.is_some(),
+            settings.jwks_url.is_some(),
+            settings.verify_url.is_some(),
+        ];
+        if anchors.iter().filter(|a| **a).count() != 1
+            || settings.verify_url.is_some() != settings.sealed_verify_secret.is_some()
+        {
+            tracing::error!(tenant = %ctx.tenant_id, "the tenant's SSO trust is ambiguous: set it again");
+            return Err(CoreError::SsoTokenInvalid);
+        }
         let sealed = match (
             &settings.sealed_hs256_secret,
             &settings.sealed_verify_secret,
         ) {
-            (Some(s), _) => Some((sso_aad(&ctx.tenant_id), s)),
+            (Some(s), None) => Some((sso_aad(&ctx.tenant_id), s)),
             (None, Some(s)) => Some((sso_verify_aad(&ctx.tenant_id), s)),
-            (None, None) => None,
+            _ => None,
         };
         let secret = sealed
             .map(|(aad, s)| {
@@ -336,7 +354,7 @@ impl Engine {
                 ));
             }
             crate::outbound::Outbound::for_profile(tp.tenant.profile)
-                .check_url(uri)
+                .check_confidential_url(uri)
                 .map_err(|why| {
                     CoreError::InvalidRequest(format!("backchannelLogoutUri is refused: {why}"))
                 })?;

@@ -109,17 +109,19 @@ impl Policy {
     /// always loads.
     pub fn to_set(profile: Profile, o: &PolicyOverrides) -> Result<Self, CoreError> {
         let p = Self::effective(profile, o)?;
-        for (name, url) in [
-            ("webhookUrl", &p.webhook_url),
-            ("caepReceiverUrl", &p.caep_receiver_url),
-        ] {
-            if let Some(url) = url {
-                Outbound::for_profile(profile)
-                    .check_url(url)
-                    .map_err(|why| {
-                        CoreError::InvalidRequest(format!("{name} is refused: {why}"))
-                    })?;
-            }
+        let outbound = Outbound::for_profile(profile);
+        let refused = |name: &str, why: String| {
+            CoreError::InvalidRequest(format!("{name} is refused: {why}"))
+        };
+        if let Some(url) = &p.webhook_url {
+            outbound
+                .check_url(url)
+                .map_err(|why| refused("webhookUrl", why))?;
+        }
+        if let Some(url) = &p.caep_receiver_url {
+            outbound
+                .check_confidential_url(url)
+                .map_err(|why| refused("caepReceiverUrl", why))?;
         }
         Ok(p)
     }

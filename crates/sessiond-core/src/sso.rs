@@ -11,6 +11,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sessiond_store::{SsoSettings, UnixTime};
+use sha2::Digest as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -43,8 +44,10 @@ pub enum Endpoint {
     /// The partner does not know the token or says it is not active.
     Inactive,
     /// The partner could not be asked or gave no usable answer (a timeout, a refused
-    /// connection, a 5xx, a refusal of sessiond's own credentials).
+    /// connection, a 5xx).
     Unavailable(String),
+    /// The partner refused sessiond's own credentials (401/403): a misconfiguration.
+    Refused(String),
 }
 
 /// Consecutive failures of a partner endpoint after which it is not asked for a while.
@@ -52,8 +55,6 @@ pub const BREAKER_THRESHOLD: u32 = 5;
 /// How long (seconds) an open breaker answers `sso_unavailable` without asking the partner;
 /// then one request tries again.
 pub const BREAKER_OPEN_FOR: i64 = 30;
-/// How long (seconds) an opaque token's use is remembered when the partner states no `exp`.
-pub const OPAQUE_TOKEN_MEMORY: i64 = 24 * 3600;
 
 /// A partner endpoint's recent failures.
 #[derive(Debug, Default, Clone, Copy)]
@@ -129,9 +130,11 @@ impl SsoVerifier {
     }
 
     /// Asks the partner's endpoint about an opaque token: its claims as sessiond uses them
-    /// (`jti` names the token by its SHA-256, so it is single use like a JWT's `jti`; `exp`
-    /// is the partner's, or [`OPAQUE_TOKEN_MEMORY`] from now). An endpoint that failed
-    /// [`BREAKER_THRESHOLD`] times in a row is not asked for [`BREAKER_OPEN_FOR`] seconds.
+    /// (`jti` names the token by its SHA-256, so it is single use like a JWT's `jti`, until
+    /// the `exp` the partner must state; the partner's `aud` must include the trust's
+    /// audience, and its `iss` be the trust's issuer when one is set). An endpoint (and
+    /// secret) that failed [`BREAKER_THRESHOLD`] times in a row is not asked for
+    /// [`BREAKER_OPEN_FOR`] seconds; then one request probes it.
     async fn verify_opaque(
         &self,
         settings: &SsoSettings,
@@ -148,63 +151,82 @@ impl SsoVerifier {
             .endpoint
             .as_ref()
             .ok_or(CoreError::SsoUnavailable { retry_after: 1 })?;
-        let key = (outbound, url.to_owned());
+        // Per endpoint and credential: a tenant with a stale secret or its own failing
+        // partner trips no other tenant's breaker.
+        let fingerprint = crate::secret::b64(&sha2::Sha256::digest(secret.as_bytes())[..12]);
+        let key = (outbound, format!("{url} {fingerprint}"));
         let poisoned = || CoreError::Internal("sso breaker poisoned".into());
-        let open_until = self
-            .breakers
-            .lock()
-            .map_err(|_| poisoned())?
-            .get(&key)
-            .map_or(0, |b| b.open_until);
-        if open_until > now {
-            return Err(CoreError::SsoUnavailable {
-                retry_after: u64::try_from(open_until - now).unwrap_or(1),
-            });
+        {
+            let mut breakers = self.breakers.lock().map_err(|_| poisoned())?;
+            let b = breakers.entry(key.clone()).or_default();
+            if b.open_until > now {
+                return Err(CoreError::SsoUnavailable {
+                    retry_after: u64::try_from(b.open_until - now).unwrap_or(1),
+                });
+            }
+            if b.failures >= BREAKER_THRESHOLD {
+                // Half open: this request is the one probe; the others still wait.
+                b.open_until = now + BREAKER_OPEN_FOR;
+            }
         }
         let answer = endpoint.verify(url, secret, token, outbound).await;
         {
             let mut breakers = self.breakers.lock().map_err(|_| poisoned())?;
             let b = breakers.entry(key).or_default();
-            if let Endpoint::Unavailable(why) = &answer {
-                b.failures = b.failures.saturating_add(1);
-                tracing::warn!(
-                    url,
-                    why,
-                    failures = b.failures,
-                    "SSO verification endpoint failed"
-                );
-                if b.failures >= BREAKER_THRESHOLD {
-                    b.open_until = now + BREAKER_OPEN_FOR;
-                    tracing::error!(
+            match &answer {
+                Endpoint::Unavailable(why) => {
+                    b.failures = b.failures.saturating_add(1);
+                    tracing::warn!(
                         url,
-                        "SSO verification endpoint: circuit open for {BREAKER_OPEN_FOR} s"
+                        why,
+                        failures = b.failures,
+                        "SSO verification endpoint failed"
                     );
+                    if b.failures >= BREAKER_THRESHOLD {
+                        b.open_until = now + BREAKER_OPEN_FOR;
+                        tracing::error!(
+                            url,
+                            "SSO verification endpoint: circuit open for {BREAKER_OPEN_FOR} s"
+                        );
+                    }
                 }
-            } else {
-                *b = Breaker::default();
+                // A refusal of sessiond's own secret is this tenant's misconfiguration (logged
+                // by the transport), not a sign that the partner is down.
+                Endpoint::Refused(_) => {}
+                Endpoint::Active { .. } | Endpoint::Inactive => *b = Breaker::default(),
             }
         }
         let (sub, exp, aud, iss) = match answer {
             Endpoint::Active { sub, exp, aud, iss } => (sub, exp, aud, iss),
             Endpoint::Inactive => return Err(invalid("the partner says inactive")),
-            Endpoint::Unavailable(_) => return Err(CoreError::SsoUnavailable { retry_after: 1 }),
+            Endpoint::Unavailable(_) | Endpoint::Refused(_) => {
+                return Err(CoreError::SsoUnavailable { retry_after: 1 });
+            }
         };
-        if !aud.is_empty() && !aud.contains(&settings.audience) {
-            return Err(invalid("the partner names another audience"));
+        // The token must have been meant for this trust: an introspection endpoint vouches
+        // for every active token of its server, whichever client it was issued to.
+        if !aud.contains(&settings.audience) {
+            return Err(invalid(
+                "the partner's answer does not name this trust's audience",
+            ));
         }
-        if let (Some(expected), Some(got)) = (&settings.issuer, iss)
-            && *expected != got
+        if settings
+            .issuer
+            .as_ref()
+            .is_some_and(|expected| iss.as_ref() != Some(expected))
         {
-            return Err(invalid("the partner names another issuer"));
+            return Err(invalid(
+                "the partner's answer does not name this trust's issuer",
+            ));
         }
-        let exp = exp.unwrap_or(now + OPAQUE_TOKEN_MEMORY);
+        // Without an `exp` a token could not be remembered for as long as it is good.
+        let exp = exp.ok_or_else(|| invalid("the partner's answer has no exp"))?;
         if now >= exp {
             return Err(invalid("time"));
         }
         if sub.is_empty() || sub.len() > 256 || sub.chars().any(char::is_control) {
             return Err(invalid("sub"));
         }
-        use sha2::Digest as _;
         Ok(SsoClaims {
             sub,
             jti: format!(

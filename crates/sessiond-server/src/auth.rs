@@ -281,6 +281,11 @@ async fn reauthenticate(
         .limiters
         .auth(a.ctx.ip.as_deref(), st.engine.now(), run)
         .await?;
-    let keep = issued.session.absolute_expires_at - st.engine.now();
+    // The refresh cookie this session may still hold lives at most to its absolute expiry.
+    let keep = if a.tenant.policy.refresh_tokens {
+        issued.session.absolute_expires_at - st.engine.now()
+    } else {
+        0
+    };
     cookies::reply_keeping(&st.engine, issued, a.via_cookie, keep)
 }

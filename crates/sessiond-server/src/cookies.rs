@@ -55,8 +55,9 @@ pub fn reply(engine: &Engine, issued: Issued, cookie_mode: bool) -> Result<Respo
 }
 
 /// As [`reply`], for a new session token without a new refresh token (a re-authentication):
-/// the session cookie lives at least `keep` seconds, as long as the refresh cookie it replaces
-/// may still be used (a cookie-mode refresh names its session by it).
+/// the session cookie lives at least `keep` seconds — the caller's bound on how long the
+/// session's refresh cookie may still be used (a cookie-mode refresh names its session by the
+/// session cookie).
 pub fn reply_keeping(
     engine: &Engine,
     issued: Issued,

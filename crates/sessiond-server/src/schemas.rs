@@ -129,19 +129,19 @@ pub struct PolicyPatch {
 #[schema(rename_all = "camelCase")]
 pub struct SsoConfig {
     /// The SSO token's expected `iss` (with `verifyUrl`: the `iss` the partner's answer must
-    /// name, when it names one).
+    /// name).
     issuer: Option<String>,
-    /// The SSO token's expected `aud` (with `verifyUrl`: an `aud` the partner's answer must
-    /// include, when it names any).
+    /// The SSO token's expected `aud` (with `verifyUrl`: what the partner's answer's `aud`
+    /// must include).
     audience: String,
     hs256_secret: Option<String>,
     public_key_pem: Option<String>,
     jwks_url: Option<String>,
     /// The partner's verification endpoint for opaque SSO tokens: sessiond POSTs
     /// `token=<ssoToken>` (form) with `Authorization: Bearer <verifySecret>` and expects an
-    /// RFC 7662 answer — `{"active": true, "sub": "<external id>", "exp"?, "aud"?, "iss"?}` or
-    /// `{"active": false}`. An http(s) URL of at most 2048 characters (production tenants:
-    /// public addresses only).
+    /// RFC 7662 answer — `{"active": true, "sub": "<external id>", "aud": <including
+    /// audience>, "exp": <Unix seconds>, "iss"?}` or `{"active": false}`. An http(s) URL of at
+    /// most 2048 characters (production tenants: https at public addresses only).
     verify_url: Option<String>,
     /// With `verifyUrl` (and only with it): the bearer secret sessiond presents, 32 to 1024
     /// characters; stored sealed, never shown again.

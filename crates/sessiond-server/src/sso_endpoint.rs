@@ -65,7 +65,7 @@ impl SsoEndpoint for HttpSsoEndpoint {
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             // sessiond's own credentials were refused: a misconfiguration, not the user's token.
             tracing::error!(url, %status, "the SSO verification endpoint refused sessiond's verifySecret");
-            return Endpoint::Unavailable(format!("answered {status}"));
+            return Endpoint::Refused(format!("answered {status}"));
         }
         if status.is_client_error() {
             return Endpoint::Inactive;

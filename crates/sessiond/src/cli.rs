@@ -441,6 +441,11 @@ fn request(cmd: AdminCommand) -> Result<(Method, String, Option<Value>)> {
                         .with_context(|| format!("cannot read {}", f.display()))
                 })
                 .transpose()?;
+            // A secret exported for one kind of trust is not sent with another.
+            let verify_secret = verify_url.as_ref().and(verify_secret);
+            let hs256_secret = (pem.is_none() && jwks_url.is_none() && verify_url.is_none())
+                .then_some(hs256_secret)
+                .flatten();
             let body = json!({"audience": audience, "issuer": issuer, "hs256Secret": hs256_secret, "publicKeyPem": pem, "jwksUrl": jwks_url, "verifyUrl": verify_url, "verifySecret": verify_secret});
             (M::PUT, format!("{}/sso", t(&tenant)), Some(body))
         }

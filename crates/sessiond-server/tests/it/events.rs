@@ -365,12 +365,20 @@ async fn a_production_tenant_cannot_send_events_to_private_addresses() {
     client(&s, "prod", "app", Some("ftp://example.com/x".into()))
         .await
         .problem(400, "invalid_request");
-    let r = TestServer::send(
-        s.admin(Method::PATCH, "/admin/v1/tenants/prod/policy")
-            .json(&json!({"caepReceiverUrl": "http://10.0.0.1/caep"})),
-    )
-    .await;
-    r.problem(400, "invalid_request");
+    // A public address, but tokens would travel in clear.
+    client(&s, "prod", "app", Some("http://rp.example.com/bcl".into()))
+        .await
+        .problem(400, "invalid_request");
+    for url in ["http://10.0.0.1/caep", "http://receiver.example.com/caep"] {
+        let r = TestServer::send(
+            s.admin(Method::PATCH, "/admin/v1/tenants/prod/policy")
+                .json(&json!({"caepReceiverUrl": url})),
+        )
+        .await;
+        r.problem(400, "invalid_request");
+    }
+    let r = client(&s, "prod", "app", Some("https://rp.example.com/bcl".into())).await;
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// A logout token is signed by the session-token keyring, but it is no session token: the
@@ -395,4 +403,25 @@ async fn an_event_token_is_refused_as_a_session_token() {
         .await
         .problem(401, "token_invalid");
     assert_eq!(s.whoami("ev", &other).await.status, 200);
+
+    // Not even with every session claim in it: the `typ` alone tells the kinds apart. The
+    // same claims under `at+jwt` (the control) are accepted.
+    use sessiond_store::IdentityStore as _;
+    let master = sessiond_core::secret::MasterKey::parse(&"42".repeat(32)).unwrap();
+    let keyring =
+        sessiond_core::token::Keyring::load(&master, s.store.load_keys().await.unwrap()).unwrap();
+    let payload = other.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: sessiond_core::token::Claims = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let typed = keyring.sign_typed("logout+jwt", &claims).unwrap();
+    s.whoami("ev", &typed).await.problem(401, "token_invalid");
+    assert_eq!(
+        s.whoami("ev", &keyring.sign(&claims).unwrap()).await.status,
+        200
+    );
 }

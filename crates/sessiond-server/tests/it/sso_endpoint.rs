@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "partner-verification-secret-of-32-bytes-or-more";
+/// Another tenant's secret for the same endpoint.
+const SECRET2: &str = "another-tenants-verification-secret-32-bytes";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mood {
@@ -23,11 +25,11 @@ enum Mood {
     Slow,
 }
 
-/// The partner's verification endpoint: knows tokens → users; counts the questions.
+/// The partner's verification endpoint: knows tokens → its answers; counts the questions.
 #[derive(Clone)]
 struct Partner {
     url: String,
-    known: Arc<Mutex<HashMap<String, String>>>,
+    known: Arc<Mutex<HashMap<String, Value>>>,
     asked: Arc<AtomicUsize>,
     mood: Arc<Mutex<Mood>>,
 }
@@ -54,18 +56,14 @@ impl Partner {
                 Mood::Well => {}
             }
             let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-            if auth != Some(&format!("Bearer {SECRET}")) {
+            let accepted = [SECRET, SECRET2].map(|s| format!("Bearer {s}"));
+            if !accepted.iter().any(|a| Some(a.as_str()) == auth) {
                 return (StatusCode::UNAUTHORIZED, axum::Json(json!({})));
             }
             let token = form.get("token").cloned().unwrap_or_default();
             let known = p.known.lock().unwrap().get(&token).cloned();
-            match known {
-                Some(sub) => (
-                    StatusCode::OK,
-                    axum::Json(json!({"active": true, "sub": sub, "aud": "sessiond-sso"})),
-                ),
-                None => (StatusCode::OK, axum::Json(json!({"active": false}))),
-            }
+            let answer = known.unwrap_or_else(|| json!({"active": false}));
+            (StatusCode::OK, axum::Json(answer))
         }
         let app = axum::Router::new()
             .route("/introspect", axum::routing::post(answer))
@@ -74,11 +72,14 @@ impl Partner {
         p
     }
 
+    /// A token of `sub`, meant for sessiond's trust, good for ten minutes.
     fn issue(&self, token: &str, sub: &str) {
-        self.known
-            .lock()
-            .unwrap()
-            .insert(token.to_owned(), sub.to_owned());
+        let answer = json!({"active": true, "sub": sub, "aud": ["sessiond-sso", "other"], "exp": START + 600});
+        self.answer(token, answer);
+    }
+
+    fn answer(&self, token: &str, answer: Value) {
+        self.known.lock().unwrap().insert(token.to_owned(), answer);
     }
 
     fn set(&self, mood: Mood) {
@@ -150,24 +151,31 @@ async fn a_wrong_secret_or_a_failing_partner_is_unavailable_not_invalid_and_open
     let s = TestServer::start().await;
     let partner = Partner::start().await;
     s.tenant("hub", "integration", json!({})).await;
+    s.tenant("hub2", "integration", json!({})).await;
+    assert_eq!(trust(&s, "hub2", &partner.url, SECRET2).await.status, 204);
     partner.issue("t", "u1");
-    // sessiond's own credentials refused: the user's token is not to blame.
+    partner.issue("t2", "u2");
+    // sessiond's own credentials refused: the user's token is not to blame (and the partner
+    // is not down: this counts towards no breaker).
     assert_eq!(
         trust(&s, "hub", &partner.url, &"x".repeat(40)).await.status,
         204
     );
-    let r = sso(&s, "hub", "t").await;
-    r.problem(503, "sso_unavailable");
-    assert!(r.headers.contains_key("retry-after"));
+    for _ in 0..6 {
+        let r = sso(&s, "hub", "t").await;
+        r.problem(503, "sso_unavailable");
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    assert_eq!(partner.asked.load(Ordering::SeqCst), 6);
     assert_eq!(trust(&s, "hub", &partner.url, SECRET).await.status, 204);
 
-    // Four more failures (five in a row with the one above): the breaker opens.
+    // Five failures in a row: the breaker opens.
     partner.set(Mood::Failing);
-    for _ in 0..4 {
+    for _ in 0..5 {
         sso(&s, "hub", "t").await.problem(503, "sso_unavailable");
     }
     let asked = partner.asked.load(Ordering::SeqCst);
-    assert_eq!(asked, 5);
+    assert_eq!(asked, 11);
     partner.set(Mood::Well);
     let r = sso(&s, "hub", "t").await;
     r.problem(503, "sso_unavailable");
@@ -177,9 +185,24 @@ async fn a_wrong_secret_or_a_failing_partner_is_unavailable_not_invalid_and_open
         "an open breaker does not ask"
     );
     assert_eq!(r.headers["retry-after"], "30");
+    // Another tenant's credential at the same endpoint has a breaker of its own.
+    assert_eq!(sso(&s, "hub2", "t2").await.status, 200);
     let failures = s.audit("hub", "type=login_failed").await;
     assert!(failures.iter().all(|e| e["reason"] == "sso_unavailable"));
-    // After 30 s one question goes through; the partner is well again.
+
+    // After 30 s one request probes; a failure opens the breaker again at once.
+    partner.set(Mood::Failing);
+    s.clock.advance(30);
+    let before = partner.asked.load(Ordering::SeqCst);
+    sso(&s, "hub", "t").await.problem(503, "sso_unavailable");
+    sso(&s, "hub", "t").await.problem(503, "sso_unavailable");
+    assert_eq!(
+        partner.asked.load(Ordering::SeqCst),
+        before + 1,
+        "one probe"
+    );
+    // The partner is well again: the next probe closes it.
+    partner.set(Mood::Well);
     s.clock.advance(30);
     let r = sso(&s, "hub", "t").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -215,6 +238,16 @@ async fn the_verification_endpoint_obeys_the_outbound_rules() {
     trust(&s, "prod", "https://169.254.169.254/latest", SECRET)
         .await
         .problem(400, "invalid_request");
+    // A public address, but the secret and the users' tokens would travel in clear.
+    trust(&s, "prod", "http://partner.example.com/introspect", SECRET)
+        .await
+        .problem(400, "invalid_request");
+    assert_eq!(
+        trust(&s, "prod", "https://partner.example.com/introspect", SECRET)
+            .await
+            .status,
+        204
+    );
     s.tenant("hub", "integration", json!({})).await;
     for body in [
         json!({"audience": "a", "verifyUrl": "http://127.0.0.1:9/x"}),
