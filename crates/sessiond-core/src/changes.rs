@@ -208,7 +208,9 @@ impl Engine {
 
     async fn apply(&self, change: Change) -> StoreResult<()> {
         match change {
-            Change::SessionEnded { session, .. } => self.invalidate(&session),
+            Change::SessionEnded { session, .. } | Change::SessionExpired { session, .. } => {
+                self.invalidate(&session)
+            }
             Change::TenantChanged { tenant } => self.invalidate_tenant(&tenant),
             Change::ClientChanged { client_id } => self.clients.invalidate(&client_id),
             Change::KeyringChanged => self.reload_keyring().await.map_err(store_error)?,
@@ -217,7 +219,7 @@ impl Engine {
             | Change::SsoChanged { .. }
             | Change::PartnerSecretChanged { .. } => {}
             // The per-session entries before it already dropped each session.
-            Change::UserSessionsEnded { .. } => {}
+            Change::UserSessionsEnded { .. } | Change::Unknown => {}
         }
         Ok(())
     }
@@ -284,9 +286,9 @@ mod tests {
         panic!("node b missed the policy change or the rotation");
     }
 
-    /// A session that ended without a change-log entry (a timeout recorded by another node)
-    /// is found out at the next touch: the touch reads the record back instead of renewing
-    /// the cached copy's age.
+    /// A timeout another node recorded (with a clock an hour ahead) is found out here: its
+    /// change-log entry drops the cached copy, and a touch reads the record back besides (an
+    /// older node records a timeout without an entry).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_touch_reads_the_record_back() {
         let c = Cluster::start(1, Some(Duration::from_secs(60))).await;

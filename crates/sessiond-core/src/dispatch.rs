@@ -10,7 +10,7 @@
 //! `jti`. No request waits for a delivery: a logout returns once its entry is written.
 
 use crate::engine::Engine;
-use crate::events::{Deliver, Delivery, Ended, Outcome, Receivers};
+use crate::events::{Deliver, Delivery, EndReason, Ended, Outcome, Receivers};
 use serde::{Deserialize, Serialize};
 use sessiond_store::{Change, ChangeLog, LogRead, StoreResult, TenantId, UnixTime};
 use std::collections::{BTreeMap, HashMap};
@@ -299,14 +299,31 @@ impl Dispatcher {
                             break 'partitions;
                         }
                         budget -= 1;
-                        if let Change::SessionEnded {
-                            tenant,
-                            session,
-                            user,
-                            reason,
-                            ..
-                        } = e.change
-                        {
+                        let ended = match e.change {
+                            Change::SessionEnded {
+                                tenant,
+                                session,
+                                user,
+                                reason,
+                                ..
+                            } => Some((tenant, session, user, EndReason::Revoked(reason))),
+                            // A timeout noticed after every token of the session had
+                            // expired (a backlog the first sweep finds) is not news.
+                            Change::SessionExpired { timed_out_at, .. }
+                                if timed_out_at + crate::feed::HORIZON < self.engine.now() =>
+                            {
+                                None
+                            }
+                            Change::SessionExpired {
+                                tenant,
+                                session,
+                                user,
+                                idle,
+                                ..
+                            } => Some((tenant, session, user, EndReason::TimedOut { idle })),
+                            _ => None,
+                        };
+                        if let Some((tenant, session, user, reason)) = ended {
                             let to = match receivers.get(&tenant) {
                                 Some(r) => Arc::clone(r),
                                 None => match self.engine.event_receivers(&tenant).await {

@@ -51,9 +51,31 @@ pub struct Ended {
     pub tenant: TenantId,
     pub session: SessionId,
     pub user: UserId,
-    pub reason: RevokeReason,
+    pub reason: EndReason,
     /// When the entry was written.
     pub at: UnixTime,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Revoked(RevokeReason),
+    /// Its idle (`idle: true`) or absolute timeout passed.
+    TimedOut {
+        idle: bool,
+    },
+}
+
+impl EndReason {
+    /// The reason as events and the audit trail name it: a revocation reason, `idle_timeout`
+    /// or `absolute_timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Revoked(r) => r.as_str(),
+            EndReason::TimedOut { idle: true } => "idle_timeout",
+            EndReason::TimedOut { idle: false } => "absolute_timeout",
+        }
+    }
 }
 
 /// One event for one receiver.
@@ -97,13 +119,15 @@ pub trait Deliver: Send + Sync + 'static {
     async fn post(&self, delivery: &Delivery, token: &str) -> Outcome;
 }
 
-/// `(initiating_entity, reason)` of a CAEP `session-revoked` event for a revocation reason.
-pub fn initiating_entity(reason: RevokeReason) -> &'static str {
+/// The CAEP `initiating_entity` of a `session-revoked` event for how the session ended.
+pub fn initiating_entity(reason: EndReason) -> &'static str {
     match reason {
-        RevokeReason::Logout | RevokeReason::LogoutAll | RevokeReason::PasswordChanged => "user",
-        RevokeReason::Admin | RevokeReason::PartnerLogout => "admin",
-        RevokeReason::Displaced => "policy",
-        RevokeReason::ReuseDetected => "system",
+        EndReason::Revoked(
+            RevokeReason::Logout | RevokeReason::LogoutAll | RevokeReason::PasswordChanged,
+        ) => "user",
+        EndReason::Revoked(RevokeReason::Admin | RevokeReason::PartnerLogout) => "admin",
+        EndReason::Revoked(RevokeReason::Displaced) | EndReason::TimedOut { .. } => "policy",
+        EndReason::Revoked(RevokeReason::ReuseDetected) => "system",
     }
 }
 

@@ -10,7 +10,9 @@
 
 use crate::clock::Clock;
 use sessiond_proto::feed::{Cutoff, FeedEvent, KeysChanged, SessionRevoked};
-use sessiond_store::{Change, ChangeLog, LogEntry, LogRead, StoreResult, UnixTime};
+use sessiond_store::{
+    Change, ChangeLog, LogEntry, LogRead, SessionId, StoreResult, TenantId, UnixTime,
+};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -99,6 +101,16 @@ impl View {
         let n = self.next_n;
         self.next_n += 1;
         let at = entry.at + offset;
+        let ended = |tenant: TenantId, session: SessionId, user, auth_time, until| {
+            let event = FeedEvent::Session(SessionRevoked {
+                tid: tenant.as_str().to_owned(),
+                sid: session.as_str().to_owned(),
+                sub: user,
+                at,
+                until,
+            });
+            (Some(tenant.as_str().to_owned()), auth_time, until, event)
+        };
         let (tenant, auth_time, until, event) = match entry.change {
             Change::SessionEnded {
                 tenant,
@@ -106,16 +118,21 @@ impl View {
                 user,
                 auth_time,
                 ..
+            } => ended(tenant, session, user, auth_time, at + HORIZON),
+            // An idle timeout can come before a token's `exp`: verifiers must hear of it, until
+            // no token of the session can be valid (its timeout plus the longest lifetime). No
+            // token outlives its session's absolute lifetime: that end needs no entry.
+            Change::SessionExpired {
+                tenant,
+                session,
+                user,
+                auth_time,
+                idle: true,
+                timed_out_at,
             } => {
-                let until = at + HORIZON;
-                let event = FeedEvent::Session(SessionRevoked {
-                    tid: tenant.as_str().to_owned(),
-                    sid: session.as_str().to_owned(),
-                    sub: user,
-                    at,
-                    until,
-                });
-                (Some(tenant.as_str().to_owned()), auth_time, until, event)
+                // (Session times are the engine's clock already.)
+                let until = timed_out_at.min(at) + HORIZON;
+                ended(tenant, session, user, Some(auth_time), until)
             }
             Change::UserSessionsEnded {
                 tenant,
@@ -733,6 +750,46 @@ mod tests {
         v.expire(NOW + 5 + HORIZON + 1);
         assert!(v.cutoffs.is_empty() && v.items.is_empty());
         assert!(v.snapshot("other").is_empty(), "scoped to the tenant");
+    }
+
+    /// An idle timeout can come before a token's `exp`, so it is announced like a revocation;
+    /// the end of a session's absolute lifetime cannot (no token outlives it), so it is not.
+    #[test]
+    fn idle_timeouts_are_announced_and_absolute_ones_are_not() {
+        let alice = uuid::Uuid::from_u128(1);
+        let expired = |seq: u64, n: u8, idle: bool| LogEntry {
+            seq,
+            at: NOW,
+            change: Change::SessionExpired {
+                tenant: TenantId::parse("t").unwrap(),
+                session: sid(n),
+                user: alice,
+                auth_time: NOW - 100,
+                idle,
+                timed_out_at: NOW - 10,
+            },
+        };
+        let mut v = view(1);
+        v.apply(0, expired(1, 1, true), NOW, 0);
+        v.apply(0, expired(2, 2, false), NOW, 0);
+        let snap = v.snapshot("t");
+        assert_eq!(names(&snap), ["session"]);
+        assert!(matches!(&snap[0], FeedEvent::Session(s) if s.sid == sid(1).as_str()));
+        match &snap[0] {
+            FeedEvent::Session(s) => assert_eq!(s.until, NOW - 10 + HORIZON, "from its timeout"),
+            other => panic!("{other:?}"),
+        }
+        // A later cut-off of the user covers it, as it covers a revocation.
+        v.apply(0, cutoff(3, alice, NOW), NOW, 0);
+        assert_eq!(names(&v.snapshot("t")), ["cutoff"]);
+        assert_eq!(v.pos, [3]);
+        // A timeout noticed only after every token of the session expired is not listed.
+        let mut late = expired(4, 4, true);
+        if let Change::SessionExpired { timed_out_at, .. } = &mut late.change {
+            *timed_out_at = NOW - HORIZON - 1;
+        }
+        v.apply(0, late, NOW, 0);
+        assert_eq!(v.snapshot("t").len(), 1);
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub(crate) fn ended(s: &Session, reason: sessiond_store::RevokeReason) -> Change
     }
 }
 
+/// A `SessionExpired` entry for a session whose timeout this transaction recorded.
+pub(crate) fn timed_out(s: &Session) -> Change {
+    Change::session_expired(s)
+}
+
 /// Appends `changes` in the caller's transaction; returns the last sequence number.
 async fn append(conn: &mut PgConnection, changes: &[Change]) -> DbResult<u64> {
     let json = changes

@@ -1,14 +1,16 @@
 //! The `SessionStore` operations. Each is one transaction (or one statement); revocations
-//! append their `SessionEnded` entries to the change log in the same transaction.
+//! append their `SessionEnded` entries, recorded timeouts their `SessionExpired` entries, to
+//! the change log in the same transaction.
 //!
 //! Locks: creations under a limit and `revoke_user_sessions` take a transaction-scoped
 //! advisory lock of the user first; rotations lock the refresh token row, then its session
-//! row; purges delete tokens before their sessions (the same order); the change log's head
+//! row; purges delete tokens before their sessions (the same order); the timeout sweep locks
+//! session rows with `SKIP LOCKED`, so it never waits on one; the change log's head
 //! row is always the last lock a transaction takes. So no two operations wait on each other
 //! in a cycle.
 
 use crate::PgStore;
-use crate::changes::ended;
+use crate::changes::{ended, timed_out};
 use crate::codec::{hash, parse_enum, seconds, tenant, uuid};
 use crate::error::{DbResult, bad_value};
 use async_trait::async_trait;
@@ -530,17 +532,54 @@ impl PgStore {
         id: &SessionId,
         now: UnixTime,
     ) -> DbResult<bool> {
-        let done = sqlx::query(concat!(
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(concat!(
             "UPDATE sessions SET state = 'expired', state_at = $3
              WHERE id = $1 AND tenant_id = $2 AND state = 'active' AND NOT ",
-            active_at!("$3")
+            active_at!("$3"),
+            " RETURNING ",
+            session_columns!()
         ))
         .bind(id.as_str())
         .bind(tenant.as_str())
         .bind(now)
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let expired = row.as_ref().map(session_from_row).transpose()?;
+        let changes: Vec<Change> = expired.iter().map(timed_out).collect();
+        self.commit_logged(tx, &changes).await?;
+        Ok(expired.is_some())
+    }
+
+    /// Records the timeouts of up to `batch` sessions active in state but past a timeout at
+    /// `now`, in one transaction, logging each (oldest first). `FOR UPDATE SKIP LOCKED`:
+    /// concurrent sweeps take disjoint rows and never wait on each other or on a session
+    /// being revoked; a row updated meanwhile is re-checked (`state = 'active'`). The partial
+    /// index `sessions_active` bounds the search to active sessions; the idle condition
+    /// (`last_seen_at + idle_ttl`) is checked on each of them, a scan of the active sessions
+    /// at worst.
+    async fn expire_sessions_db(&self, now: UnixTime, batch: usize) -> DbResult<Vec<Session>> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(concat!(
+            "WITH due AS (
+                 SELECT id FROM sessions WHERE state = 'active' AND NOT ",
+            active_at!("$1"),
+            " ORDER BY absolute_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE sessions SET state = 'expired', state_at = $1
+             WHERE id IN (SELECT id FROM due) AND state = 'active' RETURNING ",
+            session_columns!()
+        ))
+        .bind(now)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut expired = sessions_from_rows(&rows)?;
+        expired.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        let changes: Vec<Change> = expired.iter().map(timed_out).collect();
+        self.commit_logged(tx, &changes).await?;
+        Ok(expired)
     }
 
     async fn find_db(
@@ -760,6 +799,10 @@ impl SessionStore for PgStore {
     ) -> StoreResult<Vec<Session>> {
         self.run(self.revoke_user_db(tenant, user, reason, keep, now))
             .await
+    }
+
+    async fn expire_sessions(&self, now: UnixTime, batch: usize) -> StoreResult<Vec<Session>> {
+        self.run(self.expire_sessions_db(now, batch)).await
     }
 
     async fn mark_expired(

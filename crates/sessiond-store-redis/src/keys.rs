@@ -9,12 +9,22 @@
 //! create script, the tenant's by lua/index.lua. Members scored `created_at` by an older
 //! sessiond sort before every ranked one.
 //!
+//! The timeouts zset holds the id of each active session of the route, scored by the instant
+//! it times out (`Session::expires_at`): written by the scripts that create a session or move
+//! its `last_seen_at` (touch, rotate, re-authenticate), a member removed by the scripts that
+//! end the session (revocations, `mark_expired`, the sweep). `expire_sessions` reads it
+//! instead of the keyspace. It has no expiry of its own: its members leave as their sessions
+//! end, at the latest when the sweep finds them timed out (or their record gone). A session
+//! created by a sessiond from before it has no member until a touch, rotation or
+//! re-authentication scores it; until then only `mark_expired` records its timeout.
+//!
 //! ```text
 //! <prefix>{r<route>}:s:<session id>        hash   session record (see lua/common.lua)
 //! <prefix>{r<route>}:u:<tenant>:<user>     zset   the user's sessions, score created_at ranked
 //! <prefix>{r<route>}:rt:<hex hash>         hash   refresh token
 //! <prefix>{r<route>}:log                   zset   change log partition, score seq
 //! <prefix>{r<route>}:logseq                string last seq of the partition
+//! <prefix>{r<route>}:timeouts              zset   the route's active sessions, score their timeout
 //! <prefix>{t:<tenant>}:sessions            zset   the tenant's sessions, score created_at ranked
 //! <prefix>{meta}:tenants                   set    tenants with a session index
 //! <prefix>{n:<tenant>}:<nonce>             string a used nonce, value its expiry
@@ -58,6 +68,10 @@ impl Keys {
 
     pub(crate) fn logseq(&self, route: Route) -> String {
         format!("{}logseq", self.base(route))
+    }
+
+    pub(crate) fn timeouts(&self, route: Route) -> String {
+        format!("{}timeouts", self.base(route))
     }
 
     pub(crate) fn tenant_index(&self, tenant: &TenantId) -> String {
@@ -145,6 +159,7 @@ mod tests {
             keys.refresh(&token),
             keys.log(route),
             keys.logseq(route),
+            keys.timeouts(route),
         ] {
             assert!(k.starts_with(&tag), "{k}");
         }

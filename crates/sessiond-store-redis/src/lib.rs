@@ -11,12 +11,15 @@
 //! per-tenant index written before the create script and pruned lazily.
 //!
 //! # Expiry
-//! Keys expire by themselves (`EXPIRE`), never through a sweeper or keyspace notifications:
+//! Keys expire by themselves (`EXPIRE`), never through keyspace notifications:
 //! a session and its refresh tokens `absolute expiry + 1 day` after the caller's `now`
 //! (so ended sessions can still be listed for a day), a nonce at its expiry. Expiry times are
 //! converted to durations from the `now` the caller passed, rather than given as absolute
 //! `EXPIREAT` instants, so that a caller whose clock differs from the server's (or a test with
-//! a fixed `now`) sees the same lifetimes.
+//! a fixed `now`) sees the same lifetimes. Recording timeouts is another matter: each route
+//! keeps its active sessions in a zset scored by their timeout (see `keys.rs`), which
+//! `expire_sessions` sweeps one script per route (lua/expire.lua), so that abandoned
+//! sessions are recorded as expired and logged without a scan of the keyspace.
 //!
 //! # Durability
 //! Writes are exactly as durable as the server's persistence configuration: with the default

@@ -21,6 +21,7 @@ script!(ROTATE, "lua/rotate.lua");
 script!(REVOKE, "lua/revoke.lua");
 script!(REVOKE_USER, "lua/revoke_user.lua");
 script!(MARK_EXPIRED, "lua/mark_expired.lua");
+script!(EXPIRE, "lua/expire.lua");
 script!(TOUCH, "lua/touch.lua");
 script!(REAUTHENTICATE, "lua/reauthenticate.lua");
 script!(NONCE, "lua/nonce.lua");

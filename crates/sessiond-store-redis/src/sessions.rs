@@ -213,7 +213,8 @@ impl SessionStore for RedisStore {
         inv.key(keys.session(&s.id))
             .key(keys.user_index(&s.tenant_id, &s.user_id))
             .key(keys.log(route))
-            .key(keys.logseq(route));
+            .key(keys.logseq(route))
+            .key(keys.timeouts(route));
         if let Some(r) = &new.refresh {
             inv.key(keys.refresh(&r.hash));
         }
@@ -282,8 +283,10 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<()> {
         let mut inv = scripts::TOUCH.prepare_invoke();
         inv.key(self.keys().session(id))
+            .key(self.keys().timeouts(id.route()))
             .arg(tenant.as_str())
-            .arg(now);
+            .arg(now)
+            .arg(id.as_str());
         self.invoke(&inv).await.map(|_| ())
     }
 
@@ -295,8 +298,10 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<Option<Session>> {
         let mut inv = scripts::REAUTHENTICATE.prepare_invoke();
         inv.key(self.keys().session(id))
+            .key(self.keys().timeouts(id.route()))
             .arg(tenant.as_str())
-            .arg(now);
+            .arg(now)
+            .arg(id.as_str());
         let f = record::fields(self.invoke(&inv).await?)?;
         if f.is_empty() {
             return Ok(None);
@@ -317,6 +322,7 @@ impl SessionStore for RedisStore {
             .key(keys.refresh(&r.successor.hash))
             .key(keys.log(route))
             .key(keys.logseq(route))
+            .key(keys.timeouts(route))
             .arg(keys.base(route))
             .arg(r.tenant_id.as_str())
             .arg(r.now)
@@ -365,6 +371,7 @@ impl SessionStore for RedisStore {
         inv.key(keys.session(id))
             .key(keys.log(route))
             .key(keys.logseq(route))
+            .key(keys.timeouts(route))
             .arg(tenant.as_str())
             .arg(reason.as_str())
             .arg(now)
@@ -392,6 +399,7 @@ impl SessionStore for RedisStore {
         inv.key(keys.user_index(tenant, user))
             .key(keys.log(route))
             .key(keys.logseq(route))
+            .key(keys.timeouts(route))
             .arg(keys.base(route))
             .arg(tenant.as_str())
             .arg(reason.as_str())
@@ -412,11 +420,81 @@ impl SessionStore for RedisStore {
         id: &SessionId,
         now: UnixTime,
     ) -> StoreResult<bool> {
+        let keys = self.keys();
+        let route = id.route();
         let mut inv = scripts::MARK_EXPIRED.prepare_invoke();
-        inv.key(self.keys().session(id))
+        inv.key(keys.session(id))
+            .key(keys.timeouts(route))
+            .key(keys.log(route))
+            .key(keys.logseq(route))
             .arg(tenant.as_str())
-            .arg(now);
+            .arg(now)
+            .arg(id.as_str())
+            .arg(keys.channel())
+            .arg(route.0);
         Ok(record::int_value(self.invoke(&inv).await?)? == 1)
+    }
+
+    /// Counts the due members of every route's timeouts zset (one pipelined round), then
+    /// sweeps the routes that have any, in route order, one script per route and call (see
+    /// lua/expire.lua), until `batch` sessions are recorded or no member is due.
+    async fn expire_sessions(&self, now: UnixTime, batch: usize) -> StoreResult<Vec<Session>> {
+        let mut expired = Vec::new();
+        if batch == 0 {
+            return Ok(expired);
+        }
+        let keys = self.keys();
+        let routes: Vec<Route> = (0..=u8::MAX).map(Route).collect();
+        let groups = routes
+            .iter()
+            .map(|&route| {
+                let mut p = redis::pipe();
+                p.cmd("ZCOUNT")
+                    .arg(keys.timeouts(route))
+                    .arg("-inf")
+                    .arg(now);
+                p
+            })
+            .collect();
+        let counts = self.pipelines(groups).await?;
+        for (&route, count) in routes.iter().zip(counts) {
+            let due = count
+                .into_iter()
+                .next()
+                .map(record::int_value)
+                .transpose()?;
+            if due.unwrap_or(0) == 0 {
+                continue;
+            }
+            loop {
+                let limit = batch - expired.len();
+                let mut inv = scripts::EXPIRE.prepare_invoke();
+                inv.key(keys.timeouts(route))
+                    .key(keys.log(route))
+                    .key(keys.logseq(route))
+                    .arg(keys.base(route))
+                    .arg(now)
+                    .arg(limit)
+                    .arg(keys.channel())
+                    .arg(route.0);
+                let mut reply = record::array(self.invoke(&inv).await?)?.into_iter();
+                let looked_at = reply
+                    .next()
+                    .map(record::int_value)
+                    .transpose()?
+                    .unwrap_or(0);
+                for pair in reply {
+                    expired.push(session_from(&mut record::array(pair)?.into_iter())?);
+                }
+                if expired.len() >= batch {
+                    return Ok(expired);
+                }
+                if usize::try_from(looked_at).unwrap_or(0) < limit {
+                    break;
+                }
+            }
+        }
+        Ok(expired)
     }
 
     async fn find_sessions(

@@ -47,6 +47,11 @@ pub(crate) fn ended(c: &Connection, s: &Session, reason: RevokeReason) -> DbResu
     )
 }
 
+/// Logs that this transaction recorded the timeout of the session `s`.
+pub(crate) fn expired(c: &Connection, s: &Session) -> DbResult<()> {
+    log(c, &Change::session_expired(s))
+}
+
 /// Logs that every session of `user` created before `before` has ended.
 pub(crate) fn user_sessions_ended(
     c: &Connection,

@@ -161,6 +161,12 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn expire_sessions(&self, now: UnixTime, batch: usize) -> StoreResult<Vec<Session>> {
+        self.writer
+            .call(move |c| sessions::expire_sessions(c, now, batch))
+            .await
+    }
+
     async fn mark_expired(
         &self,
         tenant: &TenantId,

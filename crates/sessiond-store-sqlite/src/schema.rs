@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -208,6 +208,12 @@ ALTER TABLE sso_settings ADD COLUMN verify_url TEXT;
 ALTER TABLE sso_settings ADD COLUMN sealed_verify_secret BLOB;
 ";
 
+/// The timeout sweep (`expire_sessions`): active sessions by absolute expiry. The idle
+/// timeout (`last_seen_at + idle_ttl`) is checked on each active session the index yields.
+const V9: &str = "
+CREATE INDEX sessions_active_by_expiry ON sessions (absolute_expires_at) WHERE state = 'active';
+";
+
 /// Opens the writing connection, creating the file, and brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> DbResult<Connection> {
     let mut conn = Connection::open(path)?;
@@ -334,7 +340,7 @@ mod tests {
                 .unwrap();
             assert_eq!(n, 0, "{table} exists and is empty");
         }
-        // Lookups by external id and nonce purges use an index, not a scan.
+        // Lookups by external id, nonce purges and the timeout sweep use an index, not a scan.
         for (sql, index) in [
             (
                 "SELECT id FROM users WHERE tenant_id = 'old' AND external_id = 'x'",
@@ -343,6 +349,13 @@ mod tests {
             (
                 "SELECT rowid FROM nonces WHERE expires_at <= 5",
                 "nonces_by_expiry",
+            ),
+            (
+                "SELECT id FROM sessions WHERE state = 'active' AND NOT (state = 'active'
+                     AND 5 < absolute_expires_at
+                     AND (idle_ttl IS NULL OR 5 < last_seen_at + idle_ttl))
+                 ORDER BY absolute_expires_at LIMIT 5",
+                "sessions_active_by_expiry",
             ),
         ] {
             let plan: Vec<String> = conn

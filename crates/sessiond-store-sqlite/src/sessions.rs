@@ -312,14 +312,54 @@ pub(crate) fn mark_expired(
     id: &SessionId,
     now: UnixTime,
 ) -> DbResult<bool> {
-    let changed = c
+    let expired = c
         .prepare_cached(concat!(
             "UPDATE sessions SET state = 'expired', state_at = :now
              WHERE id = :id AND tenant_id = :tenant AND state = 'active' AND NOT ",
-            active_at_now!()
+            active_at_now!(),
+            " RETURNING ",
+            session_columns!()
         ))?
-        .execute(named_params! {":id": id.as_str(), ":tenant": tenant.as_str(), ":now": now})?;
-    Ok(changed > 0)
+        .query_row(
+            named_params! {":id": id.as_str(), ":tenant": tenant.as_str(), ":now": now},
+            session_from_row,
+        )
+        .optional()?;
+    if let Some(s) = &expired {
+        changes::expired(c, s)?;
+    }
+    Ok(expired.is_some())
+}
+
+/// Records the timeouts of up to `batch` sessions active in state but past a timeout at
+/// `now`, logging each (oldest first). The partial index `sessions_active_by_expiry` (V9)
+/// bounds the search to active sessions; the idle condition (`last_seen_at + idle_ttl`) is
+/// checked on each of them, a scan of the active sessions at worst. One writer: a session is
+/// never recorded twice.
+pub(crate) fn expire_sessions(
+    c: &Connection,
+    now: UnixTime,
+    batch: usize,
+) -> DbResult<Vec<Session>> {
+    let mut stmt = c.prepare_cached(concat!(
+        "UPDATE sessions SET state = 'expired', state_at = :now
+         WHERE id IN (SELECT id FROM sessions
+                      WHERE state = 'active' AND NOT ",
+        active_at_now!(),
+        " ORDER BY absolute_expires_at LIMIT :batch) RETURNING ",
+        session_columns!()
+    ))?;
+    let mut expired: Vec<Session> = stmt
+        .query_map(
+            named_params! {":now": now, ":batch": i64::try_from(batch).unwrap_or(i64::MAX)},
+            session_from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    expired.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    for s in &expired {
+        changes::expired(c, s)?;
+    }
+    Ok(expired)
 }
 
 pub(crate) fn count_active(c: &Connection, now: UnixTime) -> DbResult<u64> {

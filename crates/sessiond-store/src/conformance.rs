@@ -26,7 +26,7 @@ macro_rules! identity_store_conformance {
 #[macro_export]
 macro_rules! session_store_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; sessions_are_created_and_read_per_tenant, session_creation_conflicts_write_nothing, unlimited_sessions_evict_nothing, evict_oldest_one_displaces_the_previous_session, evict_oldest_two_displaces_only_the_oldest, evict_oldest_breaks_ties_by_creation_order, reject_at_the_limit_writes_nothing, limits_count_only_sessions_active_now, touch_moves_last_seen_forward_on_active_sessions_only, idle_timeout_follows_last_seen, reauthentication_moves_auth_time_on_active_sessions_only, rotation_rotates_and_the_successor_is_current, refresh_records_are_read_by_hash, active_sessions_are_counted, replay_within_grace_returns_the_same_successor, reuse_outside_grace_revokes_the_session, reuse_of_a_two_generations_old_token_within_grace, rotation_rejects_unknown_foreign_and_expired_tokens, rotation_on_an_inactive_session, revoke_session_is_idempotent_and_tenant_scoped, revoke_user_sessions_revokes_only_that_users_active_sessions, mark_expired_records_a_timeout_once, find_sessions_filters_orders_and_limits, listings_break_ties_by_creation_order, nonces_are_single_use_per_tenant_until_they_expire, ping_answers, concurrent_logins_respect_a_limit_of_one, concurrent_refreshes_rotate_once, concurrent_nonce_consumption_succeeds_once, sessions_spread_over_routes_are_found_and_revoked);
+        $crate::conformance_tests!($make; sessions_are_created_and_read_per_tenant, session_creation_conflicts_write_nothing, unlimited_sessions_evict_nothing, evict_oldest_one_displaces_the_previous_session, evict_oldest_two_displaces_only_the_oldest, evict_oldest_breaks_ties_by_creation_order, reject_at_the_limit_writes_nothing, limits_count_only_sessions_active_now, touch_moves_last_seen_forward_on_active_sessions_only, idle_timeout_follows_last_seen, reauthentication_moves_auth_time_on_active_sessions_only, rotation_rotates_and_the_successor_is_current, refresh_records_are_read_by_hash, active_sessions_are_counted, replay_within_grace_returns_the_same_successor, reuse_outside_grace_revokes_the_session, reuse_of_a_two_generations_old_token_within_grace, rotation_rejects_unknown_foreign_and_expired_tokens, rotation_on_an_inactive_session, revoke_session_is_idempotent_and_tenant_scoped, revoke_user_sessions_revokes_only_that_users_active_sessions, mark_expired_records_a_timeout_once, find_sessions_filters_orders_and_limits, listings_break_ties_by_creation_order, nonces_are_single_use_per_tenant_until_they_expire, ping_answers, concurrent_logins_respect_a_limit_of_one, concurrent_refreshes_rotate_once, concurrent_nonce_consumption_succeeds_once, sessions_spread_over_routes_are_found_and_revoked, expire_sessions_records_each_timeout_once);
     };
 }
 
@@ -34,7 +34,7 @@ macro_rules! session_store_conformance {
 #[macro_export]
 macro_rules! session_change_log_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, revoking_all_of_a_users_sessions_logs_a_cut_off, ended_sessions_log_their_auth_time, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline, marks_are_swapped_only_from_the_expected_version);
+        $crate::conformance_tests!($make; session_changes_are_logged_and_the_hot_path_is_not, revoking_all_of_a_users_sessions_logs_a_cut_off, ended_sessions_log_their_auth_time, timeouts_are_logged, purged_log_entries_are_gone_and_numbering_goes_on, wait_hint_returns_by_its_deadline, marks_are_swapped_only_from_the_expected_version);
     };
 }
 
@@ -2956,6 +2956,132 @@ pub async fn sessions_spread_over_routes_are_found_and_revoked<S: SessionStore>(
     assert_eq!(page, listed[..5].to_vec(), "the limit keeps the newest");
 }
 
+/// Sweeps at `now` in batches of `batch` until a sweep returns fewer; every session returned
+/// is recorded as expired at `now`.
+async fn sweep<S: SessionStore>(store: &S, now: UnixTime, batch: usize) -> Vec<Session> {
+    let mut all = Vec::new();
+    for _ in 0..1_000 {
+        let got = store
+            .expire_sessions(now, batch)
+            .await
+            .expect("expire_sessions");
+        assert!(got.len() <= batch, "{} > batch {batch}", got.len());
+        let done = got.len() < batch;
+        all.extend(got);
+        if done {
+            return all;
+        }
+    }
+    panic!("the sweep never ends");
+}
+
+pub async fn expire_sessions_records_each_timeout_once<S: SessionStore>(store: S) {
+    let store = Arc::new(store);
+    let t = tenant_a();
+    let at = NOW + 100;
+    // Users on many routes (many hash slots on a cluster).
+    let users: Vec<UserId> = (0..16).map(|_| uuid::Uuid::new_v4()).collect();
+    let routes: BTreeSet<Route> = users.iter().map(Route::of_user).collect();
+    assert!(routes.len() > 8, "the users spread over routes: {routes:?}");
+    let (mut due, mut active, mut ended) = (Vec::new(), Vec::new(), Vec::new());
+    for u in &users {
+        // Idle timeout at NOW + 60; absolute expiry at NOW + 50.
+        let idle = session(&t, *u, NOW, Some(60));
+        let absolute = session(&t, *u, NOW + 50 - DAY, None);
+        // Still active at `at`: a longer idle timeout, and a short one touched.
+        let long = session(&t, *u, NOW, Some(600));
+        let touched = session(&t, *u, NOW, Some(60));
+        // Ended before: revoked, and a timeout already recorded.
+        let gone = session(&t, *u, NOW, Some(60));
+        let expired = session(&t, *u, NOW, Some(60));
+        for s in [&idle, &absolute, &long, &touched, &gone, &expired] {
+            create(&*store, s).await;
+        }
+        store
+            .touch_session(&t, &touched.id, NOW + 50)
+            .await
+            .expect("touch");
+        store
+            .revoke_session(&t, &gone.id, RevokeReason::Logout, NOW + 1)
+            .await
+            .expect("revoke_session");
+        assert!(
+            store
+                .mark_expired(&t, &expired.id, NOW + 70)
+                .await
+                .expect("mark_expired")
+        );
+        due.extend([idle, absolute]);
+        active.extend([long, touched]);
+        ended.push((gone, revoked(RevokeReason::Logout, NOW + 1)));
+        ended.push((expired, SessionState::Expired { at: NOW + 70 }));
+    }
+
+    assert_eq!(
+        store.expire_sessions(at, 0).await.expect("expire_sessions"),
+        vec![],
+        "a batch of 0 records nothing"
+    );
+    let swept = sweep(&*store, at, 3).await;
+    assert_eq!(
+        swept.len(),
+        due.len(),
+        "each timeout once: {:?}",
+        ids(&swept)
+    );
+    assert_eq!(id_set(&ids(&swept)), id_set(&ids(&due)));
+    for s in &swept {
+        assert_eq!(s.state, SessionState::Expired { at }, "{:?}", s.id);
+    }
+    for s in &due {
+        assert_eq!(get(&*store, s).await.state, SessionState::Expired { at });
+    }
+    for s in &active {
+        assert_eq!(get(&*store, s).await.state, SessionState::Active);
+    }
+    for (s, state) in &ended {
+        assert_eq!(&get(&*store, s).await.state, state);
+    }
+    assert_eq!(
+        store.expire_sessions(at, 3).await.expect("expire_sessions"),
+        vec![],
+        "nothing left"
+    );
+
+    // Concurrent sweeps: together, each timeout once.
+    let mut due = Vec::new();
+    for u in &users {
+        for k in 0..3 {
+            let s = session(&t, *u, NOW + k, Some(60));
+            create(&*store, &s).await;
+            due.push(s);
+        }
+    }
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { sweep(&*store, at, 5).await })
+        })
+        .collect();
+    let mut swept = Vec::new();
+    for task in tasks {
+        swept.extend(task.await.expect("task"));
+    }
+    assert_eq!(
+        swept.len(),
+        due.len(),
+        "each timeout once: {:?}",
+        ids(&swept)
+    );
+    assert_eq!(id_set(&ids(&swept)), id_set(&ids(&due)));
+    for s in &due {
+        assert_eq!(get(&*store, s).await.state, SessionState::Expired { at });
+    }
+    for s in &active {
+        assert_eq!(get(&*store, s).await.state, SessionState::Active);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Change log
 
@@ -3026,6 +3152,18 @@ fn ended_reauthenticated(s: &Session, reason: RevokeReason, auth_time: UnixTime)
         },
         reason,
     )
+}
+
+/// The `SessionExpired` entry of `s` (with its `auth_time`), which timed out at `at`.
+fn timed_out(s: &Session, idle: bool, at: UnixTime) -> Change {
+    Change::SessionExpired {
+        tenant: s.tenant_id.clone(),
+        session: s.id.clone(),
+        user: s.user_id,
+        auth_time: s.auth_time,
+        idle,
+        timed_out_at: at,
+    }
 }
 
 fn cut_off(tenant: &TenantId, user: UserId, before: UnixTime, reason: RevokeReason) -> Change {
@@ -3325,6 +3463,110 @@ pub async fn ended_sessions_log_their_auth_time<S: SessionStore + ChangeLog>(sto
             NOW + 510
         )]
     );
+}
+
+/// A recorded timeout, by `mark_expired` or by the sweep, logs one `SessionExpired` with the
+/// session's `auth_time` and which timeout came first; a touch moves the idle timeout the
+/// sweep goes by.
+pub async fn timeouts_are_logged<S: SessionStore + ChangeLog>(store: S) {
+    let t = tenant_a();
+    let mut cur = log_heads(&store).await;
+
+    // mark_expired: an idle timeout (after a re-authentication), then an absolute one.
+    let idle = session(&t, uid(), NOW, Some(60));
+    let absolute = session(&t, uid(), NOW, None);
+    for s in [&idle, &absolute] {
+        create(&store, s).await;
+    }
+    let idle = reauthenticate(&store, &idle, NOW + 10).await;
+    assert_eq!(idle.auth_time, NOW + 10);
+    assert!(
+        !store
+            .mark_expired(&t, &idle.id, NOW + 69)
+            .await
+            .expect("mark_expired")
+    );
+    assert!(
+        store
+            .mark_expired(&t, &idle.id, NOW + 70)
+            .await
+            .expect("mark_expired")
+    );
+    assert!(
+        !store
+            .mark_expired(&t, &idle.id, NOW + 71)
+            .await
+            .expect("mark_expired")
+    );
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![timed_out(&idle, true, NOW + 70)]
+    );
+    assert!(
+        store
+            .mark_expired(&t, &absolute.id, NOW + DAY)
+            .await
+            .expect("mark_expired")
+    );
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![timed_out(&absolute, false, absolute.absolute_expires_at)]
+    );
+
+    // The sweep: an absolute expiry at NOW + 100; an idle timeout at NOW + 60 moved to
+    // NOW + 110 by a touch, so not swept before.
+    let swept_idle = session(&t, uid(), NOW, Some(60));
+    let swept_absolute = session(&t, uid(), NOW + 100 - DAY, None);
+    for s in [&swept_idle, &swept_absolute] {
+        create(&store, s).await;
+    }
+    store
+        .touch_session(&t, &swept_idle.id, NOW + 50)
+        .await
+        .expect("touch");
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![],
+        "a touch logs nothing"
+    );
+    let swept = store
+        .expire_sessions(NOW + 105, ALL)
+        .await
+        .expect("expire_sessions");
+    assert_eq!(ids(&swept), vec![swept_absolute.id.clone()]);
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![timed_out(&swept_absolute, false, NOW + 100)]
+    );
+    assert_eq!(
+        get(&store, &swept_idle).await.state,
+        SessionState::Active,
+        "touched: not timed out yet"
+    );
+    let swept = store
+        .expire_sessions(NOW + 110, ALL)
+        .await
+        .expect("expire_sessions");
+    assert_eq!(ids(&swept), vec![swept_idle.id.clone()]);
+    assert_eq!(
+        log_since(&store, &mut cur).await,
+        vec![timed_out(&swept_idle, true, NOW + 110)]
+    );
+    assert!(
+        !store
+            .mark_expired(&t, &swept_idle.id, NOW + 111)
+            .await
+            .expect("mark_expired"),
+        "recorded once"
+    );
+    assert_eq!(
+        store
+            .expire_sessions(NOW + 2 * DAY, ALL)
+            .await
+            .expect("expire_sessions"),
+        vec![]
+    );
+    assert_eq!(log_since(&store, &mut cur).await, vec![]);
 }
 
 pub async fn identity_changes_are_logged<S: IdentityStore + ChangeLog>(store: S) {

@@ -112,6 +112,18 @@ impl Data {
         Some(s)
     }
 
+    /// Records the timeout of an active session past it at `now`, with its `SessionExpired`.
+    fn expire(&mut self, id: &SessionId, now: UnixTime) -> Option<Session> {
+        let s = self.sessions.get_mut(id)?;
+        if s.state != SessionState::Active || s.is_active_at(now) {
+            return None;
+        }
+        s.state = SessionState::Expired { at: now };
+        let s = s.clone();
+        self.log(Change::session_expired(&s));
+        Some(s)
+    }
+
     fn log(&mut self, change: Change) {
         let seq = self.log_purged + self.log.len() as u64 + 1;
         self.log.push(LogEntry {
@@ -342,13 +354,22 @@ impl SessionStore for MemoryStore {
         now: UnixTime,
     ) -> StoreResult<bool> {
         let mut d = self.lock()?;
-        Ok(match d.session_mut(tenant, id) {
-            Some(s) if s.state == SessionState::Active && !s.is_active_at(now) => {
-                s.state = SessionState::Expired { at: now };
-                true
-            }
-            _ => false,
-        })
+        if d.session_mut(tenant, id).is_none() {
+            return Ok(false);
+        }
+        Ok(d.expire(id, now).is_some())
+    }
+
+    async fn expire_sessions(&self, now: UnixTime, batch: usize) -> StoreResult<Vec<Session>> {
+        let mut d = self.lock()?;
+        let due: Vec<SessionId> = d
+            .sessions
+            .values()
+            .filter(|s| s.state == SessionState::Active && !s.is_active_at(now))
+            .take(batch)
+            .map(|s| s.id.clone())
+            .collect();
+        Ok(due.iter().filter_map(|id| d.expire(id, now)).collect())
     }
 
     async fn find_sessions(

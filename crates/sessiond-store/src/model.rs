@@ -307,6 +307,13 @@ impl Session {
             .map(|ttl| (self.last_seen_at + i64::from(ttl)).min(self.absolute_expires_at))
     }
 
+    /// Does its idle timeout come before its absolute one? (Which one ended it, once it
+    /// timed out: `idle_timeout` or `absolute_timeout`.)
+    pub fn idles_out_first(&self) -> bool {
+        self.idle_expires_at()
+            .is_some_and(|t| t < self.absolute_expires_at)
+    }
+
     /// The instant the session times out, whichever timeout comes first.
     pub fn expires_at(&self) -> UnixTime {
         self.idle_expires_at().unwrap_or(self.absolute_expires_at)
@@ -750,6 +757,23 @@ pub enum Change {
         before: UnixTime,
         reason: RevokeReason,
     },
+    /// An active session's idle or absolute timeout was recorded (`mark_expired`, or the
+    /// janitor's `expire_sessions` sweep): it ended without a revocation.
+    SessionExpired {
+        tenant: TenantId,
+        session: SessionId,
+        user: UserId,
+        /// The session's `auth_time` (as in `SessionEnded`).
+        auth_time: UnixTime,
+        /// The idle timeout came before the absolute one (a token of the session may still be
+        /// within its own lifetime); false: the absolute lifetime ended (no token outlives it).
+        idle: bool,
+        /// When the session timed out (`expires_at()`); the entry is written later, when the
+        /// timeout is noticed. No token of the session is valid past this plus the longest
+        /// token lifetime.
+        #[serde(default)]
+        timed_out_at: UnixTime,
+    },
     /// A user's password or status changed.
     UserChanged { tenant: TenantId, user: UserId },
     /// A tenant's policy changed.
@@ -762,6 +786,24 @@ pub enum Change {
     PartnerSecretChanged { secret_id: String },
     /// The keyring was replaced (a rotation).
     KeyringChanged,
+    /// A kind of entry this release does not know (written by a newer one): readers skip it.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Change {
+    /// The `SessionExpired` entry of a session whose timeout is being recorded.
+    pub fn session_expired(s: &Session) -> Self {
+        let idle = s.idles_out_first();
+        Change::SessionExpired {
+            tenant: s.tenant_id.clone(),
+            session: s.id.clone(),
+            user: s.user_id,
+            auth_time: s.auth_time,
+            idle,
+            timed_out_at: s.expires_at(),
+        }
+    }
 }
 
 /// A small record kept beside a change log, replaced only by compare-and-swap
@@ -927,6 +969,13 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<Change>(new).unwrap(),
             ended(Some(1_700_000_100))
+        );
+
+        // A kind a newer sessiond writes is skipped, not an error that stops the reader.
+        let newer = serde_json::json!({"kind": "something_new", "tenant": "tenant-a", "x": 1});
+        assert_eq!(
+            serde_json::from_value::<Change>(newer).unwrap(),
+            Change::Unknown
         );
 
         let cut_off = Change::UserSessionsEnded {

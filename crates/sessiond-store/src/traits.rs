@@ -65,7 +65,17 @@ pub trait SessionStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<Option<Session>>;
 
-    /// Records that an active session has timed out. Returns true if this call recorded it.
+    /// Records the timeouts of up to `batch` sessions still active in state but past their
+    /// idle or absolute timeout at `now` (as [`SessionStore::mark_expired`] does for one),
+    /// each with its `SessionExpired` change-log entry in the same transaction or script;
+    /// returns the sessions it recorded (fewer than `batch`: none are left that this call
+    /// could take — rows another sweep holds, or routes counted before, wait for the next
+    /// call). The janitor runs it on every node; concurrent sweeps never record a session
+    /// twice.
+    async fn expire_sessions(&self, now: UnixTime, batch: usize) -> StoreResult<Vec<Session>>;
+
+    /// Records that an active session has timed out (and logs `SessionExpired`). Returns true
+    /// if this call recorded it.
     async fn mark_expired(
         &self,
         tenant: &TenantId,

@@ -380,7 +380,8 @@ where
 const JANITOR_BATCH: usize = 500;
 
 /// Any node may run the janitor; the stores make sure one at a time does the work. Every
-/// minute it purges expired sessions and old change-log entries, in small batches.
+/// minute it records the timeouts of sessions nobody presented since (so they are announced),
+/// then purges expired sessions and old change-log entries, in small batches.
 fn spawn_janitor(engine: Arc<Engine>, stores: &Stores, retention: i64) {
     let sessions = Arc::clone(&stores.sessions);
     let logs = stores.feed_logs.clone();
@@ -390,6 +391,26 @@ fn spawn_janitor(engine: Arc<Engine>, stores: &Stores, retention: i64) {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             every.tick().await;
+            // Timeouts first (announced to relying parties), then what can go.
+            let mut expired = 0;
+            loop {
+                match engine.expire_timed_out(JANITOR_BATCH).await {
+                    Ok(n) => {
+                        expired += n;
+                        if n < JANITOR_BATCH {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "janitor: recording timeouts failed");
+                        break;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            if expired > 0 {
+                tracing::info!(expired, "janitor: timeouts recorded");
+            }
             let now = engine.now();
             let mut purged =
                 purge_all("sessions", || sessions.purge_expired(now, JANITOR_BATCH)).await;

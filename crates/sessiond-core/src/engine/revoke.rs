@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// The janitor records timeouts this many seconds late (clock skew between nodes).
+pub const SWEEP_LAG: i64 = 30;
+
+/// The audit reason of a recorded timeout.
+pub(crate) fn timeout_reason(s: &Session) -> &'static str {
+    if s.idles_out_first() {
+        "idle_timeout"
+    } else {
+        "absolute_timeout"
+    }
+}
+
 impl Engine {
     /// Logs out the token's session. Accepts an expired token (a signed one) so a client can
     /// always end its session; idempotent.
@@ -73,6 +85,39 @@ impl Engine {
             Some(&auth.session.id),
         )
         .await
+    }
+
+    /// Records the timeouts of up to `batch` sessions nobody presented since they timed out
+    /// (the janitor's sweep): each gets its `session_expired` audit event and change-log entry
+    /// (so relying parties hear of it); returns how many.
+    pub async fn expire_timed_out(&self, batch: usize) -> CoreResult<usize> {
+        // A little behind this node's clock: a node whose clock runs ahead must not end
+        // sessions the others still consider alive.
+        let now = self.now() - SWEEP_LAG;
+        let expired = self.sessions.expire_sessions(now, batch).await?;
+        let mut events = Vec::with_capacity(expired.len());
+        for s in &expired {
+            self.invalidate(&s.id);
+            let mut e = AuditEvent {
+                id: 0,
+                kind: AuditKind::SessionExpired,
+                tenant_id: s.tenant_id.clone(),
+                user_id: Some(s.user_id),
+                session_id: Some(s.id.clone()),
+                activity_id: "janitor".into(),
+                correlation_id: None,
+                ip: None,
+                user_agent: None,
+                reason: None,
+                at: now,
+            };
+            e.reason = Some(timeout_reason(s).into());
+            events.push(e);
+        }
+        if !events.is_empty() {
+            self.record(events).await?;
+        }
+        Ok(expired.len())
     }
 
     /// Revokes one session by id (idempotent); true if this call revoked it.

@@ -177,12 +177,13 @@ impl Engine {
                     match self.sessions.mark_expired(&ctx.tenant_id, &s.id, now).await {
                         Ok(true) => {
                             self.invalidate(&s.id);
-                            let e = self.event(
+                            let mut e = self.event(
                                 ctx,
                                 AuditKind::SessionExpired,
                                 Some(s.user_id),
                                 Some(s.id.clone()),
                             );
+                            e.reason = Some(super::revoke::timeout_reason(s).into());
                             if let Err(err) = self.record(vec![e]).await {
                                 return err;
                             }

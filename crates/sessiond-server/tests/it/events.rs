@@ -425,3 +425,73 @@ async fn an_event_token_is_refused_as_a_session_token() {
         200
     );
 }
+
+/// Timeouts are session ends too: an idle timeout noticed when the session is presented, an
+/// idle timeout nobody noticed (the janitor's sweep) and an absolute one each reach every
+/// receiver once, as `idle_timeout` / `absolute_timeout` initiated by `policy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_absolute_timeouts_reach_each_receiver_once() {
+    let s = TestServer::start_with_events(quick()).await;
+    let rx = Inbox::start().await;
+    let caep = format!("{}/caep", rx.base);
+    s.tenant_with_user(
+        "ev",
+        "integration",
+        json!({"caepReceiverUrl": caep, "idleTtl": 100, "absoluteTtl": 1000}),
+    )
+    .await;
+    let r = client(&s, "ev", "app", Some(format!("{}/bcl/app", rx.base))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let (noticed, noticed_token, _) = session_of(&s.login_ok("ev", "alice").await);
+    let (abandoned, ..) = session_of(&s.login_ok("ev", "alice").await);
+    let (kept, kept_token, _) = session_of(&s.login_ok("ev", "alice").await);
+    s.clock.advance(90);
+    assert_eq!(s.whoami("ev", &kept_token).await.status, 200, "kept alive");
+    s.clock.advance(11);
+    s.whoami("ev", &noticed_token)
+        .await
+        .problem(401, "session_expired");
+    // The janitor sweeps 30 s behind its clock (skew between nodes).
+    s.clock.advance(30);
+    assert_eq!(
+        s.engine.expire_timed_out(100).await.unwrap(),
+        1,
+        "the abandoned one"
+    );
+    assert_eq!(s.engine.expire_timed_out(100).await.unwrap(), 0, "once");
+    // The kept one stays in use until its absolute end (t = 1000): announced as that.
+    // (last seen at 90; then every 80 s from 131 to 931: its idle deadline passes 1000)
+    assert_eq!(s.whoami("ev", &kept_token).await.status, 200);
+    for _ in 0..10 {
+        s.clock.advance(80);
+        assert_eq!(s.whoami("ev", &kept_token).await.status, 200);
+    }
+    s.clock.advance(130);
+    assert_eq!(s.engine.expire_timed_out(100).await.unwrap(), 1);
+
+    let got = rx.until(6).await;
+    assert_eq!(got.len(), 6, "two receivers, three sessions: {got:#?}");
+    let mut reasons = BTreeMap::new();
+    for g in &got {
+        let token = token_of(g);
+        if g.path == "/caep" {
+            let (_, c) = verify(&s, &token, &caep).await;
+            let ev = &c["events"][REVOKED_EVENT];
+            assert_eq!(ev["initiating_entity"], "policy");
+            let sid = c["sub_id"]["session"]["id"].as_str().unwrap().to_owned();
+            reasons.insert(sid, ev["reason_admin"]["en"].as_str().unwrap().to_owned());
+        } else {
+            let (typ, c) = verify(&s, &token, "app").await;
+            assert_eq!(typ, "logout+jwt");
+            assert!(
+                [&noticed, &abandoned, &kept].contains(&&c["sid"].as_str().unwrap().to_owned())
+            );
+        }
+    }
+    assert_eq!(reasons[&noticed], "idle_timeout");
+    assert_eq!(reasons[&abandoned], "idle_timeout");
+    assert_eq!(reasons[&kept], "absolute_timeout");
+    let audited = s.audit("ev", "type=session_expired").await;
+    assert_eq!(audited.len(), 3, "{audited:?}");
+}

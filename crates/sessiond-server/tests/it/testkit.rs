@@ -17,6 +17,8 @@ pub use sessiond_testkit::{ISSUER, PASSWORD, START};
 pub struct TestServer {
     pub base: String,
     pub clock: Arc<ManualClock>,
+    /// The node's engine (for what the binary's background tasks do, such as the janitor).
+    pub engine: Arc<sessiond_core::Engine>,
     pub http: reqwest::Client,
     pub store: Arc<SqliteStore>,
     dir: Arc<TempDir>,
@@ -130,10 +132,12 @@ impl TestServer {
             state.start_session_events(&[log], opts);
         }
         tune(&mut state);
+        let engine = Arc::clone(&state.engine);
         let node = Server::serve(state).await;
         Self {
             base: node.base.clone(),
             clock,
+            engine,
             http: node.http.clone(),
             store,
             dir,

@@ -55,6 +55,27 @@ local function active_at(key, now)
   return now < expires
 end
 
+-- The instant the session at `key` times out (`Session::expires_at`), and whether its idle
+-- timeout comes first (before the absolute expiry).
+local function timeout_of(key)
+  local f = redis.call('HMGET', key, 'ls', 'ax', 'it')
+  local expires = tonumber(f[2])
+  if f[3] then
+    local idle = tonumber(f[1]) + tonumber(f[3])
+    if idle < expires then
+      return idle, true
+    end
+  end
+  return expires, false
+end
+
+-- Scores the session at `key` in the route's timeouts (a zset of the active sessions, score
+-- their timeout; see keys.rs) after its last_seen_at moved or it was created. Sessions
+-- created by a sessiond from before the timeouts zset have no member until then.
+local function schedule(timeouts, key, sid)
+  redis.call('ZADD', timeouts, string.format('%.0f', (timeout_of(key))), sid)
+end
+
 -- Seconds from `now` the keys of the session at `key` are kept: until its absolute expiry
 -- plus KEEP. Relative to the caller's clock, so that it holds whatever the server's says.
 local function keep_for(key, now)
@@ -82,13 +103,31 @@ local function with_int(json, name, digits)
   return string.sub(json, 1, -2) .. ',"' .. name .. '":' .. digits .. '}'
 end
 
--- Revokes the (active) session at `key` and appends the change to the route's log, with the
--- session's auth_time.
-local function revoke(key, sid, reason, now, log, logseq)
+-- Revokes the (active) session at `key`, takes it out of the route's timeouts and appends
+-- the change to the route's log, with the session's auth_time.
+local function revoke(key, sid, reason, now, log, logseq, timeouts)
   redis.call('HSET', key, 'st', 'r', 'sr', reason, 'sa', now)
+  redis.call('ZREM', timeouts, sid)
   local f = redis.call('HMGET', key, 't', 'u', 'au', 'ca')
   local change = cjson.encode({
     kind = 'session_ended', tenant = f[1], session = sid, user = f[2], reason = reason
   })
   append(log, logseq, with_int(change, 'auth_time', f[3] or f[4]))
+end
+
+-- Records the timeout of the session at `key` (stored as active, no longer active at `now`),
+-- takes it out of the route's timeouts and appends the change to the route's log, with the
+-- session's auth_time and whether the idle timeout came first.
+local function expire(key, sid, now, log, logseq, timeouts)
+  local timeout, idle = timeout_of(key)
+  local f = redis.call('HMGET', key, 't', 'u', 'au', 'ca')
+  local change = cjson.encode({
+    kind = 'session_expired', tenant = f[1], session = sid, user = f[2], idle = idle
+  })
+  change = with_int(with_int(change, 'auth_time', f[3] or f[4]), 'timed_out_at',
+    string.format('%d', timeout))
+  -- The entry is built before anything is written: a script that fails writes nothing.
+  redis.call('HSET', key, 'st', 'e', 'sa', now)
+  redis.call('ZREM', timeouts, sid)
+  append(log, logseq, change)
 end

@@ -1,8 +1,9 @@
--- KEYS: session, user index, log, logseq[, refresh token]
+-- KEYS: session, user index, log, logseq, timeouts[, refresh token]
 -- ARGV: base, now, limit kind (u|e|r), limit, session id, channel, route,
 --       refresh expiry, then the session's fields as name, value pairs.
 -- Returns {'ok', evicted ids...} | {'conflict'} | {'limit'}.
-local skey, index, log, logseq, rkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local skey, index, log, logseq, timeouts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local rkey = KEYS[6]
 local base, now, kind, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local sid = ARGV[5]
 
@@ -46,7 +47,7 @@ end
 local result = {'ok'}
 for i = 1, evict do
   local id = active[i]
-  revoke(base .. 's:' .. id, id, 'displaced', ARGV[2], log, logseq)
+  revoke(base .. 's:' .. id, id, 'displaced', ARGV[2], log, logseq, timeouts)
   result[#result + 1] = id
 end
 if evict > 0 then
@@ -60,6 +61,7 @@ end
 redis.call('HSET', skey, unpack(fields))
 local ttl = keep_for(skey, now)
 redis.call('EXPIRE', skey, ttl)
+schedule(timeouts, skey, sid)
 redis.call('ZADD', index, index_score(index, tonumber(redis.call('HGET', skey, 'ca'))), sid)
 if redis.call('TTL', index) < ttl then
   redis.call('EXPIRE', index, ttl)

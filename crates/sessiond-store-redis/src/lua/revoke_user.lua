@@ -1,4 +1,4 @@
--- KEYS: user index, log, logseq
+-- KEYS: user index, log, logseq, timeouts
 -- ARGV: base, tenant, reason, now, kept session id ('' for none), channel, route, user id.
 -- Returns {{sid, session}...}: the sessions this call revoked. Without a kept session, a call
 -- that revoked any logs the user's cut-off after them.
@@ -10,7 +10,7 @@ for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   if redis.call('EXISTS', k) == 0 then
     redis.call('ZREM', index, id)
   elseif id ~= keep and redis.call('HGET', k, 't') == tenant and active_at(k, now) then
-    revoke(k, id, reason, ARGV[4], KEYS[2], KEYS[3])
+    revoke(k, id, reason, ARGV[4], KEYS[2], KEYS[3], KEYS[4])
     result[#result + 1] = {id, redis.call('HGETALL', k)}
   end
 end

@@ -1,10 +1,10 @@
--- KEYS: presented token, successor token, log, logseq
+-- KEYS: presented token, successor token, log, logseq, timeouts
 -- ARGV: base, tenant, now, grace, successor hex, successor expiry, sealed successor,
 --       channel, route.
 -- Rotation::step (model.rs), ported. Returns {'invalid'} | {'conflict'} |
 -- {'inactive', sid, session} | {'rotated', sid, session} |
 -- {'replayed', sid, session, sealed} | {'reused', sid, session, revoked 0|1}.
-local presented, successor, log, logseq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local presented, successor, log, logseq, timeouts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local base, tenant, now, grace = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local rt = redis.call('HMGET', presented, 't', 's', 'x', 'ra', 'rs', 'rz')
@@ -36,6 +36,7 @@ if not rt[4] then
   redis.call('HSET', presented, 'ra', ARGV[3], 'rs', ARGV[5], 'rz', ARGV[7])
   if tonumber(redis.call('HGET', skey, 'ls')) < now then
     redis.call('HSET', skey, 'ls', ARGV[3])
+    schedule(timeouts, skey, sid)
   end
   return {'rotated', sid, redis.call('HGETALL', skey)}
 end
@@ -57,7 +58,7 @@ end
 
 local revoked = 0
 if active_at(skey, now) then
-  revoke(skey, sid, 'reuse_detected', ARGV[3], log, logseq)
+  revoke(skey, sid, 'reuse_detected', ARGV[3], log, logseq, timeouts)
   redis.call('PUBLISH', ARGV[8], ARGV[9])
   revoked = 1
 end
