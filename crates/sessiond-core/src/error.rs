@@ -38,7 +38,9 @@ pub enum CoreError {
     InvalidPartnerSecret,
     #[error("this operation needs a recent authentication: re-authenticate the session first")]
     ReauthenticationRequired,
-    #[error("the partner's SSO verification endpoint cannot be reached; retry in {retry_after} s")]
+    #[error(
+        "the partner's SSO verification endpoint could not be asked or gave no usable answer; retry in {retry_after} s"
+    )]
     SsoUnavailable { retry_after: u64 },
     #[error("invalid client credentials")]
     InvalidClient,

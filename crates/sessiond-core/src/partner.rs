@@ -131,11 +131,15 @@ impl Engine {
 
     /// Verifies a partner's SSO token against the tenant's trust and spends its `jti` (an SSO
     /// token is good for one login or one re-authentication); failures are audited.
+    ///
+    /// With `for_user` (a re-authentication), a token of another partner user is refused
+    /// before it is spent: one app cannot burn another user's token.
     pub(crate) async fn verify_sso(
         &self,
         ctx: &RequestContext,
         tp: &TenantPolicy,
         token: &str,
+        for_user: Option<&User>,
     ) -> CoreResult<crate::sso::SsoClaims> {
         let now = self.now();
         let settings = self
@@ -197,6 +201,14 @@ impl Engine {
                 return Err(e);
             }
         };
+        if let Some(user) = for_user
+            && user.external_id.as_deref() != Some(claims.sub.as_str())
+        {
+            let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);
+            e.reason = Some("sso_subject_mismatch".into());
+            self.record(vec![e]).await?;
+            return Err(CoreError::SsoTokenInvalid);
+        }
         if !self
             .sessions
             .consume_nonce(
@@ -224,7 +236,7 @@ impl Engine {
         token: &str,
         device: DeviceInfo,
     ) -> CoreResult<Issued> {
-        let claims = self.verify_sso(ctx, tp, token).await?;
+        let claims = self.verify_sso(ctx, tp, token, None).await?;
         let user = self.sso_user(&ctx.tenant_id, &claims.sub).await?;
         if user.status != UserStatus::Active {
             let mut e = self.event(ctx, AuditKind::LoginFailed, Some(user.id), None);

@@ -199,8 +199,12 @@ impl SsoVerifier {
         let (sub, exp, aud, iss) = match answer {
             Endpoint::Active { sub, exp, aud, iss } => (sub, exp, aud, iss),
             Endpoint::Inactive => return Err(invalid("the partner says inactive")),
-            Endpoint::Unavailable(_) | Endpoint::Refused(_) => {
-                return Err(CoreError::SsoUnavailable { retry_after: 1 });
+            Endpoint::Unavailable(_) => return Err(CoreError::SsoUnavailable { retry_after: 1 }),
+            // A misconfiguration an operator must fix: no point retrying at once.
+            Endpoint::Refused(_) => {
+                return Err(CoreError::SsoUnavailable {
+                    retry_after: u64::try_from(BREAKER_OPEN_FOR).unwrap_or(30),
+                });
             }
         };
         // The token must have been meant for this trust: an introspection endpoint vouches

@@ -602,7 +602,8 @@ async fn revoke_partner_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Set the tenant's SSO trust (exactly one of `hs256Secret`, `publicKeyPem`, `jwksUrl`).
+/// Set the tenant's SSO trust (exactly one of `hs256Secret`, `publicKeyPem`, `jwksUrl` and
+/// `verifyUrl` with `verifySecret`).
 #[utoipa::path(
     put,
     path = "/admin/v1/tenants/{tenantId}/sso",

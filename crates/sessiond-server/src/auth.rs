@@ -188,6 +188,8 @@ async fn logout(State(st): State<AppState>, c: Ctx, parts: Parts) -> ApiResult<R
 }
 
 /// Log out everywhere: revoke every session of this user in this tenant.
+///
+/// With the tenant's `reauthMaxAge`, the token's `auth_time` must be that recent.
 #[utoipa::path(
     post,
     path = "/api/v2/auth/logout-all",
@@ -199,7 +201,7 @@ async fn logout(State(st): State<AppState>, c: Ctx, parts: Parts) -> ApiResult<R
         (status = 200, description = "How many sessions were revoked.", body = RevokedResponse),
         (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = docs::D_401_TOKEN, body = Problem,
+        (status = 401, description = docs::D_401_TOKEN_RECENT, body = Problem,
             content_type = "application/problem+json"),
         (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),

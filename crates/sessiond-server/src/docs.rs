@@ -15,6 +15,12 @@ pub(crate) const D_400_CTX: &str = "`missing_header` (`X-Tenant-ID`, or `X-Activ
 pub(crate) const D_401_TOKEN: &str = "`missing_header` (no session token), `invalid_header` \
     (`Authorization` is not `Bearer <token>`), `token_invalid`, `token_expired`, \
     `tenant_mismatch`, `session_revoked`, `session_displaced` or `session_expired`.";
+pub(crate) const D_401_TOKEN_RECENT: &str = "As for every authenticated request \
+    (`missing_header`, `invalid_header`, `token_invalid`, `token_expired`, `tenant_mismatch`, \
+    `session_revoked`, `session_displaced`, `session_expired`), or \
+    `reauthentication_required`: the tenant's `reauthMaxAge` has passed since the token's \
+    `auth_time` — re-authenticate (`POST /api/v2/auth/reauthenticate`) and repeat with the new \
+    token (`WWW-Authenticate: Bearer error=\"insufficient_user_authentication\"`).";
 pub(crate) const D_403_CTX: &str = "`forbidden`: the tenant accepts requests over HTTPS only, \
     or a cookie-authenticated change failed the CSRF check.";
 pub(crate) const D_413: &str = "`payload_too_large`: the body exceeds 64 KiB.";

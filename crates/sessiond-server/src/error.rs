@@ -147,9 +147,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = self.status.into_response();
         if self.status == StatusCode::UNAUTHORIZED && self.code != ErrorCode::InvalidCredentials {
+            // RFC 9470: a valid token whose authentication is too old asks for a new one.
+            let challenge = if self.code == ErrorCode::ReauthenticationRequired {
+                "Bearer error=\"insufficient_user_authentication\""
+            } else {
+                "Bearer error=\"invalid_token\""
+            };
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                HeaderValue::from_static(challenge),
             );
         }
         if let Some(secs) = self.retry_after {

@@ -89,7 +89,8 @@ pub struct PolicyOverrides {
     login_rate_per_minute: Option<u32>,
     /// An http(s) URL of at most 2048 characters.
     webhook_url: Option<String>,
-    /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters.
+    /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters (production
+    /// tenants: https at a public address).
     caep_receiver_url: Option<String>,
     /// At most one year; 0 = no re-authentication required.
     reauth_max_age: Option<u32>,
@@ -116,7 +117,8 @@ pub struct PolicyPatch {
     login_rate_per_minute: Option<u32>,
     /// An http(s) URL of at most 2048 characters.
     webhook_url: Option<String>,
-    /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters.
+    /// The tenant's CAEP receiver: an http(s) URL of at most 2048 characters (production
+    /// tenants: https at a public address).
     caep_receiver_url: Option<String>,
     /// At most one year; 0 = no re-authentication required.
     reauth_max_age: Option<u32>,
@@ -138,7 +140,8 @@ pub struct SsoConfig {
     public_key_pem: Option<String>,
     jwks_url: Option<String>,
     /// The partner's verification endpoint for opaque SSO tokens: sessiond POSTs
-    /// `token=<ssoToken>` (form) with `Authorization: Bearer <verifySecret>` and expects an
+    /// `token=<ssoToken>&token_type_hint=sso_token` (form) with
+    /// `Authorization: Bearer <verifySecret>` and expects an
     /// RFC 7662 answer — `{"active": true, "sub": "<external id>", "aud": <including
     /// audience>, "exp": <Unix seconds>, "iss"?}` or `{"active": false}`. An http(s) URL of at
     /// most 2048 characters (production tenants: https at public addresses only).

@@ -97,7 +97,7 @@ async fn list(State(st): State<AppState>, a: Auth) -> ApiResult<Json<SessionsRes
         (status = 204, description = "The session is revoked."),
         (status = 400, description = docs::D_400_CTX, body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = docs::D_401_TOKEN, body = Problem,
+        (status = 401, description = docs::D_401_TOKEN_RECENT, body = Problem,
             content_type = "application/problem+json"),
         (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),
@@ -136,7 +136,7 @@ pub(crate) struct ScopeQuery {
         (status = 400, description = "As for every end-user request, or `invalid_request`: \
             `scope` is not `others`.", body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = docs::D_401_TOKEN, body = Problem,
+        (status = 401, description = docs::D_401_TOKEN_RECENT, body = Problem,
             content_type = "application/problem+json"),
         (status = 403, description = docs::D_403_CTX, body = Problem,
             content_type = "application/problem+json"),

@@ -40,18 +40,7 @@ impl Engine {
                     .await?;
             }
             (Proof::Sso(token), AuthMethod::Sso) => {
-                let claims = self.verify_sso(ctx, tp, token).await?;
-                if user.external_id.as_deref() != Some(claims.sub.as_str()) {
-                    let mut e = self.event(
-                        ctx,
-                        AuditKind::LoginFailed,
-                        Some(user.id),
-                        Some(session.id.clone()),
-                    );
-                    e.reason = Some("sso_subject_mismatch".into());
-                    self.record(vec![e]).await?;
-                    return Err(CoreError::SsoTokenInvalid);
-                }
+                self.verify_sso(ctx, tp, token, Some(&user)).await?;
             }
             (_, AuthMethod::Password) => {
                 return Err(CoreError::InvalidRequest(

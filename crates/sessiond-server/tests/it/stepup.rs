@@ -205,7 +205,8 @@ async fn an_sso_session_reauthenticates_with_a_fresh_token_of_the_same_user() {
     let login = sso(&s, "hub", &token_for("u7", "j1")).await;
     assert_eq!(login.status, 200, "{}", login.body);
     let session = login.str("userSessionToken");
-    // Another partner user's valid token proves nothing about this session.
+    // Another partner user's valid token proves nothing about this session — and is not
+    // spent by the attempt: its user still logs in with it.
     sso(&s, "hub", &token_for("u8", "j2")).await;
     reauth(
         &s,
@@ -215,6 +216,7 @@ async fn an_sso_session_reauthenticates_with_a_fresh_token_of_the_same_user() {
     )
     .await
     .problem(401, "sso_token_invalid");
+    assert_eq!(sso(&s, "hub", &token_for("u8", "j3")).await.status, 200);
     // The login's own token is spent.
     reauth(
         &s,
