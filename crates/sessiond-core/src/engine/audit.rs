@@ -55,10 +55,18 @@ impl Engine {
         for e in &events {
             // Every lifecycle step passes here: logins and failures, refreshes, reuse,
             // revocations by reason, expirations, suspicious activity.
+            // A session event's reason names its receiver (a client id): the label keeps only
+            // the channel, so the metric does not grow with the clients.
+            let reason = match (e.kind, e.reason.as_deref()) {
+                (AuditKind::SessionEventDelivered | AuditKind::SessionEventFailed, Some(r)) => {
+                    r.split(':').next().unwrap_or_default().to_owned()
+                }
+                (_, r) => r.unwrap_or_default().to_owned(),
+            };
             metrics::counter!(
                 "sessiond_events_total",
                 "type" => e.kind.as_str(),
-                "reason" => e.reason.clone().unwrap_or_default()
+                "reason" => reason
             )
             .increment(1);
             let user = e.user_id.map(|u| u.to_string());
