@@ -594,7 +594,7 @@ mod tests {
         let e = Arc::clone(&c.nodes[0]);
         let rx = Arc::new(Receiver::default());
         let task = spawn(Arc::clone(&e), c.store.clone(), rx.clone(), quick());
-        // Sessions that ended before the first dispatcher started are not sent.
+        // The dispatcher takes the lease (at the log's head) before the session ends.
         let issued = login_alice(&e, &ctx).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         ok(e.logout(&ctx, &issued.session_token).await);

@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::error::{CoreError, CoreResult};
 use crate::outbound::Outbound;
 use serde_json::json;
-use sessiond_store::{AuditEvent, AuditKind, RevokeReason, SessionId, TenantId, UnixTime, UserId};
+use sessiond_store::{AuditKind, RevokeReason, SessionId, TenantId, UnixTime, UserId};
 use sha2::{Digest, Sha256};
 
 /// The `events` member of a back-channel logout token.
@@ -255,19 +255,15 @@ impl Engine {
         } else {
             AuditKind::SessionEventFailed
         };
-        self.record(vec![AuditEvent {
-            id: 0,
+        let e = &d.ended;
+        self.record(vec![self.background_event(
             kind,
-            tenant_id: d.ended.tenant.clone(),
-            user_id: Some(d.ended.user),
-            session_id: Some(d.ended.session.clone()),
-            activity_id: d.jti.clone(),
-            correlation_id: None,
-            ip: None,
-            user_agent: None,
-            reason: Some(d.receiver_label()),
-            at: self.now(),
-        }])
+            &e.tenant,
+            e.user,
+            &e.session,
+            d.jti.clone(),
+            d.receiver_label(),
+        )])
         .await
     }
 }

@@ -353,24 +353,26 @@ pub async fn migrate(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Purges in batches of `BATCH` until a batch comes back short.
-async fn purge_all<F, Fut>(what: &str, mut batch: F) -> u64
+/// Runs `batch` (one janitor step of at most `JANITOR_BATCH` records) until a batch comes
+/// back short or fails; returns how many records it handled.
+async fn in_batches<F, Fut, E>(what: &str, mut batch: F) -> u64
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = sessiond_store::StoreResult<u64>>,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+    E: std::fmt::Display,
 {
-    let mut purged = 0;
+    let mut done = 0;
     loop {
         match batch().await {
             Ok(n) => {
-                purged += n;
+                done += n;
                 if n < JANITOR_BATCH as u64 {
-                    return purged;
+                    return done;
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "janitor: purging {what} failed");
-                return purged;
+                tracing::warn!(error = %e, "janitor: {what} failed");
+                return done;
             }
         }
         tokio::task::yield_now().await;
@@ -392,30 +394,21 @@ fn spawn_janitor(engine: Arc<Engine>, stores: &Stores, retention: i64) {
         loop {
             every.tick().await;
             // Timeouts first (announced to relying parties), then what can go.
-            let mut expired = 0;
-            loop {
-                match engine.expire_timed_out(JANITOR_BATCH).await {
-                    Ok(n) => {
-                        expired += n;
-                        if n < JANITOR_BATCH {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "janitor: recording timeouts failed");
-                        break;
-                    }
-                }
-                tokio::task::yield_now().await;
-            }
+            let expired = in_batches("recording timeouts", || async {
+                let n = engine.expire_timed_out(JANITOR_BATCH).await?;
+                Ok::<u64, sessiond_core::CoreError>(n as u64)
+            })
+            .await;
             if expired > 0 {
                 tracing::info!(expired, "janitor: timeouts recorded");
             }
             let now = engine.now();
-            let mut purged =
-                purge_all("sessions", || sessions.purge_expired(now, JANITOR_BATCH)).await;
+            let mut purged = in_batches("purging sessions", || {
+                sessions.purge_expired(now, JANITOR_BATCH)
+            })
+            .await;
             for log in &logs {
-                purged += purge_all("the change log", || {
+                purged += in_batches("purging the change log", || {
                     log.purge_log(now - retention, JANITOR_BATCH)
                 })
                 .await;

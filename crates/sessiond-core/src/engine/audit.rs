@@ -50,6 +50,32 @@ impl Engine {
         }
     }
 
+    /// An event of sessiond's own doing, outside any request (the janitor's sweep, a session
+    /// event's delivery): about one session, under the activity id `activity`.
+    pub(crate) fn background_event(
+        &self,
+        kind: AuditKind,
+        tenant: &TenantId,
+        user: UserId,
+        session: &SessionId,
+        activity: String,
+        reason: String,
+    ) -> AuditEvent {
+        AuditEvent {
+            id: 0,
+            kind,
+            tenant_id: tenant.clone(),
+            user_id: Some(user),
+            session_id: Some(session.clone()),
+            activity_id: activity,
+            correlation_id: None,
+            ip: None,
+            user_agent: None,
+            reason: Some(reason),
+            at: self.now(),
+        }
+    }
+
     /// Stores audit events and emits each as a JSON log line (no token ever reaches either).
     pub(crate) async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
         for e in &events {

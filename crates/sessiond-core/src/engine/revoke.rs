@@ -98,21 +98,14 @@ impl Engine {
         let mut events = Vec::with_capacity(expired.len());
         for s in &expired {
             self.invalidate(&s.id);
-            let mut e = AuditEvent {
-                id: 0,
-                kind: AuditKind::SessionExpired,
-                tenant_id: s.tenant_id.clone(),
-                user_id: Some(s.user_id),
-                session_id: Some(s.id.clone()),
-                activity_id: "janitor".into(),
-                correlation_id: None,
-                ip: None,
-                user_agent: None,
-                reason: None,
-                at: now,
-            };
-            e.reason = Some(timeout_reason(s).into());
-            events.push(e);
+            events.push(self.background_event(
+                AuditKind::SessionExpired,
+                &s.tenant_id,
+                s.user_id,
+                &s.id,
+                "janitor".into(),
+                timeout_reason(s).into(),
+            ));
         }
         if !events.is_empty() {
             self.record(events).await?;
