@@ -17,6 +17,7 @@ mod accounts;
 mod audit;
 mod keys;
 mod login;
+pub mod operators;
 mod revoke;
 mod stepup;
 mod validate;
@@ -64,6 +65,9 @@ pub struct RequestContext {
     pub correlation_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The operator acting, on the admin API (`operator:<username>` or `admin-token`); it
+    /// goes into the audit events of the request.
+    pub actor: Option<String>,
 }
 
 /// A tenant and the policy in force for it.
@@ -398,6 +402,7 @@ mod tests {
             correlation_id: None,
             ip: None,
             user_agent: None,
+            actor: None,
         };
         let e = engine.event(&ctx, AuditKind::LoginFailed, None, None);
         engine

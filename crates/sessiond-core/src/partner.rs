@@ -267,6 +267,7 @@ impl Engine {
             external_id: Some(external_id.to_owned()),
             status: UserStatus::Active,
             created_at: self.now(),
+            role: None,
         };
         match self.identity.create_user(user.clone()).await {
             Ok(()) => Ok(user),

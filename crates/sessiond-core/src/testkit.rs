@@ -80,6 +80,7 @@ impl Cluster {
             correlation_id: None,
             ip: None,
             user_agent: None,
+            actor: None,
         }
     }
 }

@@ -89,6 +89,14 @@ pub struct WhoamiResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SessionsResponse {
     pub sessions: Vec<SessionView>,
+    /// Admin listings: pass as `cursor` for the next page; absent on the last.
+    #[serde(
+        rename = "nextCursor",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(required = false, nullable = false)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

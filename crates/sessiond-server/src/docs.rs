@@ -31,9 +31,13 @@ pub(crate) const D_429: &str = "`rate_limited`: too many requests from this clie
     after `Retry-After` seconds.";
 pub(crate) const D_400_ADMIN: &str = "`invalid_request` (malformed body or query), or \
     `invalid_header` (a malformed tracing header or non-ASCII `Authorization`).";
-pub(crate) const D_401_ADMIN: &str = "`missing_header` (no `Authorization`) or \
-    `invalid_header` (not `Bearer <token>`).";
-pub(crate) const D_403_ADMIN: &str = "`forbidden`: not the admin token.";
+pub(crate) const D_401_ADMIN: &str = "`missing_header` (no `Authorization` and no console \
+    session cookie), `invalid_header` (not `Bearer <token>`), or for a console session \
+    `token_invalid`, `token_expired`, `session_revoked`, `session_expired`, or \
+    `tenant_mismatch` (a session of another tenant).";
+pub(crate) const D_403_ADMIN: &str = "`forbidden`: not the admin token; an operator whose \
+    role does not allow this or whose account is disabled; a console change without the \
+    session's `X-CSRF-Token` or from a foreign `Origin`.";
 pub(crate) const D_404_TENANT: &str = "`not_found`: no such tenant.";
 pub(crate) const D_TOKEN_RESPONSE: &str = "The new tokens (TokenResponse; `Cache-Control: \
     no-store`). In cookie mode the tokens are in `__Host-` cookies and the body carries \

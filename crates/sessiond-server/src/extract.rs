@@ -114,6 +114,7 @@ pub fn request_context(parts: &Parts, state: &AppState, tenant_id: TenantId) -> 
         correlation_id: text(crate::middleware::X_CORRELATION_ID, 128),
         ip: client_ip(parts, state).map(|ip| ip.to_string()),
         user_agent: text(header::USER_AGENT.as_str(), 512),
+        actor: None,
     }
 }
 
@@ -261,35 +262,6 @@ impl FromRequestParts<AppState> for Caller {
         let placeholder =
             TenantId::parse("unknown").map_err(|e| ApiError::invalid_request(e.to_string()))?;
         Ok(Caller(request_context(parts, state, placeholder)))
-    }
-}
-
-/// An operator request: `Authorization: Bearer <admin token>`, compared in constant time.
-pub struct Admin(Caller);
-
-impl Admin {
-    /// The audit context of this operator request, acting on `tenant`.
-    pub fn ctx(&self, tenant: &TenantId) -> RequestContext {
-        self.0.ctx(tenant)
-    }
-}
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers, false)?;
-        if !secret::constant_time_eq(
-            &secret::hash_token(token).0,
-            &secret::hash_token(&state.admin_token).0,
-        ) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "invalid admin token",
-            ));
-        }
-        Ok(Admin(Caller::from_request_parts(parts, state).await?))
     }
 }
 

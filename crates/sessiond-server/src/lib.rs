@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod console;
 pub mod cookies;
 mod docs;
 pub mod error;
@@ -111,7 +112,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(sessions::router())
-        .merge(admin::router())
+        .merge(admin::router(&state))
+        .merge(console::router())
         .merge(meta::router())
         .merge(metrics::router())
         .merge(partner::router())

@@ -9,7 +9,7 @@
 //! [`crate::docs`]. This module imports the handlers; nothing but `lib.rs` imports it.
 
 use crate::schemas::{
-    AuditEvent, AuditKind, KeyState, OnLimit, Policy, PolicyOverrides, PolicyPatch, Profile,
+    AuditEvent, AuditKind, KeyState, OnLimit, Policy, PolicyOverrides, PolicyPatch, Profile, Role,
     SsoConfig, StateFilter, UserStatus,
 };
 use axum::http::{HeaderValue, header};
@@ -59,30 +59,40 @@ use utoipa::{Modify, OpenApi};
         crate::meta::healthz,
         crate::meta::readyz,
         openapi_json,
-        crate::admin::create_tenant,
-        crate::admin::get_tenant,
-        crate::admin::patch_policy,
-        crate::admin::create_user,
-        crate::admin::find_user,
-        crate::admin::set_password,
-        crate::admin::disable_user,
-        crate::admin::find_sessions,
-        crate::admin::revoke_session,
-        crate::admin::audit,
-        crate::admin::create_partner_secret,
-        crate::admin::revoke_partner_secret,
-        crate::admin::set_sso,
-        crate::admin::create_client,
-        crate::admin::webhook,
-        crate::admin::keys,
-        crate::admin::rotate_keys,
-        crate::admin::revoke_key,
+        crate::admin::tenants::list_tenants,
+        crate::admin::tenants::create_tenant,
+        crate::admin::tenants::get_tenant,
+        crate::admin::tenants::patch_policy,
+        crate::admin::tenants::set_sso,
+        crate::admin::tenants::webhook,
+        crate::admin::users::create_user,
+        crate::admin::users::find_users,
+        crate::admin::users::set_password,
+        crate::admin::users::disable_user,
+        crate::admin::users::revoke_user_sessions,
+        crate::admin::sessions::find_sessions,
+        crate::admin::sessions::revoke_session,
+        crate::admin::audit::audit,
+        crate::admin::audit::counts,
+        crate::admin::partners::list_partner_secrets,
+        crate::admin::partners::create_partner_secret,
+        crate::admin::partners::revoke_partner_secret,
+        crate::admin::partners::list_clients,
+        crate::admin::partners::create_client,
+        crate::admin::keys::keys,
+        crate::admin::keys::rotate_keys,
+        crate::admin::keys::revoke_key,
+        crate::admin::operators::me,
+        crate::admin::operators::list_operators,
+        crate::admin::operators::create_operator,
+        crate::admin::operators::set_role,
+        crate::admin::operators::disable_operator,
         crate::metrics::render,
     ),
     components(schemas(
         Problem, ErrorCode, TenantId, SessionId, Profile, OnLimit, Policy, PolicyOverrides,
         PolicyPatch, SsoConfig, AuthMethod, SessionState, RevokeReason, UserStatus, KeyState,
-        AuditKind, AuditEvent, StateFilter, sessiond_proto::FeedEvent,
+        AuditKind, AuditEvent, StateFilter, Role, sessiond_proto::FeedEvent,
     )),
     modifiers(&Common),
     tags(
@@ -95,7 +105,12 @@ use utoipa::{Modify, OpenApi};
         (name = "oauth2", description = "RFC 7662 introspection and RFC 7009 revocation."),
         (name = "well-known", description = "Public keys and issuer metadata."),
         (name = "health", description = "Liveness, readiness and this document."),
-        (name = "admin", description = "The operator API (`Authorization: Bearer <admin token>`)."),
+        (name = "admin", description = "The operator API: `Authorization: Bearer <admin token>` \
+            (role admin), or a named operator's console session (the session cookie of a login \
+            on the tenant `_operators`; changes also need `X-CSRF-Token`) with the operator's \
+            role: `viewer` reads, `operator` also revokes sessions and manages users, partner \
+            secrets and service clients, `admin` also tenants, policy, SSO, keys and operators. \
+            Every change is recorded as an `admin_action` audit event with its `actor`."),
     ),
 )]
 pub struct ApiDoc;
@@ -295,6 +310,7 @@ impl Modify for Common {
                     .build(),
             )
             .build();
+        admin_common(doc);
         for path in doc.paths.paths.values_mut() {
             for op in operations(path) {
                 let params = op.parameters.get_or_insert_with(Vec::new);
@@ -319,6 +335,57 @@ impl Modify for Common {
                             .insert("X-Activity-ID".into(), activity_header.clone());
                     }
                 }
+            }
+        }
+    }
+}
+
+/// What every operation of the operator API shares, declared here once: its security (the
+/// admin token or a console session), and its problems — 400, 401 and 403 always, 404 for a
+/// tenant of the path, 413 and 415 with a request body — unless the operation declares its
+/// own.
+fn admin_common(doc: &mut utoipa::openapi::OpenApi) {
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let security = vec![
+        utoipa::openapi::security::SecurityRequirement::new("adminToken", Vec::<String>::new()),
+        utoipa::openapi::security::SecurityRequirement::new("sessionCookie", Vec::<String>::new()),
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/admin/") {
+            continue;
+        }
+        let per_tenant = path.contains("{tenantId}");
+        for op in operations(item) {
+            op.security.get_or_insert_with(|| security.clone());
+            let mut common = vec![
+                ("400", crate::docs::D_400_ADMIN),
+                ("401", crate::docs::D_401_ADMIN),
+                ("403", crate::docs::D_403_ADMIN),
+            ];
+            if per_tenant {
+                common.push(("404", crate::docs::D_404_TENANT));
+            }
+            if op.request_body.is_some() {
+                common.push(("413", crate::docs::D_413));
+                common.push(("415", crate::docs::D_415));
+            }
+            for (status, description) in common {
+                op.responses
+                    .responses
+                    .entry(status.into())
+                    .or_insert_with(|| problem(description));
             }
         }
     }
@@ -424,16 +491,27 @@ mod tests {
         })
     }
 
+    /// The crate's source files, its modules' directories included.
+    fn sources(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files
+    }
+
     /// Every route call (path and method chain) in the crate's source files; a path is a
-    /// string literal or a constant of `sessiond_proto::paths`.
+    /// string literal or a constant of `sessiond_proto::paths`. The console's page and files
+    /// (`/console…`) are not API operations.
     fn registered() -> BTreeSet<(String, String)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut routes = BTreeSet::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
+        for path in sources(&dir) {
             let src = std::fs::read_to_string(&path).unwrap();
             let compact: String = src.split_whitespace().collect();
             for call in compact.split(".route(").skip(1) {
@@ -447,6 +525,9 @@ mod tests {
                 let Some((path, handlers)) = route else {
                     continue;
                 };
+                if path.starts_with("/console") {
+                    continue;
+                }
                 // The handler chain ends at the parenthesis closing `.route(`.
                 let mut depth = 0usize;
                 let mut chain = String::new();
@@ -659,6 +740,7 @@ mod tests {
             user_agent: None,
             reason: None,
             at: 0,
+            actor: Some("admin-token".into()),
         };
         let event = serde_json::to_value(&event).unwrap();
         assert_eq!(keys(&event), properties(&doc, "AuditEvent"));

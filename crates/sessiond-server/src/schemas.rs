@@ -189,6 +189,8 @@ pub enum AuditKind {
     SessionEventFailed,
     /// The user re-authenticated an existing session (step-up); `reason`: `pwd` or `sso`.
     SessionReauthenticated,
+    /// A change on the admin API or console; `reason`: its method and route, `actor`: who.
+    AdminAction,
 }
 
 /// One append-only audit record.
@@ -205,10 +207,27 @@ pub struct AuditEvent {
     correlation_id: Option<String>,
     ip: Option<String>,
     user_agent: Option<String>,
-    /// For `session_revoked`: the revocation reason; for `session_event_*`: the receiver.
+    /// For `session_revoked`: the revocation reason; for `session_event_*`: the receiver;
+    /// for `admin_action`: the method and route of the change.
     reason: Option<String>,
     /// Unix seconds.
     at: i64,
+    /// Who did it, for changes on the admin API and console: `operator:<username>` or
+    /// `admin-token`. Absent for what users, partners and sessiond itself do.
+    #[schema(required = false, nullable = false)]
+    actor: Option<String>,
+}
+
+/// What a named operator may do; each role may also do what the ones before it may.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Viewer,
+    /// Also revokes sessions and manages users, partner secrets and service clients.
+    Operator,
+    /// Also tenants and their policy, SSO trust, keys and operators.
+    Admin,
 }
 
 /// The session-state filter of the admin session search.

@@ -78,6 +78,7 @@ async fn list(State(st): State<AppState>, a: Auth) -> ApiResult<Json<SessionsRes
             .into_iter()
             .map(|s| session_view(s, now, Some(&current)))
             .collect(),
+        next_cursor: None,
     }))
 }
 

@@ -87,8 +87,20 @@ pub struct TenantResponse {
     /// The tenant's own overrides of its profile's defaults.
     #[schema(value_type = schemas::PolicyOverrides)]
     pub overrides: PolicyOverrides,
+    /// The profile's defaults (what a `null` in a policy patch restores).
+    #[schema(value_type = schemas::Policy)]
+    pub defaults: Policy,
     #[schema(value_type = i64)]
     pub created_at: UnixTime,
+}
+
+/// A page of tenants, by id.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantsPage {
+    pub tenants: Vec<TenantResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
 }
 
 impl From<&TenantPolicy> for TenantResponse {
@@ -99,6 +111,7 @@ impl From<&TenantPolicy> for TenantResponse {
             profile: t.tenant.profile,
             policy: t.policy.clone(),
             overrides: t.tenant.overrides.clone(),
+            defaults: Policy::defaults(t.tenant.profile),
             created_at: t.tenant.created_at,
         }
     }
@@ -127,8 +140,12 @@ pub struct UserResponse {
     pub customer_id: CustomerId,
     /// `null` for users provisioned by SSO.
     pub username: Option<String>,
+    /// The partner's id for the user (the SSO token's `sub`), if any.
+    pub external_id: Option<String>,
     #[schema(value_type = schemas::UserStatus)]
     pub status: sessiond_store::UserStatus,
+    #[schema(value_type = i64)]
+    pub created_at: UnixTime,
 }
 
 impl From<User> for UserResponse {
@@ -137,9 +154,167 @@ impl From<User> for UserResponse {
             user_id: u.id,
             customer_id: u.customer_id,
             username: u.username,
+            external_id: u.external_id,
             status: u.status,
+            created_at: u.created_at,
         }
     }
+}
+
+/// A page of a tenant's users, by user id.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsersPage {
+    pub users: Vec<UserResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// One user (a lookup by `username` or `externalId`), or a page of users (a listing).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum UserLookup {
+    One(UserResponse),
+    Page(UsersPage),
+}
+
+/// An operator: a user of the operators' tenant with a role.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorResponse {
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
+    pub username: Option<String>,
+    #[schema(value_type = Option<schemas::Role>)]
+    pub role: Option<sessiond_store::Role>,
+    #[schema(value_type = schemas::UserStatus)]
+    pub status: sessiond_store::UserStatus,
+    #[schema(value_type = i64)]
+    pub created_at: UnixTime,
+}
+
+impl From<User> for OperatorResponse {
+    fn from(u: User) -> Self {
+        Self {
+            user_id: u.id,
+            username: u.username,
+            role: u.role,
+            status: u.status,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// A page of operators, by user id.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorsPage {
+    pub operators: Vec<OperatorResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOperatorRequest {
+    /// 1 to 256 characters (NFC), no control characters or surrounding spaces.
+    pub username: String,
+    /// 8 to 1024 characters.
+    pub password: String,
+    #[schema(value_type = schemas::Role)]
+    pub role: sessiond_store::Role,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleRequest {
+    #[schema(value_type = schemas::Role)]
+    pub role: sessiond_store::Role,
+}
+
+/// Who is calling the admin API.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeResponse {
+    /// As recorded in the audit trail: `operator:<username>` or `admin-token`.
+    pub actor: String,
+    #[schema(value_type = schemas::Role)]
+    pub role: sessiond_store::Role,
+    /// Absent for the admin token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = uuid::Uuid, required = false, nullable = false)]
+    pub user_id: Option<UserId>,
+    /// The console session (absent for the admin token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = ids::SessionId, required = false, nullable = false)]
+    pub session_id: Option<SessionId>,
+}
+
+/// A tenant's partner secrets (never the secrets themselves).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerSecretsResponse {
+    pub secrets: Vec<PartnerSecretView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerSecretView {
+    pub secret_id: String,
+    #[schema(value_type = i64)]
+    pub created_at: UnixTime,
+}
+
+/// A tenant's service clients (never their secrets).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientsResponse {
+    pub clients: Vec<ClientView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientView {
+    pub client_id: String,
+    pub audience: String,
+    pub backchannel_logout_uri: Option<String>,
+    #[schema(value_type = i64)]
+    pub created_at: UnixTime,
+}
+
+/// Audit counts over time, for a chart: every bucket from the first to the last, zeros
+/// included, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditCountsResponse {
+    /// Each bucket's width in seconds.
+    pub bucket: u32,
+    pub buckets: Vec<AuditBucket>,
+}
+
+/// One interval's counts.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditBucket {
+    /// The interval's start (Unix seconds).
+    pub at: i64,
+    /// `login_succeeded`.
+    pub logins: u64,
+    /// `login_failed`, but for the rate-limited ones.
+    pub failures: u64,
+    /// `login_failed` with reason `rate_limited` or `backoff`.
+    pub rate_limited: u64,
+    /// `session_refreshed`.
+    pub refreshes: u64,
+    /// `refresh_token_reused`.
+    pub reuse_detections: u64,
+    /// `session_revoked`.
+    pub revocations: u64,
+    /// `suspicious_activity`.
+    pub alerts: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -150,10 +325,13 @@ pub struct PasswordRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditResponse {
     /// Newest first.
     #[schema(value_type = Vec<schemas::AuditEvent>)]
     pub events: Vec<AuditEvent>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

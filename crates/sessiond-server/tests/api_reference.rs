@@ -59,7 +59,7 @@ const TERMS: &[(&str, &str)] = &[
     ),
     (
         "cursor",
-        "The `id` of a feed event: a position in the deployment's change log. Sent back as `Last-Event-ID` (or `?cursor=`) it resumes the feed after that event, on any node; one that cannot be resumed gets `reset` and everything in force.",
+        "The `id` of a feed event: a position in the deployment's change log. Sent back as `Last-Event-ID` (or `?cursor=`) it resumes the feed after that event, on any node; one that cannot be resumed gets `reset` and everything in force. On the admin API's listings, `nextCursor` is an opaque string naming where a page ended, sent back as `?cursor=` for the next page.",
     ),
     (
         "cut-off",
@@ -75,7 +75,19 @@ const TERMS: &[(&str, &str)] = &[
     ),
     (
         "admin token",
-        "The operator's bearer token for `/admin/v1/…`.",
+        "The deployment's static bearer token for `/admin/v1/…` (automation, the CLI): it has the admin role and is recorded as the actor `admin-token`.",
+    ),
+    (
+        "operator",
+        "A named person who runs sessiond: an account of the reserved tenant `_operators` with a role, who signs in to the console (`/console`) with sessiond's own cookie-mode login and calls the admin API with that session.",
+    ),
+    (
+        "role",
+        "What an operator may do: `viewer` reads; `operator` also revokes sessions and manages users, partner secrets and service clients; `admin` also tenants, policy, SSO trust, keys and operators.",
+    ),
+    (
+        "actor",
+        "Who made a change on the admin API, as its audit events record it: `operator:<username>` or `admin-token`.",
     ),
 ];
 

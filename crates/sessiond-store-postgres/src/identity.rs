@@ -4,12 +4,12 @@
 
 use crate::PgStore;
 use crate::codec::{hash, opt_uuid, parse_enum, tenant, uuid};
-use crate::error::DbResult;
+use crate::error::{DbResult, bad_value};
 use async_trait::async_trait;
 use sessiond_store::{
-    AuditEvent, AuditKind, AuditQuery, Change, IdentityStore, KeyState, PartnerSecret,
-    PolicyOverrides, Profile, ServiceClient, SessionId, SsoSettings, StoreResult, StoredKey,
-    Tenant, TenantId, UnixTime, User, UserId, UserStatus,
+    AuditCount, AuditEvent, AuditKind, AuditQuery, Change, IdentityStore, KeyState, PartnerSecret,
+    PolicyOverrides, Profile, Role, ServiceClient, SessionId, SsoSettings, StoreResult, StoredKey,
+    Tenant, TenantId, UnixTime, User, UserId, UserQuery, UserStatus,
 };
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{QueryBuilder, Row};
@@ -55,12 +55,13 @@ fn tenant_from_row(row: &PgRow) -> DbResult<Tenant> {
 macro_rules! user_columns {
     () => {
         "tenant_id, id::text, customer_id::text, username, password_hash, external_id, status, \
-         created_at"
+         created_at, role"
     };
 }
 
 fn user_from_row(row: &PgRow) -> DbResult<User> {
     let status: String = row.try_get(6)?;
+    let role: Option<String> = row.try_get(8)?;
     Ok(User {
         tenant_id: tenant(row.try_get(0)?)?,
         id: uuid(row.try_get(1)?)?,
@@ -70,7 +71,33 @@ fn user_from_row(row: &PgRow) -> DbResult<User> {
         external_id: row.try_get(5)?,
         status: parse_enum("user status", &status, UserStatus::parse)?,
         created_at: row.try_get(7)?,
+        role: role
+            .as_deref()
+            .map(|r| parse_enum("role", r, Role::parse))
+            .transpose()?,
     })
+}
+
+/// The columns `audit_from_row` reads, in its order.
+macro_rules! audit_columns {
+    () => {
+        "id, tenant_id, kind, user_id::text, session_id, activity_id, correlation_id, ip, \
+         user_agent, reason, at, actor"
+    };
+}
+
+fn partner_secret_from_row(row: &PgRow) -> DbResult<PartnerSecret> {
+    Ok(PartnerSecret {
+        secret_id: row.try_get(0)?,
+        tenant_id: tenant(row.try_get(1)?)?,
+        hash: hash(row.try_get(2)?)?,
+        created_at: row.try_get(3)?,
+    })
+}
+
+/// A page size as a SQL `LIMIT`.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 fn audit_from_row(row: &PgRow) -> DbResult<AuditEvent> {
@@ -88,6 +115,7 @@ fn audit_from_row(row: &PgRow) -> DbResult<AuditEvent> {
         user_agent: row.try_get(8)?,
         reason: row.try_get(9)?,
         at: row.try_get(10)?,
+        actor: row.try_get(11)?,
     })
 }
 
@@ -133,6 +161,24 @@ impl PgStore {
         row.as_ref().map(tenant_from_row).transpose()
     }
 
+    /// By byte order (`COLLATE "C"`), whatever the database's collation.
+    async fn list_tenants_db(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> DbResult<Vec<Tenant>> {
+        let mut q =
+            QueryBuilder::<Postgres>::new(concat!("SELECT ", tenant_columns!(), " FROM tenants"));
+        if let Some(after) = after {
+            q.push(" WHERE id COLLATE \"C\" > ");
+            q.push_bind(after.as_str().to_owned());
+        }
+        q.push(" ORDER BY id COLLATE \"C\" LIMIT ");
+        q.push_bind(sql_limit(limit));
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
     async fn set_tenant_policy_db(
         &self,
         id: &TenantId,
@@ -159,8 +205,8 @@ impl PgStore {
     async fn create_user_db(&self, u: User) -> DbResult<()> {
         sqlx::query(
             "INSERT INTO users (tenant_id, id, customer_id, username, password_hash, external_id,
-                                status, created_at)
-             VALUES ($1, $2::uuid, $3::uuid, $4, $5, $6, $7, $8)",
+                                status, created_at, role)
+             VALUES ($1, $2::uuid, $3::uuid, $4, $5, $6, $7, $8, $9)",
         )
         .bind(u.tenant_id.as_str())
         .bind(u.id.to_string())
@@ -170,6 +216,7 @@ impl PgStore {
         .bind(u.external_id.as_deref())
         .bind(u.status.as_str())
         .bind(u.created_at)
+        .bind(u.role.map(Role::as_str))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -186,6 +233,37 @@ impl PgStore {
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// By id: PostgreSQL compares UUIDs byte by byte, as `Uuid`'s `Ord` does. The search is
+    /// a literal substring (no `LIKE` pattern), ASCII case insensitive: `lower` under
+    /// `COLLATE "C"` folds ASCII letters only, as `to_ascii_lowercase` does.
+    async fn list_users_db(&self, tenant: &TenantId, query: &UserQuery) -> DbResult<Vec<User>> {
+        let mut q = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE tenant_id = "
+        ));
+        q.push_bind(tenant.as_str().to_owned());
+        if let Some(after) = query.after {
+            q.push(" AND id > ");
+            q.push_bind(after.to_string());
+            q.push("::uuid");
+        }
+        if let Some(search) = &query.search {
+            let needle = search.to_ascii_lowercase();
+            q.push(" AND (strpos(lower(username COLLATE \"C\"), ");
+            q.push_bind(needle.clone());
+            q.push(") > 0 OR strpos(lower(external_id COLLATE \"C\"), ");
+            q.push_bind(needle.clone());
+            q.push(") > 0 OR strpos(customer_id::text, ");
+            q.push_bind(needle);
+            q.push(") > 0)");
+        }
+        q.push(" ORDER BY id LIMIT ");
+        q.push_bind(sql_limit(query.limit));
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter().map(user_from_row).collect()
     }
 
     async fn find_user_by_db(
@@ -244,6 +322,24 @@ impl PgStore {
                 .bind(tenant.as_str())
                 .bind(id.to_string())
                 .bind(status.as_str());
+        let change = Change::UserChanged {
+            tenant: tenant.clone(),
+            user: *id,
+        };
+        self.change_logged(statement, change).await
+    }
+
+    async fn set_user_role_db(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        role: Option<Role>,
+    ) -> DbResult<bool> {
+        let statement =
+            sqlx::query("UPDATE users SET role = $3 WHERE tenant_id = $1 AND id = $2::uuid")
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .bind(role.map(Role::as_str));
         let change = Change::UserChanged {
             tenant: tenant.clone(),
             user: *id,
@@ -331,15 +427,19 @@ impl PgStore {
         .bind(secret_id)
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(PartnerSecret {
-            secret_id: row.try_get(0)?,
-            tenant_id: tenant(row.try_get(1)?)?,
-            hash: hash(row.try_get(2)?)?,
-            created_at: row.try_get(3)?,
-        }))
+        row.as_ref().map(partner_secret_from_row).transpose()
+    }
+
+    /// By byte order (`COLLATE "C"`), whatever the database's collation.
+    async fn list_partner_secrets_db(&self, tenant: &TenantId) -> DbResult<Vec<PartnerSecret>> {
+        let rows = sqlx::query(
+            "SELECT secret_id, tenant_id, hash, created_at
+             FROM partner_secrets WHERE tenant_id = $1 ORDER BY secret_id COLLATE \"C\"",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(partner_secret_from_row).collect()
     }
 
     async fn delete_partner_secret_db(&self, tenant: &TenantId, secret_id: &str) -> DbResult<bool> {
@@ -482,13 +582,14 @@ impl PgStore {
         // One statement; ids are assigned in the order given (ORDER BY the ordinality).
         sqlx::query(
             "INSERT INTO audit_events (tenant_id, kind, user_id, session_id, activity_id,
-                                       correlation_id, ip, user_agent, reason, at)
+                                       correlation_id, ip, user_agent, reason, at, actor)
              SELECT tenant_id, kind, user_id::uuid, session_id, activity_id, correlation_id,
-                    ip, user_agent, reason, at
+                    ip, user_agent, reason, at, actor
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
+                         $11::text[])
                   WITH ORDINALITY AS e (tenant_id, kind, user_id, session_id, activity_id,
-                                        correlation_id, ip, user_agent, reason, at, ord)
+                                        correlation_id, ip, user_agent, reason, at, actor, ord)
              ORDER BY ord",
         )
         .bind(text(|e| Some(e.tenant_id.as_str().to_owned())))
@@ -503,6 +604,7 @@ impl PgStore {
         .bind(text(|e| e.user_agent.clone()))
         .bind(text(|e| e.reason.clone()))
         .bind(events.iter().map(|e| e.at).collect::<Vec<i64>>())
+        .bind(text(|e| e.actor.clone()))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -521,11 +623,11 @@ impl PgStore {
         tenant: &TenantId,
         query: &AuditQuery,
     ) -> DbResult<Vec<AuditEvent>> {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT id, tenant_id, kind, user_id::text, session_id, activity_id, correlation_id,
-                    ip, user_agent, reason, at
-             FROM audit_events WHERE tenant_id = ",
-        );
+        let mut q = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_events WHERE tenant_id = "
+        ));
         q.push_bind(tenant.as_str().to_owned());
         if let Some(user) = query.user_id {
             q.push(" AND user_id = ");
@@ -548,10 +650,53 @@ impl PgStore {
             q.push(" AND at >= ");
             q.push_bind(since);
         }
+        if let Some(until) = query.until {
+            q.push(" AND at < ");
+            q.push_bind(until);
+        }
+        if let Some(before) = query.before {
+            q.push(" AND id < ");
+            q.push_bind(before);
+        }
         q.push(" ORDER BY id DESC LIMIT ");
-        q.push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+        q.push_bind(sql_limit(query.limit));
         let rows = q.build().fetch_all(self.pool()).await?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    /// Buckets start at multiples of their width (the remainder taken the Euclidean way, so
+    /// this holds before 1970 too).
+    async fn count_audit_db(
+        &self,
+        tenant: &TenantId,
+        since: UnixTime,
+        until: UnixTime,
+        bucket: u32,
+    ) -> DbResult<Vec<AuditCount>> {
+        let rows = sqlx::query(
+            "SELECT at - ((at % $4) + $4) % $4 AS bucket, kind, reason, count(*)
+             FROM audit_events WHERE tenant_id = $1 AND at >= $2 AND at < $3
+             GROUP BY 1, kind, reason",
+        )
+        .bind(tenant.as_str())
+        .bind(since)
+        .bind(until)
+        .bind(i64::from(bucket.max(1)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get(1)?;
+                let count: i64 = row.try_get(3)?;
+                Ok(AuditCount {
+                    bucket: row.try_get(0)?,
+                    kind: parse_enum("audit kind", &kind, AuditKind::parse)?,
+                    reason: row.try_get(2)?,
+                    count: u64::try_from(count)
+                        .map_err(|_| bad_value("count", &count.to_string()))?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -570,6 +715,14 @@ impl IdentityStore for PgStore {
 
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
         self.run(self.get_tenant_db(id)).await
+    }
+
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Tenant>> {
+        self.run(self.list_tenants_db(after, limit)).await
     }
 
     async fn set_tenant_policy(
@@ -624,6 +777,19 @@ impl IdentityStore for PgStore {
             .await
     }
 
+    async fn list_users(&self, tenant: &TenantId, query: &UserQuery) -> StoreResult<Vec<User>> {
+        self.run(self.list_users_db(tenant, query)).await
+    }
+
+    async fn set_user_role(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        role: Option<Role>,
+    ) -> StoreResult<bool> {
+        self.run(self.set_user_role_db(tenant, id, role)).await
+    }
+
     async fn set_sso(&self, tenant: &TenantId, settings: SsoSettings) -> StoreResult<()> {
         self.run(self.set_sso_db(tenant, settings)).await
     }
@@ -643,6 +809,10 @@ impl IdentityStore for PgStore {
     async fn delete_partner_secret(&self, tenant: &TenantId, secret_id: &str) -> StoreResult<bool> {
         self.run(self.delete_partner_secret_db(tenant, secret_id))
             .await
+    }
+
+    async fn list_partner_secrets(&self, tenant: &TenantId) -> StoreResult<Vec<PartnerSecret>> {
+        self.run(self.list_partner_secrets_db(tenant)).await
     }
 
     async fn create_client(&self, client: ServiceClient) -> StoreResult<()> {
@@ -683,5 +853,16 @@ impl IdentityStore for PgStore {
         query: &AuditQuery,
     ) -> StoreResult<Vec<AuditEvent>> {
         self.run(self.find_audit_db(tenant, query)).await
+    }
+
+    async fn count_audit(
+        &self,
+        tenant: &TenantId,
+        since: UnixTime,
+        until: UnixTime,
+        bucket: u32,
+    ) -> StoreResult<Vec<AuditCount>> {
+        self.run(self.count_audit_db(tenant, since, until, bucket))
+            .await
     }
 }

@@ -6,7 +6,7 @@ use sqlx::{Executor as _, PgPool};
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
 /// migration never changes.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// How long one migration run may take, waiting for another node's included.
 const MIGRATION_TIMEOUT: &str = "120s";
@@ -204,6 +204,16 @@ ALTER TABLE sessions ADD COLUMN auth_time BIGINT;
 const V5: &str = "
 ALTER TABLE sso_settings ADD COLUMN verify_url TEXT;
 ALTER TABLE sso_settings ADD COLUMN sealed_verify_secret BYTEA;
+";
+
+/// Operators and the console: an operator's role (`viewer`, `operator` or `admin`; none for
+/// every other user) and who did what an audit event records (none for what users, partners
+/// and sessiond itself do). Rows stored before have neither (NULL): adding nullable columns
+/// rewrites no row, and the users and events a node of the previous release inserts read
+/// right as well.
+const V6: &str = "
+ALTER TABLE users ADD COLUMN role TEXT;
+ALTER TABLE audit_events ADD COLUMN actor TEXT;
 ";
 
 const VERSION_TABLE: &str = "

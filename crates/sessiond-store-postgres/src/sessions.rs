@@ -621,6 +621,17 @@ impl PgStore {
                 q.push("))");
             }
         }
+        if let Some(cursor) = &query.before {
+            // Below the cursor's place in the order; a session that is gone (or another
+            // tenant's) has no `seq`, and 0 is below every one: created before its time.
+            q.push(" AND (created_at, seq) < (");
+            q.push_bind(cursor.created_at);
+            q.push(", COALESCE((SELECT c.seq FROM sessions c WHERE c.id = ");
+            q.push_bind(cursor.id.as_str().to_owned());
+            q.push(" AND c.tenant_id = ");
+            q.push_bind(tenant.as_str().to_owned());
+            q.push("), 0))");
+        }
         q.push(" ORDER BY created_at DESC, seq DESC LIMIT ");
         q.push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
         let rows = q.build().fetch_all(self.pool()).await?;

@@ -652,6 +652,7 @@ async fn evictions_and_user_revocations_race_without_deadlock() {
                 user_id: Some(user),
                 state: Some(sessiond_store::StateFilter::Active),
                 limit: 100,
+                before: None,
             },
             NOW,
         )
@@ -673,10 +674,12 @@ async fn a_version_2_schema_keeps_its_clients_without_a_logout_uri() {
     let schema = unique_schema();
     let store = store_in(&schema).await;
     let latest = store.migrate().await.expect("migrate");
-    // Back to version 2: what V3 (and V4, V5) added is gone.
+    // Back to version 2: what V3 (and V4, V5, V6) added is gone.
     let mut conn = admin().await;
     sqlx::raw_sql(&format!(
         "SET search_path = \"{schema}\";
+         ALTER TABLE users DROP COLUMN role;
+         ALTER TABLE audit_events DROP COLUMN actor;
          ALTER TABLE sso_settings DROP COLUMN verify_url;
          ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
          ALTER TABLE sessions DROP COLUMN auth_time;
@@ -717,7 +720,7 @@ async fn a_version_3_schema_reads_auth_time_as_created_at() {
         session(NOW + 1, NOW + DAY),
         session(NOW + 2, NOW + DAY),
     );
-    // Back to version 3: what V4 (and V5) added is gone; sessions as a V3 node wrote them.
+    // Back to version 3: what V4 (and V5, V6) added is gone; sessions as a V3 node wrote them.
     let insert = |s: &Session| {
         format!(
             "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method, created_at,
@@ -734,6 +737,8 @@ async fn a_version_3_schema_reads_auth_time_as_created_at() {
     let mut conn = admin().await;
     sqlx::raw_sql(&format!(
         "SET search_path = \"{schema}\";
+         ALTER TABLE users DROP COLUMN role;
+         ALTER TABLE audit_events DROP COLUMN actor;
          ALTER TABLE sso_settings DROP COLUMN verify_url;
          ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
          ALTER TABLE sessions DROP COLUMN auth_time;
@@ -796,7 +801,7 @@ async fn a_version_4_schema_reads_sso_settings_without_a_verify_url() {
     let schema = unique_schema();
     let store = store_in(&schema).await;
     let latest = store.migrate().await.expect("migrate");
-    // Back to version 4: what V5 added is gone; settings as a V4 node wrote them.
+    // Back to version 4: what V5 (and V6) added is gone; settings as a V4 node wrote them.
     let insert = |tenant: &str| {
         format!(
             "INSERT INTO sso_settings (tenant_id, issuer, audience, sealed_hs256_secret,
@@ -808,6 +813,8 @@ async fn a_version_4_schema_reads_sso_settings_without_a_verify_url() {
     let mut conn = admin().await;
     sqlx::raw_sql(&format!(
         "SET search_path = \"{schema}\";
+         ALTER TABLE users DROP COLUMN role;
+         ALTER TABLE audit_events DROP COLUMN actor;
          ALTER TABLE sso_settings DROP COLUMN verify_url;
          ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
          UPDATE sessiond_schema_version SET version = 4;
@@ -854,6 +861,84 @@ async fn a_version_4_schema_reads_sso_settings_without_a_verify_url() {
         Some(vec![0x00, 0xff])
     );
     assert_eq!(got, Some(replaced));
+}
+
+/// A schema at version 5 (before operators) migrates forward: its users read no role and its
+/// audit events no actor, and so do the users and events a node of the previous release
+/// inserts after the migration; a role is then set and an unknown one refused.
+#[tokio::test]
+async fn a_version_5_schema_reads_users_without_a_role() {
+    let schema = unique_schema();
+    let store = store_in(&schema).await;
+    let latest = store.migrate().await.expect("migrate");
+    let (old, new) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    // Back to version 5: what V6 added is gone; users and events as a V5 node wrote them.
+    let insert = |id: uuid::Uuid, name: &str| {
+        format!(
+            "INSERT INTO users (tenant_id, id, customer_id, username, status, created_at)
+             VALUES ('tenant-a', '{id}', '{id}', '{name}', 'active', {NOW});
+             INSERT INTO audit_events (tenant_id, kind, activity_id, at)
+             VALUES ('tenant-a', 'login_succeeded', '{name}', {NOW});"
+        )
+    };
+    let mut conn = admin().await;
+    sqlx::raw_sql(&format!(
+        "SET search_path = \"{schema}\";
+         ALTER TABLE users DROP COLUMN role;
+         ALTER TABLE audit_events DROP COLUMN actor;
+         UPDATE sessiond_schema_version SET version = 5;
+         {}",
+        insert(old, "old")
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.expect("migrate"), latest);
+    // A node of the previous release, still running, knows nothing of roles and actors.
+    sqlx::raw_sql(&format!(
+        "SET search_path = \"{schema}\"; {}",
+        insert(new, "new")
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let t = tenant_a();
+    for id in [old, new] {
+        let user = store.get_user(&t, &id).await.unwrap().expect("the user");
+        assert_eq!(user.role, None);
+    }
+    let events = store
+        .find_audit(
+            &t,
+            &sessiond_store::AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.actor.is_none()));
+    assert!(
+        store
+            .set_user_role(&t, &old, Some(sessiond_store::Role::Admin))
+            .await
+            .unwrap()
+    );
+    let user = store.get_user(&t, &old).await.unwrap().expect("the user");
+    assert_eq!(user.role, Some(sessiond_store::Role::Admin));
+    // A role this version does not know is an error, not a guess.
+    sqlx::raw_sql(&format!(
+        "SET search_path = \"{schema}\"; UPDATE users SET role = 'owner' WHERE id = '{old}';"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.get_user(&t, &old).await,
+        Err(StoreError::Backend(_))
+    ));
 }
 
 /// Without `migrate`, a schema that was never migrated is refused with what to do.

@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, HashSet};
 /// Members read from a tenant index per round trip.
 const PAGE: usize = 256;
 
+/// Index scores per second of `created_at` (`TICKS` in lua/common.lua, see `index_score`).
+const TICKS: i64 = 1_048_576;
+
 fn caller_bug(what: &str) -> StoreError {
     StoreError::Backend(format!("routing mismatch: {what}"))
 }
@@ -99,6 +102,23 @@ impl RedisStore {
         record::int_value(self.invoke(&inv).await?)
     }
 
+    /// Where a listing of `index` starts (a ZREVRANGEBYSCORE max): at the top, or strictly
+    /// below the cursor's session (`query.before`). That session's score is read from the
+    /// same index (so on the same slot); if it is no longer a member, the listing goes on
+    /// with the sessions created before the cursor's `created_at`.
+    async fn start_below(&self, index: &str, query: &SessionQuery) -> StoreResult<String> {
+        let Some(cursor) = &query.before else {
+            return Ok("+inf".to_owned());
+        };
+        let score: Option<f64> = self
+            .query(redis::cmd("ZSCORE").arg(index).arg(cursor.id.as_str()))
+            .await?;
+        Ok(match score {
+            Some(score) => format!("({score}"),
+            None => format!("({}", cursor.created_at.saturating_mul(TICKS)),
+        })
+    }
+
     /// Sessions of an index (newest first) matching the query, pruning the gone ones.
     async fn list_index(
         &self,
@@ -111,7 +131,7 @@ impl RedisStore {
         let mut gone = Vec::new();
         // Paged by score: each page restarts at the last score seen (inclusive) and skips
         // the members already seen there, so concurrent removals cannot make it skip any.
-        let mut max = "+inf".to_owned();
+        let mut max = self.start_below(index, query).await?;
         let mut at_max: HashSet<String> = HashSet::new();
         while found.len() < query.limit {
             let count = PAGE + at_max.len();

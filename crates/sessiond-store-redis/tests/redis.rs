@@ -5,8 +5,8 @@
 
 use sessiond_store::{
     AuthMethod, ChangeLog, DeviceInfo, LogRead, NewRefreshToken, NewSession, RevokeReason,
-    RotateOutcome, Rotation, Route, Session, SessionId, SessionLimit, SessionQuery, SessionState,
-    SessionStore, StateFilter, StoreError, TenantId, TokenHash,
+    RotateOutcome, Rotation, Route, Session, SessionCursor, SessionId, SessionLimit, SessionQuery,
+    SessionState, SessionStore, StateFilter, StoreError, TenantId, TokenHash,
 };
 use sessiond_store_redis::testing::{RedisCluster, RedisServer};
 use sessiond_store_redis::{RedisOptions, RedisStore};
@@ -432,6 +432,7 @@ async fn a_tenant_listing_spans_the_cluster_and_drops_what_expired() {
                 user_id: None,
                 state,
                 limit,
+                before: None,
             };
             let found = store.find_sessions(&tenant(), &q, NOW + 60).await.unwrap();
             found.into_iter().map(|s| s.id).collect::<Vec<_>>()
@@ -507,6 +508,7 @@ async fn a_tenant_listing_spans_the_cluster_and_drops_what_expired() {
         user_id: Some(u),
         state: None,
         limit: 100,
+        before: None,
     };
     let mine: Vec<SessionId> = store
         .find_sessions(&tenant(), &q, NOW + 60)
@@ -522,6 +524,134 @@ async fn a_tenant_listing_spans_the_cluster_and_drops_what_expired() {
         .map(|s| s.id.clone())
         .collect();
     assert_eq!(mine, want);
+}
+
+/// Runs `cmd` on the server, or the Cluster, at `url`.
+async fn raw<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
+    match url.strip_prefix("redis-cluster://") {
+        Some(nodes) => {
+            let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+            let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+            let mut conn = client.get_async_connection().await.unwrap();
+            cmd.query_async(&mut conn).await.unwrap()
+        }
+        None => {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            cmd.query_async(&mut conn).await.unwrap()
+        }
+    }
+}
+
+/// Takes `s` out of its tenant's and its user's indexes and deletes its record: gone as if
+/// pruned after its keys expired.
+async fn unindex(url: &str, prefix: &str, s: &Session) {
+    let route = s.id.route().0;
+    let tenant_index = format!("{prefix}{{t:{}}}:sessions", s.tenant_id);
+    let user_index = format!("{prefix}{{r{route}}}:u:{}:{}", s.tenant_id, s.user_id);
+    for index in [tenant_index, user_index] {
+        let n: i64 = raw(url, redis::cmd("ZREM").arg(&index).arg(s.id.as_str())).await;
+        assert_eq!(n, 1, "{index} had {}", s.id);
+    }
+    let record = format!("{prefix}{{r{route}}}:s:{}", s.id);
+    let n: i64 = raw(url, redis::cmd("DEL").arg(&record)).await;
+    assert_eq!(n, 1, "{record}");
+}
+
+async fn a_cursor_that_left_the_index_goes_on_with_older_sessions(url: &str) {
+    let prefix = prefix();
+    let store = open(url, &prefix).await;
+    let users: Vec<uuid::Uuid> = (0..2).map(|_| uuid::Uuid::new_v4()).collect();
+    // Four sessions a second over four seconds, of both users.
+    let mut all = Vec::new();
+    for second in 0..4 {
+        for k in 0..4 {
+            let s = session(users[k % 2], NOW + second);
+            create(&store, &s).await;
+            all.push(s);
+        }
+    }
+    let mut newest_first: Vec<Session> = all.iter().rev().cloned().collect();
+    newest_first.sort_by_key(|s| std::cmp::Reverse(s.created_at)); // stable: keeps the ties
+    let ids = |found: Vec<Session>| found.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let page = |user_id: Option<uuid::Uuid>, before: Option<&Session>, limit: usize| {
+        let store = store.clone();
+        let q = SessionQuery {
+            user_id,
+            state: None,
+            limit,
+            before: before.map(|s| SessionCursor {
+                created_at: s.created_at,
+                id: s.id.clone(),
+            }),
+        };
+        async move { store.find_sessions(&tenant(), &q, NOW + 60).await.unwrap() }
+    };
+    let expected = |sessions: &[Session]| sessions.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+
+    // The tenant's listing: a page ends in the middle of a second (NOW + 2).
+    assert_eq!(ids(page(None, None, 6).await), expected(&newest_first[..6]));
+    let cursor = &newest_first[5];
+    assert_eq!(cursor.created_at, NOW + 2);
+    // Still a member: the next page starts right after it, in the same second.
+    assert_eq!(
+        ids(page(None, Some(cursor), 3).await),
+        expected(&newest_first[6..9])
+    );
+    // Gone from the index: the next page goes on with the sessions created before its
+    // second, never again with one of the first page.
+    unindex(url, &prefix, cursor).await;
+    let next = page(None, Some(cursor), 6).await;
+    assert_eq!(ids(next.clone()), expected(&newest_first[8..14]));
+    assert!(next.iter().all(|s| s.created_at < cursor.created_at));
+
+    // A user's listing, paged by three, its cursor unindexed before every next page: each
+    // page is older than the cursor's second, and no session is listed twice.
+    let user = users[1];
+    let mine: Vec<Session> = newest_first
+        .iter()
+        .filter(|s| s.user_id == user)
+        .cloned()
+        .collect();
+    assert_eq!(mine.len(), 8, "two a second");
+    let mut listed: Vec<SessionId> = Vec::new();
+    let mut before: Option<Session> = None;
+    for _ in 0..10 {
+        let found = page(Some(user), before.as_ref(), 3).await;
+        let Some(last) = found.last().cloned() else {
+            break;
+        };
+        if let Some(b) = &before {
+            assert!(
+                found.iter().all(|s| s.created_at < b.created_at),
+                "{found:?}"
+            );
+        }
+        for s in &found {
+            assert!(!listed.contains(&s.id), "{} listed twice", s.id);
+            listed.push(s.id.clone());
+        }
+        unindex(url, &prefix, &last).await;
+        before = Some(last);
+    }
+    // The rest of each cursor's second is skipped: NOW + 3, NOW + 3, NOW + 2 | NOW + 1,
+    // NOW + 1, NOW | nothing before NOW.
+    let order: Vec<usize> = listed
+        .iter()
+        .map(|id| mine.iter().position(|s| &s.id == id).unwrap())
+        .collect();
+    assert_eq!(order, [0, 1, 2, 4, 5, 6]);
+    assert!(page(Some(user), before.as_ref(), 10).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_that_left_the_index_goes_on_with_older_sessions_standalone() {
+    a_cursor_that_left_the_index_goes_on_with_older_sessions(&standalone_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_that_left_the_index_goes_on_with_older_sessions_on_a_cluster() {
+    a_cursor_that_left_the_index_goes_on_with_older_sessions(&cluster_url().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

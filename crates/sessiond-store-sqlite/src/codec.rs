@@ -16,6 +16,21 @@ pub(crate) fn enum_col<T>(
     parse(text).ok_or_else(|| bad_column(idx, what, text))
 }
 
+/// Reads a nullable text column through `parse`; `what` names the type in the error.
+pub(crate) fn opt_enum_col<T>(
+    row: &Row<'_>,
+    idx: usize,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> rusqlite::Result<Option<T>> {
+    match row.get_ref(idx)?.as_str_or_null()? {
+        None => Ok(None),
+        Some(text) => parse(text)
+            .map(Some)
+            .ok_or_else(|| bad_column(idx, what, text)),
+    }
+}
+
 pub(crate) fn tenant_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<TenantId> {
     enum_col(row, idx, "tenant id", |s| TenantId::parse(s).ok())
 }

@@ -22,9 +22,21 @@ impl Filter {
     /// Adds `AND clause`; `clause` uses the parameter `name`, which is bound once however
     /// many clauses use it.
     pub(crate) fn and(&mut self, clause: &str, name: &'static str, value: impl Into<Value>) {
+        self.and_with(clause, [(name, value.into())]);
+    }
+
+    /// Adds `AND clause` for a clause that uses several parameters, each bound once however
+    /// many clauses use it.
+    pub(crate) fn and_with<const N: usize>(
+        &mut self,
+        clause: &str,
+        params: [(&'static str, Value); N],
+    ) {
         self.and_const(clause);
-        if self.params.iter().all(|(n, _)| *n != name) {
-            self.params.push((name, value.into()));
+        for (name, value) in params {
+            if self.params.iter().all(|(n, _)| *n != name) {
+                self.params.push((name, value));
+            }
         }
     }
 

@@ -1,13 +1,16 @@
 //! The `IdentityStore` operations: tenants, users, signing keys and the audit trail.
 
 use crate::changes::log;
-use crate::codec::{enum_col, hash_col, opt_uuid_col, session_id_col, tenant_col, uuid_col};
+use crate::codec::{
+    enum_col, hash_col, opt_enum_col, opt_uuid_col, session_id_col, tenant_col, uuid_col,
+};
 use crate::error::DbResult;
 use crate::filter::Filter;
 use rusqlite::{Connection, OptionalExtension, Row, named_params};
 use sessiond_store::{
-    AuditEvent, AuditKind, AuditQuery, Change, KeyState, PartnerSecret, PolicyOverrides, Profile,
-    ServiceClient, SsoSettings, StoredKey, Tenant, TenantId, User, UserId, UserStatus,
+    AuditCount, AuditEvent, AuditKind, AuditQuery, Change, KeyState, PartnerSecret,
+    PolicyOverrides, Profile, Role, ServiceClient, SsoSettings, StoredKey, Tenant, TenantId,
+    UnixTime, User, UserId, UserQuery, UserStatus,
 };
 
 fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
@@ -48,6 +51,21 @@ pub(crate) fn get_tenant(c: &Connection, id: &TenantId) -> DbResult<Option<Tenan
     Ok(tenant)
 }
 
+/// Up to `limit` tenants with an id above `after`, by id (BINARY collation: byte order).
+pub(crate) fn list_tenants(
+    c: &Connection,
+    after: Option<&TenantId>,
+    limit: usize,
+) -> DbResult<Vec<Tenant>> {
+    let mut f = Filter::new(
+        "SELECT id, name, profile, overrides, created_at FROM tenants WHERE id > :after",
+        ":after",
+        after.map_or("", TenantId::as_str).to_owned(),
+    );
+    f.finish("id", limit);
+    f.query(c, tenant_from_row)
+}
+
 pub(crate) fn set_tenant_policy(
     c: &Connection,
     id: &TenantId,
@@ -86,7 +104,8 @@ fn user_changed(c: &Connection, tenant: &TenantId, id: &UserId, changed: usize) 
 
 macro_rules! user_columns {
     () => {
-        "tenant_id, id, customer_id, username, password_hash, external_id, status, created_at"
+        "tenant_id, id, customer_id, username, password_hash, external_id, status, created_at,
+         role"
     };
 }
 
@@ -100,15 +119,16 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         external_id: row.get(5)?,
         status: enum_col(row, 6, "user status", UserStatus::parse)?,
         created_at: row.get(7)?,
+        role: opt_enum_col(row, 8, "role", Role::parse)?,
     })
 }
 
 pub(crate) fn create_user(c: &Connection, u: &User) -> DbResult<()> {
     c.prepare_cached(
         "INSERT INTO users (tenant_id, id, customer_id, username, password_hash, external_id,
-                            status, created_at)
+                            status, created_at, role)
          VALUES (:tenant, :id, :customer, :username, :password_hash, :external_id, :status,
-                 :created_at)",
+                 :created_at, :role)",
     )?
     .execute(named_params! {
         ":tenant": u.tenant_id.as_str(),
@@ -119,6 +139,7 @@ pub(crate) fn create_user(c: &Connection, u: &User) -> DbResult<()> {
         ":external_id": u.external_id,
         ":status": u.status.as_str(),
         ":created_at": u.created_at,
+        ":role": u.role.map(Role::as_str),
     })?;
     Ok(())
 }
@@ -189,6 +210,55 @@ pub(crate) fn set_user_status(
             ":status": status.as_str(),
         })?;
     user_changed(c, tenant, id, changed)
+}
+
+pub(crate) fn set_user_role(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &UserId,
+    role: Option<Role>,
+) -> DbResult<bool> {
+    let changed = c
+        .prepare_cached("UPDATE users SET role = :role WHERE tenant_id = :tenant AND id = :id")?
+        .execute(named_params! {
+            ":tenant": tenant.as_str(),
+            ":id": id.to_string(),
+            ":role": role.map(Role::as_str),
+        })?;
+    user_changed(c, tenant, id, changed)
+}
+
+/// A page of the tenant's users by id. Ids are stored as hyphenated lowercase text, whose
+/// byte order is the order of the UUIDs' bytes. The search is a literal substring (`instr`,
+/// not `LIKE`), ASCII case-insensitive (SQLite's `lower` folds ASCII only).
+pub(crate) fn list_users(
+    c: &Connection,
+    tenant: &TenantId,
+    query: &UserQuery,
+) -> DbResult<Vec<User>> {
+    let mut f = Filter::new(
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE tenant_id = :tenant"
+        ),
+        ":tenant",
+        tenant.as_str().to_owned(),
+    );
+    if let Some(after) = query.after {
+        f.and("id > :after", ":after", after.to_string());
+    }
+    if let Some(search) = &query.search {
+        f.and(
+            "(instr(lower(username), lower(:search)) > 0
+              OR instr(lower(external_id), lower(:search)) > 0
+              OR instr(customer_id, lower(:search)) > 0)",
+            ":search",
+            search.clone(),
+        );
+    }
+    f.finish("id", query.limit);
+    f.query(c, user_from_row)
 }
 
 pub(crate) fn find_user_by_external_id(
@@ -288,6 +358,15 @@ pub(crate) fn create_partner_secret(c: &Connection, s: &PartnerSecret) -> DbResu
     )
 }
 
+fn partner_secret_from_row(row: &Row<'_>) -> rusqlite::Result<PartnerSecret> {
+    Ok(PartnerSecret {
+        secret_id: row.get(0)?,
+        tenant_id: tenant_col(row, 1)?,
+        hash: hash_col(row, 2)?,
+        created_at: row.get(3)?,
+    })
+}
+
 /// The secret whatever its tenant: the caller learns the tenant from it.
 pub(crate) fn get_partner_secret(
     c: &Connection,
@@ -298,14 +377,10 @@ pub(crate) fn get_partner_secret(
             "SELECT secret_id, tenant_id, hash, created_at
              FROM partner_secrets WHERE secret_id = :secret_id",
         )?
-        .query_row(named_params! {":secret_id": secret_id}, |row| {
-            Ok(PartnerSecret {
-                secret_id: row.get(0)?,
-                tenant_id: tenant_col(row, 1)?,
-                hash: hash_col(row, 2)?,
-                created_at: row.get(3)?,
-            })
-        })
+        .query_row(
+            named_params! {":secret_id": secret_id},
+            partner_secret_from_row,
+        )
         .optional()?;
     Ok(secret)
 }
@@ -330,6 +405,24 @@ pub(crate) fn delete_partner_secret(
         },
     )?;
     Ok(true)
+}
+
+/// The tenant's partner secrets, by secret id.
+pub(crate) fn list_partner_secrets(
+    c: &Connection,
+    tenant: &TenantId,
+) -> DbResult<Vec<PartnerSecret>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT secret_id, tenant_id, hash, created_at
+         FROM partner_secrets WHERE tenant_id = :tenant ORDER BY secret_id",
+    )?;
+    let secrets = stmt
+        .query_map(
+            named_params! {":tenant": tenant.as_str()},
+            partner_secret_from_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(secrets)
 }
 
 pub(crate) fn create_client(c: &Connection, client: &ServiceClient) -> DbResult<()> {
@@ -448,9 +541,9 @@ pub(crate) fn init_keys(c: &Connection, keys: Vec<StoredKey>) -> DbResult<Vec<St
 pub(crate) fn append_audit(c: &Connection, events: &[AuditEvent]) -> DbResult<()> {
     let mut insert = c.prepare_cached(
         "INSERT INTO audit_events (tenant_id, kind, user_id, session_id, activity_id,
-                                   correlation_id, ip, user_agent, reason, at)
+                                   correlation_id, ip, user_agent, reason, at, actor)
          VALUES (:tenant, :kind, :user, :session, :activity, :correlation, :ip, :user_agent,
-                 :reason, :at)",
+                 :reason, :at, :actor)",
     )?;
     for e in events {
         insert.execute(named_params! {
@@ -464,6 +557,7 @@ pub(crate) fn append_audit(c: &Connection, events: &[AuditEvent]) -> DbResult<()
             ":user_agent": e.user_agent,
             ":reason": e.reason,
             ":at": e.at,
+            ":actor": e.actor,
         })?;
     }
     Ok(())
@@ -485,6 +579,7 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
         user_agent: row.get(8)?,
         reason: row.get(9)?,
         at: row.get(10)?,
+        actor: row.get(11)?,
     })
 }
 
@@ -495,7 +590,7 @@ pub(crate) fn find_audit(
 ) -> DbResult<Vec<AuditEvent>> {
     let mut f = Filter::new(
         "SELECT id, tenant_id, kind, user_id, session_id, activity_id, correlation_id, ip,
-                user_agent, reason, at
+                user_agent, reason, at, actor
          FROM audit_events WHERE tenant_id = :tenant",
         ":tenant",
         tenant.as_str().to_owned(),
@@ -519,6 +614,48 @@ pub(crate) fn find_audit(
     if let Some(since) = query.since {
         f.and("at >= :since", ":since", since);
     }
+    if let Some(until) = query.until {
+        f.and("at < :until", ":until", until);
+    }
+    if let Some(before) = query.before {
+        f.and("id < :before", ":before", before);
+    }
     f.finish("id DESC", query.limit);
     f.query(c, audit_from_row)
+}
+
+/// The tenant's events with `since <= at < until`, counted per bucket (starting at a
+/// multiple of its width, also for times before 1970), kind and reason.
+pub(crate) fn count_audit(
+    c: &Connection,
+    tenant: &TenantId,
+    since: UnixTime,
+    until: UnixTime,
+    bucket: u32,
+) -> DbResult<Vec<AuditCount>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT at - (((at % :width) + :width) % :width) AS bucket, kind, reason, count(*)
+         FROM audit_events
+         WHERE tenant_id = :tenant AND at >= :since AND at < :until
+         GROUP BY bucket, kind, reason",
+    )?;
+    let counts = stmt
+        .query_map(
+            named_params! {
+                ":tenant": tenant.as_str(),
+                ":since": since,
+                ":until": until,
+                ":width": i64::from(bucket.max(1)),
+            },
+            |row| {
+                Ok(AuditCount {
+                    bucket: row.get(0)?,
+                    kind: enum_col(row, 1, "audit kind", AuditKind::parse)?,
+                    reason: row.get(2)?,
+                    count: row.get(3)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(counts)
 }

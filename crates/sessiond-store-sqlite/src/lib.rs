@@ -24,10 +24,11 @@ pub use backup::backup;
 use async_trait::async_trait;
 use readers::Readers;
 use sessiond_store::{
-    AuditEvent, AuditQuery, ChangeLog, IdentityStore, LogRead, Mark, NewSession, PartnerSecret,
-    PolicyOverrides, RefreshRecord, RevokeReason, RotateOutcome, Rotation, ServiceClient, Session,
-    SessionId, SessionLimit, SessionQuery, SessionStore, SsoSettings, StoreError, StoreResult,
-    StoredKey, Tenant, TenantId, TokenHash, UnixTime, User, UserId, UserStatus,
+    AuditCount, AuditEvent, AuditQuery, ChangeLog, IdentityStore, LogRead, Mark, NewSession,
+    PartnerSecret, PolicyOverrides, RefreshRecord, RevokeReason, Role, RotateOutcome, Rotation,
+    ServiceClient, Session, SessionId, SessionLimit, SessionQuery, SessionStore, SsoSettings,
+    StoreError, StoreResult, StoredKey, Tenant, TenantId, TokenHash, UnixTime, User, UserId,
+    UserQuery, UserStatus,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -241,6 +242,17 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Tenant>> {
+        let after = after.cloned();
+        self.readers
+            .call(move |c| identity::list_tenants(c, after.as_ref(), limit))
+            .await
+    }
+
     async fn set_tenant_policy(
         &self,
         id: &TenantId,
@@ -311,6 +323,25 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    async fn list_users(&self, tenant: &TenantId, query: &UserQuery) -> StoreResult<Vec<User>> {
+        let (tenant, query) = (tenant.clone(), query.clone());
+        self.readers
+            .call(move |c| identity::list_users(c, &tenant, &query))
+            .await
+    }
+
+    async fn set_user_role(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        role: Option<Role>,
+    ) -> StoreResult<bool> {
+        let (tenant, id) = (tenant.clone(), *id);
+        self.writer
+            .call(move |c| identity::set_user_role(c, &tenant, &id, role))
+            .await
+    }
+
     async fn set_sso(&self, tenant: &TenantId, settings: SsoSettings) -> StoreResult<()> {
         let tenant = tenant.clone();
         self.writer
@@ -342,6 +373,13 @@ impl IdentityStore for SqliteStore {
         let (tenant, secret_id) = (tenant.clone(), secret_id.to_owned());
         self.writer
             .call(move |c| identity::delete_partner_secret(c, &tenant, &secret_id))
+            .await
+    }
+
+    async fn list_partner_secrets(&self, tenant: &TenantId) -> StoreResult<Vec<PartnerSecret>> {
+        let tenant = tenant.clone();
+        self.readers
+            .call(move |c| identity::list_partner_secrets(c, &tenant))
             .await
     }
 
@@ -410,6 +448,19 @@ impl IdentityStore for SqliteStore {
         let (tenant, query) = (tenant.clone(), query.clone());
         self.readers
             .call(move |c| identity::find_audit(c, &tenant, &query))
+            .await
+    }
+
+    async fn count_audit(
+        &self,
+        tenant: &TenantId,
+        since: UnixTime,
+        until: UnixTime,
+        bucket: u32,
+    ) -> StoreResult<Vec<AuditCount>> {
+        let tenant = tenant.clone();
+        self.readers
+            .call(move |c| identity::count_audit(c, &tenant, since, until, bucket))
             .await
     }
 }

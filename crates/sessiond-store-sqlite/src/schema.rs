@@ -14,7 +14,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Migration `i` takes the schema from `PRAGMA user_version` `i` to `i + 1`. Append only:
 /// a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 const V1: &str = "
 CREATE TABLE tenants (
@@ -212,6 +212,16 @@ ALTER TABLE sso_settings ADD COLUMN sealed_verify_secret BLOB;
 /// timeout (`last_seen_at + idle_ttl`) is checked on each active session the index yields.
 const V9: &str = "
 CREATE INDEX sessions_active_by_expiry ON sessions (absolute_expires_at) WHERE state = 'active';
+";
+
+/// The console and the admin API: an operator's role (`viewer`, `operator` or `admin`; NULL
+/// for everyone else, and for every user stored before), who did what in the audit trail
+/// (NULL for events stored before), and partner secrets listed per tenant. Tenants and users
+/// are listed by their primary keys, audit counts by `audit_by_time`.
+const V10: &str = "
+ALTER TABLE users ADD COLUMN role TEXT;
+ALTER TABLE audit_events ADD COLUMN actor TEXT;
+CREATE INDEX partner_secrets_by_tenant ON partner_secrets (tenant_id, secret_id);
 ";
 
 /// Opens the writing connection, creating the file, and brings the schema up to date.
@@ -617,6 +627,80 @@ mod tests {
             Some(vec![0x00, 0xff])
         );
         assert_eq!(read, Some(replaced));
+    }
+
+    /// Users from before V10 have no operator role and audit events no actor; an unknown
+    /// stored role is a store error, not a panic.
+    #[test]
+    fn a_version_9_file_reads_users_without_a_role_and_events_without_an_actor() {
+        use sessiond_store::{AuditQuery, StoreError, TenantId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = Connection::open(&path).unwrap();
+        for (i, sql) in MIGRATIONS[..9].iter().enumerate() {
+            old.execute_batch(sql).unwrap();
+            old.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        let user = uuid::Uuid::from_u128(1);
+        old.execute(
+            "INSERT INTO users (tenant_id, id, customer_id, username, status, created_at)
+             VALUES ('t', ?1, ?1, 'old', 'active', 5)",
+            [user.to_string()],
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO audit_events (tenant_id, kind, activity_id, at)
+             VALUES ('t', 'login_succeeded', 'act', 5)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+
+        let conn = open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let t = TenantId::parse("t").unwrap();
+        let read = crate::identity::get_user(&conn, &t, &user)
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.role, None);
+        let events = crate::identity::find_audit(
+            &conn,
+            &t,
+            &AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].actor, None);
+
+        conn.execute("UPDATE users SET role = 'root'", []).unwrap();
+        let err = StoreError::from(crate::identity::get_user(&conn, &t, &user).unwrap_err());
+        assert!(
+            matches!(&err, StoreError::Backend(m) if m.contains("unknown role")),
+            "{err:?}"
+        );
+        // Partner secrets are listed per tenant by an index.
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT secret_id FROM partner_secrets WHERE tenant_id = 't'
+                 ORDER BY secret_id",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("partner_secrets_by_tenant")),
+            "{plan:?}"
+        );
     }
 
     #[test]

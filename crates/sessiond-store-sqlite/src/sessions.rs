@@ -404,6 +404,19 @@ pub(crate) fn find(
             now,
         ),
     }
+    if let Some(cursor) = &query.before {
+        // The sessions after the cursor's in the listing's order (newest first). If the
+        // cursor's session is gone (or not the tenant's), its place is before every session
+        // created in its second: seq numbers start at 1.
+        f.and_with(
+            "(created_at, seq) < (:before_at, ifnull(
+                 (SELECT seq FROM sessions WHERE tenant_id = :tenant AND id = :before_id), 0))",
+            [
+                (":before_at", cursor.created_at.into()),
+                (":before_id", cursor.id.as_str().to_owned().into()),
+            ],
+        );
+    }
     f.finish("created_at DESC, seq DESC", query.limit);
     f.query(c, session_from_row)
 }

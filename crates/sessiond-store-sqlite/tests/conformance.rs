@@ -58,6 +58,7 @@ fn user(tenant: &Tenant) -> User {
         external_id: None,
         status: UserStatus::Active,
         created_at: NOW,
+        role: None,
     }
 }
 
@@ -95,6 +96,7 @@ fn audit(tenant: &Tenant, n: usize) -> AuditEvent {
         user_agent: None,
         reason: None,
         at: NOW,
+        actor: None,
     }
 }
 
@@ -143,6 +145,7 @@ async fn check_sample(store: &SqliteStore) {
                 user_id: Some(u.id),
                 state: Some(StateFilter::Active),
                 limit: 10,
+                before: None,
             },
             NOW + 2,
         )

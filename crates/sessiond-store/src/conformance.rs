@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[macro_export]
 macro_rules! identity_store_conformance {
     ($make:expr) => {
-        $crate::conformance_tests!($make; tenants_are_created_read_and_updated, users_are_created_with_unique_names_and_ids, users_are_tenant_scoped, user_password_and_status_are_updated, users_are_found_by_external_id_per_tenant, sso_settings_are_set_replaced_and_read_per_tenant, partner_secrets_are_created_read_and_deleted_per_tenant, service_clients_are_created_and_read, keys_are_replaced_as_a_whole, audit_ids_ascend_and_events_come_newest_first, audit_queries_filter_and_limit, audit_events_are_purged_by_age);
+        $crate::conformance_tests!($make; tenants_are_created_read_and_updated, users_are_created_with_unique_names_and_ids, users_are_tenant_scoped, user_password_and_status_are_updated, users_are_found_by_external_id_per_tenant, sso_settings_are_set_replaced_and_read_per_tenant, partner_secrets_are_created_read_and_deleted_per_tenant, service_clients_are_created_and_read, keys_are_replaced_as_a_whole, audit_ids_ascend_and_events_come_newest_first, audit_queries_filter_and_limit, audit_events_are_purged_by_age, tenants_are_listed_in_pages, users_are_listed_searched_and_paged, operator_roles_are_set_and_cleared, partner_secrets_are_listed_per_tenant, audit_is_paged_by_id_and_time, audit_is_counted_per_bucket_kind_and_reason, audit_ids_never_repeat_after_a_purge);
     };
 }
 
@@ -105,6 +105,7 @@ fn new_user(tenant: &TenantId, username: Option<&str>, external_id: Option<&str>
         external_id: external_id.map(str::to_owned),
         status: UserStatus::Active,
         created_at: NOW,
+        role: None,
     }
 }
 
@@ -260,11 +261,47 @@ async fn find<S: SessionStore>(
         user_id,
         state,
         limit,
+        before: None,
     };
     ids(&store
         .find_sessions(tenant, &query, now)
         .await
         .expect("find_sessions"))
+}
+
+/// Every session of the listing, read page by page, each page starting after the last
+/// session of the one before.
+async fn pages<S: SessionStore>(
+    store: &S,
+    tenant: &TenantId,
+    user_id: Option<UserId>,
+    limit: usize,
+    now: UnixTime,
+) -> Vec<SessionId> {
+    let mut all = Vec::new();
+    let mut before = None;
+    for _ in 0..100 {
+        let query = SessionQuery {
+            user_id,
+            state: None,
+            limit,
+            before: before.clone(),
+        };
+        let page = store
+            .find_sessions(tenant, &query, now)
+            .await
+            .expect("find_sessions");
+        assert!(page.len() <= limit, "a page longer than its limit");
+        let Some(last) = page.last() else {
+            return all;
+        };
+        before = Some(SessionCursor {
+            created_at: last.created_at,
+            id: last.id.clone(),
+        });
+        all.extend(page.iter().map(|s| s.id.clone()));
+    }
+    panic!("the pages never ended");
 }
 
 fn revoked(reason: RevokeReason, at: UnixTime) -> SessionState {
@@ -1048,6 +1085,7 @@ fn event(
         user_agent: Some("conformance/1.0".into()),
         reason: None,
         at,
+        actor: None,
     }
 }
 
@@ -1878,6 +1916,7 @@ pub async fn reauthentication_moves_auth_time_on_active_sessions_only<S: Session
                 user_id: Some(user),
                 state: None,
                 limit: ALL,
+                before: None,
             },
             now,
         )
@@ -2626,6 +2665,7 @@ pub async fn find_sessions_filters_orders_and_limits<S: SessionStore>(store: S) 
                 user_id: Some(u2),
                 state: None,
                 limit: ALL,
+                before: None,
             },
             now,
         )
@@ -2674,6 +2714,11 @@ pub async fn listings_break_ties_by_creation_order<S: SessionStore>(store: S) {
                 newest_first[..limit].to_vec(),
                 "round {round}: the tenant's sessions, limit {limit}"
             );
+            assert_eq!(
+                pages(&store, &t, None, limit, now).await,
+                newest_first,
+                "round {round}: the tenant's sessions in pages of {limit}"
+            );
         }
         for user in &users {
             let mut mine: Vec<SessionId> = created
@@ -2703,6 +2748,11 @@ pub async fn listings_break_ties_by_creation_order<S: SessionStore>(store: S) {
                     .await,
                     mine[..limit].to_vec(),
                     "round {round}: a user's active sessions, limit {limit}"
+                );
+                assert_eq!(
+                    pages(&store, &t, Some(*user), limit, now).await,
+                    mine,
+                    "round {round}: a user's sessions in pages of {limit}"
                 );
             }
         }
@@ -3940,4 +3990,452 @@ pub async fn keyrings_are_initialized_once<S: IdentityStore + ChangeLog>(store: 
     assert_eq!(store.load_keys().await.expect("load_keys"), got[0]);
     let later = vec![key("late", KeyState::Signing, None)];
     assert_eq!(store.init_keys(later).await.expect("init_keys"), got[0]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Listings for the console and the admin API
+
+pub async fn tenants_are_listed_in_pages<S: IdentityStore>(store: S) {
+    let names = ["t-c", "t-a", "T-b", "t-e", "t-d"];
+    for n in names {
+        store
+            .create_tenant(new_tenant(&tenant_id(n)))
+            .await
+            .expect("create_tenant");
+    }
+    let mut sorted: Vec<&str> = names.to_vec();
+    sorted.sort_unstable();
+    let all: Vec<String> = store
+        .list_tenants(None, ALL)
+        .await
+        .expect("list_tenants")
+        .into_iter()
+        .map(|t| t.id.as_str().to_owned())
+        .collect();
+    assert_eq!(all, sorted, "all tenants, by id (byte order)");
+    let mut paged = Vec::new();
+    let mut after: Option<TenantId> = None;
+    loop {
+        let page = store
+            .list_tenants(after.as_ref(), 2)
+            .await
+            .expect("list_tenants");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.extend(page.iter().map(|t| t.id.as_str().to_owned()));
+    }
+    assert_eq!(paged, sorted, "tenants in pages of two");
+    let first = store.list_tenants(None, 1).await.expect("list_tenants");
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        first[0],
+        new_tenant(&tenant_id(sorted[0])),
+        "a listed tenant is whole"
+    );
+}
+
+pub async fn users_are_listed_searched_and_paged<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    for t in [&a, &b] {
+        store
+            .create_tenant(new_tenant(t))
+            .await
+            .expect("create_tenant");
+    }
+    let mut users = vec![
+        new_user(&a, Some("alice"), None),
+        new_user(&a, Some("Alicia.Keys"), None),
+        new_user(&a, Some("bob"), Some("partner-ALI-7")),
+        new_user(&a, None, Some("ext-9")),
+        new_user(&a, Some("carol"), None),
+    ];
+    for u in &users {
+        store.create_user(u.clone()).await.expect("create_user");
+    }
+    store
+        .create_user(new_user(&b, Some("alina"), None))
+        .await
+        .expect("create_user");
+    users.sort_by_key(|u| u.id);
+    let ids = |v: &[User]| v.iter().map(|u| u.id).collect::<Vec<_>>();
+    let list = |search: Option<&str>, after: Option<UserId>, limit: usize| {
+        let store = &store;
+        let a = a.clone();
+        let q = UserQuery {
+            search: search.map(str::to_owned),
+            after,
+            limit,
+        };
+        async move { store.list_users(&a, &q).await.expect("list_users") }
+    };
+    let all = list(None, None, ALL).await;
+    assert_eq!(ids(&all), ids(&users), "all of tenant a's users, by id");
+    assert_eq!(all, users, "listed users are whole");
+    // Search: username, external id or customer id, any case; never another tenant's.
+    let ali: Vec<UserId> = users
+        .iter()
+        .filter(|u| {
+            u.username
+                .as_deref()
+                .is_some_and(|n| n.to_lowercase().contains("ali"))
+                || u.external_id
+                    .as_deref()
+                    .is_some_and(|n| n.to_lowercase().contains("ali"))
+        })
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ali.len(), 3);
+    assert_eq!(
+        ids(&list(Some("aLi"), None, ALL).await),
+        ali,
+        "search 'aLi'"
+    );
+    assert_eq!(
+        ids(&list(Some("ext-9"), None, ALL).await).len(),
+        1,
+        "search by external id"
+    );
+    let customer = users[0].customer_id.to_string();
+    assert_eq!(
+        ids(&list(Some(&customer[..13]), None, ALL).await),
+        vec![users[0].id],
+        "search by customer id"
+    );
+    assert!(list(Some("zzz"), None, ALL).await.is_empty(), "no match");
+    assert!(
+        list(Some("%"), None, ALL).await.is_empty(),
+        "% is a character, not a pattern"
+    );
+    assert!(
+        list(Some("_"), None, ALL).await.is_empty(),
+        "_ is a character, not a pattern"
+    );
+    // Pages.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(None, after, 2).await;
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        paged.extend(ids(&page));
+    }
+    assert_eq!(paged, ids(&users), "users in pages of two");
+    let first = list(Some("ali"), None, 1).await;
+    let rest = list(Some("ali"), Some(first[0].id), ALL).await;
+    assert_eq!([ids(&first), ids(&rest)].concat(), ali, "a search in pages");
+}
+
+pub async fn operator_roles_are_set_and_cleared<S: IdentityStore>(store: S) {
+    let a = tenant_a();
+    store
+        .create_tenant(new_tenant(&a))
+        .await
+        .expect("create_tenant");
+    let mut op = new_user(&a, Some("op"), None);
+    op.role = Some(Role::Viewer);
+    store.create_user(op.clone()).await.expect("create_user");
+    let get = || async {
+        store
+            .get_user(&a, &op.id)
+            .await
+            .expect("get_user")
+            .expect("the user")
+    };
+    assert_eq!(get().await.role, Some(Role::Viewer), "created with a role");
+    for role in [Some(Role::Admin), Some(Role::Operator), None] {
+        assert!(
+            store
+                .set_user_role(&a, &op.id, role)
+                .await
+                .expect("set_user_role")
+        );
+        assert_eq!(get().await.role, role);
+        let found = store
+            .find_user_by_username(&a, "op")
+            .await
+            .expect("find_user_by_username")
+            .expect("the user");
+        assert_eq!(found.role, role, "found by username with its role");
+    }
+    assert!(
+        !store
+            .set_user_role(&a, &uuid::Uuid::new_v4(), Some(Role::Admin))
+            .await
+            .expect("set_user_role"),
+        "no such user"
+    );
+    assert!(
+        !store
+            .set_user_role(&tenant_b(), &op.id, Some(Role::Admin))
+            .await
+            .expect("set_user_role"),
+        "another tenant's user"
+    );
+    assert_eq!(get().await.role, None);
+}
+
+pub async fn partner_secrets_are_listed_per_tenant<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    for t in [&a, &b] {
+        store
+            .create_tenant(new_tenant(t))
+            .await
+            .expect("create_tenant");
+    }
+    let secret = |t: &TenantId, id: &str, n: u8| PartnerSecret {
+        secret_id: id.into(),
+        tenant_id: t.clone(),
+        hash: TokenHash([n; 32]),
+        created_at: NOW + i64::from(n),
+    };
+    for s in [
+        secret(&a, "ps-2", 2),
+        secret(&b, "ps-3", 3),
+        secret(&a, "ps-1", 1),
+    ] {
+        store
+            .create_partner_secret(s)
+            .await
+            .expect("create_partner_secret");
+    }
+    assert_eq!(
+        store
+            .list_partner_secrets(&a)
+            .await
+            .expect("list_partner_secrets"),
+        vec![secret(&a, "ps-1", 1), secret(&a, "ps-2", 2)]
+    );
+    assert!(
+        store
+            .delete_partner_secret(&a, "ps-1")
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        store
+            .list_partner_secrets(&a)
+            .await
+            .expect("list_partner_secrets"),
+        vec![secret(&a, "ps-2", 2)]
+    );
+    assert!(
+        store
+            .list_partner_secrets(&tenant_id("tenant-none"))
+            .await
+            .expect("list_partner_secrets")
+            .is_empty()
+    );
+}
+
+pub async fn audit_is_paged_by_id_and_time<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let mut evs = Vec::new();
+    for i in 0..7 {
+        let mut e = event(
+            &a,
+            &format!("e{i}"),
+            AuditKind::LoginSucceeded,
+            None,
+            None,
+            "act",
+            NOW + i,
+        );
+        if i == 3 {
+            e.actor = Some("operator:alice".into());
+        }
+        evs.push(e);
+        evs.push(event(
+            &b,
+            &format!("b{i}"),
+            AuditKind::LoginSucceeded,
+            None,
+            None,
+            "act",
+            NOW + i,
+        ));
+    }
+    store.append_audit(evs).await.expect("append_audit");
+    let find =
+        |before: Option<i64>, since: Option<UnixTime>, until: Option<UnixTime>, limit: usize| {
+            let store = &store;
+            let a = a.clone();
+            async move {
+                store
+                    .find_audit(
+                        &a,
+                        &AuditQuery {
+                            since,
+                            until,
+                            before,
+                            limit,
+                            ..AuditQuery::default()
+                        },
+                    )
+                    .await
+                    .expect("find_audit")
+            }
+        };
+    let all = find(None, None, None, ALL).await;
+    assert_eq!(labels(&all), ["e6", "e5", "e4", "e3", "e2", "e1", "e0"]);
+    assert_eq!(
+        all[3].actor.as_deref(),
+        Some("operator:alice"),
+        "the actor is kept"
+    );
+    assert_eq!(all[2].actor, None);
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = find(before, None, None, 3).await;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        paged.extend(labels(&page).into_iter().map(str::to_owned));
+    }
+    assert_eq!(
+        paged,
+        ["e6", "e5", "e4", "e3", "e2", "e1", "e0"],
+        "pages of three"
+    );
+    assert_eq!(
+        labels(&find(None, Some(NOW + 2), Some(NOW + 5), ALL).await),
+        ["e4", "e3", "e2"],
+        "since is inclusive, until exclusive"
+    );
+    assert_eq!(
+        labels(&find(Some(all[1].id), Some(NOW + 2), Some(NOW + 5), ALL).await),
+        ["e4", "e3", "e2"],
+        "before and a time window"
+    );
+    assert!(
+        find(Some(all[4].id), Some(NOW + 2), Some(NOW + 5), ALL)
+            .await
+            .is_empty(),
+        "before the window's events"
+    );
+}
+
+pub async fn audit_is_counted_per_bucket_kind_and_reason<S: IdentityStore>(store: S) {
+    let (a, b) = (tenant_a(), tenant_b());
+    let base = NOW - NOW % 60;
+    let mut evs = Vec::new();
+    let mut with_reason = |t: &TenantId, kind: AuditKind, at: UnixTime, reason: Option<&str>| {
+        let mut e = event(t, "x", kind, None, None, "act", at);
+        e.reason = reason.map(str::to_owned);
+        evs.push(e);
+    };
+    with_reason(&a, AuditKind::LoginSucceeded, base, None);
+    with_reason(&a, AuditKind::LoginSucceeded, base + 59, None);
+    with_reason(&a, AuditKind::LoginSucceeded, base + 60, None);
+    with_reason(
+        &a,
+        AuditKind::LoginFailed,
+        base + 61,
+        Some("invalid_credentials"),
+    );
+    with_reason(
+        &a,
+        AuditKind::LoginFailed,
+        base + 62,
+        Some("invalid_credentials"),
+    );
+    with_reason(&a, AuditKind::LoginFailed, base + 63, Some("rate_limited"));
+    with_reason(&a, AuditKind::SessionRevoked, base + 179, Some("admin"));
+    with_reason(&a, AuditKind::SessionRevoked, base + 180, Some("admin"));
+    with_reason(&a, AuditKind::LoginSucceeded, base - 1, None);
+    with_reason(&b, AuditKind::LoginSucceeded, base + 1, None);
+    store.append_audit(evs).await.expect("append_audit");
+    let mut counts = store
+        .count_audit(&a, base, base + 180, 60)
+        .await
+        .expect("count_audit");
+    counts.sort_by(|x, y| {
+        (x.bucket, x.kind.as_str(), &x.reason).cmp(&(y.bucket, y.kind.as_str(), &y.reason))
+    });
+    let c = |bucket: UnixTime, kind: AuditKind, reason: Option<&str>, count: u64| AuditCount {
+        bucket,
+        kind,
+        reason: reason.map(str::to_owned),
+        count,
+    };
+    assert_eq!(
+        counts,
+        vec![
+            c(base, AuditKind::LoginSucceeded, None, 2),
+            c(
+                base + 60,
+                AuditKind::LoginFailed,
+                Some("invalid_credentials"),
+                2
+            ),
+            c(base + 60, AuditKind::LoginFailed, Some("rate_limited"), 1),
+            c(base + 60, AuditKind::LoginSucceeded, None, 1),
+            c(base + 120, AuditKind::SessionRevoked, Some("admin"), 1),
+        ]
+    );
+    // Buckets start at multiples of their width, whatever `since` is.
+    let mut wide = store
+        .count_audit(&a, base + 30, base + 3600, 3600)
+        .await
+        .expect("count_audit");
+    wide.sort_by(|x, y| (x.kind.as_str(), &x.reason).cmp(&(y.kind.as_str(), &y.reason)));
+    let hour = (base + 30) - (base + 30).rem_euclid(3600);
+    assert!(
+        wide.iter()
+            .all(|x| x.bucket == hour || x.bucket == hour + 3600)
+    );
+    assert_eq!(wide.iter().map(|x| x.count).sum::<u64>(), 7, "{wide:?}");
+}
+
+pub async fn audit_ids_never_repeat_after_a_purge<S: IdentityStore>(store: S) {
+    let a = tenant_a();
+    let ev = |i: i64| {
+        event(
+            &a,
+            &format!("e{i}"),
+            AuditKind::LoginSucceeded,
+            None,
+            None,
+            "act",
+            NOW + i,
+        )
+    };
+    store
+        .append_audit(vec![ev(0), ev(1)])
+        .await
+        .expect("append_audit");
+    let before: Vec<i64> = store
+        .find_audit(
+            &a,
+            &AuditQuery {
+                limit: ALL,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .expect("find_audit")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    store.purge_audit(NOW + 10).await.expect("purge_audit");
+    store
+        .append_audit(vec![ev(20)])
+        .await
+        .expect("append_audit");
+    let after = store
+        .find_audit(
+            &a,
+            &AuditQuery {
+                limit: ALL,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .expect("find_audit");
+    assert_eq!(after.len(), 1);
+    assert!(
+        after[0].id > before[0],
+        "a new event's id is above every id handed out before"
+    );
 }

@@ -17,6 +17,8 @@ struct Data {
     users: HashMap<(TenantId, UserId), User>,
     keys: Vec<StoredKey>,
     audit: Vec<AuditEvent>,
+    /// The last audit id handed out (ids never repeat, purges or not).
+    audit_seq: i64,
     nonces: HashMap<(TenantId, String), UnixTime>,
     sso: HashMap<TenantId, SsoSettings>,
     partner_secrets: HashMap<String, PartnerSecret>,
@@ -385,6 +387,14 @@ impl SessionStore for MemoryStore {
             .filter(|s| &s.tenant_id == tenant && query.matches(s, now))
             .cloned()
             .collect();
+        if let Some(c) = &query.before {
+            // Newest first: a page goes on below its last session's place in that order.
+            let at = match d.sessions.get(&c.id) {
+                Some(_) => (c.created_at, d.order_of(&c.id)),
+                None => (c.created_at, 0),
+            };
+            found.retain(|s| (s.created_at, d.order_of(&s.id)) < at);
+        }
         found.sort_by_key(|s| std::cmp::Reverse((s.created_at, d.order_of(&s.id))));
         found.truncate(query.limit);
         Ok(found)
@@ -440,6 +450,23 @@ impl IdentityStore for MemoryStore {
         Ok(self.lock()?.tenants.get(id).cloned())
     }
 
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Tenant>> {
+        let d = self.lock()?;
+        let mut found: Vec<Tenant> = d
+            .tenants
+            .values()
+            .filter(|t| after.is_none_or(|a| t.id.as_str() > a.as_str()))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        found.truncate(limit);
+        Ok(found)
+    }
+
     async fn set_tenant_policy(
         &self,
         id: &TenantId,
@@ -473,6 +500,40 @@ impl IdentityStore for MemoryStore {
 
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> StoreResult<Option<User>> {
         Ok(self.lock()?.users.get(&(tenant.clone(), *id)).cloned())
+    }
+
+    async fn list_users(&self, tenant: &TenantId, query: &UserQuery) -> StoreResult<Vec<User>> {
+        let d = self.lock()?;
+        let mut found: Vec<User> = d
+            .users
+            .values()
+            .filter(|u| &u.tenant_id == tenant && query.matches(u))
+            .cloned()
+            .collect();
+        found.sort_by_key(|u| u.id);
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
+    async fn set_user_role(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        role: Option<Role>,
+    ) -> StoreResult<bool> {
+        let mut d = self.lock()?;
+        let found = d
+            .users
+            .get_mut(&(tenant.clone(), *id))
+            .map(|u| u.role = role)
+            .is_some();
+        if found {
+            d.log(Change::UserChanged {
+                tenant: tenant.clone(),
+                user: *id,
+            });
+        }
+        Ok(found)
     }
 
     async fn find_user_by_username(
@@ -602,6 +663,18 @@ impl IdentityStore for MemoryStore {
         Ok(self.lock()?.clients.get(client_id).cloned())
     }
 
+    async fn list_partner_secrets(&self, tenant: &TenantId) -> StoreResult<Vec<PartnerSecret>> {
+        let mut found: Vec<PartnerSecret> = self
+            .lock()?
+            .partner_secrets
+            .values()
+            .filter(|p| &p.tenant_id == tenant)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.secret_id.cmp(&b.secret_id));
+        Ok(found)
+    }
+
     async fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ServiceClient>> {
         let mut found: Vec<ServiceClient> = self
             .lock()?
@@ -637,7 +710,8 @@ impl IdentityStore for MemoryStore {
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
         let mut d = self.lock()?;
         for mut e in events {
-            e.id = d.audit.len() as i64 + 1;
+            d.audit_seq += 1;
+            e.id = d.audit_seq;
             d.audit.push(e);
         }
         Ok(())
@@ -662,6 +736,36 @@ impl IdentityStore for MemoryStore {
             .filter(|e| &e.tenant_id == tenant && query.matches(e))
             .take(query.limit)
             .cloned()
+            .collect())
+    }
+
+    async fn count_audit(
+        &self,
+        tenant: &TenantId,
+        since: UnixTime,
+        until: UnixTime,
+        bucket: u32,
+    ) -> StoreResult<Vec<AuditCount>> {
+        let width = i64::from(bucket.max(1));
+        let d = self.lock()?;
+        let mut counts: HashMap<(UnixTime, AuditKind, Option<String>), u64> = HashMap::new();
+        for e in d
+            .audit
+            .iter()
+            .filter(|e| &e.tenant_id == tenant && e.at >= since && e.at < until)
+        {
+            *counts
+                .entry((e.at.div_euclid(width) * width, e.kind, e.reason.clone()))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((bucket, kind, reason), count)| AuditCount {
+                bucket,
+                kind,
+                reason,
+                count,
+            })
             .collect())
     }
 }

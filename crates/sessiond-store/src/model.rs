@@ -62,6 +62,16 @@ impl TenantId {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| Self(s.to_owned())).ok_or(InvalidId("tenant id"))
     }
+
+    /// The operators' tenant ([`OPERATORS_TENANT`]).
+    pub fn operators() -> Self {
+        Self(OPERATORS_TENANT.to_owned())
+    }
+
+    /// Ids starting with `_` are sessiond's own (the admin API creates no such tenant).
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with('_')
+    }
 }
 
 impl SessionId {
@@ -198,6 +208,65 @@ pub struct User {
     pub external_id: Option<String>,
     pub status: UserStatus,
     pub created_at: UnixTime,
+    /// Set only on the accounts of the operators' tenant ([`OPERATORS_TENANT`]): what the
+    /// operator may do on the admin API and the console.
+    pub role: Option<Role>,
+}
+
+/// The tenant whose users are sessiond's own operators (console sign-in). Its id starts with
+/// `_`, which the admin API refuses for tenants it creates.
+pub const OPERATORS_TENANT: &str = "_operators";
+
+/// What a named operator may do. Ordered: each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Viewer,
+    /// Also revokes sessions and manages users, partner secrets and service clients.
+    Operator,
+    /// Also tenants and their policy, SSO trust, keys and operators.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Role::Viewer, Role::Operator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A page of a tenant's users ([`crate::IdentityStore::list_users`]), ordered by user id.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Only users whose username, external id or customer id contains this (ASCII case
+    /// insensitive).
+    pub search: Option<String>,
+    /// Only users with an id greater than this (the last id of the previous page).
+    pub after: Option<UserId>,
+    pub limit: usize,
+}
+
+impl UserQuery {
+    pub fn matches(&self, u: &User) -> bool {
+        self.after.is_none_or(|a| u.id > a)
+            && self.search.as_ref().is_none_or(|needle| {
+                let needle = needle.to_ascii_lowercase();
+                let has = |s: &str| s.to_ascii_lowercase().contains(&needle);
+                u.username.as_deref().is_some_and(has)
+                    || u.external_id.as_deref().is_some_and(has)
+                    || has(&u.customer_id.to_string())
+            })
+    }
 }
 
 impl fmt::Debug for User {
@@ -400,7 +469,18 @@ pub enum StateFilter {
 pub struct SessionQuery {
     pub user_id: Option<UserId>,
     pub state: Option<StateFilter>,
+    /// Only sessions after this one in the listing's order (newest first): the last session
+    /// of the previous page. If that session is gone, the listing goes on with the sessions
+    /// created before its `created_at`.
+    pub before: Option<SessionCursor>,
     pub limit: usize,
+}
+
+/// Where a page of sessions ended: its last session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub created_at: UnixTime,
+    pub id: SessionId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,6 +534,9 @@ pub enum AuditKind {
     SessionEventFailed,
     /// The user re-authenticated an existing session (step-up): its `auth_time` moved.
     SessionReauthenticated,
+    /// A change made on the admin API or console; `reason` names it (method and route),
+    /// `actor` who made it.
+    AdminAction,
 }
 
 impl AuditKind {
@@ -470,6 +553,7 @@ impl AuditKind {
             AuditKind::SessionEventDelivered => "session_event_delivered",
             AuditKind::SessionEventFailed => "session_event_failed",
             AuditKind::SessionReauthenticated => "session_reauthenticated",
+            AuditKind::AdminAction => "admin_action",
         }
     }
 
@@ -486,6 +570,7 @@ impl AuditKind {
             Self::SessionEventDelivered,
             Self::SessionEventFailed,
             Self::SessionReauthenticated,
+            Self::AdminAction,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -510,6 +595,10 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     pub reason: Option<String>,
     pub at: UnixTime,
+    /// Who did it, for actions on the admin API and console: `operator:<username>` or
+    /// `admin-token`. `None` for what users, partners and sessiond itself do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -519,7 +608,22 @@ pub struct AuditQuery {
     pub activity_id: Option<String>,
     pub kind: Option<AuditKind>,
     pub since: Option<UnixTime>,
+    /// Only events before this time (exclusive).
+    pub until: Option<UnixTime>,
+    /// Only events with an id below this (the last id of the previous page).
+    pub before: Option<i64>,
     pub limit: usize,
+}
+
+/// How many events of one kind (and reason) a tenant had in one time bucket
+/// ([`crate::IdentityStore::count_audit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCount {
+    /// The bucket's start: a multiple of the bucket width (Unix seconds).
+    pub bucket: UnixTime,
+    pub kind: AuditKind,
+    pub reason: Option<String>,
+    pub count: u64,
 }
 
 impl AuditQuery {
@@ -535,6 +639,8 @@ impl AuditQuery {
                 .is_none_or(|a| &e.activity_id == a)
             && self.kind.is_none_or(|k| e.kind == k)
             && self.since.is_none_or(|t| e.at >= t)
+            && self.until.is_none_or(|t| e.at < t)
+            && self.before.is_none_or(|b| e.id < b)
     }
 }
 

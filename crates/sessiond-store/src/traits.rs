@@ -163,6 +163,12 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// [`crate::StoreError::Conflict`] if the id is taken.
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
+    /// Up to `limit` tenants with an id greater than `after` (byte order), ascending.
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Tenant>>;
     /// Replaces the tenant's overrides; `None` if there is no such tenant.
     async fn set_tenant_policy(
         &self,
@@ -197,6 +203,16 @@ pub trait IdentityStore: Send + Sync + 'static {
         tenant: &TenantId,
         external_id: &str,
     ) -> StoreResult<Option<User>>;
+    /// A page of a tenant's users matching the query ([`UserQuery::matches`]), ascending by
+    /// id.
+    async fn list_users(&self, tenant: &TenantId, query: &UserQuery) -> StoreResult<Vec<User>>;
+    /// Sets (or with `None` clears) a user's operator role; false if there is no such user.
+    async fn set_user_role(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        role: Option<Role>,
+    ) -> StoreResult<bool>;
 
     /// Sets (replaces) a tenant's SSO settings.
     async fn set_sso(&self, tenant: &TenantId, settings: SsoSettings) -> StoreResult<()>;
@@ -207,6 +223,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn get_partner_secret(&self, secret_id: &str) -> StoreResult<Option<PartnerSecret>>;
     /// Returns false if the tenant has no such secret.
     async fn delete_partner_secret(&self, tenant: &TenantId, secret_id: &str) -> StoreResult<bool>;
+    /// A tenant's partner secrets (their hashes), by secret id.
+    async fn list_partner_secrets(&self, tenant: &TenantId) -> StoreResult<Vec<PartnerSecret>>;
 
     /// [`crate::StoreError::Conflict`] if the client id is taken.
     async fn create_client(&self, client: ServiceClient) -> StoreResult<()>;
@@ -239,6 +257,17 @@ pub trait IdentityStore: Send + Sync + 'static {
         tenant: &TenantId,
         query: &AuditQuery,
     ) -> StoreResult<Vec<AuditEvent>>;
+
+    /// A tenant's events with `since <= at < until`, counted per `bucket`-second interval
+    /// (starting at multiples of `bucket`), kind and reason; in no particular order, zero
+    /// counts left out.
+    async fn count_audit(
+        &self,
+        tenant: &TenantId,
+        since: UnixTime,
+        until: UnixTime,
+        bucket: u32,
+    ) -> StoreResult<Vec<AuditCount>>;
 }
 
 /// Counters every node shares, for rate limits and login backoff, so that N nodes do not

@@ -44,6 +44,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Named operators: they sign in to the console (/console) with a role.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// A tenant's audit trail, newest first.
     Audit {
         #[arg(long)]
@@ -86,6 +91,35 @@ pub enum TenantCommand {
     Show { id: String },
     /// Change policy overrides (JSON merge patch; null restores the profile default).
     SetPolicy { id: String, policy: String },
+}
+
+#[derive(Subcommand)]
+pub enum OperatorCommand {
+    /// Create an operator (the password may come from SESSIOND_OPERATOR_PASSWORD).
+    Create {
+        #[arg(long)]
+        username: String,
+        /// viewer (reads), operator (also revokes sessions, manages users, partner secrets
+        /// and service clients) or admin (everything).
+        #[arg(long)]
+        role: String,
+        #[arg(long, env = "SESSIOND_OPERATOR_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// List the operators.
+    List,
+    /// Change an operator's role.
+    SetRole {
+        /// The operator's user id (UUID).
+        user_id: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Disable an operator; revokes their console sessions.
+    Disable {
+        /// The operator's user id (UUID).
+        user_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -466,6 +500,28 @@ fn request(cmd: AdminCommand) -> Result<(Method, String, Option<Value>)> {
                 "backchannelLogoutUri": backchannel_logout_uri,
             })),
         ),
+        AdminCommand::Operator { command } => match command {
+            OperatorCommand::Create {
+                username,
+                role,
+                password,
+            } => (
+                M::POST,
+                "/admin/v1/operators".into(),
+                Some(json!({"username": username, "password": password, "role": role})),
+            ),
+            OperatorCommand::List => (M::GET, "/admin/v1/operators?limit=1000".into(), None),
+            OperatorCommand::SetRole { user_id, role } => (
+                M::PUT,
+                format!("/admin/v1/operators/{}/role", enc(&user_id)),
+                Some(json!({"role": role})),
+            ),
+            OperatorCommand::Disable { user_id } => (
+                M::POST,
+                format!("/admin/v1/operators/{}/disable", enc(&user_id)),
+                None,
+            ),
+        },
         AdminCommand::Keys { command } => match command {
             KeysCommand::List => (M::GET, "/admin/v1/keys".into(), None),
             KeysCommand::Rotate => (M::POST, "/admin/v1/keys/rotate".into(), None),

@@ -253,6 +253,7 @@ pub const NOT_CONFIGURATION: &[&str] = &[
     "CONFIG",
     "URL",
     "USER_PASSWORD",
+    "OPERATOR_PASSWORD",
     "SSO_SECRET",
     "SSO_VERIFY_SECRET",
     "TEST_POSTGRES",

@@ -531,6 +531,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         partner_per_minute: cfg.limits.partner_per_minute,
         partner_failures_per_minute: cfg.limits.partner_failures_per_minute,
     };
+    // The console's operators sign in on a tenant of their own.
+    engine
+        .ensure_operators_tenant()
+        .await
+        .context("creating the operators' tenant")?;
     let mut state = AppState::new(engine, &admin_token, cfg.trusted_proxies.clone(), limits);
     state.allowed_origins = cfg.allowed_origins.clone().into();
     state.metrics_token = cfg.metrics_token.as_ref().map(|t| t.0.as_str().into());

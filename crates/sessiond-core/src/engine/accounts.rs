@@ -156,6 +156,7 @@ impl Engine {
             external_id,
             status: UserStatus::Active,
             created_at: self.now(),
+            role: None,
         };
         match self.identity.create_user(user.clone()).await {
             Err(StoreError::Conflict) => Err(CoreError::Conflict(

@@ -47,6 +47,7 @@ impl Engine {
             user_agent: ctx.user_agent.clone(),
             reason: None,
             at: self.now(),
+            actor: ctx.actor.clone(),
         }
     }
 
@@ -73,6 +74,7 @@ impl Engine {
             user_agent: None,
             reason: Some(reason),
             at: self.now(),
+            actor: None,
         }
     }
 

@@ -182,6 +182,7 @@ impl Engine {
             user_id: Some(auth.session.user_id),
             state: Some(StateFilter::Active),
             limit: 1000,
+            before: None,
         };
         Ok(self
             .sessions

@@ -137,7 +137,14 @@ async fn audit_filters() {
     );
     assert_eq!(s.audit("t1", "limit=1").await.len(), 1);
     s.tenant("t2", "integration", json!({})).await;
-    assert!(s.audit("t2", "").await.is_empty(), "tenants are isolated");
+    let t2 = s.audit("t2", "").await;
+    assert_eq!(t2.len(), 1, "tenants are isolated: {t2:?}");
+    assert_eq!(
+        t2[0]["type"], "admin_action",
+        "only its own creation: {t2:?}"
+    );
+    assert_eq!(t2[0]["reason"], "POST /admin/v1/tenants");
+    assert_eq!(t2[0]["actor"], "admin-token");
 }
 
 #[tokio::test]

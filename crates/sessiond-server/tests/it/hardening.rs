@@ -206,7 +206,10 @@ async fn usernames_are_one_name_per_unicode_spelling() {
     TestServer::send(s.admin(Method::GET, "/admin/v1/tenants/t1/users?username=nobody"))
         .await
         .problem(404, "not_found");
-    TestServer::send(s.admin(Method::GET, "/admin/v1/tenants/t1/users"))
-        .await
-        .problem(400, "invalid_request");
+    TestServer::send(s.admin(
+        Method::GET,
+        "/admin/v1/tenants/t1/users?username=x&externalId=y",
+    ))
+    .await
+    .problem(400, "invalid_request");
 }

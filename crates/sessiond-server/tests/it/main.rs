@@ -2,6 +2,7 @@
 
 mod admin;
 mod attacks;
+mod console;
 mod csrf;
 mod errors;
 mod events;

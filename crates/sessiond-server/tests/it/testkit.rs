@@ -229,4 +229,15 @@ impl TestServer {
         assert_eq!(r.status, 200, "{}", r.body);
         r.body["events"].as_array().unwrap().clone()
     }
+
+    /// A tenant's sessions as the admin API lists them (one page).
+    pub async fn admin_sessions(&self, tenant: &str, query: &str) -> Vec<Value> {
+        let r = Self::send(self.admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{tenant}/sessions?{query}"),
+        ))
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["sessions"].as_array().unwrap().clone()
+    }
 }
