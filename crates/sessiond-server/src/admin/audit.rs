@@ -118,8 +118,11 @@ pub(crate) struct CountParams {
     bucket: Option<u32>,
 }
 
+/// The longest range one count covers: 31 days.
+const MAX_RANGE: i64 = 31 * 86_400;
+
 /// Counts of a tenant's logins, failures, rate-limit refusals, refreshes, reuse detections,
-/// revocations and alerts per time bucket (at most 500 buckets).
+/// revocations and alerts per time bucket (at most 500 buckets, at most 31 days).
 #[utoipa::path(
     get,
     path = "/admin/v1/tenants/{tenantId}/audit/counts",
@@ -151,6 +154,12 @@ pub(crate) async fn counts(
     if !(0..=LATEST).contains(&since) || !(0..=LATEST).contains(&until) {
         return Err(ApiError::invalid_request(
             "since and until must be Unix seconds between 0 and 100000000000",
+        ));
+    }
+    // Each count reads the tenant's events of the range: keep one call's work bounded.
+    if until - since > MAX_RANGE {
+        return Err(ApiError::invalid_request(
+            "at most 31 days from since to until",
         ));
     }
     let counts = st

@@ -87,23 +87,36 @@ impl<const MIN: u8> Admin<MIN> {
         ctx
     }
 
-    /// A tenant named in a path. The operators' tenant (and any reserved one) is visible to
-    /// admins only; to others it does not exist.
+    /// A tenant named in a path (as the handler decoded it), which a change is then recorded
+    /// against. The operators' tenant (and any reserved one) is visible to admins only; to
+    /// others it does not exist.
     pub fn tenant(&self, raw: &str) -> ApiResult<TenantId> {
         let t = TenantId::parse(raw).map_err(|_| ApiError::not_found("tenant"))?;
         if t.is_reserved() && self.actor.role < Role::Admin {
             return Err(ApiError::not_found("tenant"));
         }
+        self.acting_on(&t);
         Ok(t)
     }
 
-    /// Records the change of this request against `tenant` rather than the tenant of its
-    /// path (creating a tenant).
+    /// A user id named in a path, which a change is then recorded against.
+    pub fn user(&self, raw: &str) -> ApiResult<UserId> {
+        let u = uuid::Uuid::try_parse(raw).map_err(|_| ApiError::not_found("user"))?;
+        self.record(|r| r.user = Some(u));
+        Ok(u)
+    }
+
+    /// Records the change of this request against `tenant` (a tenant being created, or one
+    /// of the path); without one it goes to the operators' tenant's trail.
     pub fn acting_on(&self, tenant: &TenantId) {
+        self.record(|r| r.tenant = Some(tenant.clone()));
+    }
+
+    fn record(&self, f: impl FnOnce(&mut Recorded)) {
         if let Some(slot) = &self.slot
-            && let Ok(mut s) = slot.0.lock()
+            && let Ok(mut r) = slot.0.lock()
         {
-            s.tenant = Some(tenant.clone());
+            f(&mut r);
         }
     }
 }
@@ -190,6 +203,7 @@ struct Recorded {
     ctx: Option<RequestContext>,
     actor: Option<String>,
     tenant: Option<TenantId>,
+    user: Option<UserId>,
 }
 
 /// Filled by [`Admin`] for [`record_changes`].
@@ -198,20 +212,20 @@ struct ActorSlot(Arc<Mutex<Recorded>>);
 
 /// Records each successful change (any method but GET/HEAD/OPTIONS) as an `admin_action`
 /// event: `reason` is the method and route (`POST /admin/v1/tenants/{tenant}/users`),
-/// `actor` who made it; in the trail of the tenant of the path, else of the operators'
-/// tenant (keys, operators). The change has happened when this runs: a failure to record it
-/// is logged, not answered.
+/// `actor` who made it; in the trail of the tenant the handler acted on (as it decoded it
+/// from the path, see [`Admin::tenant`]), else of the operators' tenant (keys, operators),
+/// with the user it named. The change has happened when this runs: a failure to record it is
+/// logged, not answered.
 async fn record_changes(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     if req.method().is_safe() {
         return next.run(req).await;
     }
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| path.clone());
+        .unwrap_or_else(|| req.uri().path().to_owned());
     let slot = ActorSlot::default();
     req.extensions_mut().insert(slot.clone());
     let response = next.run(req).await;
@@ -225,34 +239,16 @@ async fn record_changes(State(st): State<AppState>, mut req: Request, next: Next
     let (Some(mut ctx), Some(actor)) = (recorded.ctx, recorded.actor) else {
         return response;
     };
-    let (tenant, user) = targets(&route, &path);
-    ctx.tenant_id = recorded
-        .tenant
-        .or(tenant)
-        .unwrap_or_else(TenantId::operators);
+    ctx.tenant_id = recorded.tenant.unwrap_or_else(TenantId::operators);
     ctx.actor = Some(actor);
     if let Err(e) = st
         .engine
-        .record_admin_action(&ctx, user, format!("{method} {route}"))
+        .record_admin_action(&ctx, recorded.user, format!("{method} {route}"))
         .await
     {
         tracing::error!(error = %e, route, "an admin action could not be recorded");
     }
     response
-}
-
-/// The tenant and user a request's path names (`{tenant}` and `{user}` segments of its
-/// route).
-fn targets(route: &str, path: &str) -> (Option<TenantId>, Option<UserId>) {
-    let (mut tenant, mut user) = (None, None);
-    for (r, p) in route.split('/').zip(path.split('/')) {
-        match r {
-            "{tenant}" => tenant = TenantId::parse(p).ok(),
-            "{user}" => user = uuid::Uuid::try_parse(p).ok(),
-            _ => {}
-        }
-    }
-    (tenant, user)
 }
 
 // ---- shared by the resources -------------------------------------------------------------------
@@ -265,8 +261,14 @@ pub(crate) fn admin_err(e: sessiond_core::CoreError) -> ApiError {
     }
 }
 
-pub(crate) fn user_id(raw: &str) -> ApiResult<UserId> {
-    uuid::Uuid::try_parse(raw).map_err(|_| ApiError::not_found("user"))
+/// A listing's `search`: at most 256 bytes, no control characters (empty: none).
+pub(crate) fn search(raw: Option<String>) -> ApiResult<Option<String>> {
+    match raw {
+        Some(s) if s.len() > 256 || s.chars().any(char::is_control) => Err(
+            ApiError::invalid_request("search is at most 256 bytes, without control characters"),
+        ),
+        s => Ok(s.filter(|s| !s.is_empty())),
+    }
 }
 
 /// A page's size: `limit` (default 100) up to [`sessiond_core::engine::operators::MAX_PAGE`].

@@ -1,6 +1,6 @@
 //! Named operators (admins only) and who is calling (`/admin/v1/me`).
 
-use super::{ADMIN, Admin, VIEWER, admin_err, decode_cursor, next_cursor, page_size, user_id};
+use super::{ADMIN, Admin, VIEWER, admin_err, decode_cursor, next_cursor, page_size};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Body, Params, Path};
@@ -83,7 +83,7 @@ pub(crate) async fn list_operators(
 ) -> ApiResult<Json<OperatorsPage>> {
     let limit = page_size(p.limit);
     let q = UserQuery {
-        search: p.search.filter(|s| !s.is_empty() && s.len() <= 256),
+        search: super::search(p.search)?,
         after: decode_cursor(p.cursor.as_deref())?,
         limit,
     };
@@ -145,13 +145,13 @@ pub(crate) async fn create_operator(
 )]
 pub(crate) async fn set_role(
     State(st): State<AppState>,
-    _: Admin<ADMIN>,
+    admin: Admin<ADMIN>,
     Path(u): Path<String>,
     Body(req): Body<RoleRequest>,
 ) -> ApiResult<Json<OperatorResponse>> {
     let user = st
         .engine
-        .set_operator_role(&user_id(&u)?, req.role)
+        .set_operator_role(&admin.user(&u)?, req.role)
         .await
         .map_err(admin_err)?;
     Ok(Json(user.into()))
@@ -177,7 +177,7 @@ pub(crate) async fn disable_operator(
     Path(u): Path<String>,
 ) -> ApiResult<StatusCode> {
     st.engine
-        .disable_user(&admin.ctx(&Engine::operators_tenant()), &user_id(&u)?)
+        .disable_user(&admin.ctx(&Engine::operators_tenant()), &admin.user(&u)?)
         .await
         .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT)

@@ -3,7 +3,7 @@
 
 use super::{Admin, OPERATOR, VIEWER, admin_err};
 use crate::AppState;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Path};
 use crate::wire::{
     ClientResponse, ClientView, ClientsResponse, CreateClientRequest, PartnerSecretResponse,
@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use sessiond_proto::{Problem, ids};
+use sessiond_proto::{ErrorCode, Problem, ids};
+use sessiond_store::Role;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -158,7 +159,7 @@ pub(crate) async fn list_clients(
 }
 
 /// Create a service client (introspection, internal access tokens, back-channel logout); the
-/// secret is shown once.
+/// secret is shown once. A `backchannelLogoutUri` needs the admin role.
 #[utoipa::path(
     post,
     path = "/admin/v1/tenants/{tenantId}/clients",
@@ -179,6 +180,15 @@ pub(crate) async fn create_client(
     Path(t): Path<String>,
     Body(req): Body<CreateClientRequest>,
 ) -> ApiResult<(StatusCode, Json<ClientResponse>)> {
+    // A back-channel logout URI makes sessiond send requests to an address of the caller's
+    // choosing, as the tenant's webhook and CAEP receiver (policy) do: admins only.
+    if req.backchannel_logout_uri.is_some() && admin.actor.role < Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "a backchannelLogoutUri needs the admin role",
+        ));
+    }
     let (client_id, client_secret) = st
         .engine
         .create_client(

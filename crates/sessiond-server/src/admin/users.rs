@@ -1,7 +1,7 @@
 //! A tenant's users: create, look up, list and search, password, disable, revoke all of a
 //! user's sessions.
 
-use super::{Admin, OPERATOR, VIEWER, admin_err, decode_cursor, next_cursor, page_size, user_id};
+use super::{Admin, OPERATOR, VIEWER, admin_err, decode_cursor, next_cursor, page_size};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Params, Path};
@@ -121,11 +121,9 @@ pub(crate) async fn find_users(
         (None, Some(e)) => st.engine.find_user_by_external_id(&t, &e).await,
         (None, None) => {
             let limit = page_size(p.limit);
-            if p.search.as_ref().is_some_and(|s| s.len() > 256) {
-                return Err(ApiError::invalid_request("search is at most 256 bytes"));
-            }
+            let search = super::search(p.search)?;
             let q = UserQuery {
-                search: p.search.filter(|s| !s.is_empty()),
+                search,
                 after: decode_cursor(p.cursor.as_deref())?,
                 limit,
             };
@@ -170,7 +168,7 @@ pub(crate) async fn set_password(
     Path((t, u)): Path<(String, String)>,
     Body(req): Body<PasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    let (t, u) = (admin.tenant(&t)?, user_id(&u)?);
+    let (t, u) = (admin.tenant(&t)?, admin.user(&u)?);
     st.engine
         .set_password(&admin.ctx(&t), &u, req.password, None)
         .await
@@ -198,7 +196,7 @@ pub(crate) async fn disable_user(
     admin: Admin<OPERATOR>,
     Path((t, u)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (t, u) = (admin.tenant(&t)?, user_id(&u)?);
+    let (t, u) = (admin.tenant(&t)?, admin.user(&u)?);
     st.engine
         .disable_user(&admin.ctx(&t), &u)
         .await
@@ -226,7 +224,7 @@ pub(crate) async fn revoke_user_sessions(
     admin: Admin<OPERATOR>,
     Path((t, u)): Path<(String, String)>,
 ) -> ApiResult<Json<RevokedResponse>> {
-    let (t, u) = (admin.tenant(&t)?, user_id(&u)?);
+    let (t, u) = (admin.tenant(&t)?, admin.user(&u)?);
     st.engine.tenant(&t).await.map_err(admin_err)?;
     if st
         .engine

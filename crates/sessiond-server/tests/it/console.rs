@@ -469,3 +469,65 @@ async fn the_console_is_served_under_a_strict_policy() {
         assert_eq!(r.headers["x-frame-options"], "DENY");
     }
 }
+
+#[tokio::test]
+async fn a_change_is_recorded_against_what_it_changed_however_the_path_is_spelled() {
+    let s = TestServer::start().await;
+    let alice = s.tenant_with_user("t1", "integration", json!({})).await;
+    operator(&s, "otto", "operator").await;
+    let (op, op_csrf) = sign_in(&s, "otto").await;
+    // `t%31` is `t1`, and the user id with its first character percent-encoded is the same
+    // user.
+    let spelled = format!("%{:02X}{}", alice.as_bytes()[0], &alice[1..]);
+    let path = format!("/admin/v1/tenants/t%31/users/{spelled}/disable");
+    let r = TestServer::send(console(&s, Method::POST, &path, &op, Some(&op_csrf))).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let changes = s
+        .audit("t1", &format!("userId={alice}&type=admin_action"))
+        .await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["actor"], "operator:otto");
+    assert_eq!(
+        changes[0]["reason"],
+        "POST /admin/v1/tenants/{tenant}/users/{user}/disable"
+    );
+    let elsewhere = s.audit(OPS, "type=admin_action").await;
+    assert!(
+        elsewhere.iter().all(|e| e["actor"] != "operator:otto"),
+        "{elsewhere:?}"
+    );
+
+    // Pointing sessiond's requests at an address of one's choosing is an admin's call.
+    TestServer::send(
+        console(
+            &s,
+            Method::POST,
+            "/admin/v1/tenants/t1/clients",
+            &op,
+            Some(&op_csrf),
+        )
+        .json(&json!({"backchannelLogoutUri": "http://127.0.0.1:9/logout"})),
+    )
+    .await
+    .problem(403, "forbidden");
+    let r = TestServer::send(
+        console(
+            &s,
+            Method::POST,
+            "/admin/v1/tenants/t1/clients",
+            &op,
+            Some(&op_csrf),
+        )
+        .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // Bounded reads: a search with a control character, a count over more than 31 days.
+    for path in [
+        "/admin/v1/tenants/t1/users?search=a%00b".to_owned(),
+        format!("/admin/v1/tenants/t1/audit/counts?since=0&until={START}&bucket=4294967295"),
+    ] {
+        get(&s, &path, &op).await.problem(400, "invalid_request");
+    }
+}
