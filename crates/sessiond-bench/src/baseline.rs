@@ -102,6 +102,116 @@ pub fn sqlite_insert(dir: &Path, duration: Duration, max_ops: u64) -> Result<Rat
     })
 }
 
+/// The same bare INSERT at `concurrency`, with the batching sessiond's SQLite writer does
+/// (group commit): `concurrency` closed-loop clients hand their row to one writer thread,
+/// which takes whatever is queued (up to 1024 rows), inserts it in one transaction, commits
+/// (one fsync) and then answers each client. What refresh and logout at the same concurrency
+/// are compared with.
+pub fn sqlite_group_insert(
+    dir: &Path,
+    concurrency: usize,
+    duration: Duration,
+    max_ops: u64,
+) -> Result<Rate> {
+    use std::sync::mpsc;
+    type Job = (u64, mpsc::SyncSender<()>);
+    let tmp = tempfile::Builder::new()
+        .prefix("sqlite-group-baseline-")
+        .tempdir_in(dir)?;
+    let mut c = rusqlite::Connection::open(tmp.path().join("baseline.db"))?;
+    let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "WAL unavailable: {mode}");
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.execute_batch(
+        "CREATE TABLE t (hash BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, \
+         session_id TEXT NOT NULL, expires_at INTEGER NOT NULL) STRICT",
+    )?;
+    let (tx, rx) = mpsc::channel::<Job>();
+    let writer = std::thread::spawn(move || -> Result<()> {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let t = c.transaction()?;
+            {
+                let mut stmt = t.prepare_cached(
+                    "INSERT INTO t (hash, tenant_id, session_id, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (n, _) in &batch {
+                    let mut hash = [0u8; 32];
+                    hash[..8].copy_from_slice(&n.to_le_bytes());
+                    stmt.execute(rusqlite::params![
+                        &hash[..],
+                        "bench",
+                        "AAAAAAAAAAAAAAAAAAAAAA",
+                        1_800_000_000i64
+                    ])?;
+                }
+            }
+            t.commit()?;
+            for (_, done) in batch {
+                let _ = done.send(());
+            }
+        }
+        Ok(())
+    });
+    let start = Instant::now();
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<Result<(u64, Histogram<u64>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..concurrency.max(1))
+            .map(|_| {
+                let tx = tx.clone();
+                let next = &next;
+                s.spawn(move || {
+                    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                    let mut n = 0;
+                    while start.elapsed() < duration {
+                        let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if id >= max_ops {
+                            break;
+                        }
+                        let (done_tx, done_rx) = mpsc::sync_channel(1);
+                        let t0 = Instant::now();
+                        tx.send((id, done_tx))
+                            .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
+                        done_rx.recv()?;
+                        hist.saturating_record(
+                            u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        );
+                        n += 1;
+                    }
+                    anyhow::Ok((n, hist))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
+            })
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    drop(tx);
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut ops = 0;
+    for r in results {
+        let (n, h) = r?;
+        ops += n;
+        hist.add(&h)?;
+    }
+    Ok(Rate { ops, elapsed, hist })
+}
+
 /// xorshift64*, for picking rows.
 pub struct Xorshift(u64);
 

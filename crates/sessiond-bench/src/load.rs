@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 pub enum Op {
     Whoami,
     Introspect,
+    /// whoami with a token never presented before (one seeded session each): the signature
+    /// is checked and the session read from the store, no cache helps.
+    WhoamiCold,
+    /// Introspection of a token never presented before.
+    IntrospectCold,
     Login,
     Refresh,
     Logout,
@@ -142,6 +147,10 @@ impl Vu {
 
     async fn whoami(&mut self, w: &Workload, path: &str) -> Result<()> {
         let token = self.live_token(w);
+        self.whoami_with(w, path, token).await
+    }
+
+    async fn whoami_with(&mut self, w: &Workload, path: &str, token: &str) -> Result<()> {
         let req = self
             .api(w, Method::GET, path)
             .header("authorization", format!("Bearer {token}"))
@@ -151,6 +160,10 @@ impl Vu {
 
     async fn introspect(&mut self, w: &Workload, path: &str) -> Result<()> {
         let token = self.live_token(w);
+        self.introspect_with(w, path, token).await
+    }
+
+    async fn introspect_with(&mut self, w: &Workload, path: &str, token: &str) -> Result<()> {
         let req = Request::builder()
             .method(Method::POST)
             .uri(path)
@@ -218,6 +231,20 @@ impl Vu {
                 .await
                 .map(|()| true),
             Op::CeilingPost => self.introspect(w, "/ceiling").await.map(|()| true),
+            Op::WhoamiCold => match w.take_spare() {
+                Some(s) => self
+                    .whoami_with(w, "/api/v2/session", &s.session_token)
+                    .await
+                    .map(|()| true),
+                None => Ok(false),
+            },
+            Op::IntrospectCold => match w.take_spare() {
+                Some(s) => self
+                    .introspect_with(w, "/oauth2/introspect", &s.session_token)
+                    .await
+                    .map(|()| true),
+                None => Ok(false),
+            },
             Op::Login => self.login(w).await.map(|()| true),
             Op::Refresh => self.refresh(w).await,
             Op::Logout => self.logout(w).await,

@@ -77,6 +77,13 @@ struct Args {
     /// and after the Argon2 pool's idle release (default 120, or 0 with --quick; 0 skips it).
     #[arg(long)]
     login_memory_burst: Option<usize>,
+    /// Fresh sessions for each cold whoami / introspection run (default 20000, 2000 with
+    /// --quick); a cold run ends early when they are gone.
+    #[arg(long)]
+    cold_pool: Option<usize>,
+    /// Skip the leak check (two more identical mix runs).
+    #[arg(long)]
+    no_leak_check: bool,
     /// Also write the Markdown report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -114,6 +121,10 @@ fn main() -> Result<()> {
         o.data_dir = d;
     }
     o.skip_scale = a.no_scale;
+    if let Some(n) = a.cold_pool {
+        o.cold_pool = n;
+    }
+    o.leak_check = !a.no_leak_check;
     o.only = a.only;
     if let Some(b) = a.backends {
         o.backends = b

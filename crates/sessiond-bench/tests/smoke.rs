@@ -12,8 +12,10 @@ fn every_scenario_runs_and_the_report_renders() {
     for scenario in [
         "ceiling-get",
         "whoami",
+        "whoami-cold",
         "ceiling-post",
         "introspect",
+        "introspect-cold",
         "login",
         "refresh",
         "logout",
@@ -39,12 +41,21 @@ fn every_scenario_runs_and_the_report_renders() {
     assert_eq!(scale.rows.len(), 3);
     assert!(scale.rows.iter().all(|r| r.rps > 0.0 && r.errors == 0));
     assert!(scale.bytes_per_session > 0.0);
-    assert_eq!(report.targets.len(), 7);
+    // whoami, introspection, login and refresh at the lowest and the highest concurrency,
+    // Keycloak's refresh and login, the leak check, starvation, scale.
+    assert_eq!(report.targets.len(), 11);
+    let leak = report.leak.as_ref().unwrap();
+    assert!(leak.requests.iter().all(|&n| n > 0) && leak.rss_after.iter().all(|&r| r > 0));
+    assert!(report.rss_start > 0 && report.rss_end > 0);
 
     let md = report.markdown();
     for needle in [
         "| whoami |",
         "| introspect |",
+        "| whoami-cold |",
+        "| introspect-cold |",
+        "argon2 c=1",
+        "sqlite group insert c=4",
         "| login |",
         "| refresh |",
         "| logout |",
