@@ -32,10 +32,11 @@ pub(crate) const D_429: &str = "`rate_limited`: too many requests from this clie
 pub(crate) const D_400_ADMIN: &str = "`invalid_request` (malformed body or query), or \
     `invalid_header` (a malformed tracing header or non-ASCII `Authorization`).";
 pub(crate) const D_401_ADMIN: &str = "`missing_header` (no `Authorization` and no console \
-    session cookie), `invalid_header` (not `Bearer <token>`), or for a console session \
+    session cookie), `invalid_header` (not `Bearer <token>`), or for an operator's session \
     `token_invalid`, `token_expired`, `session_revoked`, `session_expired`, or \
     `tenant_mismatch` (a session of another tenant).";
-pub(crate) const D_403_ADMIN: &str = "`forbidden`: not the admin token; an operator whose \
+pub(crate) const D_403_ADMIN: &str = "`forbidden`: neither the admin token nor an operator's \
+    session token; an operator whose \
     role does not allow this or whose account is disabled; a console change without the \
     session's `X-CSRF-Token` or from a foreign `Origin`.";
 pub(crate) const D_404_TENANT: &str = "`not_found`: no such tenant.";

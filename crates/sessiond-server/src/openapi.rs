@@ -106,9 +106,9 @@ use utoipa::{Modify, OpenApi};
         (name = "well-known", description = "Public keys and issuer metadata."),
         (name = "health", description = "Liveness, readiness and this document."),
         (name = "admin", description = "The operator API: `Authorization: Bearer <admin token>` \
-            (role admin), or a named operator's console session (the session cookie of a login \
-            on the tenant `_operators`; changes also need `X-CSRF-Token`) with the operator's \
-            role: `viewer` reads, `operator` also revokes sessions and manages users, partner \
+            (role admin), or a named operator's session — a login on the tenant `_operators`: \
+            its session token as `Authorization: Bearer` (scripts), or the console's session \
+            cookie (changes also need `X-CSRF-Token`) — with the operator's role: `viewer` reads, `operator` also revokes sessions and manages users, partner \
             secrets and service clients, `admin` also tenants, policy, SSO, keys and operators. \
             Every change is recorded as an `admin_action` audit event with its `actor`."),
     ),

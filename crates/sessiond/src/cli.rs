@@ -305,10 +305,12 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach sessiond at {}", self.base))?;
+        let res = req.send().await.with_context(|| {
+            format!(
+                "cannot reach sessiond at {} (another address: --url or SESSIOND_URL)",
+                self.base
+            )
+        })?;
         let status = res.status();
         let text = res.text().await?;
         let value = if text.is_empty() {

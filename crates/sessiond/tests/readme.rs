@@ -77,3 +77,55 @@ fn readme_blocks_work_verbatim() {
         );
     }
 }
+
+/// The operator console's first step, verbatim but for the binary: it creates an operator
+/// who can then sign in on `_operators` and is an admin.
+#[test]
+fn the_first_operator_is_created_as_the_readme_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::spawn(|cmd| {
+        cmd.current_dir(dir.path())
+            .env_remove("SESSIOND_DATA_DIR")
+            .env_remove("SESSIOND_ADMIN_TOKEN");
+    });
+    let script = block("## Operator console");
+    assert!(script.contains("cargo run --release -- operator create"));
+    let script = script.replace("cargo run --release --", env!("CARGO_BIN_EXE_sessiond"));
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("SESSIOND_URL", &server.base)
+        .env_remove("SESSIOND_DATA_DIR")
+        .env_remove("SESSIOND_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"role\": \"admin\"") || stdout.contains("\"role\":\"admin\""),
+        "{stdout}"
+    );
+    let login = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            &format!("{}/api/v2/auth/login", server.base),
+            "-H",
+            "X-Tenant-ID: _operators",
+            "-H",
+            &format!("X-Activity-ID: {}", uuid::Uuid::new_v4()),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"username": "ada", "password": "a long passphrase"}"#,
+        ])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&login.stdout);
+    assert!(body.contains("userSessionToken"), "{body}");
+}

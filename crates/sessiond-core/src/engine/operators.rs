@@ -53,9 +53,17 @@ impl Engine {
     ) -> CoreResult<User> {
         self.ensure_operators_tenant().await?;
         let tenant = Self::operators_tenant();
-        let user = self
+        let user = match self
             .create_user(&tenant, username, password, None, None)
-            .await?;
+            .await
+        {
+            Err(CoreError::Conflict(_)) => {
+                return Err(CoreError::Conflict(
+                    "an operator with this username exists".into(),
+                ));
+            }
+            r => r?,
+        };
         self.set_operator_role(&user.id, role).await
     }
 

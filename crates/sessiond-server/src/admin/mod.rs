@@ -106,6 +106,16 @@ impl<const MIN: u8> Admin<MIN> {
         Ok(u)
     }
 
+    /// Records the change of this request against `user` (one it created).
+    pub fn acting_on_user(&self, user: UserId) {
+        self.record(|r| r.user = Some(user));
+    }
+
+    /// Adds what the route does not say to the recorded change (`role=viewer`).
+    pub fn detail(&self, detail: String) {
+        self.record(|r| r.detail = Some(detail));
+    }
+
     /// Records the change of this request against `tenant` (a tenant being created, or one
     /// of the path); without one it goes to the operators' tenant's trail.
     pub fn acting_on(&self, tenant: &TenantId) {
@@ -125,28 +135,37 @@ fn forbidden(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
 }
 
+/// Who is calling: `Authorization: Bearer` with the admin token or an operator's session
+/// token (a token-mode login on `_operators`, for scripts), or without `Authorization` the
+/// session cookie of a console sign-in (a change then also needs its `X-CSRF-Token`).
 async fn actor(parts: &mut Parts, state: &AppState) -> Result<Actor, ApiError> {
     let has_cookie = crate::cookies::get(&parts.headers, crate::cookies::SESSION_COOKIE).is_some();
-    if parts
+    let token = if parts
         .headers
         .contains_key(axum::http::header::AUTHORIZATION)
         || !has_cookie
     {
         let token = bearer_token(&parts.headers, false)?;
-        if !secret::constant_time_eq(
+        if secret::constant_time_eq(
             &secret::hash_token(token).0,
             &secret::hash_token(&state.admin_token).0,
         ) {
-            return Err(forbidden("invalid admin token"));
+            return Ok(Actor {
+                role: Role::Admin,
+                name: "admin-token".into(),
+                operator: None,
+            });
         }
-        return Ok(Actor {
-            role: Role::Admin,
-            name: "admin-token".into(),
-            operator: None,
-        });
-    }
-    // A console session: sessiond's own cookie mode on the operators' tenant.
-    let (token, _) = session_token(parts, state, false).await?;
+        // Only a JWT can be an operator's session token; anything else is a wrong admin token.
+        if token.split('.').count() != 3 {
+            return Err(forbidden(
+                "neither the admin token nor an operator's session token",
+            ));
+        }
+        token.to_owned()
+    } else {
+        session_token(parts, state, false).await?.0.into_owned()
+    };
     let tenant = TenantId::operators();
     let ctx = crate::extract::request_context(parts, state, tenant.clone());
     let auth = state.engine.authenticate(&ctx, &token).await?;
@@ -204,6 +223,8 @@ struct Recorded {
     actor: Option<String>,
     tenant: Option<TenantId>,
     user: Option<UserId>,
+    /// What the route alone does not say (a new role).
+    detail: Option<String>,
 }
 
 /// Filled by [`Admin`] for [`record_changes`].
@@ -243,7 +264,14 @@ async fn record_changes(State(st): State<AppState>, mut req: Request, next: Next
     ctx.actor = Some(actor);
     if let Err(e) = st
         .engine
-        .record_admin_action(&ctx, recorded.user, format!("{method} {route}"))
+        .record_admin_action(
+            &ctx,
+            recorded.user,
+            match recorded.detail {
+                Some(d) => format!("{method} {route} {d}"),
+                None => format!("{method} {route}"),
+            },
+        )
         .await
     {
         tracing::error!(error = %e, route, "an admin action could not be recorded");

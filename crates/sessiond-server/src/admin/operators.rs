@@ -117,14 +117,17 @@ pub(crate) async fn list_operators(
 )]
 pub(crate) async fn create_operator(
     State(st): State<AppState>,
-    _: Admin<ADMIN>,
+    admin: Admin<ADMIN>,
     Body(req): Body<CreateOperatorRequest>,
 ) -> ApiResult<(StatusCode, Json<OperatorResponse>)> {
+    let role = req.role;
     let user = st
         .engine
-        .create_operator(req.username, req.password, req.role)
+        .create_operator(req.username, req.password, role)
         .await
         .map_err(admin_err)?;
+    admin.acting_on_user(user.id);
+    admin.detail(format!("role={}", role.as_str()));
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -154,6 +157,7 @@ pub(crate) async fn set_role(
         .set_operator_role(&admin.user(&u)?, req.role)
         .await
         .map_err(admin_err)?;
+    admin.detail(format!("role={}", req.role.as_str()));
     Ok(Json(user.into()))
 }
 

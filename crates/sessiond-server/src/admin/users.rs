@@ -12,7 +12,7 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sessiond_proto::{Problem, RevokedResponse, ids};
-use sessiond_store::{RevokeReason, UserQuery};
+use sessiond_store::{RevokeReason, TenantId, UserQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -55,10 +55,16 @@ pub(crate) async fn create_user(
     Path(t): Path<String>,
     Body(req): Body<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<UserResponse>)> {
+    let t = admin.tenant(&t)?;
+    if t == TenantId::operators() {
+        return Err(ApiError::invalid_request(
+            "operators are created with POST /admin/v1/operators (they need a role)",
+        ));
+    }
     let user = st
         .engine
         .create_user(
-            &admin.tenant(&t)?,
+            &t,
             req.username,
             req.password,
             req.customer_id,
@@ -66,6 +72,7 @@ pub(crate) async fn create_user(
         )
         .await
         .map_err(admin_err)?;
+    admin.acting_on_user(user.id);
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 

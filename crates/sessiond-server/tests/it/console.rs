@@ -185,7 +185,8 @@ async fn each_role_may_do_what_it_allows_and_no_more() {
     assert!(
         ops_trail
             .iter()
-            .any(|e| e["reason"] == "POST /admin/v1/operators" && e["actor"] == "admin-token"),
+            .any(|e| e["reason"] == "POST /admin/v1/operators role=admin"
+                && e["actor"] == "admin-token"),
         "creating operators with the admin token is recorded too: {ops_trail:?}"
     );
 }
@@ -245,13 +246,26 @@ async fn only_an_operators_live_session_of_the_operators_tenant_counts() {
     get(&s, "/admin/v1/me", &user_jar)
         .await
         .problem(401, "tenant_mismatch");
-    // A user of the operators' tenant without a role (created as a plain user by an admin).
-    let r = TestServer::send(
+    // Operators are made with a role: not as plain users of the operators' tenant.
+    TestServer::send(
         s.admin(Method::POST, "/admin/v1/tenants/_operators/users")
             .json(&json!({"username": "norole", "password": PASSWORD})),
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    .await
+    .problem(400, "invalid_request");
+    // An account of the operators' tenant whose role is gone (in the store) is refused.
+    let norole_id = operator(&s, "norole", "viewer").await;
+    use sessiond_store::IdentityStore as _;
+    assert!(
+        s.store
+            .set_user_role(
+                &sessiond_store::TenantId::operators(),
+                &uuid::Uuid::parse_str(&norole_id).unwrap(),
+                None
+            )
+            .await
+            .unwrap()
+    );
     let (norole, _) = sign_in(&s, "norole").await;
     get(&s, "/admin/v1/tenants", &norole)
         .await
@@ -485,7 +499,12 @@ async fn a_change_is_recorded_against_what_it_changed_however_the_path_is_spelle
     let changes = s
         .audit("t1", &format!("userId={alice}&type=admin_action"))
         .await;
-    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        changes.len(),
+        2,
+        "its creation and its disabling: {changes:?}"
+    );
+    assert_eq!(changes[1]["actor"], "admin-token");
     assert_eq!(changes[0]["actor"], "operator:otto");
     assert_eq!(
         changes[0]["reason"],
@@ -530,4 +549,71 @@ async fn a_change_is_recorded_against_what_it_changed_however_the_path_is_spelle
     ] {
         get(&s, &path, &op).await.problem(400, "invalid_request");
     }
+}
+
+#[tokio::test]
+async fn an_operator_scripts_the_admin_api_with_their_own_session_token() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let sid = s.login_ok("t1", "alice").await.str("sessionId");
+    let otto = operator(&s, "otto", "operator").await;
+    let vera = operator(&s, "vera", "viewer").await;
+    let token = |name: &'static str| {
+        let rb = s
+            .api(Method::POST, "/api/v2/auth/login", OPS)
+            .json(&json!({"username": name, "password": PASSWORD}));
+        async move {
+            let r = TestServer::send(rb).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.str("userSessionToken")
+        }
+    };
+    let (op, viewer) = (token("otto").await, token("vera").await);
+    let call = |m: Method, path: &str, t: &str| s.req(m, path).bearer_auth(t);
+    let me = TestServer::send(call(Method::GET, "/admin/v1/me", &op)).await;
+    assert_eq!(me.body["actor"], "operator:otto", "{}", me.body);
+    // A bearer token needs no CSRF token: no browser sends it by itself.
+    let revoke = format!("/admin/v1/tenants/t1/sessions/{sid}");
+    TestServer::send(call(Method::DELETE, &revoke, &viewer))
+        .await
+        .problem(403, "forbidden");
+    let r = TestServer::send(call(Method::DELETE, &revoke, &op)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let trail = s.audit("t1", "type=admin_action").await;
+    assert_eq!(trail[0]["actor"], "operator:otto", "{trail:?}");
+    // An end user's token is not an operator's; a wrong admin token is refused as before.
+    let user_token = s.login_ok("t1", "alice").await.str("userSessionToken");
+    TestServer::send(call(Method::GET, "/admin/v1/me", &user_token))
+        .await
+        .problem(401, "tenant_mismatch");
+    TestServer::send(call(Method::GET, "/admin/v1/me", "not-the-admin-token"))
+        .await
+        .problem(403, "forbidden");
+    // Creating an operator and changing a role say whom and what.
+    let created = s.audit(OPS, "type=admin_action").await;
+    let made = created
+        .iter()
+        .find(|e| e["userId"] == vera.as_str())
+        .unwrap_or_else(|| panic!("{created:?}"));
+    assert_eq!(made["reason"], "POST /admin/v1/operators role=viewer");
+    let r = TestServer::send(
+        s.admin(Method::PUT, &format!("/admin/v1/operators/{otto}/role"))
+            .json(&json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let changed = s
+        .audit(OPS, &format!("userId={otto}&type=admin_action"))
+        .await;
+    assert_eq!(
+        changed[0]["reason"],
+        "PUT /admin/v1/operators/{user}/role role=admin"
+    );
+    // The operator's bearer token is refused once the operator is disabled.
+    let r = TestServer::send(s.admin(Method::POST, &format!("/admin/v1/operators/{otto}/disable")))
+        .await;
+    assert_eq!(r.status, 204);
+    TestServer::send(call(Method::GET, "/admin/v1/me", &op))
+        .await
+        .problem(401, "session_revoked");
 }
