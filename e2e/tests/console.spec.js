@@ -37,13 +37,36 @@ test.afterEach(async ({}, testInfo) => {
 });
 
 /** An end-user login through the API (not the console): the session and its token. */
-async function apiLogin(request, username, { password = USER_PASSWORD, activityId = randomUUID(), expectStatus = 200 } = {}) {
+async function apiLogin(request, username, { password = USER_PASSWORD, activityId = randomUUID(), expectStatus = 200, userAgent = `e2e-device/${username}` } = {}) {
   const res = await request.post('/api/v2/auth/login', {
-    headers: { 'X-Tenant-ID': TENANT, 'X-Activity-ID': activityId, 'User-Agent': `e2e-device/${username}` },
+    headers: { 'X-Tenant-ID': TENANT, 'X-Activity-ID': activityId, 'User-Agent': userAgent },
     data: { username, password },
   });
   expect(res.status(), await res.text()).toBe(expectStatus);
   return expectStatus === 200 ? { ...(await res.json()), activityId } : null;
+}
+
+/** The admin API as the signed-in operator of `page` (its cookies and CSRF token). */
+function adminCall(page, method, apiPath, body) {
+  return page.evaluate(async ({ m, p, b }) => {
+    const csrf = (document.cookie.split('; ').find((c) => c.startsWith('__Host-sessiond-csrf=')) || '=').split('=')[1];
+    const res = await fetch(`/admin/v1${p}`, {
+      method: m,
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf, 'X-Activity-ID': crypto.randomUUID() },
+      body: b === undefined ? undefined : JSON.stringify(b),
+    });
+    return { status: res.status, body: await res.json().catch(() => null) };
+  }, { m: method, p: apiPath, b: body });
+}
+
+/** Whether the text of each element fits on one line (no wrapped line boxes). */
+function oneLine(locator) {
+  return locator.evaluateAll((els) => els.map((el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const tops = [...range.getClientRects()].filter((r) => r.width > 0 && r.height > 0).map((r) => r.top);
+    return tops.length === 0 || Math.max(...tops) - Math.min(...tops) < 8;
+  }));
 }
 
 function whoami(request, token) {
@@ -87,9 +110,13 @@ async function openUser(page, username) {
   return link;
 }
 
+const BROWSER_UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0';
+
 test('an operator signs in, finds a user and revokes the session made through the API', async ({ page, request }) => {
   const login = await apiLogin(request, 'alice');
   expect((await whoami(request, login.userSessionToken)).status()).toBe(200);
+  // a second session from a real browser's long user agent: the column that wraps is Device
+  const browserLogin = await apiLogin(request, 'alice', { userAgent: BROWSER_UA });
 
   await signIn(page, OPERATOR, { screenshot: 'signin.png' });
   await expect(page.locator('#role')).toHaveText('operator');
@@ -101,11 +128,31 @@ test('an operator signs in, finds a user and revokes the session made through th
 
   const link = await openUser(page, 'alice');
   await expect(page.getByRole('link', { name: 'bob', exact: true })).toHaveCount(0);
+  // the search box's hint is whole and the count is announced
+  const box = page.getByLabel('Search users');
+  await expect(box).toHaveAttribute('placeholder', 'username or id');
+  expect(await box.evaluate((el) => {
+    const probe = document.createElement('span');
+    probe.textContent = el.placeholder;
+    probe.style.font = getComputedStyle(el).font;
+    document.body.append(probe);
+    const fits = probe.getBoundingClientRect().width <= el.clientWidth;
+    probe.remove();
+    return fits;
+  })).toBe(true);
+  await expect(page.locator('#status')).toContainText('1 user found');
   await shot(page, 'users.png');
   await link.click();
 
   const row = page.locator(`tr[data-session="${login.sessionId}"]`);
   await expect(row).toHaveAttribute('data-state', 'active');
+  await expect(page.locator(`tr[data-session="${browserLogin.sessionId}"]`)).toHaveAttribute('data-state', 'active');
+  // at 1280 px: address, times, state and the button on one line each
+  const rows = page.locator('tr[data-session]');
+  for (const label of ['Address', 'Created', 'Last seen', 'Expires', 'State']) {
+    expect(await oneLine(rows.locator(`td[data-label="${label}"]`)), label).not.toContain(false);
+  }
+  expect(await oneLine(rows.getByRole('button', { name: /^Revoke session/ })), 'Revoke').not.toContain(false);
   await shot(page, 'sessions.png');
   await row.getByRole('button', { name: `Revoke session ${login.sessionId}` }).click();
   await expect(page.locator('#confirm')).toBeVisible();
@@ -113,6 +160,8 @@ test('an operator signs in, finds a user and revokes the session made through th
   await expect(page.locator('#status')).toContainText('Session revoked');
   await expect(row).toHaveAttribute('data-state', 'revoked');
   await expect(row).toContainText('admin');
+  // an ended session has no expiry any more
+  await expect(row.locator('td[data-label="Expires"]')).toHaveText('—');
 
   const after = await whoami(request, login.userSessionToken);
   expect(after.status()).toBe(401);
@@ -142,12 +191,36 @@ test('the timeline follows one activity and one session', async ({ page, request
     login.sessionId,
   );
   expect(others).toBe(0);
+
+  // the session refreshed and signed out: listed oldest first, login to logout, and said so
+  const headers = (token) => ({ 'X-Tenant-ID': TENANT, 'X-Activity-ID': randomUUID(), ...(token ? { Authorization: `Bearer ${token}` } : {}) });
+  const refreshed = await request.post('/api/v2/auth/refresh', { headers: headers(), data: { refreshToken: login.refreshToken } });
+  expect(refreshed.status(), await refreshed.text()).toBe(200);
+  const out = await request.post('/api/v2/auth/logout', { headers: headers((await refreshed.json()).userSessionToken) });
+  expect(out.status(), await out.text()).toBe(204);
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await expect(page.locator('#timeline-title')).toHaveText(/oldest first/);
+  await expect(page.locator('#timeline-order')).toContainText('Oldest first');
+  await expect(page.locator('#timeline li[data-type="session_revoked"]')).toHaveCount(1);
+  const types = await page.locator('#timeline li[data-type]').evaluateAll((items) => items.map((li) => li.dataset.type));
+  const first = (type) => types.indexOf(type);
+  expect(Math.min(first('login_succeeded'), first('session_created')), types.join(' ')).toBe(0);
+  expect(first('session_refreshed')).toBeGreaterThan(first('login_succeeded'));
+  expect(first('session_refreshed')).toBeGreaterThan(first('session_created'));
+  expect(first('session_revoked')).toBeGreaterThan(first('session_refreshed'));
+  expect(first('session_revoked')).toBe(types.length - 1);
+  await page.locator('#timeline-title').evaluate((el) => el.scrollIntoView());
+  await shot(page, 'timeline-session.png');
 });
 
 test('a burst of failed logins shows on the chart', async ({ page, request }) => {
   await signIn(page, ADMIN);
-  await page.goto(`/console#/t/${TENANT}/activity?range=1h`);
+  // the default range is the last hour in 1-minute buckets
+  await page.getByRole('link', { name: 'Activity' }).click();
+  await expect(page.getByLabel('Time range')).toHaveValue('1h');
   const chart = page.locator('#activity-chart');
+  await expect(chart).toHaveAttribute('data-bucket', '60');
+  await page.goto(`/console#/t/${TENANT}/activity?range=1h`);
   await expect(chart).toBeVisible();
   const before = Number(await chart.getAttribute('data-total-failures'));
   const latestBefore = Number(await chart.getAttribute('data-latest-failures'));
@@ -166,6 +239,22 @@ test('a burst of failed logins shows on the chart', async ({ page, request }) =>
   expect(latestNow).toBeGreaterThanOrEqual(Math.min(burst, latestBefore + 1));
   await expect(latest.locator('title')).toHaveText(new RegExp(`failures: ${latestNow}$`));
   await expect(page.locator('.legend')).toContainText(`Failures (${before + burst})`);
+  // counts: whole-number ticks; the time axis labelled at round times (every 10 minutes)
+  const yTicks = await chart.locator('text.y-tick').allTextContents();
+  expect(yTicks.length).toBeGreaterThanOrEqual(2);
+  for (const t of yTicks) expect(t).toMatch(/^\d+$/);
+  const xAt = await chart.locator('text.x-tick').evaluateAll((els) => els.map((el) => new Date(Number(el.dataset.at) * 1000).getMinutes()));
+  expect(xAt.length).toBeGreaterThanOrEqual(4);
+  for (const minutes of xAt) expect(minutes % 10).toBe(0);
+  // the 24-hour and 7-day ranges: 15-minute and 2-hour buckets
+  for (const [range, bucket] of [['24h', '900'], ['7d', '7200']]) {
+    await page.getByLabel('Time range').selectOption(range);
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await expect(page.locator('#activity-chart')).toHaveAttribute('data-bucket', bucket);
+    for (const t of await page.locator('#activity-chart text.y-tick').allTextContents()) expect(t).toMatch(/^\d+$/);
+  }
+  await page.goto(`/console#/t/${TENANT}/activity?range=1h`);
+  await expect(page.locator('#activity-chart')).toHaveAttribute('data-bucket', '60');
   await shot(page, 'activity.png');
 
   await page.setViewportSize({ width: 375, height: 800 });
@@ -173,6 +262,10 @@ test('a burst of failed logins shows on the chart', async ({ page, request }) =>
   await expect(page.locator('#activity-chart')).toBeVisible();
   // nothing sticks out of the page: wide tables and the chart scroll inside their own boxes
   expect(await overflowing(page)).toEqual([]);
+  // on a phone the alerts come before the timeline
+  const alertsTop = (await page.locator('#alerts-title').boundingBox()).y;
+  const timelineTop = (await page.locator('#timeline-title').boundingBox()).y;
+  expect(alertsTop).toBeLessThan(timelineTop);
   await page.locator('#chart-title').evaluate((el) => el.scrollIntoView());
   await shot(page, 'activity-narrow.png');
 });
@@ -185,6 +278,16 @@ test('an admin edits the policy and sees the keyring', async ({ page }) => {
   const policy = page.getByRole('table', { name: /^Policy of / });
   const row = policy.locator('tr', { has: page.locator('code', { hasText: /^maxSessionsPerUser$/ }) });
   await expect(row).toContainText('no'); // not overridden
+  // time fields show their unit; onLimit offers the server's values; requiredHeaders is whole
+  const ttl = policy.locator('tr', { has: page.locator('code', { hasText: /^sessionTokenTtl$/ }) });
+  await expect(ttl.locator('.unit')).toHaveText('s');
+  await expect(ttl.getByLabel('sessionTokenTtl value in seconds')).toBeVisible();
+  const onLimit = policy.locator('tr', { has: page.locator('code', { hasText: /^onLimit$/ }) }).getByRole('combobox');
+  expect(await onLimit.locator('option').allTextContents()).toEqual(['evict_oldest', 'reject']);
+  const headersBox = policy.locator('tr', { has: page.locator('code', { hasText: /^requiredHeaders$/ }) }).getByRole('textbox');
+  expect(await headersBox.evaluate((el) => el.scrollWidth <= el.clientWidth && el.scrollHeight <= el.clientHeight + 2)).toBe(true);
+  await policy.evaluate((el) => el.scrollIntoView());
+  await shot(page, 'policy.png');
   await row.getByRole('spinbutton').fill('7');
   await page.getByRole('button', { name: 'Save policy' }).click();
   await expect(page.locator('#status')).toContainText('Policy saved (maxSessionsPerUser)');
@@ -193,6 +296,14 @@ test('an admin edits the policy and sees the keyring', async ({ page }) => {
   await row.getByRole('button', { name: 'Restore the default of maxSessionsPerUser' }).click();
   await expect(page.locator('#status')).toContainText('maxSessionsPerUser restored');
   await expect(row.locator('td').nth(3)).toHaveText('no');
+  await onLimit.selectOption('reject');
+  await page.getByRole('button', { name: 'Save policy' }).click();
+  await expect(page.locator('#status')).toContainText('Policy saved (onLimit)');
+  const onLimitRow = policy.locator('tr', { has: page.locator('code', { hasText: /^onLimit$/ }) });
+  await expect(onLimitRow.getByRole('combobox')).toHaveValue('reject');
+  await onLimitRow.getByRole('button', { name: 'Restore the default of onLimit' }).click();
+  await expect(page.locator('#status')).toContainText('onLimit restored');
+  await expect(onLimitRow.getByRole('combobox')).toHaveValue('evict_oldest');
 
   await page.getByRole('link', { name: 'Keys' }).click();
   await expect(page.getByRole('heading', { name: 'Signing keys' })).toBeVisible();
@@ -269,6 +380,8 @@ test('a role taken away while signed in: the server\'s 403 is shown', async ({ p
 
   // the admin makes them a viewer
   await page.getByLabel(`Role of ${temp.username}`).selectOption('viewer');
+  await page.getByRole('button', { name: `Change role for ${temp.username}` }).click();
+  await page.locator('#confirm-ok').click();
   await expect(page.locator('#status')).toContainText(`${temp.username} is now viewer`);
 
   // the stale button is used anyway: the server refuses, the console says so
@@ -334,4 +447,68 @@ test('an operator creates a partner secret, sees it once, and revokes it', async
   await page.locator('#confirm-ok').click();
   await expect(page.locator('#status')).toContainText('Partner secret revoked');
   await expect(page.getByRole('table', { name: 'Partner secrets' }).getByRole('button', { name: /^Revoke partner secret/ })).toHaveCount(before);
+});
+
+test('moving an operator\'s role select changes nothing until Change role is confirmed', async ({ page }) => {
+  await signIn(page, ADMIN);
+  const temp = { username: `e2e-role-${Date.now()}`, password: `temp password ${randomUUID()}`, role: 'viewer' };
+  const created = await adminCall(page, 'POST', '/operators', temp);
+  expect(created.status).toBe(201);
+  const roleOnServer = async () => {
+    const list = await adminCall(page, 'GET', '/operators?limit=1000');
+    return list.body.operators.find((o) => o.username === temp.username).role;
+  };
+  const puts = [];
+  page.on('request', (r) => { if (r.method() === 'PUT') puts.push(r.url()); });
+
+  await page.getByRole('link', { name: 'Operators' }).click();
+  const sel = page.getByLabel(`Role of ${temp.username}`);
+  await expect(sel).toHaveValue('viewer');
+  await sel.focus();
+  await page.keyboard.press('ArrowDown');
+  await expect(sel).toHaveValue('operator');
+  await page.keyboard.press('ArrowDown');
+  await expect(sel).toHaveValue('admin');
+  expect(puts).toEqual([]);
+  expect(await roleOnServer()).toBe('viewer');
+
+  // the button asks first; cancelling changes nothing and puts the select back
+  await page.keyboard.press('Tab');
+  const change = page.getByRole('button', { name: `Change role for ${temp.username}` });
+  await expect(change).toBeFocused();
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#confirm')).toBeVisible();
+  await expect(page.locator('#confirm-text')).toContainText(`from viewer to admin`);
+  await page.locator('#confirm').getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.locator('#confirm')).toBeHidden();
+  await expect(sel).toHaveValue('viewer');
+  expect(puts).toEqual([]);
+  expect(await roleOnServer()).toBe('viewer');
+
+  // confirmed: one PUT, and the server has the new role
+  await sel.selectOption('operator');
+  await change.click();
+  await page.locator('#confirm-ok').click();
+  await expect(page.locator('#status')).toContainText(`${temp.username} is now operator`);
+  expect(puts.length).toBe(1);
+  expect(await roleOnServer()).toBe('operator');
+  await shot(page, 'operators.png');
+  expect((await adminCall(page, 'POST', `/operators/${created.body.userId}/disable`)).status).toBe(204);
+});
+
+test('a user\'s page opened by its URL names the user and shows their status', async ({ page, request }) => {
+  await apiLogin(request, 'alice');
+  await signIn(page, VIEWER);
+  // alice has sessions; carol has none (only failed logins)
+  for (const name of ['alice', 'carol']) {
+    const found = await adminCall(page, 'GET', `/tenants/${TENANT}/users?username=${name}`);
+    expect(found.status).toBe(200);
+    await page.goto(`/console#/t/${TENANT}/users/${found.body.userId}`);
+    await page.reload(); // a fresh page: nothing cached from a list
+    const heading = page.getByRole('heading', { level: 2 });
+    await expect(heading).toHaveText(`Sessions of ${name}`);
+    await expect(heading).toHaveAttribute('data-user', 'found');
+    await expect(page.locator('#user-status')).toHaveText('active');
+    await expect(page).toHaveTitle(`Sessions of ${name} \u2014 sessiond console`);
+  }
 });

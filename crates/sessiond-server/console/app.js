@@ -25,8 +25,20 @@ const SERIES = [
 const RANGES = {
   '1h': { label: 'Last hour', seconds: 3600, bucket: 60 },
   '24h': { label: 'Last 24 hours', seconds: 86400, bucket: 900 },
-  '7d': { label: 'Last 7 days', seconds: 7 * 86400, bucket: 3600 },
+  '7d': { label: 'Last 7 days', seconds: 7 * 86400, bucket: 7200 },
 };
+const DEFAULT_RANGE = '1h';
+/** Where the x axis may put its labels: multiples of these (seconds, local time), the first
+ *  one leaving few enough labels. */
+const LABEL_STEPS = [300, 600, 900, 1800, 3600, 7200, 10800, 14400, 21600, 43200, 86400, 172800];
+/** Policy fields counted in seconds: shown with their unit. */
+const SECONDS_FIELDS = new Set([
+  'sessionTokenTtl', 'refreshTokenTtl', 'absoluteTtl', 'idleTtl', 'refreshGraceSeconds', 'reauthMaxAge',
+]);
+/** Policy fields with a fixed set of values (the server's enums, see openapi.json). */
+const CHOICE_FIELDS = { onLimit: ['evict_oldest', 'reject'] };
+/** Events of one activity or session, oldest first: at most this many pages of 1000. */
+const FOLLOW_PAGES = 5;
 const PAGE_SIZE = 25;
 
 const state = {
@@ -516,7 +528,14 @@ function signinPage(route) {
 function policyInput(key, value, def) {
   const sample = value ?? def;
   let input;
-  if (typeof sample === 'boolean') {
+  if (CHOICE_FIELDS[key]) {
+    const choices = CHOICE_FIELDS[key];
+    const options = value === null || value === undefined || choices.includes(value) ? choices : [value, ...choices];
+    input = h('select', { name: key },
+      value === null || value === undefined ? h('option', { value: '', selected: true }, 'none') : null,
+      options.map((v) => h('option', { value: v, selected: v === value }, v)));
+    input.dataset.kind = 'string';
+  } else if (typeof sample === 'boolean') {
     input = h('select', { name: key }, h('option', { value: 'true', selected: value === true }, 'yes'),
       h('option', { value: 'false', selected: value === false }, 'no'));
     input.dataset.kind = 'boolean';
@@ -524,7 +543,10 @@ function policyInput(key, value, def) {
     input = h('input', { name: key, type: 'number', inputmode: 'numeric', value: value ?? '' });
     input.dataset.kind = 'number';
   } else if (Array.isArray(sample)) {
-    input = h('input', { name: key, value: (value || []).join(', ') });
+    // a textarea wraps a long list instead of cutting it off
+    const text = (value || []).join(', ');
+    input = h('textarea', { name: key, rows: Math.max(1, Math.min(6, Math.ceil(text.length / 40))), spellcheck: 'false' });
+    input.value = text;
     input.dataset.kind = 'list';
   } else {
     input = h('input', { name: key, value: value ?? '' });
@@ -540,17 +562,18 @@ function readPolicyInput(input) {
   switch (input.dataset.kind) {
     case 'boolean': return v === 'true';
     case 'number': return v === '' ? null : Number(v);
-    case 'list': return v === '' ? [] : v.split(',').map((x) => x.trim()).filter(Boolean);
+    case 'list': return v === '' ? [] : v.split(/[,\n]/).map((x) => x.trim()).filter(Boolean);
     default: // a field whose value and default are both unset: a number if it reads as one
       if (v === '') return null;
       return /^\d+$/.test(v) ? Number(v) : v;
   }
 }
 
-function show(value) {
+function show(value, key) {
   if (value === null || value === undefined) return h('span', { class: 'muted' }, 'none');
   if (Array.isArray(value)) return value.join(', ') || '—';
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (SECONDS_FIELDS.has(key) && typeof value === 'number') return h('span', { class: 'nowrap' }, `${value} s`);
   return String(value);
 }
 
@@ -577,11 +600,13 @@ async function overviewPage(route, live) {
     if (editable) {
       const input = policyInput(key, policy[key], defaults[key]);
       inputs.push(input);
-      effective = h('td', null, h('label', { for: input.id, class: 'sr-only' }, `${key} value`), input);
+      const seconds = SECONDS_FIELDS.has(key);
+      effective = h('td', null, h('label', { for: input.id, class: 'sr-only' }, seconds ? `${key} value in seconds` : `${key} value`),
+        seconds ? h('span', { class: 'with-unit' }, input, h('span', { class: 'unit', 'aria-hidden': 'true' }, 's')) : input);
     } else {
-      effective = show(policy[key]);
+      effective = show(policy[key], key);
     }
-    const cells = [h('code', null, key), effective, show(defaults[key]), overridden ? 'yes' : 'no'];
+    const cells = [h('code', null, key), effective, show(defaults[key], key), overridden ? 'yes' : 'no'];
     if (editable) {
       cells.push(overridden
         ? h('button', {
@@ -663,12 +688,12 @@ async function usersPage(route, live) {
     state.users = { tenant: route.tenant, search: '', cursors: [null], index: 0 };
   }
   const st = state.users;
-  const search = h('input', { type: 'search', name: 'search', id: 'user-search', value: st.search, placeholder: 'username or external id' });
+  const search = h('input', { type: 'search', name: 'search', id: 'user-search', value: st.search, placeholder: 'username or id' });
   const go = h('button', { type: 'submit' }, 'Search');
   const form = h('form', { class: 'form', role: 'search' }, field('Search users', search), go);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    state.users = { tenant: route.tenant, search: search.value.trim(), cursors: [null], index: 0 };
+    state.users = { tenant: route.tenant, search: search.value.trim(), cursors: [null], index: 0, announce: true };
     render();
   });
   main.append(form);
@@ -678,6 +703,12 @@ async function usersPage(route, live) {
   if (!live()) return;
   const users = list.users || [];
   for (const u of users) state.userCache.set(u.userId, u);
+  if (st.announce) {
+    // the count of a search, read out by the status live region
+    st.announce = false;
+    const n = `${users.length}${list.nextCursor ? '+' : ''}`;
+    say(`${n} ${users.length === 1 && !list.nextCursor ? 'user' : 'users'} found${st.search ? ` for \u201c${st.search}\u201d` : ''}.`);
+  }
   const rows = users.map((u) => [
     h('a', { href: `#/t/${enc(route.tenant)}/users/${enc(u.userId)}`, class: 'user-link' }, u.username || u.externalId || u.userId),
     u.externalId || '—',
@@ -731,17 +762,64 @@ function expiresOf(session) {
   return times.length ? Math.min(...times) : null;
 }
 
+/** The Expires cell: when an active session expires; when an expired one did (the end
+ *  state's time); a dash for a revoked one (the listing has no revocation time). */
+function endOf(session) {
+  if (session.state === 'active') return time(expiresOf(session));
+  if (session.state === 'expired' && expiresOf(session) !== null) {
+    return h('span', { class: 'muted' }, 'ended ', time(expiresOf(session)));
+  }
+  return h('span', { class: 'muted' }, '—');
+}
+
+/** The user with this id, or null when there is none. */
+async function lookupUser(tenant, userId) {
+  try {
+    return await api('GET', `/tenants/${enc(tenant)}/users/${enc(userId)}`);
+  } catch (e) {
+    if (e && e.status === 404) return null;
+    throw e;
+  }
+}
+
+const nameOf = (u) => u.username || u.externalId || u.userId;
+
 async function userPage(route, live) {
-  const known = state.userCache.get(route.userId);
-  const who = known ? (known.username || known.externalId || route.userId) : route.userId;
-  const { main } = page(route, `Sessions of ${who}`);
+  // The heading names the user once a lookup says who they are: from the list just seen
+  // (cached) at once, else the user id until the lookup answers. The lookup always runs, so
+  // a stale cache (a user disabled elsewhere) is corrected too.
+  let known = state.userCache.get(route.userId) || null;
+  let who = known ? nameOf(known) : route.userId;
+  const { main, heading } = page(route, `Sessions of ${who}`);
   const t = enc(route.tenant);
+  const statusSlot = h('span', { id: 'user-status' },
+    known ? stateBadge(known.status) : h('span', { class: 'muted' }, 'status: looking up\u2026'));
   main.append(h('p', null, h('a', { href: `#/t/${t}/users` }, '\u2190 All users'), ' · user id ',
-    h('code', null, route.userId), known ? [' · ', stateBadge(known.status)] : null, ' · ',
+    h('code', null, route.userId), ' · ', statusSlot, ' · ',
     h('a', { href: `#/t/${t}/activity?userId=${enc(route.userId)}` }, 'Activity of this user')));
   const list = await api('GET', `/tenants/${t}/sessions${qs({ userId: route.userId, limit: 200 })}`);
   if (!live()) return;
   const sessions = list.sessions || [];
+  const lookup = lookupUser(route.tenant, route.userId).then((user) => {
+    if (!live()) return;
+    clear(statusSlot);
+    if (user) {
+      state.userCache.set(user.userId, user);
+      known = user;
+      who = nameOf(user);
+      heading.textContent = `Sessions of ${who}`;
+      document.title = `${heading.textContent} \u2014 sessiond console`;
+      heading.dataset.user = 'found';
+      statusSlot.append(stateBadge(user.status));
+    } else {
+      heading.dataset.user = user === null ? 'missing' : 'unknown';
+      statusSlot.append(h('span', { class: 'muted' }, user === null ? 'no such user in this tenant' : 'status unknown'));
+    }
+  }, (err) => {
+    if (!live() || err instanceof SignedOut) return;
+    clear(statusSlot);
+    statusSlot.append(h('span', { class: 'muted' }, `status unknown (${err && err.message ? err.message : 'lookup failed'})`));
+  });
   const operator = can('operator');
   if (operator) {
     const revokeAll = h('button', { type: 'button', class: 'danger', id: 'revoke-all' }, 'Revoke all sessions');
@@ -766,13 +844,13 @@ async function userPage(route, live) {
     main.append(h('div', { class: 'actions' }, revokeAll, disable));
   }
   const rows = sessions.map((sess) => {
-    const stateCell = h('td', null, stateBadge(sess.state), sess.revokedReason ? ` (${sess.revokedReason})` : '');
+    const stateCell = h('td', { class: 'nowrap' }, stateBadge(sess.state), sess.revokedReason ? ` (${sess.revokedReason})` : '');
     const cells = [
       deviceOf(sess),
-      (sess.device && sess.device.ip) || '—',
-      time(sess.createdAt),
-      time(sess.lastSeenAt),
-      time(expiresOf(sess)),
+      h('td', { class: 'nowrap' }, (sess.device && sess.device.ip) || '—'),
+      h('td', { class: 'nowrap' }, time(sess.createdAt)),
+      h('td', { class: 'nowrap' }, time(sess.lastSeenAt)),
+      h('td', { class: 'nowrap expires' }, endOf(sess)),
       stateCell,
       h('a', { href: `#/t/${t}/activity?sessionId=${enc(sess.sessionId)}`, class: 'session-link' }, h('code', null, sess.sessionId)),
     ];
@@ -780,8 +858,8 @@ async function userPage(route, live) {
       cells.push(sess.state === 'active'
         ? h('button', {
           type: 'button',
-          class: 'danger',
           'aria-label': `Revoke session ${sess.sessionId}`,
+          class: 'danger nowrap',
           dataset: { session: sess.sessionId },
           onclick: (e) => {
             const b = e.currentTarget;
@@ -804,6 +882,7 @@ async function userPage(route, live) {
   if (operator) headers.push('Action');
   main.append(table('Sessions', headers, rows, { empty: 'This user has no sessions.' }));
   focusHeading();
+  await lookup;
 }
 
 // ---------------------------------------------------------------- activity: chart, timeline, alerts
@@ -812,7 +891,7 @@ async function activityPage(route, live) {
   const { main } = page(route, 'Activity');
   const t = enc(route.tenant);
   const p = route.params;
-  const range = RANGES[p.range] ? p.range : '24h';
+  const range = RANGES[p.range] ? p.range : DEFAULT_RANGE;
   const f = {
     userId: h('input', { name: 'userId', value: p.userId || '', autocomplete: 'off', class: 'mono' }),
     sessionId: h('input', { name: 'sessionId', value: p.sessionId || '', autocomplete: 'off', class: 'mono' }),
@@ -847,18 +926,27 @@ async function activityPage(route, live) {
   const since = until - r.seconds;
   const filters = { userId: p.userId, sessionId: p.sessionId, activityId: p.activityId, type: p.type };
   const filtered = Object.values(filters).some(Boolean);
+  // Following one activity or session: its whole story (not cut at the range), oldest first.
+  const follow = p.activityId ? 'activity' : (p.sessionId ? 'session' : null);
 
   const chartPanel = h('section', { class: 'panel', 'aria-labelledby': 'chart-title' }, h('h3', { id: 'chart-title' }, `Events over time (${r.label.toLowerCase()})`));
   const refresh = h('button', { type: 'button', class: 'secondary', id: 'refresh-activity', onclick: () => render() }, 'Refresh');
   chartPanel.append(h('div', { class: 'actions' }, refresh));
-  const timelinePanel = h('section', { class: 'panel', 'aria-labelledby': 'timeline-title' },
-    h('h3', { id: 'timeline-title' }, filtered ? 'Timeline (filtered)' : 'Timeline'));
-  const alertsPanel = h('section', { class: 'panel', 'aria-labelledby': 'alerts-title' }, h('h3', { id: 'alerts-title' }, 'Alerts'));
-  main.append(chartPanel, h('div', { class: 'panels' }, timelinePanel, alertsPanel));
+  let timelineTitle = filtered ? 'Timeline (filtered)' : 'Timeline';
+  if (follow) timelineTitle = `Timeline of this ${follow}, oldest first`;
+  const timelinePanel = h('section', { class: 'panel timeline-panel', 'aria-labelledby': 'timeline-title' },
+    h('h3', { id: 'timeline-title' }, timelineTitle));
+  if (follow) {
+    timelinePanel.append(h('p', { class: 'muted', id: 'timeline-order' },
+      `Oldest first (login \u2192 refreshes \u2192 logout): every event of this ${follow}, whatever the time range.`));
+  }
+  const alertsPanel = h('section', { class: 'panel alerts-panel', 'aria-labelledby': 'alerts-title' }, h('h3', { id: 'alerts-title' }, 'Alerts'));
+  // alerts first in the page's order (first on a phone), beside the timeline when there is room
+  main.append(chartPanel, h('div', { class: 'panels' }, alertsPanel, timelinePanel));
 
   const [counts, events, alerts] = await Promise.allSettled([
     api('GET', `/tenants/${t}/audit/counts${qs({ since, until, bucket: r.bucket })}`),
-    api('GET', `/tenants/${t}/audit${qs({ ...filters, since, limit: 100 })}`),
+    follow ? followed(t, filters) : api('GET', `/tenants/${t}/audit${qs({ ...filters, since, limit: 100 })}`),
     api('GET', `/tenants/${t}/audit${qs({ type: 'suspicious_activity', since, limit: 20 })}`),
   ]);
   if (!live()) return;
@@ -878,11 +966,54 @@ function failure(err) {
   return h('p', { class: 'muted' }, `Not available: ${err && err.message ? err.message : String(err)}`);
 }
 
-function clock(at, bucket) {
+/** An x axis label: the date alone at whole days, the date and time when the range spans
+ *  days, else the time. */
+function clock(at, bucket, step) {
   const d = new Date(at * 1000);
+  if (step >= 86400) return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
   return bucket >= 3600
     ? d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' })
     : d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+}
+
+/** Seconds since the Unix epoch in local time (so that 'a multiple of 10 minutes' or 'a whole
+ *  day' means what the clock on the wall says). */
+function localSeconds(at) {
+  return at - new Date(at * 1000).getTimezoneOffset() * 60;
+}
+
+/** Indexes of the buckets to label: those starting at round local times, multiples of the
+ *  first step (a multiple of the bucket) that leaves at most `most` labels. The buckets are
+ *  aligned in UTC: where the time zone's offset is not a multiple of the bucket (2-hour
+ *  buckets at UTC+1), multiples of the step in UTC (still evenly spaced whole buckets);
+ *  failing both, evenly spread. */
+function xLabels(buckets, bucket, most) {
+  for (const clockOf of [localSeconds, (at) => at]) {
+    for (const step of LABEL_STEPS) {
+      if (step <= bucket || step % bucket !== 0) continue;
+      const at = [];
+      buckets.forEach((b, i) => { if (clockOf(b.at) % step === 0) at.push(i); });
+      if (at.length >= 2 && at.length <= most) return { step: clockOf === localSeconds ? step : bucket, at };
+    }
+  }
+  const n = Math.min(most, buckets.length);
+  const at = [];
+  for (let j = 0; j < n; j += 1) at.push(n <= 1 ? 0 : Math.round((j * (buckets.length - 1)) / (n - 1)));
+  return { step: bucket, at };
+}
+
+/** A y axis for counts: whole-number ticks, 0 to a round top in at most 5 steps of 1, 2 or
+ *  5 times a power of ten (0 to 4 in steps of 1 for small counts). */
+function yTicks(max) {
+  if (!(max > 4)) return { step: 1, steps: 4, top: 4 };
+  for (let p = 1; p < 1e15; p *= 10) {
+    for (const f of [1, 2, 5]) {
+      const step = f * p;
+      const steps = Math.ceil(max / step);
+      if (steps <= 5) return { step, steps, top: step * steps };
+    }
+  }
+  return { step: max, steps: 1, top: max };
 }
 
 /** A line chart of the counts, one series per kind, with a <title> per point for hover and
@@ -898,7 +1029,8 @@ function chart(data, range) {
   const iw = W - m.left - m.right;
   const ih = H - m.top - m.bottom;
   const max = Math.max(1, ...buckets.flatMap((b) => SERIES.map(([k]) => b[k] || 0)));
-  const niceMax = niceCeil(max);
+  const yAxis = yTicks(max);
+  const niceMax = yAxis.top;
   const x = (i) => m.left + (buckets.length <= 1 ? iw / 2 : (i * iw) / (buckets.length - 1));
   const y = (v) => m.top + ih - (v / niceMax) * ih;
   const totals = Object.fromEntries(SERIES.map(([k]) => [k, buckets.reduce((a, b) => a + (b[k] || 0), 0)]));
@@ -923,13 +1055,12 @@ function chart(data, range) {
     s('desc', { id: 'chart-svg-desc' },
       `${buckets.length} buckets of ${bucket} s. Totals: ${SERIES.map(([k, l]) => `${l} ${totals[k]}`).join(', ')}.`),
   );
-  // grid and y axis ticks
-  const ticks = 4;
-  for (let i = 0; i <= ticks; i += 1) {
-    const v = (niceMax * i) / ticks;
+  // grid and y axis ticks: counts, so whole numbers only
+  for (let i = 0; i <= yAxis.steps; i += 1) {
+    const v = yAxis.step * i;
     svg.append(
       s('line', { class: 'grid', x1: m.left, x2: m.left + iw, y1: y(v), y2: y(v) }),
-      s('text', { x: m.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, Number.isInteger(v) ? String(v) : v.toFixed(1)),
+      s('text', { class: 'y-tick', x: m.left - 6, y: y(v) + 4, 'text-anchor': 'end', 'data-value': v }, String(v)),
     );
   }
   svg.append(
@@ -938,17 +1069,17 @@ function chart(data, range) {
     s('text', { class: 'axis-title', x: 14, y: m.top + ih / 2, transform: `rotate(-90 14 ${m.top + ih / 2})`, 'text-anchor': 'middle' }, 'Events per bucket'),
     s('text', { class: 'axis-title', x: m.left + iw / 2, y: H - 6, 'text-anchor': 'middle' }, `Time (local, ${bucket >= 3600 ? `${bucket / 3600} h` : `${bucket / 60} min`} buckets)`),
   );
-  // x axis labels
-  const labels = Math.min(W < 600 ? 3 : 6, buckets.length);
-  for (let j = 0; j < labels; j += 1) {
-    const i = labels <= 1 ? 0 : Math.round((j * (buckets.length - 1)) / (labels - 1));
+  // x axis labels at round times (multiples of a step that is a multiple of the bucket)
+  const labels = xLabels(buckets, bucket, W < 600 ? 4 : 8);
+  const half = labels.step >= 86400 ? 24 : (bucket >= 3600 ? 50 : 28); // about half a label's width
+  for (const i of labels.at) {
+    let anchor = 'middle';
+    if (x(i) + half > W - 2) anchor = 'end';
+    else if (x(i) - half < 2) anchor = 'start';
     svg.append(
       s('line', { class: 'axis', x1: x(i), x2: x(i), y1: m.top + ih, y2: m.top + ih + 4 }),
-      s('text', {
-        x: x(i),
-        y: m.top + ih + 18,
-        'text-anchor': labels > 1 && j === 0 ? 'start' : (labels > 1 && j === labels - 1 ? 'end' : 'middle'),
-      }, clock(buckets[i].at, bucket)),
+      s('text', { class: 'x-tick', x: x(i), y: m.top + ih + 18, 'text-anchor': anchor, 'data-at': buckets[i].at },
+        clock(buckets[i].at, bucket, labels.step)),
     );
   }
   // series
@@ -981,11 +1112,19 @@ function chart(data, range) {
   return h('div', null, h('div', { class: 'chart-wrap' }, svg), legend, details);
 }
 
-function niceCeil(v) {
-  if (v <= 4) return 4;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const f of [1, 2, 2.5, 5, 10]) if (f * p >= v) return f * p;
-  return 10 * p;
+/** Every event of one activity or session (at most FOLLOW_PAGES pages), oldest first; the
+ *  API lists newest first. `truncated` when older events were left out. */
+async function followed(t, filters) {
+  const events = [];
+  let cursor = null;
+  for (let i = 0; i < FOLLOW_PAGES; i += 1) {
+    const page2 = await api('GET', `/tenants/${t}/audit${qs({ ...filters, cursor, limit: 1000 })}`);
+    events.push(...(page2.events || []));
+    cursor = page2.nextCursor;
+    if (!cursor) break;
+  }
+  events.reverse();
+  return { events, nextCursor: null, oldestFirst: true, truncated: Boolean(cursor) };
 }
 
 function renderTimeline(panel, route, first, query) {
@@ -1008,7 +1147,11 @@ function renderTimeline(panel, route, first, query) {
       g.items.append(eventItem(ev, route));
     }
   };
+  if (first.truncated) {
+    panel.append(h('p', { class: 'muted' }, `Only the latest ${(first.events || []).length} events are shown.`));
+  }
   addEvents(first.events || []);
+  list.dataset.order = first.oldestFirst ? 'oldest-first' : 'newest-first';
   panel.append(list);
   if ((first.events || []).length === 0) panel.append(h('p', { class: 'muted', id: 'timeline-empty' }, 'No events match.'));
   let cursor = first.nextCursor;
@@ -1242,16 +1385,35 @@ async function operatorsPage(route, live) {
     const roleSel = select('role', ROLES, op.role);
     roleSel.id = uid('role');
     roleSel.setAttribute('aria-label', `Role of ${op.username}`);
-    roleSel.addEventListener('change', () => act(roleSel, async () => {
-      try {
-        const updated = await api('PUT', `/operators/${enc(op.userId)}/role`, { role: roleSel.value });
-        op.role = updated && updated.role ? updated.role : roleSel.value;
-        say(`${op.username} is now ${op.role}.`);
-      } catch (err) {
-        roleSel.value = op.role;
-        throw err;
-      }
-    }));
+    // Moving the select (one arrow key does) changes nothing: the button, once confirmed, does.
+    const change = h('button', {
+      type: 'button',
+      class: 'secondary nowrap',
+      'aria-label': `Change role for ${op.username}`,
+      onclick: async (e) => {
+        const b = e.currentTarget;
+        const wanted = roleSel.value;
+        if (wanted === op.role) {
+          say(`${op.username} is already ${op.role}: choose another role first.`);
+          return;
+        }
+        if (!await confirmAction(`Change the role of operator ${op.username} from ${op.role} to ${wanted}? It applies to their next request.`, 'Change role')) {
+          roleSel.value = op.role;
+          return;
+        }
+        act(b, async () => {
+          try {
+            const updated = await api('PUT', `/operators/${enc(op.userId)}/role`, { role: wanted });
+            op.role = updated && updated.role ? updated.role : wanted;
+            roleSel.value = op.role;
+            say(`${op.username} is now ${op.role}.`);
+          } catch (err) {
+            roleSel.value = op.role;
+            throw err;
+          }
+        });
+      },
+    }, 'Change role');
     const self = state.me && state.me.userId === op.userId;
     const disable = op.status === 'active' && !self
       ? h('button', {
@@ -1269,7 +1431,8 @@ async function operatorsPage(route, live) {
         },
       }, 'Disable')
       : '';
-    return [op.username, op.status === 'active' && !self ? roleSel : op.role, stateBadge(op.status), time(op.createdAt), disable];
+    const roleCell = op.status === 'active' && !self ? h('span', { class: 'role-change' }, roleSel, change) : op.role;
+    return [op.username, roleCell, stateBadge(op.status), time(op.createdAt), disable];
   });
   main.append(h('h3', null, 'All operators'), table('Operators', ['Username', 'Role', 'Status', 'Created', 'Action'], rows, { empty: 'No operators.' }));
   focusHeading();

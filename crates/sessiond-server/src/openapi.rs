@@ -67,6 +67,7 @@ use utoipa::{Modify, OpenApi};
         crate::admin::tenants::webhook,
         crate::admin::users::create_user,
         crate::admin::users::find_users,
+        crate::admin::users::get_user,
         crate::admin::users::set_password,
         crate::admin::users::disable_user,
         crate::admin::users::revoke_user_sessions,

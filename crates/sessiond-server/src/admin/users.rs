@@ -8,7 +8,7 @@ use crate::extract::{Body, Params, Path};
 use crate::wire::{CreateUserRequest, PasswordRequest, UserLookup, UserResponse, UsersPage};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sessiond_proto::{Problem, RevokedResponse, ids};
@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
             "/admin/v1/tenants/{tenant}/users",
             post(create_user).get(find_users),
         )
+        .route("/admin/v1/tenants/{tenant}/users/{user}", get(get_user))
         .route(
             "/admin/v1/tenants/{tenant}/users/{user}/password",
             post(set_password),
@@ -151,6 +152,34 @@ pub(crate) async fn find_users(
     Ok(Json(UserLookup::One(
         lookup.ok_or_else(|| ApiError::not_found("user"))?.into(),
     )))
+}
+
+/// A user, by id.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{tenantId}/users/{userId}",
+    tag = "admin",
+    operation_id = "getUser",
+    params(
+        ("tenantId" = ids::TenantId, Path, description = "The tenant."),
+        ("userId" = uuid::Uuid, Path, description = "The user (`userId`)."),
+    ),
+    responses(
+        (status = 200, description = "The user.", body = UserResponse),
+        (status = 404, description = "`not_found`: no such tenant or user.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn get_user(
+    State(st): State<AppState>,
+    admin: Admin<VIEWER>,
+    Path((t, u)): Path<(String, String)>,
+) -> ApiResult<Json<UserResponse>> {
+    let (t, u) = (admin.tenant(&t)?, admin.user(&u)?);
+    st.engine.tenant(&t).await.map_err(admin_err)?;
+    let user = st.engine.get_user(&t, &u).await.map_err(admin_err)?;
+    Ok(Json(
+        user.ok_or_else(|| ApiError::not_found("user"))?.into(),
+    ))
 }
 
 /// Set a user's password; revokes the user's sessions (reason `password_changed`).
