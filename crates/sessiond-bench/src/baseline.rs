@@ -418,6 +418,55 @@ pub mod redis_raw {
         Ok((rate, next.load(Ordering::Relaxed)))
     }
 
+    /// What a refresh's script does to its keys, bare: read the presented token, write the
+    /// successor (with its expiry), mark the presented one rotated, touch the session and
+    /// re-score it in the timeouts index — 4 keys on one slot (a hash tag), 6 commands.
+    const ROTATE: &str = r"
+redis.call('HMGET', KEYS[1], 't', 's', 'x', 'ra')
+redis.call('HSET', KEYS[2], 't', 'bench', 's', ARGV[1], 'x', ARGV[2])
+redis.call('EXPIRE', KEYS[2], 86400)
+redis.call('HSET', KEYS[1], 'ra', ARGV[2], 'rs', ARGV[1])
+redis.call('HSET', KEYS[3], 'ls', ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+return 1
+";
+
+    /// A bare `EVALSHA` of [`ROTATE`] on `tasks` tasks, each call on fresh keys of one of 256
+    /// slots (hash tags as the store's routes).
+    pub async fn rotate<C>(
+        conn: C,
+        prefix: &str,
+        tasks: usize,
+        duration: Duration,
+        max_ops: u64,
+    ) -> Result<Rate>
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        let prefix: Arc<str> = prefix.into();
+        let script = Arc::new(redis::Script::new(ROTATE));
+        let next = Arc::new(AtomicU64::new(0));
+        closed_loop(tasks, duration, max_ops, move |_, _| {
+            let (mut conn, prefix, next, script) =
+                (conn.clone(), prefix.clone(), next.clone(), script.clone());
+            async move {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                let tag = format!("{prefix}{{r{}}}", id % 256);
+                script
+                    .key(format!("{tag}:rt:{id}"))
+                    .key(format!("{tag}:rt:{id}n"))
+                    .key(format!("{tag}:s:{}", id % 4096))
+                    .key(format!("{tag}:timeouts"))
+                    .arg(id)
+                    .arg(1_800_000_000u64 + id)
+                    .invoke_async::<i64>(&mut conn)
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .await
+    }
+
     /// A bare `GET k` on `tasks` tasks over the `written` keys [`set`] wrote.
     pub async fn get<C>(
         conn: C,
