@@ -342,7 +342,7 @@ impl Modify for Common {
 }
 
 /// What every operation of the operator API shares, declared here once: its security (the
-/// admin token or a console session), and its problems — 400, 401 and 403 always, 404 for a
+/// admin token or an operator's session), and its problems — 400, 401 and 403 always, 404 for a
 /// tenant of the path, 413 and 415 with a request body — unless the operation declares its
 /// own.
 fn admin_common(doc: &mut utoipa::openapi::OpenApi) {

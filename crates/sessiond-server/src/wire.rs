@@ -247,7 +247,7 @@ pub struct MeResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = uuid::Uuid, required = false, nullable = false)]
     pub user_id: Option<UserId>,
-    /// The console session (absent for the admin token).
+    /// The operator's session (absent for the admin token).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = ids::SessionId, required = false, nullable = false)]
     pub session_id: Option<SessionId>,

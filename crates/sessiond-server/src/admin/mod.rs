@@ -1,7 +1,8 @@
 //! The operator API under `/admin/v1` (DESIGN §9): one module per resource, each with its own
 //! router, merged here behind the layer that records every change in the audit trail with
 //! the operator who made it. Who may call what is [`Admin`]'s job: the static admin token
-//! (automation, the CLI) or a named operator's console session, with a role.
+//! (automation, the CLI) or a named operator's session (the console's cookie, or its token as
+//! Bearer), with a role.
 
 pub(crate) mod audit;
 pub(crate) mod keys;
@@ -58,21 +59,21 @@ fn role_of(min: u8) -> Role {
     }
 }
 
-/// Who made an admin request: the admin token (role admin) or a named operator, signed in
-/// to the console (sessiond's cookie mode on the operators' tenant).
+/// Who made an admin request: the admin token (role admin) or a named operator, signed in on
+/// the operators' tenant (the console's cookie mode, or a token-mode login for scripts).
 #[derive(Clone)]
 pub(crate) struct Actor {
     pub role: Role,
     /// As recorded in the audit trail: `operator:<username>` or `admin-token`.
     pub name: String,
-    /// The operator's account and console session (none for the admin token).
+    /// The operator's account and session (none for the admin token).
     pub operator: Option<(User, sessiond_store::SessionId)>,
 }
 
 /// An admin request by a caller whose role is at least `MIN` ([`VIEWER`], [`OPERATOR`],
-/// [`ADMIN`]): `Authorization: Bearer <admin token>` (compared in constant time), or an
-/// operator's session cookie (a state change also needs the session's `X-CSRF-Token`).
-/// A known caller whose role is too low gets `403 forbidden`.
+/// [`ADMIN`]): `Authorization: Bearer` with the admin token (compared in constant time) or an
+/// operator's session token, or an operator's session cookie (a state change also needs the
+/// session's `X-CSRF-Token`). A known caller whose role is too low gets `403 forbidden`.
 pub(crate) struct Admin<const MIN: u8> {
     caller: Caller,
     pub actor: Actor,
