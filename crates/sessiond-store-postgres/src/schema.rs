@@ -214,6 +214,9 @@ ALTER TABLE sso_settings ADD COLUMN sealed_verify_secret BYTEA;
 const V6: &str = "
 ALTER TABLE users ADD COLUMN role TEXT;
 ALTER TABLE audit_events ADD COLUMN actor TEXT;
+CREATE INDEX audit_by_tenant_time ON audit_events (tenant_id, at);
+CREATE INDEX tenants_by_id_c ON tenants (id COLLATE \"C\");
+CREATE INDEX partner_secrets_by_tenant ON partner_secrets (tenant_id, secret_id COLLATE \"C\");
 ";
 
 const VERSION_TABLE: &str = "

@@ -680,6 +680,9 @@ async fn a_version_2_schema_keeps_its_clients_without_a_logout_uri() {
         "SET search_path = \"{schema}\";
          ALTER TABLE users DROP COLUMN role;
          ALTER TABLE audit_events DROP COLUMN actor;
+         DROP INDEX audit_by_tenant_time;
+         DROP INDEX tenants_by_id_c;
+         DROP INDEX partner_secrets_by_tenant;
          ALTER TABLE sso_settings DROP COLUMN verify_url;
          ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
          ALTER TABLE sessions DROP COLUMN auth_time;
@@ -739,6 +742,9 @@ async fn a_version_3_schema_reads_auth_time_as_created_at() {
         "SET search_path = \"{schema}\";
          ALTER TABLE users DROP COLUMN role;
          ALTER TABLE audit_events DROP COLUMN actor;
+         DROP INDEX audit_by_tenant_time;
+         DROP INDEX tenants_by_id_c;
+         DROP INDEX partner_secrets_by_tenant;
          ALTER TABLE sso_settings DROP COLUMN verify_url;
          ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
          ALTER TABLE sessions DROP COLUMN auth_time;
@@ -815,6 +821,9 @@ async fn a_version_4_schema_reads_sso_settings_without_a_verify_url() {
         "SET search_path = \"{schema}\";
          ALTER TABLE users DROP COLUMN role;
          ALTER TABLE audit_events DROP COLUMN actor;
+         DROP INDEX audit_by_tenant_time;
+         DROP INDEX tenants_by_id_c;
+         DROP INDEX partner_secrets_by_tenant;
          ALTER TABLE sso_settings DROP COLUMN verify_url;
          ALTER TABLE sso_settings DROP COLUMN sealed_verify_secret;
          UPDATE sessiond_schema_version SET version = 4;
@@ -886,6 +895,9 @@ async fn a_version_5_schema_reads_users_without_a_role() {
         "SET search_path = \"{schema}\";
          ALTER TABLE users DROP COLUMN role;
          ALTER TABLE audit_events DROP COLUMN actor;
+         DROP INDEX audit_by_tenant_time;
+         DROP INDEX tenants_by_id_c;
+         DROP INDEX partner_secrets_by_tenant;
          UPDATE sessiond_schema_version SET version = 5;
          {}",
         insert(old, "old")

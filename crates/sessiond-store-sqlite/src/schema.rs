@@ -217,11 +217,13 @@ CREATE INDEX sessions_active_by_expiry ON sessions (absolute_expires_at) WHERE s
 /// The console and the admin API: an operator's role (`viewer`, `operator` or `admin`; NULL
 /// for everyone else, and for every user stored before), who did what in the audit trail
 /// (NULL for events stored before), and partner secrets listed per tenant. Tenants and users
-/// are listed by their primary keys, audit counts by `audit_by_time`.
+/// are listed by their primary keys, audit counts by `audit_by_time`, a tenant's audit pages
+/// (newest first, below a cursor id) by `audit_by_tenant` (`tenant_id`, then the rowid).
 const V10: &str = "
 ALTER TABLE users ADD COLUMN role TEXT;
 ALTER TABLE audit_events ADD COLUMN actor TEXT;
 CREATE INDEX partner_secrets_by_tenant ON partner_secrets (tenant_id, secret_id);
+CREATE INDEX audit_by_tenant ON audit_events (tenant_id);
 ";
 
 /// Opens the writing connection, creating the file, and brings the schema up to date.

@@ -389,7 +389,7 @@ impl SessionStore for MemoryStore {
             .collect();
         if let Some(c) = &query.before {
             // Newest first: a page goes on below its last session's place in that order.
-            let at = match d.sessions.get(&c.id) {
+            let at = match d.sessions.get(&c.id).filter(|s| &s.tenant_id == tenant) {
                 Some(_) => (c.created_at, d.order_of(&c.id)),
                 None => (c.created_at, 0),
             };

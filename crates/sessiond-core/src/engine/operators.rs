@@ -11,17 +11,12 @@ pub const MAX_PAGE: usize = 1000;
 pub const MAX_BUCKETS: i64 = 500;
 
 impl Engine {
-    /// The operators' tenant id.
-    pub fn operators_tenant() -> TenantId {
-        TenantId::operators()
-    }
-
     /// Creates the operators' tenant if it does not exist yet: the production profile (30 min
     /// idle timeout), 15-minute session tokens and 12-hour sessions. It is not HTTPS-only,
     /// so that the console works on a loopback address: its cookies are `Secure`, which
     /// browsers send only over HTTPS or to loopback. An admin may change its policy.
     pub async fn ensure_operators_tenant(&self) -> CoreResult<()> {
-        let id = Self::operators_tenant();
+        let id = TenantId::operators();
         if self.identity.get_tenant(&id).await?.is_some() {
             return Ok(());
         }
@@ -52,7 +47,7 @@ impl Engine {
         role: Role,
     ) -> CoreResult<User> {
         self.ensure_operators_tenant().await?;
-        let tenant = Self::operators_tenant();
+        let tenant = TenantId::operators();
         let user = match self
             .create_user(&tenant, username, password, None, None)
             .await
@@ -69,7 +64,7 @@ impl Engine {
 
     /// Changes an operator's role; their sessions stay (each request reads the role anew).
     pub async fn set_operator_role(&self, user: &UserId, role: Role) -> CoreResult<User> {
-        let tenant = Self::operators_tenant();
+        let tenant = TenantId::operators();
         if !self
             .identity
             .set_user_role(&tenant, user, Some(role))
@@ -128,7 +123,10 @@ impl Engine {
                 "bucket must be positive and until after since".into(),
             ));
         }
-        if (until - since) / i64::from(bucket) > MAX_BUCKETS {
+        // Buckets start at multiples of their width: count the aligned ones.
+        let width = i64::from(bucket);
+        let (first, last) = (since.div_euclid(width), (until - 1).div_euclid(width));
+        if last - first + 1 > MAX_BUCKETS {
             return Err(CoreError::InvalidRequest(format!(
                 "at most {MAX_BUCKETS} buckets: widen the bucket or narrow the time range"
             )));

@@ -132,7 +132,7 @@ impl<const MIN: u8> Admin<MIN> {
     }
 }
 
-fn forbidden(detail: impl Into<String>) -> ApiError {
+pub(crate) fn forbidden(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
 }
 

@@ -11,9 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use sessiond_core::Engine;
 use sessiond_proto::Problem;
-use sessiond_store::UserQuery;
+use sessiond_store::{TenantId, UserQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,7 +53,8 @@ pub(crate) async fn me(admin: Admin<VIEWER>) -> Json<MeResponse> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct OperatorParams {
-    /// Only operators whose username contains this (ASCII case-insensitive).
+    /// Only operators whose username (or, as for users, external or customer id) contains this
+    /// (ASCII case-insensitive).
     #[param(nullable = false, max_length = 256)]
     search: Option<String>,
     /// The `nextCursor` of the previous page.
@@ -93,7 +93,7 @@ pub(crate) async fn list_operators(
         .map_err(admin_err)?;
     let users = st
         .engine
-        .list_users(&Engine::operators_tenant(), &q)
+        .list_users(&TenantId::operators(), &q)
         .await
         .map_err(admin_err)?;
     let next = next_cursor(&users, limit, |u| u.id);
@@ -181,7 +181,7 @@ pub(crate) async fn disable_operator(
     Path(u): Path<String>,
 ) -> ApiResult<StatusCode> {
     st.engine
-        .disable_user(&admin.ctx(&Engine::operators_tenant()), &admin.user(&u)?)
+        .disable_user(&admin.ctx(&TenantId::operators()), &admin.user(&u)?)
         .await
         .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT)

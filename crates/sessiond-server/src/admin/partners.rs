@@ -3,7 +3,7 @@
 
 use super::{Admin, OPERATOR, VIEWER, admin_err};
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Body, Path};
 use crate::wire::{
     ClientResponse, ClientView, ClientsResponse, CreateClientRequest, PartnerSecretResponse,
@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use sessiond_proto::{ErrorCode, Problem, ids};
+use sessiond_proto::{Problem, ids};
 use sessiond_store::Role;
 
 pub fn router() -> Router<AppState> {
@@ -183,9 +183,7 @@ pub(crate) async fn create_client(
     // A back-channel logout URI makes sessiond send requests to an address of the caller's
     // choosing, as the tenant's webhook and CAEP receiver (policy) do: admins only.
     if req.backchannel_logout_uri.is_some() && admin.actor.role < Role::Admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
+        return Err(super::forbidden(
             "a backchannelLogoutUri needs the admin role",
         ));
     }
