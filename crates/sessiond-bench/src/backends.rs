@@ -228,6 +228,7 @@ fn measure(
         &o.data_dir,
         o.users,
         shared.then_some(cfg),
+        None,
     )?;
     let hash_threads = sd.engine().config().hash_concurrency;
     let mut notes = Vec::new();
@@ -692,7 +693,7 @@ fn count_trips(
     if let Some(p) = &redis_proxy {
         counted.redis_url = proxy::url_via(&cfg.redis_url, p.addr)?;
     }
-    let sd = Sessiond::start_on(o.server_threads, &o.data_dir, o.users, Some(&counted))?;
+    let sd = Sessiond::start_on(o.server_threads, &o.data_dir, o.users, Some(&counted), None)?;
     let c = 4.min(o.backend_concurrency).max(1);
     let n = o.trip_requests;
     let (_, live) = client.block_on(sd.seed(64, 1, 16, None))?;

@@ -41,6 +41,9 @@ pub struct Options {
     /// Run the mix scenario twice more, identically, and report the RSS after each (a leak
     /// shows as growth between the two).
     pub leak_check: bool,
+    /// The scale check's sessiond: capacity of its session and verified-token caches
+    /// (`None`: sessiond's defaults, `cache.sessions` / `cache.tokens`).
+    pub cache_size: Option<usize>,
     /// Users that log in (each login picks one).
     pub users: usize,
     /// The scale check: sessions seeded for the small and the large measurement.
@@ -101,6 +104,7 @@ impl Options {
             logout_pool: 60_000,
             cold_pool: 20_000,
             leak_check: true,
+            cache_size: None,
             users: 16,
             scale_small: 1_000,
             scale_large: 1_000_000,
@@ -646,7 +650,7 @@ fn starvation(
 /// whoami p99, RSS and store size with a small and a large number of seeded sessions, on a
 /// fresh sessiond (the main one is gone by then).
 fn scale_check(o: &Options, client: &tokio::runtime::Runtime) -> Result<Scale> {
-    let sd = Sessiond::start(o.server_threads, &o.data_dir, o.users)?;
+    let sd = Sessiond::start_on(o.server_threads, &o.data_dir, o.users, None, o.cache_size)?;
     let rss_before = server::rss_bytes();
     let c = 16.min(o.concurrencies.iter().copied().max().unwrap_or(1));
     let mut rows = Vec::new();

@@ -84,6 +84,10 @@ struct Args {
     /// Skip the leak check (two more identical mix runs).
     #[arg(long)]
     no_leak_check: bool,
+    /// The scale check's session and verified-token cache capacity (default: sessiond's,
+    /// 100000 each).
+    #[arg(long)]
+    cache_size: Option<usize>,
     /// Also write the Markdown report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -125,6 +129,7 @@ fn main() -> Result<()> {
         o.cold_pool = n;
     }
     o.leak_check = !a.no_leak_check;
+    o.cache_size = a.cache_size.or(o.cache_size);
     o.only = a.only;
     if let Some(b) = a.backends {
         o.backends = b

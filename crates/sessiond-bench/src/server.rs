@@ -244,17 +244,20 @@ impl Sessiond {
     /// Starts sessiond on a fresh data dir under `base` with a tenant (integration profile),
     /// `users` users and one service client for introspection.
     pub fn start(threads: usize, base: &Path, users: usize) -> Result<Self> {
-        Self::start_on(threads, base, users, None)
+        Self::start_on(threads, base, users, None, None)
     }
 
     /// [`Sessiond::start`] on the shared stores of `shared` (`None`: SQLite), wired as
     /// `sessiond serve` wires a node: `Engine::with_change_logs` over the stores' logs, one
     /// follower task per log.
+    ///
+    /// `caches`: the session and verified-token caches' capacity (default: sessiond's).
     pub fn start_on(
         threads: usize,
         base: &Path,
         users: usize,
         shared: Option<&StoreConfig>,
+        caches: Option<usize>,
     ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("sessiond-bench-")
@@ -280,9 +283,12 @@ impl Sessiond {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let issuer = format!("http://{addr}");
+        let defaults = EngineConfig::default();
         let cfg = EngineConfig {
             issuer: issuer.clone(),
-            ..EngineConfig::default()
+            session_cache_size: caches.unwrap_or(defaults.session_cache_size),
+            token_cache_size: caches.unwrap_or(defaults.token_cache_size),
+            ..defaults
         };
         let audience = cfg.audience.clone();
         let engine = rt
