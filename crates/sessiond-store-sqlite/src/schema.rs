@@ -384,18 +384,25 @@ mod tests {
         }
     }
 
-    /// Sessions written before V4 are numbered in their order of insertion; later ones
-    /// come after them.
-    #[test]
-    fn a_version_3_file_numbers_its_sessions_in_insertion_order() {
+    /// A database file with the first `version` migrations applied, as a release of that
+    /// schema left it: the dir holding it, its path and a connection to it.
+    fn file_at_version(version: usize) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let old = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..3].iter().enumerate() {
+        for (i, sql) in MIGRATIONS[..version].iter().enumerate() {
             old.execute_batch(sql).unwrap();
             old.pragma_update(None, "user_version", i as i64 + 1)
                 .unwrap();
         }
+        (dir, path, old)
+    }
+
+    /// Sessions written before V4 are numbered in their order of insertion; later ones
+    /// come after them.
+    #[test]
+    fn a_version_3_file_numbers_its_sessions_in_insertion_order() {
+        let (_dir, path, old) = file_at_version(3);
         for id in ["c", "a", "b"] {
             old.execute(
                 "INSERT INTO sessions (id, tenant_id, user_id, customer_id, auth_method,
@@ -429,14 +436,7 @@ mod tests {
     /// A file from before the change log gets an empty one, numbered from 1.
     #[test]
     fn a_version_4_file_gets_an_empty_change_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let old = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
-            old.execute_batch(sql).unwrap();
-            old.pragma_update(None, "user_version", i as i64 + 1)
-                .unwrap();
-        }
+        let (_dir, path, old) = file_at_version(4);
         old.execute(
             "INSERT INTO tenants (id, name, profile, overrides, created_at)
              VALUES ('old', NULL, 'production', '{}', 1)",
@@ -468,14 +468,7 @@ mod tests {
     /// Clients from before V6 have no back-channel logout URI; the file gets no marks.
     #[test]
     fn a_version_5_file_keeps_its_clients_without_a_logout_uri() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let old = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
-            old.execute_batch(sql).unwrap();
-            old.pragma_update(None, "user_version", i as i64 + 1)
-                .unwrap();
-        }
+        let (_dir, path, old) = file_at_version(5);
         old.execute(
             "INSERT INTO service_clients (client_id, tenant_id, secret_hash, audience, created_at)
              VALUES ('old', 't', zeroblob(32), 'aud', 1)",
@@ -509,14 +502,7 @@ mod tests {
     #[test]
     fn a_version_6_file_reads_auth_time_as_created_at() {
         use sessiond_store::{Change, LogRead, RevokeReason, SessionId, TenantId};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let old = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..6].iter().enumerate() {
-            old.execute_batch(sql).unwrap();
-            old.pragma_update(None, "user_version", i as i64 + 1)
-                .unwrap();
-        }
+        let (_dir, path, old) = file_at_version(6);
         let user = uuid::Uuid::from_u128(1);
         for (seq, id) in ["a", "b"].iter().enumerate() {
             old.execute(
@@ -575,14 +561,7 @@ mod tests {
     #[test]
     fn a_version_7_file_reads_sso_settings_without_a_verify_url() {
         use sessiond_store::{SsoSettings, TenantId};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let old = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..7].iter().enumerate() {
-            old.execute_batch(sql).unwrap();
-            old.pragma_update(None, "user_version", i as i64 + 1)
-                .unwrap();
-        }
+        let (_dir, path, old) = file_at_version(7);
         old.execute(
             "INSERT INTO sso_settings (tenant_id, issuer, audience, sealed_hs256_secret,
                  public_key_pem, jwks_url, updated_at)
@@ -636,14 +615,7 @@ mod tests {
     #[test]
     fn a_version_9_file_reads_users_without_a_role_and_events_without_an_actor() {
         use sessiond_store::{AuditQuery, StoreError, TenantId};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let old = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..9].iter().enumerate() {
-            old.execute_batch(sql).unwrap();
-            old.pragma_update(None, "user_version", i as i64 + 1)
-                .unwrap();
-        }
+        let (_dir, path, old) = file_at_version(9);
         let user = uuid::Uuid::from_u128(1);
         old.execute(
             "INSERT INTO users (tenant_id, id, customer_id, username, status, created_at)

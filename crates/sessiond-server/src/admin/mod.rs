@@ -139,7 +139,7 @@ pub(crate) fn forbidden(detail: impl Into<String>) -> ApiError {
 /// Who is calling: `Authorization: Bearer` with the admin token or an operator's session
 /// token (a token-mode login on `_operators`, for scripts), or without `Authorization` the
 /// session cookie of a console sign-in (a change then also needs its `X-CSRF-Token`).
-async fn actor(parts: &mut Parts, state: &AppState) -> Result<Actor, ApiError> {
+async fn actor(parts: &Parts, state: &AppState, caller: &Caller) -> Result<Actor, ApiError> {
     let has_cookie = crate::cookies::get(&parts.headers, crate::cookies::SESSION_COOKIE).is_some();
     let token = if parts
         .headers
@@ -168,8 +168,10 @@ async fn actor(parts: &mut Parts, state: &AppState) -> Result<Actor, ApiError> {
         session_token(parts, state, false).await?.0.into_owned()
     };
     let tenant = TenantId::operators();
-    let ctx = crate::extract::request_context(parts, state, tenant.clone());
-    let auth = state.engine.authenticate(&ctx, &token).await?;
+    let auth = state
+        .engine
+        .authenticate(&caller.ctx(&tenant), &token)
+        .await?;
     let user = state
         .engine
         .get_user(&tenant, &auth.session.user_id)
@@ -190,7 +192,8 @@ impl<const MIN: u8> FromRequestParts<AppState> for Admin<MIN> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let actor = actor(parts, state).await?;
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let actor = actor(parts, state, &caller).await?;
         let needed = role_of(MIN);
         if actor.role < needed {
             return Err(forbidden(format!(
@@ -200,7 +203,6 @@ impl<const MIN: u8> FromRequestParts<AppState> for Admin<MIN> {
                 actor.role.as_str()
             )));
         }
-        let caller = Caller::from_request_parts(parts, state).await?;
         let slot = parts.extensions.get::<ActorSlot>().cloned();
         if let Some(slot) = &slot
             && let Ok(mut s) = slot.0.lock()

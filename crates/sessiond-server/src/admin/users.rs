@@ -12,7 +12,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sessiond_proto::{Problem, RevokedResponse, ids};
-use sessiond_store::{RevokeReason, TenantId, UserQuery};
+use sessiond_store::{RevokeReason, TenantId, User, UserId, UserQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -175,11 +175,17 @@ pub(crate) async fn get_user(
     Path((t, u)): Path<(String, String)>,
 ) -> ApiResult<Json<UserResponse>> {
     let (t, u) = (admin.tenant(&t)?, admin.user(&u)?);
-    st.engine.tenant(&t).await.map_err(admin_err)?;
-    let user = st.engine.get_user(&t, &u).await.map_err(admin_err)?;
-    Ok(Json(
-        user.ok_or_else(|| ApiError::not_found("user"))?.into(),
-    ))
+    Ok(Json(existing_user(&st, &t, &u).await?.into()))
+}
+
+/// The user `u` of tenant `t`: 404 `not_found` for an unknown tenant or user.
+async fn existing_user(st: &AppState, t: &TenantId, u: &UserId) -> ApiResult<User> {
+    st.engine.tenant(t).await.map_err(admin_err)?;
+    st.engine
+        .get_user(t, u)
+        .await
+        .map_err(admin_err)?
+        .ok_or_else(|| ApiError::not_found("user"))
 }
 
 /// Set a user's password; revokes the user's sessions (reason `password_changed`).
@@ -261,16 +267,7 @@ pub(crate) async fn revoke_user_sessions(
     Path((t, u)): Path<(String, String)>,
 ) -> ApiResult<Json<RevokedResponse>> {
     let (t, u) = (admin.tenant(&t)?, admin.user(&u)?);
-    st.engine.tenant(&t).await.map_err(admin_err)?;
-    if st
-        .engine
-        .get_user(&t, &u)
-        .await
-        .map_err(admin_err)?
-        .is_none()
-    {
-        return Err(ApiError::not_found("user"));
-    }
+    existing_user(&st, &t, &u).await?;
     let revoked = st
         .engine
         .revoke_user(&admin.ctx(&t), &u, RevokeReason::Admin, None)
