@@ -443,7 +443,7 @@ impl Sessiond {
                         }),
                     };
                     store
-                        .create_session(new, SessionLimit::Unlimited, now)
+                        .create_session(new, SessionLimit::Unlimited, now, None)
                         .await?;
                     made += 1;
                     if sign_needed && (w + i * in_flight).is_multiple_of(keep_every) {

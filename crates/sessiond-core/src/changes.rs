@@ -301,7 +301,7 @@ mod tests {
         use sessiond_store::SessionStore as _;
         assert!(ok(c
             .store
-            .mark_expired(&ctx.tenant_id, &issued.session.id, e.now() + 3_600)
+            .mark_expired(&ctx.tenant_id, &issued.session.id, e.now() + 3_600, None)
             .await));
         c.clock.advance(61);
         match e.authenticate(&ctx, &issued.session_token).await {

@@ -22,6 +22,8 @@ mod revoke;
 mod stepup;
 mod validate;
 
+use audit::{WriteAudit, about};
+
 pub use stepup::Proof;
 
 pub const SCOPE: &str = "session";
@@ -85,6 +87,22 @@ pub(crate) enum Verified {
     Internal(Arc<crate::token::InternalClaims>),
 }
 
+impl Verified {
+    pub(crate) fn sid(&self) -> &SessionId {
+        match self {
+            Verified::Session(c) => &c.sid,
+            Verified::Internal(c) => &c.sid,
+        }
+    }
+
+    pub(crate) fn sub(&self) -> UserId {
+        match self {
+            Verified::Session(c) => c.sub,
+            Verified::Internal(c) => c.sub,
+        }
+    }
+}
+
 /// `nbf`/`iat` may lie at most the leeway in the future, and `exp` must not have passed.
 pub(crate) fn time_ok(nbf: UnixTime, iat: UnixTime, now: UnixTime) -> bool {
     nbf <= now + crate::token::NBF_LEEWAY && iat <= now + crate::token::NBF_LEEWAY
@@ -94,7 +112,8 @@ pub(crate) fn time_ok(nbf: UnixTime, iat: UnixTime, now: UnixTime) -> bool {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub claims: Arc<Claims>,
-    pub session: Session,
+    /// Shared with the session cache: a cache hit copies nothing.
+    pub session: Arc<Session>,
 }
 
 /// What login and refresh hand back (no `Debug`: it holds tokens).
@@ -120,7 +139,7 @@ pub struct Engine {
     /// Verified claims by SHA-256 of the token: a token pays one signature check.
     pub(crate) verified: quick_cache::sync::Cache<[u8; 32], Verified>,
     /// Session records; every revocation removes its entry before it is acknowledged.
-    session_cache: FreshCache<SessionId, Session>,
+    session_cache: FreshCache<SessionId, Arc<Session>>,
     tenants: FreshCache<TenantId, Arc<TenantPolicy>>,
     /// Service clients by id (introspection authenticates one per request).
     pub(crate) clients: FreshCache<String, ServiceClient>,
@@ -137,6 +156,9 @@ pub struct Engine {
     active_count: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
     /// The revocation feed, once started (see [`Engine::start_feed`]).
     feed: std::sync::OnceLock<Arc<crate::feed::Feed>>,
+    /// The session store is the identity store too (one object): session writes commit
+    /// their audit events in their own transaction (see [`sessiond_store::AuditWith`]).
+    audit_in_writes: bool,
 }
 
 impl Engine {
@@ -162,6 +184,7 @@ impl Engine {
             keyring = Keyring::load(&master, keys)?;
         }
         Ok(Self {
+            audit_in_writes: std::ptr::addr_eq(Arc::as_ptr(&sessions), Arc::as_ptr(&identity)),
             verified: quick_cache::sync::Cache::new(cfg.token_cache_size.max(1)),
             session_cache: FreshCache::new(cfg.session_cache_size, CACHE_MAX_AGE),
             tenants: FreshCache::new(10_000, CACHE_MAX_AGE),

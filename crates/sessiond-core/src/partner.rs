@@ -474,13 +474,13 @@ impl Engine {
     }
 
     /// One of our tokens (a session token or an internal access token) of the client's
-    /// tenant, live by its time claims: its claims as JSON, and its session. `None` for
-    /// anything else. A token pays one signature check; repeats come from the verified cache.
+    /// tenant, live by its time claims. `None` for anything else. A token pays one signature
+    /// check; repeats come from the verified cache.
     fn client_visible_token(
         &self,
         client: &ServiceClient,
         token: &str,
-    ) -> CoreResult<Option<(serde_json::Value, SessionId)>> {
+    ) -> CoreResult<Option<Verified>> {
         let key = secret::hash_token(token).0;
         let verified = match self.verified.get(&key) {
             Some(v) => v,
@@ -504,47 +504,28 @@ impl Engine {
             }
         };
         let now = self.now();
-        let (value, tid, sid, exp, nbf, iat) = match &verified {
-            Verified::Session(c) => (
-                serde_json::to_value(&**c),
-                &c.tid,
-                &c.sid,
-                c.exp,
-                c.nbf,
-                c.iat,
-            ),
-            Verified::Internal(c) => (
-                serde_json::to_value(&**c),
-                &c.tid,
-                &c.sid,
-                c.exp,
-                c.nbf,
-                c.iat,
-            ),
+        let (tid, exp, nbf, iat) = match &verified {
+            Verified::Session(c) => (&c.tid, c.exp, c.nbf, c.iat),
+            Verified::Internal(c) => (&c.tid, c.exp, c.nbf, c.iat),
         };
         let live = *tid == client.tenant_id && now < exp && time_ok(nbf, iat, now);
-        Ok(match value {
-            Ok(v) if live => Some((v, sid.clone())),
-            _ => None,
-        })
+        Ok(live.then_some(verified))
     }
 
-    /// RFC 7662: the claims of a live session or internal token of the client's tenant, or
-    /// `None` for anything else — never saying why.
+    /// RFC 7662 for a service client: the claims of a live session token or internal token
+    /// of the client's tenant whose session is active, or `None` (`{"active": false}`).
     pub async fn introspect(
         &self,
         client: &ServiceClient,
         token: &str,
-    ) -> CoreResult<Option<serde_json::Value>> {
-        let Some((mut value, sid)) = self.client_visible_token(client, token)? else {
+    ) -> CoreResult<Option<sessiond_proto::Introspection>> {
+        let Some(verified) = self.client_visible_token(client, token)? else {
             return Ok(None);
         };
         let epoch = self.invalidation_epoch();
-        match self.session(&client.tenant_id, &sid, epoch).await {
-            Ok(s) if s.is_active_at(self.now()) && names_owner(&value, &s) => {
-                value["active"] = serde_json::Value::Bool(true);
-                value["token_type"] = serde_json::Value::from("Bearer");
-                Ok(Some(value))
+        match self.session(&client.tenant_id, verified.sid(), epoch).await {
+            Ok(s) if s.is_active_at(self.now()) && verified.sub() == s.user_id => {
+                Ok(Some(introspection(&verified)))
             }
             Ok(_) | Err(CoreError::TokenInvalid) => Ok(None),
             Err(e) => Err(e),
@@ -561,9 +542,12 @@ impl Engine {
         token: &str,
     ) -> CoreResult<()> {
         let sid = match self.client_visible_token(client, token)? {
-            Some((value, sid)) => {
-                let owner = self.sessions.get_session(&client.tenant_id, &sid).await?;
-                owner.is_none_or(|s| names_owner(&value, &s)).then_some(sid)
+            Some(verified) => {
+                let sid = verified.sid();
+                let owner = self.sessions.get_session(&client.tenant_id, sid).await?;
+                owner
+                    .is_none_or(|s| s.user_id == verified.sub())
+                    .then(|| sid.clone())
             }
             None if token.len() <= 256 => self
                 .sessions
@@ -580,9 +564,47 @@ impl Engine {
     }
 }
 
-/// The token's `sub` (in its claims as JSON) is the session's user.
-fn names_owner(claims: &serde_json::Value, s: &Session) -> bool {
-    claims["sub"].as_str() == Some(s.user_id.to_string().as_str())
+/// The RFC 7662 answer for a live token: `active`, its claims, `token_type: Bearer`.
+fn introspection(verified: &Verified) -> sessiond_proto::Introspection {
+    let base = sessiond_proto::Introspection {
+        active: true,
+        token_type: Some("Bearer".into()),
+        ..Default::default()
+    };
+    match verified {
+        Verified::Session(c) => sessiond_proto::Introspection {
+            iss: Some(c.iss.clone()),
+            aud: Some(c.aud.clone()),
+            sub: Some(c.sub),
+            sid: Some(c.sid.as_str().to_owned()),
+            tid: Some(c.tid.as_str().to_owned()),
+            cid: Some(c.cid),
+            scope: Some(c.scope.clone()),
+            jti: Some(c.jti.clone()),
+            iat: Some(c.iat),
+            nbf: Some(c.nbf),
+            exp: Some(c.exp),
+            auth_time: Some(c.auth_time),
+            amr: Some(c.amr.clone()),
+            ..base
+        },
+        Verified::Internal(c) => sessiond_proto::Introspection {
+            iss: Some(c.iss.clone()),
+            aud: Some(c.aud.clone()),
+            sub: Some(c.sub),
+            sid: Some(c.sid.as_str().to_owned()),
+            tid: Some(c.tid.as_str().to_owned()),
+            cid: Some(c.cid),
+            client_id: Some(c.client_id.clone()),
+            scope: Some(c.scope.clone()),
+            jti: Some(c.jti.clone()),
+            iat: Some(c.iat),
+            nbf: Some(c.nbf),
+            exp: Some(c.exp),
+            auth_time: Some(c.auth_time),
+            ..base
+        },
+    }
 }
 
 fn sso_aad(tenant: &TenantId) -> String {

@@ -141,18 +141,38 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-/// Runs each request to completion in its own task. A client that disconnects mid-request
-/// drops its connection's future; without this, a committed write (a revocation, say) could
-/// be cut off from the cache invalidation and audit events that must follow it.
+/// Runs each request that may change something to completion in its own task. A client that
+/// disconnects mid-request drops its connection's future; without this, a committed write (a
+/// revocation, say) could be cut off from the cache invalidation and audit events that must
+/// follow it.
 ///
 /// A request still running after [`REQUEST_TIMEOUT`] is answered 503 at once; its work goes on
 /// to its end in the background, so nothing it committed is left half done.
+///
+/// Reads (see [`only_reads`]) run inline, without a task of their own: a hang-up cancels
+/// nothing a read must finish. The one write a read makes — recording that a session it
+/// presented has timed out — commits with its audit event in one transaction, and the cache
+/// entry it would drop already reads as timed out.
 pub async fn run_to_completion(req: Request, next: Next) -> Response {
+    if only_reads(&req) {
+        return tokio::time::timeout(REQUEST_TIMEOUT, next.run(req))
+            .await
+            .unwrap_or_else(|_| timed_out());
+    }
     match tokio::time::timeout(REQUEST_TIMEOUT, tokio::spawn(next.run(req))).await {
         Ok(Ok(res)) => res,
         Ok(Err(e)) => panic_response(Box::new(e.to_string())),
         Err(_) => timed_out(),
     }
+}
+
+/// GET and HEAD requests, and RFC 7662 introspection (a POST that only reads).
+fn only_reads(req: &Request) -> bool {
+    use axum::http::Method;
+    let m = req.method();
+    *m == Method::GET
+        || *m == Method::HEAD
+        || (*m == Method::POST && req.uri().path() == "/oauth2/introspect")
 }
 
 fn timed_out() -> Response {

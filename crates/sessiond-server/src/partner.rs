@@ -333,15 +333,8 @@ async fn introspect(
         req.client_secret.as_deref(),
     )
     .await?;
-    let body = match st.engine.introspect(&client, &req.token).await? {
-        Some(claims) => serde_json::from_value(claims).map_err(|e| {
-            ApiError::from(sessiond_core::CoreError::Internal(format!(
-                "introspection claims: {e}"
-            )))
-        })?,
-        None => Introspection::default(),
-    };
-    Ok(Json(body))
+    let body = st.engine.introspect(&client, &req.token).await?;
+    Ok(Json(body.unwrap_or_default()))
 }
 
 /// RFC 7009 token revocation.

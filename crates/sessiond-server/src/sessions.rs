@@ -46,7 +46,7 @@ async fn whoami(State(st): State<AppState>, a: Auth) -> Json<WhoamiResponse> {
     Json(WhoamiResponse {
         scope: a.auth.claims.scope.clone(),
         token_expires_at: a.auth.claims.exp,
-        session: session_view(a.auth.session, now, None),
+        session: session_view(&a.auth.session, now, None),
     })
 }
 
@@ -76,7 +76,7 @@ async fn list(State(st): State<AppState>, a: Auth) -> ApiResult<Json<SessionsRes
     Ok(Json(SessionsResponse {
         sessions: sessions
             .into_iter()
-            .map(|s| session_view(s, now, Some(&current)))
+            .map(|s| session_view(&s, now, Some(&current)))
             .collect(),
         next_cursor: None,
     }))

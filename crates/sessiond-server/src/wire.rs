@@ -32,7 +32,7 @@ pub fn token_response(i: Issued) -> TokenResponse {
 
 /// A session as the API shows it at `now`; `current` flags the caller's own session (in the
 /// user's own list).
-pub fn session_view(s: Session, now: UnixTime, current: Option<&SessionId>) -> SessionView {
+pub fn session_view(s: &Session, now: UnixTime, current: Option<&SessionId>) -> SessionView {
     let (state, revoked_reason) = match s.status_at(now) {
         SessionStatus::Active => (SessionState::Active, None),
         SessionStatus::Revoked(r) => (SessionState::Revoked, Some(r.as_str().to_owned())),
@@ -50,9 +50,9 @@ pub fn session_view(s: Session, now: UnixTime, current: Option<&SessionId>) -> S
         last_seen_at: s.last_seen_at,
         absolute_expires_at: s.absolute_expires_at,
         device: DeviceView {
-            user_agent: s.device.user_agent,
-            ip: s.device.ip,
-            label: s.device.label,
+            user_agent: s.device.user_agent.clone(),
+            ip: s.device.ip.clone(),
+            label: s.device.label.clone(),
         },
         state,
         revoked_reason,

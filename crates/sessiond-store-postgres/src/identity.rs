@@ -7,11 +7,11 @@ use crate::codec::{hash, opt_uuid, parse_enum, tenant, uuid};
 use crate::error::{DbResult, bad_value};
 use async_trait::async_trait;
 use sessiond_store::{
-    AuditCount, AuditEvent, AuditKind, AuditQuery, Change, IdentityStore, KeyState, PartnerSecret,
-    PolicyOverrides, Profile, Role, ServiceClient, SessionId, SsoSettings, StoreResult, StoredKey,
-    Tenant, TenantId, UnixTime, User, UserId, UserQuery, UserStatus,
+    AuditCount, AuditEvent, AuditKind, AuditQuery, AuditWith, Change, IdentityStore, KeyState,
+    PartnerSecret, PolicyOverrides, Profile, Role, ServiceClient, SessionId, SsoSettings,
+    StoreResult, StoredKey, Tenant, TenantId, UnixTime, User, UserId, UserQuery, UserStatus,
 };
-use sqlx::postgres::{PgRow, Postgres};
+use sqlx::postgres::{PgConnection, PgRow, Postgres};
 use sqlx::{QueryBuilder, Row};
 
 /// The columns `tenant_from_row` reads, in its order.
@@ -578,36 +578,7 @@ impl PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        let text = |f: fn(&AuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
-        // One statement; ids are assigned in the order given (ORDER BY the ordinality).
-        sqlx::query(
-            "INSERT INTO audit_events (tenant_id, kind, user_id, session_id, activity_id,
-                                       correlation_id, ip, user_agent, reason, at, actor)
-             SELECT tenant_id, kind, user_id::uuid, session_id, activity_id, correlation_id,
-                    ip, user_agent, reason, at, actor
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
-                         $11::text[])
-                  WITH ORDINALITY AS e (tenant_id, kind, user_id, session_id, activity_id,
-                                        correlation_id, ip, user_agent, reason, at, actor, ord)
-             ORDER BY ord",
-        )
-        .bind(text(|e| Some(e.tenant_id.as_str().to_owned())))
-        .bind(text(|e| Some(e.kind.as_str().to_owned())))
-        .bind(text(|e| e.user_id.map(|u| u.to_string())))
-        .bind(text(|e| {
-            e.session_id.as_ref().map(|s| s.as_str().to_owned())
-        }))
-        .bind(text(|e| Some(e.activity_id.clone())))
-        .bind(text(|e| e.correlation_id.clone()))
-        .bind(text(|e| e.ip.clone()))
-        .bind(text(|e| e.user_agent.clone()))
-        .bind(text(|e| e.reason.clone()))
-        .bind(events.iter().map(|e| e.at).collect::<Vec<i64>>())
-        .bind(text(|e| e.actor.clone()))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        insert_audit(&mut *self.pool().acquire().await?, &events).await
     }
 
     async fn purge_audit_db(&self, before: UnixTime) -> DbResult<u64> {
@@ -865,4 +836,53 @@ impl IdentityStore for PgStore {
         self.run(self.count_audit_db(tenant, since, until, bucket))
             .await
     }
+}
+
+/// Appends the events `audit` builds from a write's outcome, in the write's transaction.
+pub(crate) async fn insert_audit_with<T: ?Sized>(
+    c: &mut PgConnection,
+    audit: &AuditWith<T>,
+    outcome: &T,
+) -> DbResult<()> {
+    match audit {
+        Some(build) => insert_audit(c, &build(outcome)).await,
+        None => Ok(()),
+    }
+}
+
+/// Inserts audit events on `c`: one statement; ids are assigned in the order given.
+async fn insert_audit(c: &mut PgConnection, events: &[AuditEvent]) -> DbResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&AuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+    // One statement; ids are assigned in the order given (ORDER BY the ordinality).
+    sqlx::query(
+        "INSERT INTO audit_events (tenant_id, kind, user_id, session_id, activity_id,
+                                   correlation_id, ip, user_agent, reason, at, actor)
+         SELECT tenant_id, kind, user_id::uuid, session_id, activity_id, correlation_id,
+                ip, user_agent, reason, at, actor
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
+                     $11::text[])
+              WITH ORDINALITY AS e (tenant_id, kind, user_id, session_id, activity_id,
+                                    correlation_id, ip, user_agent, reason, at, actor, ord)
+         ORDER BY ord",
+    )
+    .bind(text(|e| Some(e.tenant_id.as_str().to_owned())))
+    .bind(text(|e| Some(e.kind.as_str().to_owned())))
+    .bind(text(|e| e.user_id.map(|u| u.to_string())))
+    .bind(text(|e| {
+        e.session_id.as_ref().map(|s| s.as_str().to_owned())
+    }))
+    .bind(text(|e| Some(e.activity_id.clone())))
+    .bind(text(|e| e.correlation_id.clone()))
+    .bind(text(|e| e.ip.clone()))
+    .bind(text(|e| e.user_agent.clone()))
+    .bind(text(|e| e.reason.clone()))
+    .bind(events.iter().map(|e| e.at).collect::<Vec<i64>>())
+    .bind(text(|e| e.actor.clone()))
+    .execute(c)
+    .await?;
+    Ok(())
 }

@@ -13,11 +13,13 @@ use crate::PgStore;
 use crate::changes::{ended, timed_out};
 use crate::codec::{hash, parse_enum, seconds, tenant, uuid};
 use crate::error::{DbResult, bad_value};
+use crate::identity::insert_audit_with;
 use async_trait::async_trait;
 use sessiond_store::{
-    AuthMethod, Change, DeviceInfo, NewSession, RefreshRecord, RevokeReason, RotateOutcome,
-    Rotated, Rotation, RotationStep, Session, SessionId, SessionLimit, SessionQuery, SessionState,
-    SessionStore, StateFilter, StoreError, StoreResult, TenantId, TokenHash, UnixTime, UserId,
+    AuditWith, AuthMethod, Change, DeviceInfo, NewSession, RefreshRecord, RevokeReason,
+    RotateOutcome, Rotated, Rotation, RotationStep, Session, SessionId, SessionLimit, SessionQuery,
+    SessionState, SessionStore, StateFilter, StoreError, StoreResult, TenantId, TokenHash,
+    UnixTime, UserId,
 };
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{PgConnection, QueryBuilder, Row};
@@ -272,6 +274,7 @@ impl PgStore {
         new: NewSession,
         limit: SessionLimit,
         now: UnixTime,
+        audit: AuditWith<[SessionId]>,
     ) -> DbResult<Vec<SessionId>> {
         let s = &new.session;
         let mut tx = self.pool().begin().await?;
@@ -308,8 +311,10 @@ impl PgStore {
             .iter()
             .map(|e| ended(e, RevokeReason::Displaced))
             .collect();
+        let evicted: Vec<SessionId> = evicted.into_iter().map(|e| e.id).collect();
+        insert_audit_with(&mut tx, &audit, &evicted[..]).await?;
         self.commit_logged(tx, &changes).await?;
-        Ok(evicted.into_iter().map(|e| e.id).collect())
+        Ok(evicted)
     }
 
     async fn get_db(&self, tenant: &TenantId, id: &SessionId) -> DbResult<Option<Session>> {
@@ -362,7 +367,11 @@ impl PgStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn rotate_db(&self, r: Rotation) -> DbResult<RotateOutcome> {
+    async fn rotate_db(
+        &self,
+        r: Rotation,
+        audit: AuditWith<RotateOutcome>,
+    ) -> DbResult<RotateOutcome> {
         let mut tx = self.pool().begin().await?;
         // The token row is locked first (then its session): racing rotations of one token
         // take turns, and each decides on what the previous one committed.
@@ -466,6 +475,7 @@ impl PgStore {
                 }
             }
         };
+        insert_audit_with(&mut tx, &audit, &outcome).await?;
         self.commit_logged(tx, &changes).await?;
         Ok(outcome)
     }
@@ -476,10 +486,12 @@ impl PgStore {
         id: &SessionId,
         reason: RevokeReason,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> DbResult<Option<Session>> {
         let mut tx = self.pool().begin().await?;
         let revoked = revoke_one(&mut tx, tenant, id, reason, now).await?;
         let changes: Vec<Change> = revoked.iter().map(|s| ended(s, reason)).collect();
+        insert_audit_with(&mut tx, &audit, revoked.as_slice()).await?;
         self.commit_logged(tx, &changes).await?;
         Ok(revoked)
     }
@@ -491,6 +503,7 @@ impl PgStore {
         reason: RevokeReason,
         keep: Option<&SessionId>,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> DbResult<Vec<Session>> {
         let mut tx = self.pool().begin().await?;
         // Several rows of one user: the lock that evictions take too, so two multi-row
@@ -522,6 +535,7 @@ impl PgStore {
                 reason,
             });
         }
+        insert_audit_with(&mut tx, &audit, &revoked[..]).await?;
         self.commit_logged(tx, &changes).await?;
         Ok(revoked)
     }
@@ -531,6 +545,7 @@ impl PgStore {
         tenant: &TenantId,
         id: &SessionId,
         now: UnixTime,
+        audit: AuditWith<bool>,
     ) -> DbResult<bool> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(concat!(
@@ -547,6 +562,7 @@ impl PgStore {
         .await?;
         let expired = row.as_ref().map(session_from_row).transpose()?;
         let changes: Vec<Change> = expired.iter().map(timed_out).collect();
+        insert_audit_with(&mut tx, &audit, &expired.is_some()).await?;
         self.commit_logged(tx, &changes).await?;
         Ok(expired.is_some())
     }
@@ -760,8 +776,9 @@ impl SessionStore for PgStore {
         new: NewSession,
         limit: SessionLimit,
         now: UnixTime,
+        audit: AuditWith<[SessionId]>,
     ) -> StoreResult<Vec<SessionId>> {
-        self.run(self.create_db(new, limit, now)).await
+        self.run(self.create_db(new, limit, now, audit)).await
     }
 
     async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> StoreResult<Option<Session>> {
@@ -786,8 +803,12 @@ impl SessionStore for PgStore {
         self.run(self.reauthenticate_db(tenant, id, now)).await
     }
 
-    async fn rotate_refresh(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {
-        self.run(self.rotate_db(rotation)).await
+    async fn rotate_refresh(
+        &self,
+        rotation: Rotation,
+        audit: AuditWith<RotateOutcome>,
+    ) -> StoreResult<RotateOutcome> {
+        self.run(self.rotate_db(rotation, audit)).await
     }
 
     async fn revoke_session(
@@ -796,8 +817,10 @@ impl SessionStore for PgStore {
         id: &SessionId,
         reason: RevokeReason,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Option<Session>> {
-        self.run(self.revoke_db(tenant, id, reason, now)).await
+        self.run(self.revoke_db(tenant, id, reason, now, audit))
+            .await
     }
 
     async fn revoke_user_sessions(
@@ -807,8 +830,9 @@ impl SessionStore for PgStore {
         reason: RevokeReason,
         keep: Option<&SessionId>,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Vec<Session>> {
-        self.run(self.revoke_user_db(tenant, user, reason, keep, now))
+        self.run(self.revoke_user_db(tenant, user, reason, keep, now, audit))
             .await
     }
 
@@ -821,8 +845,9 @@ impl SessionStore for PgStore {
         tenant: &TenantId,
         id: &SessionId,
         now: UnixTime,
+        audit: AuditWith<bool>,
     ) -> StoreResult<bool> {
-        self.run(self.mark_expired_db(tenant, id, now)).await
+        self.run(self.mark_expired_db(tenant, id, now, audit)).await
     }
 
     async fn find_sessions(

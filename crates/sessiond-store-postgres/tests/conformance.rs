@@ -106,6 +106,7 @@ mod conformance {
     use super::fresh;
     sessiond_store::identity_store_conformance!(fresh());
     sessiond_store::session_store_conformance!(fresh());
+    sessiond_store::audited_session_writes_conformance!(fresh());
     sessiond_store::session_change_log_conformance!(fresh());
     sessiond_store::identity_change_log_conformance!(fresh());
     sessiond_store::counters_conformance!(fresh());
@@ -153,7 +154,7 @@ async fn create(store: &PgStore, s: &Session, refresh: Option<TokenHash>) {
         }),
     };
     store
-        .create_session(new, SessionLimit::Unlimited, s.created_at)
+        .create_session(new, SessionLimit::Unlimited, s.created_at, None)
         .await
         .expect("create_session");
 }
@@ -294,7 +295,7 @@ async fn a_server_that_goes_away_is_unavailable_within_seconds() {
     }
     let r = tokio::time::timeout(
         bounded,
-        store.revoke_session(&s.tenant_id, &s.id, RevokeReason::Admin, NOW + 1),
+        store.revoke_session(&s.tenant_id, &s.id, RevokeReason::Admin, NOW + 1, None),
     )
     .await
     .expect("a write must give up, not hang");
@@ -347,7 +348,7 @@ async fn a_revocation_on_another_node_wakes_the_waiter() {
         tokio::spawn(async move { a.wait_hint(Duration::from_secs(5)).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    b.revoke_session(&s.tenant_id, &s.id, RevokeReason::Admin, NOW + 1)
+    b.revoke_session(&s.tenant_id, &s.id, RevokeReason::Admin, NOW + 1, None)
         .await
         .expect("revoke")
         .expect("revoked");
@@ -379,7 +380,7 @@ async fn two_nodes_share_one_gapless_log() {
     a.create_tenant(t.clone()).await.expect("tenant");
     let s = session(NOW, NOW + DAY);
     create(&a, &s, None).await;
-    a.revoke_session(&s.tenant_id, &s.id, RevokeReason::Logout, NOW + 1)
+    a.revoke_session(&s.tenant_id, &s.id, RevokeReason::Logout, NOW + 1, None)
         .await
         .expect("revoke");
     b.set_tenant_policy(&t.id, PolicyOverrides::default())
@@ -621,7 +622,14 @@ async fn evictions_and_user_revocations_race_without_deadlock() {
             tokio::spawn(async move {
                 if i % 5 == 4 {
                     let revoked = store
-                        .revoke_user_sessions(&tenant_a(), &user, RevokeReason::Admin, None, NOW)
+                        .revoke_user_sessions(
+                            &tenant_a(),
+                            &user,
+                            RevokeReason::Admin,
+                            None,
+                            NOW,
+                            None,
+                        )
                         .await?;
                     Ok::<usize, StoreError>(revoked.len())
                 } else {
@@ -634,7 +642,7 @@ async fn evictions_and_user_revocations_race_without_deadlock() {
                         refresh: None,
                     };
                     let evicted = store
-                        .create_session(new, SessionLimit::EvictOldest(2), NOW)
+                        .create_session(new, SessionLimit::EvictOldest(2), NOW, None)
                         .await?;
                     Ok(evicted.len())
                 }
@@ -781,7 +789,7 @@ async fn a_version_3_schema_reads_auth_time_as_created_at() {
     let head = read_all(&store, 0).await.len() as u64;
     for s in [&a, &b] {
         store
-            .revoke_session(&t, &s.id, RevokeReason::Admin, NOW + 60)
+            .revoke_session(&t, &s.id, RevokeReason::Admin, NOW + 60, None)
             .await
             .unwrap()
             .expect("revoked");

@@ -7,9 +7,9 @@ use crate::{RedisStore, scripts};
 use async_trait::async_trait;
 use redis::Value;
 use sessiond_store::{
-    NewSession, RefreshRecord, RevokeReason, RotateOutcome, Rotation, Route, Session, SessionId,
-    SessionLimit, SessionQuery, SessionStore, StoreError, StoreResult, TenantId, TokenHash,
-    UnixTime, UserId,
+    AuditWith, NewSession, RefreshRecord, RevokeReason, RotateOutcome, Rotation, Route, Session,
+    SessionId, SessionLimit, SessionQuery, SessionStore, StoreError, StoreResult, TenantId,
+    TokenHash, UnixTime, UserId,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -21,6 +21,18 @@ const TICKS: i64 = 1_048_576;
 
 fn caller_bug(what: &str) -> StoreError {
     StoreError::Backend(format!("routing mismatch: {what}"))
+}
+
+/// Redis is never the identity store, so it keeps no audit trail: a caller that hands a write
+/// its audit events (see [`AuditWith`]) would lose them, and is refused before anything is
+/// written.
+fn no_audit_trail<T: ?Sized>(audit: &AuditWith<T>) -> StoreResult<()> {
+    match audit {
+        Some(_) => Err(StoreError::Backend(
+            "the Redis store keeps no audit trail: append the events to the identity store".into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn status(reply: &mut std::vec::IntoIter<Value>) -> StoreResult<String> {
@@ -199,7 +211,9 @@ impl SessionStore for RedisStore {
         new: NewSession,
         limit: SessionLimit,
         now: UnixTime,
+        audit: AuditWith<[SessionId]>,
     ) -> StoreResult<Vec<SessionId>> {
+        no_audit_trail(&audit)?;
         let s = &new.session;
         let route = Route::of_user(&s.user_id);
         if s.id.route() != route {
@@ -329,7 +343,12 @@ impl SessionStore for RedisStore {
         record::parse_session(id.clone(), &f).map(Some)
     }
 
-    async fn rotate_refresh(&self, r: Rotation) -> StoreResult<RotateOutcome> {
+    async fn rotate_refresh(
+        &self,
+        r: Rotation,
+        audit: AuditWith<RotateOutcome>,
+    ) -> StoreResult<RotateOutcome> {
+        no_audit_trail(&audit)?;
         let route = Route::of_hash(&r.presented);
         if Route::of_hash(&r.successor.hash) != route {
             return Err(caller_bug(
@@ -384,7 +403,9 @@ impl SessionStore for RedisStore {
         id: &SessionId,
         reason: RevokeReason,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Option<Session>> {
+        no_audit_trail(&audit)?;
         let keys = self.keys();
         let route = id.route();
         let mut inv = scripts::REVOKE.prepare_invoke();
@@ -412,7 +433,9 @@ impl SessionStore for RedisStore {
         reason: RevokeReason,
         keep: Option<&SessionId>,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Vec<Session>> {
+        no_audit_trail(&audit)?;
         let keys = self.keys();
         let route = Route::of_user(user);
         let mut inv = scripts::REVOKE_USER.prepare_invoke();
@@ -439,7 +462,9 @@ impl SessionStore for RedisStore {
         tenant: &TenantId,
         id: &SessionId,
         now: UnixTime,
+        audit: AuditWith<bool>,
     ) -> StoreResult<bool> {
+        no_audit_trail(&audit)?;
         let keys = self.keys();
         let route = id.route();
         let mut inv = scripts::MARK_EXPIRED.prepare_invoke();

@@ -92,7 +92,7 @@ async fn create(store: &RedisStore, s: &Session) {
         }),
     };
     store
-        .create_session(new, SessionLimit::Unlimited, s.created_at)
+        .create_session(new, SessionLimit::Unlimited, s.created_at, None)
         .await
         .unwrap();
 }
@@ -314,6 +314,7 @@ async fn a_cluster_node_outage_is_unavailable_and_the_store_recovers() {
                 },
                 SessionLimit::Unlimited,
                 NOW,
+                None,
             )
         })
         .await;
@@ -324,7 +325,7 @@ async fn a_cluster_node_outage_is_unavailable_and_the_store_recovers() {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         store
-            .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 1)
+            .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 1, None)
             .await
             .unwrap()
             .unwrap();
@@ -373,7 +374,7 @@ async fn hints_reach_another_store(url: &str) {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         writer
-            .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 1)
+            .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 1, None)
             .await
             .unwrap()
             .unwrap();
@@ -388,7 +389,7 @@ async fn hints_reach_another_store(url: &str) {
     let s = session(uuid::Uuid::new_v4(), NOW);
     create(&writer, &s).await;
     writer
-        .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 1)
+        .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 1, None)
         .await
         .unwrap();
     assert_eq!(
@@ -450,7 +451,7 @@ async fn a_tenant_listing_spans_the_cluster_and_drops_what_expired() {
     // Revoke every other session: the filter pages through the whole index.
     for s in newest_first.iter().step_by(2) {
         store
-            .revoke_session(&tenant(), &s.id, RevokeReason::Admin, NOW + 61)
+            .revoke_session(&tenant(), &s.id, RevokeReason::Admin, NOW + 61, None)
             .await
             .unwrap()
             .unwrap();
@@ -661,7 +662,7 @@ async fn change_log_members_are_what_serde_reads() {
     create(&store, &s).await;
     let route = s.id.route().index();
     store
-        .revoke_session(&tenant(), &s.id, RevokeReason::PartnerLogout, NOW + 1)
+        .revoke_session(&tenant(), &s.id, RevokeReason::PartnerLogout, NOW + 1, None)
         .await
         .unwrap()
         .unwrap();
@@ -736,7 +737,7 @@ async fn a_record_from_before_auth_time_reads_it_as_created_at() {
     );
     for s in [&a, &b] {
         store
-            .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 60)
+            .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 60, None)
             .await
             .unwrap()
             .expect("revoked");
@@ -780,6 +781,7 @@ async fn routing_mismatches_are_caller_bugs() {
             },
             SessionLimit::Unlimited,
             NOW,
+            None,
         )
         .await;
     assert!(matches!(got, Err(StoreError::Backend(_))), "{got:?}");
@@ -814,6 +816,7 @@ async fn memory_per_session() {
             },
             SessionLimit::EvictOldest(5),
             NOW,
+            None,
         )
         .await
         .unwrap();
@@ -910,7 +913,7 @@ async fn a_resent_create_or_rotation_answers_as_the_first() {
     };
     for _ in 0..2 {
         let evicted = store
-            .create_session(new.clone(), SessionLimit::EvictOldest(1), NOW)
+            .create_session(new.clone(), SessionLimit::EvictOldest(1), NOW, None)
             .await
             .unwrap();
         assert!(evicted.is_empty());
@@ -929,7 +932,7 @@ async fn a_resent_create_or_rotation_answers_as_the_first() {
     assert!(
         matches!(
             store
-                .create_session(clash, SessionLimit::Unlimited, NOW + 1)
+                .create_session(clash, SessionLimit::Unlimited, NOW + 1, None)
                 .await,
             Err(StoreError::Conflict)
         ),
@@ -948,7 +951,7 @@ async fn a_resent_create_or_rotation_answers_as_the_first() {
     };
     for _ in 0..2 {
         assert!(matches!(
-            store.rotate_refresh(rotation.clone()).await.unwrap(),
+            store.rotate_refresh(rotation.clone(), None).await.unwrap(),
             RotateOutcome::Rotated { .. }
         ));
     }
@@ -956,9 +959,46 @@ async fn a_resent_create_or_rotation_answers_as_the_first() {
     stolen.successor.hash = token(s.id.route());
     assert!(
         matches!(
-            store.rotate_refresh(stolen).await.unwrap(),
+            store.rotate_refresh(stolen, None).await.unwrap(),
             RotateOutcome::Reused { revoked: true, .. }
         ),
         "another request with a rotated token is still reuse"
     );
+}
+
+/// Redis keeps no audit trail: a write handed audit events to commit is refused before it
+/// writes anything, rather than losing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_handed_audit_events_are_refused_and_write_nothing() {
+    let store = open(&standalone_url(), &prefix()).await;
+    let s = session(uuid::Uuid::new_v4(), NOW);
+    let audit: sessiond_store::AuditWith<[SessionId]> = Some(std::sync::Arc::new(|_| Vec::new()));
+    let refused = store
+        .create_session(
+            NewSession {
+                session: s.clone(),
+                refresh: None,
+            },
+            SessionLimit::Unlimited,
+            NOW,
+            audit,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Backend(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_session(&tenant(), &s.id).await.unwrap(), None);
+
+    create(&store, &s).await;
+    let audit: sessiond_store::AuditWith<[Session]> = Some(std::sync::Arc::new(|_| Vec::new()));
+    let refused = store
+        .revoke_session(&tenant(), &s.id, RevokeReason::Logout, NOW + 1, audit)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Backend(_))),
+        "{refused:?}"
+    );
+    let kept = store.get_session(&tenant(), &s.id).await.unwrap().unwrap();
+    assert_eq!(kept.state, SessionState::Active);
 }

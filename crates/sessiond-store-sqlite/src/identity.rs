@@ -8,7 +8,7 @@ use crate::error::DbResult;
 use crate::filter::Filter;
 use rusqlite::{Connection, OptionalExtension, Row, named_params};
 use sessiond_store::{
-    AuditCount, AuditEvent, AuditKind, AuditQuery, Change, KeyState, PartnerSecret,
+    AuditCount, AuditEvent, AuditKind, AuditQuery, AuditWith, Change, KeyState, PartnerSecret,
     PolicyOverrides, Profile, Role, ServiceClient, SsoSettings, StoredKey, Tenant, TenantId,
     UnixTime, User, UserId, UserQuery, UserStatus,
 };
@@ -536,6 +536,18 @@ pub(crate) fn init_keys(c: &Connection, keys: Vec<StoredKey>) -> DbResult<Vec<St
     }
     replace_keys(c, &keys)?;
     Ok(keys)
+}
+
+/// Appends the events `audit` builds from a write's outcome, in the write's transaction.
+pub(crate) fn append_audit_with<T: ?Sized>(
+    c: &Connection,
+    audit: &AuditWith<T>,
+    outcome: &T,
+) -> DbResult<()> {
+    match audit {
+        Some(build) => append_audit(c, &build(outcome)),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn append_audit(c: &Connection, events: &[AuditEvent]) -> DbResult<()> {

@@ -24,14 +24,15 @@ pub use backup::backup;
 use async_trait::async_trait;
 use readers::Readers;
 use sessiond_store::{
-    AuditCount, AuditEvent, AuditQuery, ChangeLog, IdentityStore, LogRead, Mark, NewSession,
-    PartnerSecret, PolicyOverrides, RefreshRecord, RevokeReason, Role, RotateOutcome, Rotation,
-    ServiceClient, Session, SessionId, SessionLimit, SessionQuery, SessionStore, SsoSettings,
-    StoreError, StoreResult, StoredKey, Tenant, TenantId, TokenHash, UnixTime, User, UserId,
-    UserQuery, UserStatus,
+    AuditCount, AuditEvent, AuditQuery, AuditWith, ChangeLog, IdentityStore, LogRead, Mark,
+    NewSession, PartnerSecret, PolicyOverrides, RefreshRecord, RevokeReason, Role, RotateOutcome,
+    Rotation, ServiceClient, Session, SessionId, SessionLimit, SessionQuery, SessionStore,
+    SsoSettings, StoreError, StoreResult, StoredKey, Tenant, TenantId, TokenHash, UnixTime, User,
+    UserId, UserQuery, UserStatus,
 };
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use writer::Writer;
@@ -49,6 +50,8 @@ pub struct SqliteStore {
     readers: Readers,
     /// Notified by the writer thread after a commit that appended to the change log.
     hint: Arc<Notify>,
+    /// Transactions the writer has committed since the store was opened.
+    commits: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -66,22 +69,36 @@ impl SqliteStore {
         let hint = Arc::new(Notify::new());
         let mut head = changes::head(&writer_conn)?;
         let woken = hint.clone();
-        // After each commit (one cheap read of the head row per batch): wake the waiters if
-        // the batch appended to the log. If the head cannot be read, wake them anyway: a
-        // spurious hint costs one read, a lost one costs latency.
-        let on_commit = move |c: &rusqlite::Connection, _batch: usize| match changes::head(c) {
-            Ok(now) if now == head => {}
-            Ok(now) => {
-                head = now;
-                woken.notify_waiters();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        // After each commit (one cheap read of the head row per batch): count it, and wake
+        // the waiters if the batch appended to the log. If the head cannot be read, wake them
+        // anyway: a spurious hint costs one read, a lost one costs latency.
+        let on_commit = move |c: &rusqlite::Connection, _batch: usize| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("sessiond_store_commits_total", "store" => "sqlite").increment(1);
+            match changes::head(c) {
+                Ok(now) if now == head => {}
+                Ok(now) => {
+                    head = now;
+                    woken.notify_waiters();
+                }
+                Err(_) => woken.notify_waiters(),
             }
-            Err(_) => woken.notify_waiters(),
         };
         Ok(Self {
             readers: Readers::spawn(reader_conns).map_err(thread_error)?,
             writer: Writer::spawn(writer_conn, on_commit).map_err(thread_error)?,
             hint,
+            commits,
         })
+    }
+
+    /// How many transactions the writer has committed since the store was opened: each is
+    /// one fsync, however many writes it grouped (a session write and its audit events are
+    /// one). Also counted in `sessiond_store_commits_total{store="sqlite"}`.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 }
 
@@ -92,9 +109,14 @@ impl SessionStore for SqliteStore {
         new: NewSession,
         limit: SessionLimit,
         now: UnixTime,
+        audit: AuditWith<[SessionId]>,
     ) -> StoreResult<Vec<SessionId>> {
         self.writer
-            .call(move |c| sessions::create(c, &new, limit, now))
+            .call(move |c| {
+                let evicted = sessions::create(c, &new, limit, now)?;
+                identity::append_audit_with(c, &audit, &evicted[..])?;
+                Ok(evicted)
+            })
             .await
     }
 
@@ -117,9 +139,17 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn rotate_refresh(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {
+    async fn rotate_refresh(
+        &self,
+        rotation: Rotation,
+        audit: AuditWith<RotateOutcome>,
+    ) -> StoreResult<RotateOutcome> {
         self.writer
-            .call(move |c| sessions::rotate(c, &rotation))
+            .call(move |c| {
+                let outcome = sessions::rotate(c, &rotation)?;
+                identity::append_audit_with(c, &audit, &outcome)?;
+                Ok(outcome)
+            })
             .await
     }
 
@@ -129,10 +159,15 @@ impl SessionStore for SqliteStore {
         id: &SessionId,
         reason: RevokeReason,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Option<Session>> {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.writer
-            .call(move |c| sessions::revoke(c, &tenant, &id, reason, now))
+            .call(move |c| {
+                let revoked = sessions::revoke(c, &tenant, &id, reason, now)?;
+                identity::append_audit_with(c, &audit, revoked.as_slice())?;
+                Ok(revoked)
+            })
             .await
     }
 
@@ -143,10 +178,15 @@ impl SessionStore for SqliteStore {
         reason: RevokeReason,
         keep: Option<&SessionId>,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Vec<Session>> {
         let (tenant, user, keep) = (tenant.clone(), *user, keep.cloned());
         self.writer
-            .call(move |c| sessions::revoke_user(c, &tenant, &user, reason, keep.as_ref(), now))
+            .call(move |c| {
+                let revoked = sessions::revoke_user(c, &tenant, &user, reason, keep.as_ref(), now)?;
+                identity::append_audit_with(c, &audit, &revoked[..])?;
+                Ok(revoked)
+            })
             .await
     }
 
@@ -173,10 +213,15 @@ impl SessionStore for SqliteStore {
         tenant: &TenantId,
         id: &SessionId,
         now: UnixTime,
+        audit: AuditWith<bool>,
     ) -> StoreResult<bool> {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.writer
-            .call(move |c| sessions::mark_expired(c, &tenant, &id, now))
+            .call(move |c| {
+                let recorded = sessions::mark_expired(c, &tenant, &id, now)?;
+                identity::append_audit_with(c, &audit, &recorded)?;
+                Ok(recorded)
+            })
             .await
     }
 

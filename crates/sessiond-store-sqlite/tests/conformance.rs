@@ -31,6 +31,7 @@ mod conformance {
     use super::fresh;
     sessiond_store::identity_store_conformance!(fresh());
     sessiond_store::session_store_conformance!(fresh());
+    sessiond_store::audited_session_writes_conformance!(fresh());
     sessiond_store::session_change_log_conformance!(fresh());
     sessiond_store::identity_change_log_conformance!(fresh());
 }
@@ -116,12 +117,12 @@ async fn write_sample(store: &SqliteStore) -> (Tenant, User, Session, Session) {
             }),
         };
         store
-            .create_session(new, SessionLimit::Unlimited, NOW)
+            .create_session(new, SessionLimit::Unlimited, NOW, None)
             .await
             .unwrap();
     }
     store
-        .revoke_session(&t.id, &s2.id, RevokeReason::Logout, NOW + 1)
+        .revoke_session(&t.id, &s2.id, RevokeReason::Logout, NOW + 1, None)
         .await
         .unwrap()
         .unwrap();
@@ -192,7 +193,7 @@ async fn check_sample(store: &SqliteStore) {
         now: NOW + 2,
     };
     assert!(matches!(
-        store.rotate_refresh(rotation).await.unwrap(),
+        store.rotate_refresh(rotation, None).await.unwrap(),
         sessiond_store::RotateOutcome::Rotated { .. }
     ));
 }
@@ -293,7 +294,7 @@ async fn two_hundred_concurrent_writes_each_get_their_own_answer() {
                             }),
                         };
                         store
-                            .create_session(new, SessionLimit::Reject(1), NOW)
+                            .create_session(new, SessionLimit::Reject(1), NOW, None)
                             .await
                             .map(|_| 3)
                     }
@@ -455,6 +456,7 @@ async fn a_failed_write_logs_nothing_and_leaves_no_gap() {
             },
             SessionLimit::Unlimited,
             NOW,
+            None,
         )
         .await
         .unwrap();
@@ -467,6 +469,7 @@ async fn a_failed_write_logs_nothing_and_leaves_no_gap() {
             },
             SessionLimit::EvictOldest(1),
             NOW,
+            None,
         )
         .await;
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
@@ -483,6 +486,7 @@ async fn a_failed_write_logs_nothing_and_leaves_no_gap() {
             },
             SessionLimit::EvictOldest(1),
             NOW,
+            None,
         )
         .await
         .unwrap();
@@ -507,6 +511,7 @@ async fn a_logging_commit_wakes_waiters_and_the_hot_path_does_not() {
             },
             SessionLimit::Unlimited,
             NOW,
+            None,
         )
         .await
         .unwrap();
@@ -528,7 +533,7 @@ async fn a_logging_commit_wakes_waiters_and_the_hot_path_does_not() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     store
-        .revoke_session(&t.id, &s.id, RevokeReason::Admin, NOW + 2)
+        .revoke_session(&t.id, &s.id, RevokeReason::Admin, NOW + 2, None)
         .await
         .unwrap()
         .unwrap();

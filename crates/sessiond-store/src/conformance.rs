@@ -30,6 +30,15 @@ macro_rules! session_store_conformance {
     };
 }
 
+/// The checks of a session store that is also the identity store: its writes commit the
+/// audit events they are given (see [`AuditWith`]) in their own transaction.
+#[macro_export]
+macro_rules! audited_session_writes_conformance {
+    ($make:expr) => {
+        $crate::conformance_tests!($make; session_writes_commit_their_audit_events, failed_session_writes_commit_no_audit_events);
+    };
+}
+
 /// The [`ChangeLog`] checks of a session store that is also a change log.
 #[macro_export]
 macro_rules! session_change_log_conformance {
@@ -219,7 +228,12 @@ fn id_set<'a>(ids: impl IntoIterator<Item = &'a SessionId>) -> BTreeSet<SessionI
 
 async fn create<S: SessionStore>(store: &S, session: &Session) {
     let evicted = store
-        .create_session(bare(session), SessionLimit::Unlimited, session.created_at)
+        .create_session(
+            bare(session),
+            SessionLimit::Unlimited,
+            session.created_at,
+            None,
+        )
         .await
         .expect("create_session");
     assert!(
@@ -246,7 +260,7 @@ async fn reauthenticate<S: SessionStore>(store: &S, s: &Session, now: UnixTime) 
 }
 
 async fn rotate<S: SessionStore>(store: &S, r: Rotation) -> RotateOutcome {
-    store.rotate_refresh(r).await.expect("rotate_refresh")
+    store.rotate_refresh(r, None).await.expect("rotate_refresh")
 }
 
 async fn find<S: SessionStore>(
@@ -1446,7 +1460,12 @@ pub async fn sessions_are_created_and_read_per_tenant<S: SessionStore>(store: S)
     let user = uid();
     let s = session(&a, user, NOW, Some(1800));
     let evicted = store
-        .create_session(with_refresh(&s, new_token()), SessionLimit::Unlimited, NOW)
+        .create_session(
+            with_refresh(&s, new_token()),
+            SessionLimit::Unlimited,
+            NOW,
+            None,
+        )
         .await
         .expect("create_session");
     assert!(evicted.is_empty());
@@ -1483,7 +1502,12 @@ pub async fn session_creation_conflicts_write_nothing<S: SessionStore>(store: S)
     let token = new_token();
     let first = session(&t, u1, NOW, None);
     store
-        .create_session(with_refresh(&first, token), SessionLimit::Unlimited, NOW)
+        .create_session(
+            with_refresh(&first, token),
+            SessionLimit::Unlimited,
+            NOW,
+            None,
+        )
         .await
         .expect("create_session");
 
@@ -1494,7 +1518,7 @@ pub async fn session_creation_conflicts_write_nothing<S: SessionStore>(store: S)
     assert!(
         matches!(
             store
-                .create_session(bare(&same_id), SessionLimit::Unlimited, NOW + 1)
+                .create_session(bare(&same_id), SessionLimit::Unlimited, NOW + 1, None)
                 .await,
             Err(StoreError::Conflict)
         ),
@@ -1514,7 +1538,8 @@ pub async fn session_creation_conflicts_write_nothing<S: SessionStore>(store: S)
                 .create_session(
                     with_refresh(&second, token),
                     SessionLimit::EvictOldest(1),
-                    NOW + 2
+                    NOW + 2,
+                    None
                 )
                 .await,
             Err(StoreError::Conflict)
@@ -1573,14 +1598,14 @@ pub async fn evict_oldest_one_displaces_the_previous_session<S: SessionStore>(st
 
     let first = session(&a, user, NOW, None);
     let evicted = store
-        .create_session(bare(&first), SessionLimit::EvictOldest(1), NOW)
+        .create_session(bare(&first), SessionLimit::EvictOldest(1), NOW, None)
         .await
         .expect("create_session");
     assert!(evicted.is_empty(), "the first session fits: {evicted:?}");
 
     let second = session(&a, user, NOW + 60, None);
     let evicted = store
-        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 60)
+        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 60, None)
         .await
         .expect("create_session");
     assert_eq!(evicted, vec![first.id.clone()]);
@@ -1607,14 +1632,14 @@ pub async fn evict_oldest_two_displaces_only_the_oldest<S: SessionStore>(store: 
     let limit = SessionLimit::EvictOldest(2);
     for s in [&newer, &older] {
         let evicted = store
-            .create_session(bare(s), limit, NOW + 20)
+            .create_session(bare(s), limit, NOW + 20, None)
             .await
             .expect("create_session");
         assert!(evicted.is_empty(), "two sessions fit under a limit of two");
     }
     let third = session(&t, user, NOW + 30, None);
     let evicted = store
-        .create_session(bare(&third), limit, NOW + 30)
+        .create_session(bare(&third), limit, NOW + 30, None)
         .await
         .expect("create_session");
     assert_eq!(evicted, vec![older.id.clone()]);
@@ -1646,7 +1671,7 @@ pub async fn evict_oldest_breaks_ties_by_creation_order<S: SessionStore>(store: 
         let created: Vec<Session> = (0..4).map(|_| session(&t, user, NOW, None)).collect();
         for (i, s) in created.iter().enumerate() {
             let evicted = store
-                .create_session(bare(s), limit, NOW)
+                .create_session(bare(s), limit, NOW, None)
                 .await
                 .expect("create_session");
             let expected = if i >= 2 {
@@ -1684,7 +1709,7 @@ pub async fn reject_at_the_limit_writes_nothing<S: SessionStore>(store: S) {
     let (user, other) = (uid(), uid());
     let first = session(&t, user, NOW, None);
     let evicted = store
-        .create_session(bare(&first), SessionLimit::Reject(1), NOW)
+        .create_session(bare(&first), SessionLimit::Reject(1), NOW, None)
         .await
         .expect("create_session");
     assert!(evicted.is_empty());
@@ -1697,7 +1722,8 @@ pub async fn reject_at_the_limit_writes_nothing<S: SessionStore>(store: S) {
                 .create_session(
                     with_refresh(&second, token),
                     SessionLimit::Reject(1),
-                    NOW + 1
+                    NOW + 1,
+                    None
                 )
                 .await,
             Err(StoreError::LimitReached)
@@ -1720,7 +1746,7 @@ pub async fn reject_at_the_limit_writes_nothing<S: SessionStore>(store: S) {
 
     let others = session(&t, other, NOW + 3, None);
     store
-        .create_session(bare(&others), SessionLimit::Reject(1), NOW + 3)
+        .create_session(bare(&others), SessionLimit::Reject(1), NOW + 3, None)
         .await
         .expect("another user has room of their own");
 }
@@ -1738,7 +1764,7 @@ pub async fn limits_count_only_sessions_active_now<S: SessionStore>(store: S) {
         create(&store, s).await;
     }
     store
-        .revoke_session(&t, &gone.id, RevokeReason::Logout, NOW + 1)
+        .revoke_session(&t, &gone.id, RevokeReason::Logout, NOW + 1, None)
         .await
         .expect("revoke_session")
         .expect("revoked");
@@ -1746,14 +1772,14 @@ pub async fn limits_count_only_sessions_active_now<S: SessionStore>(store: S) {
     let now = NOW + 500;
     let fresh = session(&t, user, now, None);
     let evicted = store
-        .create_session(bare(&fresh), SessionLimit::Reject(1), now)
+        .create_session(bare(&fresh), SessionLimit::Reject(1), now, None)
         .await
         .expect("timed-out and revoked sessions must not count against the limit");
     assert!(evicted.is_empty());
 
     let newest = session(&t, user, now + 1, None);
     let evicted = store
-        .create_session(bare(&newest), SessionLimit::EvictOldest(1), now + 1)
+        .create_session(bare(&newest), SessionLimit::EvictOldest(1), now + 1, None)
         .await
         .expect("create_session");
     assert_eq!(
@@ -1822,7 +1848,7 @@ pub async fn touch_moves_last_seen_forward_on_active_sessions_only<S: SessionSto
     let r = session(&a, user, NOW, Some(600));
     create(&store, &r).await;
     store
-        .revoke_session(&a, &r.id, RevokeReason::Logout, NOW + 10)
+        .revoke_session(&a, &r.id, RevokeReason::Logout, NOW + 10, None)
         .await
         .expect("revoke_session");
     store
@@ -1887,7 +1913,7 @@ pub async fn reauthentication_moves_auth_time_on_active_sessions_only<S: Session
     };
     let t0 = new_token();
     store
-        .create_session(with_refresh(&s, t0), SessionLimit::Unlimited, NOW)
+        .create_session(with_refresh(&s, t0), SessionLimit::Unlimited, NOW, None)
         .await
         .expect("create_session");
     assert_eq!(get(&store, &s).await, s, "auth_time round-trips");
@@ -1962,7 +1988,7 @@ pub async fn reauthentication_moves_auth_time_on_active_sessions_only<S: Session
     let r = session(&a, user, NOW, None);
     create(&store, &r).await;
     let revoked_r = store
-        .revoke_session(&a, &r.id, RevokeReason::Logout, NOW + 10)
+        .revoke_session(&a, &r.id, RevokeReason::Logout, NOW + 10, None)
         .await
         .expect("revoke_session")
         .expect("revoked");
@@ -2011,7 +2037,7 @@ async fn refreshable<S: SessionStore>(
 ) -> Session {
     let s = session(&tenant_a(), uid(), NOW, idle_ttl);
     store
-        .create_session(with_refresh(&s, token), SessionLimit::Unlimited, NOW)
+        .create_session(with_refresh(&s, token), SessionLimit::Unlimited, NOW, None)
         .await
         .expect("create_session");
     s
@@ -2051,7 +2077,7 @@ pub async fn active_sessions_are_counted<S: SessionStore>(store: S) {
     refreshable(&store, new_token(), None).await;
     assert_eq!(store.count_active_sessions(NOW).await.expect("count"), 3);
     store
-        .revoke_session(&a.tenant_id, &a.id, RevokeReason::Logout, NOW)
+        .revoke_session(&a.tenant_id, &a.id, RevokeReason::Logout, NOW, None)
         .await
         .expect("revoke");
     assert_eq!(store.count_active_sessions(NOW).await.expect("count"), 2);
@@ -2262,7 +2288,7 @@ pub async fn rotation_rejects_unknown_foreign_and_expired_tokens<S: SessionStore
         }),
     };
     store
-        .create_session(new, SessionLimit::Unlimited, NOW)
+        .create_session(new, SessionLimit::Unlimited, NOW, None)
         .await
         .expect("create_session");
     assert_eq!(
@@ -2285,7 +2311,7 @@ pub async fn rotation_on_an_inactive_session<S: SessionStore>(store: S) {
     let t0 = new_token();
     let s = refreshable(&store, t0, None).await;
     store
-        .revoke_session(&t, &s.id, RevokeReason::Logout, NOW + 5)
+        .revoke_session(&t, &s.id, RevokeReason::Logout, NOW + 5, None)
         .await
         .expect("revoke_session");
     let successor = new_token();
@@ -2328,7 +2354,7 @@ pub async fn revoke_session_is_idempotent_and_tenant_scoped<S: SessionStore>(sto
 
     assert_eq!(
         store
-            .revoke_session(&b, &s.id, RevokeReason::Admin, NOW + 1)
+            .revoke_session(&b, &s.id, RevokeReason::Admin, NOW + 1, None)
             .await
             .expect("revoke_session"),
         None,
@@ -2337,7 +2363,7 @@ pub async fn revoke_session_is_idempotent_and_tenant_scoped<S: SessionStore>(sto
     assert_eq!(get(&store, &s).await.state, SessionState::Active);
     assert_eq!(
         store
-            .revoke_session(&a, &new_session_id(), RevokeReason::Admin, NOW + 1)
+            .revoke_session(&a, &new_session_id(), RevokeReason::Admin, NOW + 1, None)
             .await
             .expect("revoke_session"),
         None
@@ -2349,14 +2375,14 @@ pub async fn revoke_session_is_idempotent_and_tenant_scoped<S: SessionStore>(sto
     };
     assert_eq!(
         store
-            .revoke_session(&a, &s.id, RevokeReason::Logout, NOW + 2)
+            .revoke_session(&a, &s.id, RevokeReason::Logout, NOW + 2, None)
             .await
             .expect("revoke_session"),
         Some(expected.clone())
     );
     assert_eq!(
         store
-            .revoke_session(&a, &s.id, RevokeReason::Admin, NOW + 3)
+            .revoke_session(&a, &s.id, RevokeReason::Admin, NOW + 3, None)
             .await
             .expect("revoke_session"),
         None,
@@ -2372,7 +2398,7 @@ pub async fn revoke_session_is_idempotent_and_tenant_scoped<S: SessionStore>(sto
     create(&store, &idle).await;
     assert_eq!(
         store
-            .revoke_session(&a, &idle.id, RevokeReason::Logout, NOW + 60)
+            .revoke_session(&a, &idle.id, RevokeReason::Logout, NOW + 60, None)
             .await
             .expect("revoke_session"),
         None,
@@ -2394,14 +2420,21 @@ pub async fn revoke_user_sessions_revokes_only_that_users_active_sessions<S: Ses
         create(&store, s).await;
     }
     store
-        .revoke_session(&a, &done.id, RevokeReason::Logout, NOW + 10)
+        .revoke_session(&a, &done.id, RevokeReason::Logout, NOW + 10, None)
         .await
         .expect("revoke_session");
 
     let now = NOW + 100;
     let keep = &mine[0].id;
     let revoked_now = store
-        .revoke_user_sessions(&a, &user, RevokeReason::PasswordChanged, Some(keep), now)
+        .revoke_user_sessions(
+            &a,
+            &user,
+            RevokeReason::PasswordChanged,
+            Some(keep),
+            now,
+            None,
+        )
         .await
         .expect("revoke_user_sessions");
     assert_eq!(
@@ -2430,7 +2463,7 @@ pub async fn revoke_user_sessions_revokes_only_that_users_active_sessions<S: Ses
     assert_eq!(get(&store, &foreign).await.state, SessionState::Active);
 
     let none = store
-        .revoke_user_sessions(&b, &other, RevokeReason::Admin, None, now)
+        .revoke_user_sessions(&b, &other, RevokeReason::Admin, None, now, None)
         .await
         .expect("revoke_user_sessions");
     assert!(
@@ -2440,7 +2473,7 @@ pub async fn revoke_user_sessions_revokes_only_that_users_active_sessions<S: Ses
     assert_eq!(get(&store, &others).await.state, SessionState::Active);
 
     let rest = store
-        .revoke_user_sessions(&a, &user, RevokeReason::LogoutAll, None, now + 1)
+        .revoke_user_sessions(&a, &user, RevokeReason::LogoutAll, None, now + 1, None)
         .await
         .expect("revoke_user_sessions");
     assert_eq!(ids(&rest), vec![mine[0].id.clone()]);
@@ -2450,7 +2483,7 @@ pub async fn revoke_user_sessions_revokes_only_that_users_active_sessions<S: Ses
     );
     assert!(
         store
-            .revoke_user_sessions(&a, &user, RevokeReason::LogoutAll, None, now + 2)
+            .revoke_user_sessions(&a, &user, RevokeReason::LogoutAll, None, now + 2, None)
             .await
             .expect("revoke_user_sessions")
             .is_empty(),
@@ -2471,7 +2504,7 @@ pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
 
     assert!(
         !store
-            .mark_expired(&a, &idle.id, NOW + 59)
+            .mark_expired(&a, &idle.id, NOW + 59, None)
             .await
             .expect("mark_expired"),
         "not yet"
@@ -2479,7 +2512,7 @@ pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
     assert_eq!(get(&store, &idle).await.state, SessionState::Active);
     assert!(
         !store
-            .mark_expired(&b, &idle.id, NOW + 60)
+            .mark_expired(&b, &idle.id, NOW + 60, None)
             .await
             .expect("mark_expired"),
         "not from another tenant"
@@ -2487,7 +2520,7 @@ pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
     assert_eq!(get(&store, &idle).await.state, SessionState::Active);
     assert!(
         store
-            .mark_expired(&a, &idle.id, NOW + 60)
+            .mark_expired(&a, &idle.id, NOW + 60, None)
             .await
             .expect("mark_expired")
     );
@@ -2497,7 +2530,7 @@ pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
     );
     assert!(
         !store
-            .mark_expired(&a, &idle.id, NOW + 61)
+            .mark_expired(&a, &idle.id, NOW + 61, None)
             .await
             .expect("mark_expired"),
         "only once"
@@ -2509,24 +2542,24 @@ pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
 
     assert!(
         !store
-            .mark_expired(&a, &absolute.id, NOW + DAY - 1)
+            .mark_expired(&a, &absolute.id, NOW + DAY - 1, None)
             .await
             .expect("mark_expired")
     );
     assert!(
         store
-            .mark_expired(&a, &absolute.id, NOW + DAY)
+            .mark_expired(&a, &absolute.id, NOW + DAY, None)
             .await
             .expect("mark_expired")
     );
 
     store
-        .revoke_session(&a, &gone.id, RevokeReason::Logout, NOW + 1)
+        .revoke_session(&a, &gone.id, RevokeReason::Logout, NOW + 1, None)
         .await
         .expect("revoke_session");
     assert!(
         !store
-            .mark_expired(&a, &gone.id, NOW + 120)
+            .mark_expired(&a, &gone.id, NOW + 120, None)
             .await
             .expect("mark_expired"),
         "a revoked session stays revoked"
@@ -2537,7 +2570,7 @@ pub async fn mark_expired_records_a_timeout_once<S: SessionStore>(store: S) {
     );
     assert!(
         !store
-            .mark_expired(&a, &new_session_id(), NOW)
+            .mark_expired(&a, &new_session_id(), NOW, None)
             .await
             .expect("mark_expired")
     );
@@ -2557,12 +2590,12 @@ pub async fn find_sessions_filters_orders_and_limits<S: SessionStore>(store: S) 
         create(&store, s).await;
     }
     store
-        .revoke_session(&a, &s2.id, RevokeReason::Admin, NOW + 15)
+        .revoke_session(&a, &s2.id, RevokeReason::Admin, NOW + 15, None)
         .await
         .expect("revoke_session");
     assert!(
         store
-            .mark_expired(&a, &s5.id, NOW + 90)
+            .mark_expired(&a, &s5.id, NOW + 90, None)
             .await
             .expect("mark_expired")
     );
@@ -2838,7 +2871,7 @@ pub async fn concurrent_logins_respect_a_limit_of_one<S: SessionStore>(store: S)
             let (store, new) = (store.clone(), with_refresh(s, new_token()));
             tokio::spawn(async move {
                 store
-                    .create_session(new, SessionLimit::EvictOldest(1), NOW)
+                    .create_session(new, SessionLimit::EvictOldest(1), NOW, None)
                     .await
             })
         })
@@ -2878,7 +2911,7 @@ pub async fn concurrent_refreshes_rotate_once<S: SessionStore>(store: S) {
         .iter()
         .map(|successor| {
             let (store, r) = (store.clone(), rotation(&t, t0, *successor, NOW + 1));
-            tokio::spawn(async move { store.rotate_refresh(r).await })
+            tokio::spawn(async move { store.rotate_refresh(r, None).await })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -2985,7 +3018,7 @@ pub async fn sessions_spread_over_routes_are_found_and_revoked<S: SessionStore>(
 
     let victim = users[5];
     let revoked_now = store
-        .revoke_user_sessions(&t, &victim, RevokeReason::LogoutAll, None, NOW + 101)
+        .revoke_user_sessions(&t, &victim, RevokeReason::LogoutAll, None, NOW + 101, None)
         .await
         .expect("revoke_user_sessions");
     assert_eq!(revoked_now.len(), 2);
@@ -3052,12 +3085,12 @@ pub async fn expire_sessions_records_each_timeout_once<S: SessionStore>(store: S
             .await
             .expect("touch");
         store
-            .revoke_session(&t, &gone.id, RevokeReason::Logout, NOW + 1)
+            .revoke_session(&t, &gone.id, RevokeReason::Logout, NOW + 1, None)
             .await
             .expect("revoke_session");
         assert!(
             store
-                .mark_expired(&t, &expired.id, NOW + 70)
+                .mark_expired(&t, &expired.id, NOW + 70, None)
                 .await
                 .expect("mark_expired")
         );
@@ -3273,11 +3306,11 @@ pub async fn session_changes_are_logged_and_the_hot_path_is_not<S: SessionStore 
         create(&store, x).await;
     }
     store
-        .revoke_session(&t, &a.id, RevokeReason::Logout, NOW + 10)
+        .revoke_session(&t, &a.id, RevokeReason::Logout, NOW + 10, None)
         .await
         .expect("revoke");
     store
-        .revoke_session(&t, &a.id, RevokeReason::Logout, NOW + 11)
+        .revoke_session(&t, &a.id, RevokeReason::Logout, NOW + 11, None)
         .await
         .expect("revoke");
     assert_eq!(
@@ -3287,7 +3320,7 @@ pub async fn session_changes_are_logged_and_the_hot_path_is_not<S: SessionStore 
 
     // All of a user's sessions: one entry each, then the user's cut-off.
     store
-        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW + 12)
+        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW + 12, None)
         .await
         .expect("revoke_user_sessions");
     let mut logged = log_since(&store, &mut cur).await;
@@ -3308,7 +3341,7 @@ pub async fn session_changes_are_logged_and_the_hot_path_is_not<S: SessionStore 
     create(&store, &first).await;
     let second = session(&t, user, NOW + 21, None);
     store
-        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 21)
+        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 21, None)
         .await
         .expect("create_session");
     assert_eq!(
@@ -3328,7 +3361,7 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
 
     // Nothing to revoke: nothing logged.
     let none = store
-        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW)
+        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW, None)
         .await
         .expect("revoke_user_sessions");
     assert!(none.is_empty());
@@ -3345,7 +3378,14 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
         create(&store, x).await;
     }
     store
-        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, Some(&kept.id), NOW + 5)
+        .revoke_user_sessions(
+            &t,
+            &user,
+            RevokeReason::LogoutAll,
+            Some(&kept.id),
+            NOW + 5,
+            None,
+        )
         .await
         .expect("revoke_user_sessions");
     assert_eq!(
@@ -3366,7 +3406,7 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
     let stranger = session(&t, uid(), NOW + 10, None);
     create(&store, &stranger).await;
     let revoked = store
-        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 20)
+        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 20, None)
         .await
         .expect("revoke_user_sessions");
     assert_eq!(revoked.len(), 4);
@@ -3405,7 +3445,7 @@ pub async fn revoking_all_of_a_users_sessions_logs_a_cut_off<S: SessionStore + C
 
     // Again: nothing is left to revoke, so nothing is logged.
     store
-        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 21)
+        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 21, None)
         .await
         .expect("revoke_user_sessions");
     assert_eq!(log_since(&store, &mut cur).await, vec![]);
@@ -3433,7 +3473,7 @@ pub async fn ended_sessions_log_their_auth_time<S: SessionStore + ChangeLog>(sto
     );
     for x in [&s, &plain] {
         store
-            .revoke_session(&t, &x.id, RevokeReason::Logout, NOW + 200)
+            .revoke_session(&t, &x.id, RevokeReason::Logout, NOW + 200, None)
             .await
             .expect("revoke_session")
             .expect("revoked");
@@ -3457,7 +3497,7 @@ pub async fn ended_sessions_log_their_auth_time<S: SessionStore + ChangeLog>(sto
     }
     reauthenticate(&store, &x, NOW + 150).await;
     store
-        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW + 250)
+        .revoke_user_sessions(&t, &user, RevokeReason::LogoutAll, None, NOW + 250, None)
         .await
         .expect("revoke_user_sessions");
     let mut logged = log_since(&store, &mut cur).await;
@@ -3501,7 +3541,7 @@ pub async fn ended_sessions_log_their_auth_time<S: SessionStore + ChangeLog>(sto
     reauthenticate(&store, &first, NOW + 510).await;
     let second = session(&t, other, NOW + 520, None);
     let evicted = store
-        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 520)
+        .create_session(bare(&second), SessionLimit::EvictOldest(1), NOW + 520, None)
         .await
         .expect("create_session");
     assert_eq!(evicted, vec![first.id.clone()]);
@@ -3532,19 +3572,19 @@ pub async fn timeouts_are_logged<S: SessionStore + ChangeLog>(store: S) {
     assert_eq!(idle.auth_time, NOW + 10);
     assert!(
         !store
-            .mark_expired(&t, &idle.id, NOW + 69)
+            .mark_expired(&t, &idle.id, NOW + 69, None)
             .await
             .expect("mark_expired")
     );
     assert!(
         store
-            .mark_expired(&t, &idle.id, NOW + 70)
+            .mark_expired(&t, &idle.id, NOW + 70, None)
             .await
             .expect("mark_expired")
     );
     assert!(
         !store
-            .mark_expired(&t, &idle.id, NOW + 71)
+            .mark_expired(&t, &idle.id, NOW + 71, None)
             .await
             .expect("mark_expired")
     );
@@ -3554,7 +3594,7 @@ pub async fn timeouts_are_logged<S: SessionStore + ChangeLog>(store: S) {
     );
     assert!(
         store
-            .mark_expired(&t, &absolute.id, NOW + DAY)
+            .mark_expired(&t, &absolute.id, NOW + DAY, None)
             .await
             .expect("mark_expired")
     );
@@ -3604,7 +3644,7 @@ pub async fn timeouts_are_logged<S: SessionStore + ChangeLog>(store: S) {
     );
     assert!(
         !store
-            .mark_expired(&t, &swept_idle.id, NOW + 111)
+            .mark_expired(&t, &swept_idle.id, NOW + 111, None)
             .await
             .expect("mark_expired"),
         "recorded once"
@@ -3705,7 +3745,7 @@ pub async fn purged_log_entries_are_gone_and_numbering_goes_on<S: SessionStore +
         create(&store, s).await;
     }
     store
-        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 5)
+        .revoke_user_sessions(&t, &user, RevokeReason::Admin, None, NOW + 5, None)
         .await
         .expect("revoke");
     let mut cur = start.clone();
@@ -3764,7 +3804,7 @@ pub async fn purged_log_entries_are_gone_and_numbering_goes_on<S: SessionStore +
     let more = session(&t, user, NOW + 10, None);
     create(&store, &more).await;
     store
-        .revoke_session(&t, &more.id, RevokeReason::Logout, NOW + 11)
+        .revoke_session(&t, &more.id, RevokeReason::Logout, NOW + 11, None)
         .await
         .expect("revoke");
     let read = store
@@ -4438,4 +4478,215 @@ pub async fn audit_ids_never_repeat_after_a_purge<S: IdentityStore>(store: S) {
         after[0].id > before[0],
         "a new event's id is above every id handed out before"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit events committed by session writes
+
+/// An event labelled `label` (in its correlation id) of the audited-writes checks.
+fn written(tenant: &TenantId, label: &str) -> AuditEvent {
+    event(
+        tenant,
+        label,
+        AuditKind::SessionRevoked,
+        None,
+        None,
+        "audited",
+        NOW,
+    )
+}
+
+/// An audit function giving one `label` event per item of the write's outcome, then one
+/// `last` event (if any).
+fn one_each<T: Send + Sync + 'static>(
+    tenant: &TenantId,
+    label: &'static str,
+    last: Option<&'static str>,
+) -> AuditWith<[T]> {
+    let t = tenant.clone();
+    Some(Arc::new(move |items: &[T]| {
+        let mut events: Vec<AuditEvent> = items.iter().map(|_| written(&t, label)).collect();
+        events.extend(last.map(|l| written(&t, l)));
+        events
+    }))
+}
+
+/// An audit function for rotations: one event named after the outcome.
+fn per_outcome(tenant: &TenantId) -> AuditWith<RotateOutcome> {
+    let t = tenant.clone();
+    Some(Arc::new(move |o: &RotateOutcome| {
+        let label = match o {
+            RotateOutcome::Rotated { .. } => "rotated",
+            RotateOutcome::Replayed { .. } => "replayed",
+            RotateOutcome::Reused { .. } => "reused",
+            RotateOutcome::SessionInactive { .. } => "inactive",
+            RotateOutcome::Invalid => "invalid",
+        };
+        vec![written(&t, label)]
+    }))
+}
+
+async fn written_labels<S: IdentityStore>(store: &S, tenant: &TenantId) -> Vec<String> {
+    let q = AuditQuery {
+        activity_id: Some("audited".into()),
+        limit: ALL,
+        ..AuditQuery::default()
+    };
+    let mut found: Vec<String> = labels(&audit(store, tenant, q).await)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    found.reverse(); // oldest first
+    found
+}
+
+pub async fn session_writes_commit_their_audit_events<S: SessionStore + IdentityStore>(store: S) {
+    let t = tenant_a();
+    let user = uid();
+    let (t0, t1, t2) = (new_token(), new_token(), new_token());
+    let first = session(&t, user, NOW, None);
+    let evicted = store
+        .create_session(
+            with_refresh(&first, t0),
+            SessionLimit::EvictOldest(1),
+            NOW,
+            one_each(&t, "displaced", Some("created")),
+        )
+        .await
+        .expect("create_session");
+    assert!(evicted.is_empty());
+    assert_eq!(written_labels(&store, &t).await, ["created"]);
+
+    let second = session(&t, user, NOW + 1, None);
+    let evicted = store
+        .create_session(
+            with_refresh(&second, t1),
+            SessionLimit::EvictOldest(1),
+            NOW + 1,
+            one_each(&t, "displaced", Some("created")),
+        )
+        .await
+        .expect("create_session");
+    assert_eq!(evicted, std::slice::from_ref(&first.id));
+    assert_eq!(
+        written_labels(&store, &t).await,
+        ["created", "displaced", "created"],
+        "the create's events are its evictions' and its own"
+    );
+
+    // Rotations: the function is given the outcome.
+    let rotated = store
+        .rotate_refresh(rotation(&t, t1, t2, NOW + 2), per_outcome(&t))
+        .await
+        .expect("rotate_refresh");
+    assert!(matches!(rotated, RotateOutcome::Rotated { .. }));
+    let late = NOW + 2 + i64::from(GRACE) + 1;
+    let reused = store
+        .rotate_refresh(rotation(&t, t1, new_token(), late), per_outcome(&t))
+        .await
+        .expect("rotate_refresh");
+    assert!(matches!(
+        reused,
+        RotateOutcome::Reused { revoked: true, .. }
+    ));
+    assert_eq!(written_labels(&store, &t).await[3..], ["rotated", "reused"]);
+
+    // Revocations: one event per session revoked, none for a session already ended.
+    let third = session(&t, user, NOW + 3, None);
+    create(&store, &third).await;
+    for first_time in [true, false] {
+        let revoked = store
+            .revoke_session(
+                &t,
+                &third.id,
+                RevokeReason::Logout,
+                NOW + 4,
+                one_each(&t, "revoked", None),
+            )
+            .await
+            .expect("revoke_session");
+        assert_eq!(revoked.is_some(), first_time);
+    }
+    assert_eq!(written_labels(&store, &t).await[5..], ["revoked"]);
+
+    let other = uid();
+    for at in [NOW + 5, NOW + 6] {
+        create(&store, &session(&t, other, at, None)).await;
+    }
+    let revoked = store
+        .revoke_user_sessions(
+            &t,
+            &other,
+            RevokeReason::LogoutAll,
+            None,
+            NOW + 7,
+            one_each(&t, "revoked_user", None),
+        )
+        .await
+        .expect("revoke_user_sessions");
+    assert_eq!(revoked.len(), 2);
+    assert_eq!(
+        written_labels(&store, &t).await[6..],
+        ["revoked_user", "revoked_user"]
+    );
+    assert!(
+        written_labels(&store, &tenant_b()).await.is_empty(),
+        "the events are the tenant's they name"
+    );
+}
+
+pub async fn failed_session_writes_commit_no_audit_events<S: SessionStore + IdentityStore>(
+    store: S,
+) {
+    let t = tenant_a();
+    let user = uid();
+    let (t0, t1) = (new_token(), new_token());
+    let first = session(&t, user, NOW, None);
+    store
+        .create_session(with_refresh(&first, t0), SessionLimit::Unlimited, NOW, None)
+        .await
+        .expect("create_session");
+    let never = || one_each::<SessionId>(&t, "never", Some("never"));
+
+    // A taken session id, a taken refresh token, a full user: nothing is written, events
+    // included.
+    let same_id = Session {
+        id: first.id.clone(),
+        ..session(&t, uid(), NOW + 1, None)
+    };
+    let taken = store
+        .create_session(bare(&same_id), SessionLimit::Unlimited, NOW + 1, never())
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict)), "{taken:?}");
+    let second = session(&t, user, NOW + 1, None);
+    let taken = store
+        .create_session(
+            with_refresh(&second, t0),
+            SessionLimit::EvictOldest(1),
+            NOW + 1,
+            never(),
+        )
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict)), "{taken:?}");
+    let full = store
+        .create_session(bare(&second), SessionLimit::Reject(1), NOW + 1, never())
+        .await;
+    assert!(matches!(full, Err(StoreError::LimitReached)), "{full:?}");
+
+    // A rotation whose successor is taken: the presented token stays current.
+    let conflict = store
+        .rotate_refresh(rotation(&t, t0, t0, NOW + 2), per_outcome(&t))
+        .await;
+    assert!(
+        matches!(conflict, Err(StoreError::Conflict)),
+        "{conflict:?}"
+    );
+    assert!(
+        written_labels(&store, &t).await.is_empty(),
+        "failed writes committed events"
+    );
+    assert!(matches!(
+        rotate(&store, rotation(&t, t0, t1, NOW + 3)).await,
+        RotateOutcome::Rotated { .. }
+    ));
 }

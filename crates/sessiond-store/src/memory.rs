@@ -88,6 +88,21 @@ impl MemoryStore {
 }
 
 impl Data {
+    fn append_audit(&mut self, events: Vec<AuditEvent>) {
+        for mut e in events {
+            self.audit_seq += 1;
+            e.id = self.audit_seq;
+            self.audit.push(e);
+        }
+    }
+
+    /// Appends the events `audit` builds from a write's outcome, under the write's lock.
+    fn audit_with<T: ?Sized>(&mut self, audit: &AuditWith<T>, outcome: &T) {
+        if let Some(build) = audit {
+            self.append_audit(build(outcome));
+        }
+    }
+
     /// The session's place in creation order (sessions are never deleted here).
     fn order_of(&self, id: &SessionId) -> u64 {
         self.created.get(id).copied().unwrap_or(0)
@@ -144,6 +159,7 @@ impl SessionStore for MemoryStore {
         new: NewSession,
         limit: SessionLimit,
         now: UnixTime,
+        audit: AuditWith<[SessionId]>,
     ) -> StoreResult<Vec<SessionId>> {
         let mut d = self.lock()?;
         let s = new.session;
@@ -195,6 +211,7 @@ impl SessionStore for MemoryStore {
         let order = d.created.len() as u64;
         d.created.insert(s.id.clone(), order);
         d.sessions.insert(s.id.clone(), s);
+        d.audit_with(&audit, &evicted[..]);
         Ok(evicted)
     }
 
@@ -239,7 +256,11 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn rotate_refresh(&self, r: Rotation) -> StoreResult<RotateOutcome> {
+    async fn rotate_refresh(
+        &self,
+        r: Rotation,
+        audit: AuditWith<RotateOutcome>,
+    ) -> StoreResult<RotateOutcome> {
         let mut d = self.lock()?;
         let Some(presented) = d.refresh.get(&r.presented).cloned() else {
             return Ok(RotateOutcome::Invalid);
@@ -252,7 +273,7 @@ impl SessionStore for MemoryStore {
             .as_ref()
             .and_then(|rot| d.refresh.get(&rot.successor))
             .is_some_and(|s| s.rotated.is_none());
-        Ok(match r.step(&presented, &session, successor_is_current) {
+        let outcome = match r.step(&presented, &session, successor_is_current) {
             RotationStep::Invalid => RotateOutcome::Invalid,
             RotationStep::SessionInactive => RotateOutcome::SessionInactive { session },
             RotationStep::Rotate => {
@@ -300,7 +321,9 @@ impl SessionStore for MemoryStore {
                     session: revoked.unwrap_or(session),
                 }
             }
-        })
+        };
+        d.audit_with(&audit, &outcome);
+        Ok(outcome)
     }
 
     async fn revoke_session(
@@ -309,12 +332,15 @@ impl SessionStore for MemoryStore {
         id: &SessionId,
         reason: RevokeReason,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Option<Session>> {
         let mut d = self.lock()?;
         if d.session_mut(tenant, id).is_none() {
             return Ok(None);
         }
-        Ok(d.revoke(id, reason, now))
+        let revoked = d.revoke(id, reason, now);
+        d.audit_with(&audit, revoked.as_slice());
+        Ok(revoked)
     }
 
     async fn revoke_user_sessions(
@@ -324,6 +350,7 @@ impl SessionStore for MemoryStore {
         reason: RevokeReason,
         keep: Option<&SessionId>,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Vec<Session>> {
         let mut d = self.lock()?;
         // Oldest first, as the other backends log them.
@@ -346,6 +373,7 @@ impl SessionStore for MemoryStore {
                 reason,
             });
         }
+        d.audit_with(&audit, &revoked[..]);
         Ok(revoked)
     }
 
@@ -354,12 +382,12 @@ impl SessionStore for MemoryStore {
         tenant: &TenantId,
         id: &SessionId,
         now: UnixTime,
+        audit: AuditWith<bool>,
     ) -> StoreResult<bool> {
         let mut d = self.lock()?;
-        if d.session_mut(tenant, id).is_none() {
-            return Ok(false);
-        }
-        Ok(d.expire(id, now).is_some())
+        let recorded = d.session_mut(tenant, id).is_some() && d.expire(id, now).is_some();
+        d.audit_with(&audit, &recorded);
+        Ok(recorded)
     }
 
     async fn expire_sessions(&self, now: UnixTime, batch: usize) -> StoreResult<Vec<Session>> {
@@ -708,12 +736,7 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
-        let mut d = self.lock()?;
-        for mut e in events {
-            d.audit_seq += 1;
-            e.id = d.audit_seq;
-            d.audit.push(e);
-        }
+        self.lock()?.append_audit(events);
         Ok(())
     }
 
@@ -896,6 +919,7 @@ mod tests {
 
     crate::identity_store_conformance!(async { MemoryStore::new() });
     crate::session_store_conformance!(async { MemoryStore::new() });
+    crate::audited_session_writes_conformance!(async { MemoryStore::new() });
     crate::session_change_log_conformance!(async { MemoryStore::new() });
     crate::identity_change_log_conformance!(async { MemoryStore::new() });
     crate::counters_conformance!(async { MemoryStore::new() });

@@ -577,6 +577,16 @@ impl AuditKind {
     }
 }
 
+/// Builds a write's audit events from its outcome. A store that is also the identity store
+/// (one object serving both: the SQLite, PostgreSQL and memory stores, when configured for
+/// both) is given `Some` and appends the events to its audit trail **in the write's own
+/// transaction**: one commit — one fsync — for the change and its record, and never one
+/// without the other. Any other store gets `None`, and the caller appends the events after.
+pub type AuditWith<T> = Option<AuditFn<T>>;
+
+/// The function of [`AuditWith`].
+pub type AuditFn<T> = std::sync::Arc<dyn Fn(&T) -> Vec<AuditEvent> + Send + Sync>;
+
 /// One append-only audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

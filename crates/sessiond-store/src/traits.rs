@@ -15,11 +15,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// refresh token hash gives [`crate::StoreError::Conflict`], and nothing is written either.
     /// (A backend whose client may re-send a request after a broken connection — Redis —
     /// answers a repeat of a create it already applied, record for record, as that create.)
+    /// `audit` (see [`AuditWith`]) is given the ids of the evicted sessions.
     async fn create_session(
         &self,
         new: NewSession,
         limit: SessionLimit,
         now: UnixTime,
+        audit: AuditWith<[SessionId]>,
     ) -> StoreResult<Vec<SessionId>>;
 
     async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> StoreResult<Option<Session>>;
@@ -32,20 +34,28 @@ pub trait SessionStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<()>;
 
-    /// Rotates a refresh token: see [`RotateOutcome`] for every case.
-    async fn rotate_refresh(&self, rotation: Rotation) -> StoreResult<RotateOutcome>;
+    /// Rotates a refresh token: see [`RotateOutcome`] for every case. `audit` (see
+    /// [`AuditWith`]) is given the outcome.
+    async fn rotate_refresh(
+        &self,
+        rotation: Rotation,
+        audit: AuditWith<RotateOutcome>,
+    ) -> StoreResult<RotateOutcome>;
 
     /// Revokes one session. Returns the session if this call revoked it (idempotent: a
-    /// revoked or unknown session gives `None`).
+    /// revoked or unknown session gives `None`). `audit` (see [`AuditWith`]) is given the
+    /// session this call revoked, if any.
     async fn revoke_session(
         &self,
         tenant: &TenantId,
         id: &SessionId,
         reason: RevokeReason,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Option<Session>>;
 
     /// Revokes every active session of a user, except `keep`; returns those it revoked.
+    /// `audit` (see [`AuditWith`]) is given them.
     async fn revoke_user_sessions(
         &self,
         tenant: &TenantId,
@@ -53,6 +63,7 @@ pub trait SessionStore: Send + Sync + 'static {
         reason: RevokeReason,
         keep: Option<&SessionId>,
         now: UnixTime,
+        audit: AuditWith<[Session]>,
     ) -> StoreResult<Vec<Session>>;
 
     /// Records a re-authentication (step-up): if the session is active at `now`, sets its
@@ -75,12 +86,13 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn expire_sessions(&self, now: UnixTime, batch: usize) -> StoreResult<Vec<Session>>;
 
     /// Records that an active session has timed out (and logs `SessionExpired`). Returns true
-    /// if this call recorded it.
+    /// if this call recorded it. `audit` (see [`AuditWith`]) is given that answer.
     async fn mark_expired(
         &self,
         tenant: &TenantId,
         id: &SessionId,
         now: UnixTime,
+        audit: AuditWith<bool>,
     ) -> StoreResult<bool>;
 
     /// Sessions of a tenant, newest first.

@@ -78,9 +78,47 @@ impl Engine {
         }
     }
 
+    /// The audit of a session write whose events `build` makes from its outcome (see
+    /// [`WriteAudit`]).
+    pub(crate) fn write_audit<T: ?Sized>(
+        &self,
+        build: impl Fn(&T) -> Vec<AuditEvent> + Send + Sync + 'static,
+    ) -> WriteAudit<T> {
+        WriteAudit {
+            build: Arc::new(build),
+            in_write: self.audit_in_writes,
+        }
+    }
+
+    /// Records the audit events of a write that has returned `outcome`: appends them unless
+    /// the write committed them itself, then logs and counts them as [`Engine::record`] does.
+    pub(crate) async fn record_write<T: ?Sized>(
+        &self,
+        audit: &WriteAudit<T>,
+        outcome: &T,
+    ) -> CoreResult<()> {
+        let events = (audit.build)(outcome);
+        if events.is_empty() {
+            return Ok(());
+        }
+        if audit.in_write {
+            self.publish(&events).await;
+            Ok(())
+        } else {
+            self.record(events).await
+        }
+    }
+
     /// Stores audit events and emits each as a JSON log line (no token ever reaches either).
     pub(crate) async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
-        for e in &events {
+        self.identity.append_audit(events.clone()).await?;
+        self.publish(&events).await;
+        Ok(())
+    }
+
+    /// Counts and logs stored audit events, and raises the alerts they call for.
+    async fn publish(&self, events: &[AuditEvent]) {
+        for e in events {
             // Every lifecycle step passes here: logins and failures, refreshes, reuse,
             // revocations by reason, expirations, suspicious activity.
             // A session event's reason names its receiver (a client id): the label keeps only
@@ -111,8 +149,39 @@ impl Engine {
                 "audit"
             );
         }
-        self.identity.append_audit(events.clone()).await?;
-        self.alert(&events).await;
-        Ok(())
+        self.alert(events).await;
+    }
+}
+
+/// The audit events of one session write, built from its outcome by one function. When the
+/// session store keeps the audit trail, the write is handed the function and commits the
+/// events in its own transaction (one fsync for both); otherwise they are appended after it.
+/// Either way [`Engine::record_write`] logs and counts them once the write has returned.
+pub(crate) struct WriteAudit<T: ?Sized> {
+    build: AuditFn<T>,
+    in_write: bool,
+}
+
+impl<T: ?Sized> WriteAudit<T> {
+    /// What the store's write is given: the function, if it commits the events.
+    pub(crate) fn for_store(&self) -> AuditWith<T> {
+        self.in_write.then(|| Arc::clone(&self.build))
+    }
+}
+
+/// A copy of `template` (an event of the request) about `user`'s `session`, of `kind`.
+pub(crate) fn about(
+    template: &AuditEvent,
+    kind: AuditKind,
+    user: UserId,
+    session: &SessionId,
+    reason: Option<&str>,
+) -> AuditEvent {
+    AuditEvent {
+        kind,
+        user_id: Some(user),
+        session_id: Some(session.clone()),
+        reason: reason.map(str::to_owned),
+        ..template.clone()
     }
 }

@@ -156,9 +156,24 @@ impl Engine {
                 expires_at: *exp,
             }),
         };
+        let template = self.event(ctx, AuditKind::SessionCreated, Some(user.id), None);
+        let (user_id, session_id) = (user.id, session.id.clone());
+        let audit = self.write_audit(move |evicted: &[SessionId]| {
+            let mut events: Vec<AuditEvent> = evicted
+                .iter()
+                .map(|id| {
+                    let reason = Some(RevokeReason::Displaced.as_str());
+                    about(&template, AuditKind::SessionRevoked, user_id, id, reason)
+                })
+                .collect();
+            for kind in [AuditKind::LoginSucceeded, AuditKind::SessionCreated] {
+                events.push(about(&template, kind, user_id, &session_id, None));
+            }
+            events
+        });
         let evicted = match self
             .sessions
-            .create_session(new, p.session_limit(), now)
+            .create_session(new, p.session_limit(), now, audit.for_store())
             .await
         {
             Err(StoreError::LimitReached) => {
@@ -171,31 +186,10 @@ impl Engine {
             }
             r => r?,
         };
-        let mut events = Vec::with_capacity(2 + evicted.len());
         for id in &evicted {
             self.invalidate(id);
-            let mut e = self.event(
-                ctx,
-                AuditKind::SessionRevoked,
-                Some(user.id),
-                Some(id.clone()),
-            );
-            e.reason = Some(RevokeReason::Displaced.as_str().into());
-            events.push(e);
         }
-        events.push(self.event(
-            ctx,
-            AuditKind::LoginSucceeded,
-            Some(user.id),
-            Some(session.id.clone()),
-        ));
-        events.push(self.event(
-            ctx,
-            AuditKind::SessionCreated,
-            Some(user.id),
-            Some(session.id.clone()),
-        ));
-        self.record(events).await?;
+        self.record_write(&audit, &evicted[..]).await?;
         // A disable or password change that landed while this login was being verified
         // revoked the sessions that existed then, not this one: look at the user again.
         let current = self.identity.get_user(&ctx.tenant_id, &user.id).await?;
@@ -287,55 +281,32 @@ impl Engine {
         let successor = secret::new_refresh_token(Route::of_hash(&presented_hash))?;
         let successor_expires = now + i64::from(p.refresh_token_ttl);
         let epoch = self.session_cache.epoch();
+        let template = self.event(ctx, AuditKind::SessionRefreshed, None, None);
+        let audit = self.write_audit(move |o: &RotateOutcome| refresh_events(&template, o));
         let outcome = self
             .sessions
-            .rotate_refresh(Rotation {
-                tenant_id: ctx.tenant_id.clone(),
-                presented: presented_hash,
-                successor: NewRefreshToken {
-                    hash: secret::hash_refresh(&successor),
-                    expires_at: successor_expires,
+            .rotate_refresh(
+                Rotation {
+                    tenant_id: ctx.tenant_id.clone(),
+                    presented: presented_hash,
+                    successor: NewRefreshToken {
+                        hash: secret::hash_refresh(&successor),
+                        expires_at: successor_expires,
+                    },
+                    sealed_successor: secret::seal_successor(presented, &successor)?,
+                    grace_seconds: p.refresh_grace_seconds,
+                    now,
                 },
-                sealed_successor: secret::seal_successor(presented, &successor)?,
-                grace_seconds: p.refresh_grace_seconds,
-                now,
-            })
+                audit.for_store(),
+            )
             .await?;
+        if let RotateOutcome::Reused { session, .. } = &outcome {
+            self.invalidate(&session.id);
+        }
+        self.record_write(&audit, &outcome).await?;
         match outcome {
             RotateOutcome::Rotated { session } => {
                 self.cache_session(session.clone(), epoch);
-                let e = self.event(
-                    ctx,
-                    AuditKind::SessionRefreshed,
-                    Some(session.user_id),
-                    Some(session.id.clone()),
-                );
-                let mut events = vec![e];
-                let moved = |now: &Option<String>, then: &Option<String>| {
-                    now.is_some() && then.is_some() && now != then
-                };
-                for (changed, reason) in [
-                    (
-                        moved(&ctx.ip, &session.device.ip),
-                        "refresh_from_new_address",
-                    ),
-                    (
-                        moved(&ctx.user_agent, &session.device.user_agent),
-                        "refresh_from_new_user_agent",
-                    ),
-                ] {
-                    if changed {
-                        let mut s = self.event(
-                            ctx,
-                            AuditKind::SuspiciousActivity,
-                            Some(session.user_id),
-                            Some(session.id.clone()),
-                        );
-                        s.reason = Some(reason.into());
-                        events.push(s);
-                    }
-                }
-                self.record(events).await?;
                 let exp = successor_expires.min(session.absolute_expires_at);
                 self.issue(session, p, Some((successor, exp)), now)
             }
@@ -345,50 +316,65 @@ impl Engine {
             } => {
                 let again = secret::open_successor(presented, &sealed_successor)
                     .ok_or(CoreError::RefreshTokenInvalid)?;
-                let mut e = self.event(
-                    ctx,
-                    AuditKind::SessionRefreshed,
-                    Some(session.user_id),
-                    Some(session.id.clone()),
-                );
-                e.reason = Some("grace_replay".into());
-                self.record(vec![e]).await?;
                 let exp = successor_expires.min(session.absolute_expires_at);
                 self.issue(session, p, Some((again, exp)), now)
             }
-            RotateOutcome::Reused { session, revoked } => {
-                self.invalidate(&session.id);
-                let mut events = vec![self.event(
-                    ctx,
-                    AuditKind::RefreshTokenReused,
-                    Some(session.user_id),
-                    Some(session.id.clone()),
-                )];
-                if revoked {
-                    let mut e = self.event(
-                        ctx,
-                        AuditKind::SessionRevoked,
-                        Some(session.user_id),
-                        Some(session.id.clone()),
-                    );
-                    e.reason = Some(RevokeReason::ReuseDetected.as_str().into());
-                    events.push(e);
-                }
-                let mut s = self.event(
-                    ctx,
-                    AuditKind::SuspiciousActivity,
-                    Some(session.user_id),
-                    Some(session.id.clone()),
-                );
-                s.reason = Some("refresh_token_reuse".into());
-                events.push(s);
-                self.record(events).await?;
-                Err(CoreError::RefreshTokenReused)
-            }
+            RotateOutcome::Reused { .. } => Err(CoreError::RefreshTokenReused),
             RotateOutcome::SessionInactive { session } => {
                 Err(self.inactive(ctx, &session, now).await)
             }
             RotateOutcome::Invalid => Err(CoreError::RefreshTokenInvalid),
         }
+    }
+}
+
+/// The audit events of a refresh token's rotation, by outcome (`template`: an event of the
+/// request, whose address and user agent are compared with the session's). An inactive
+/// session's are recorded by `Engine::inactive`; an invalid token has none.
+fn refresh_events(template: &AuditEvent, outcome: &RotateOutcome) -> Vec<AuditEvent> {
+    let on = |s: &Session, kind, reason| about(template, kind, s.user_id, &s.id, reason);
+    match outcome {
+        RotateOutcome::Rotated { session } => {
+            let mut events = vec![on(session, AuditKind::SessionRefreshed, None)];
+            let moved = |now: &Option<String>, then: &Option<String>| {
+                now.is_some() && then.is_some() && now != then
+            };
+            for (changed, reason) in [
+                (
+                    moved(&template.ip, &session.device.ip),
+                    "refresh_from_new_address",
+                ),
+                (
+                    moved(&template.user_agent, &session.device.user_agent),
+                    "refresh_from_new_user_agent",
+                ),
+            ] {
+                if changed {
+                    events.push(on(session, AuditKind::SuspiciousActivity, Some(reason)));
+                }
+            }
+            events
+        }
+        RotateOutcome::Replayed { session, .. } => {
+            vec![on(
+                session,
+                AuditKind::SessionRefreshed,
+                Some("grace_replay"),
+            )]
+        }
+        RotateOutcome::Reused { session, revoked } => {
+            let mut events = vec![on(session, AuditKind::RefreshTokenReused, None)];
+            if *revoked {
+                let reason = Some(RevokeReason::ReuseDetected.as_str());
+                events.push(on(session, AuditKind::SessionRevoked, reason));
+            }
+            events.push(on(
+                session,
+                AuditKind::SuspiciousActivity,
+                Some("refresh_token_reuse"),
+            ));
+            events
+        }
+        RotateOutcome::SessionInactive { .. } | RotateOutcome::Invalid => Vec::new(),
     }
 }

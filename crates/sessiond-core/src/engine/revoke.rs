@@ -120,18 +120,14 @@ impl Engine {
         id: &SessionId,
         reason: RevokeReason,
     ) -> CoreResult<bool> {
+        let audit = self.revocation_audit(ctx, reason);
         let revoked = self
             .sessions
-            .revoke_session(&ctx.tenant_id, id, reason, self.now())
+            .revoke_session(&ctx.tenant_id, id, reason, self.now(), audit.for_store())
             .await?;
         self.invalidate(id);
-        match revoked {
-            Some(s) => {
-                self.record_revocations(ctx, &[s], reason).await?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.record_write(&audit, revoked.as_slice()).await?;
+        Ok(revoked.is_some())
     }
 
     pub async fn revoke_user(
@@ -141,40 +137,41 @@ impl Engine {
         reason: RevokeReason,
         keep: Option<&SessionId>,
     ) -> CoreResult<usize> {
+        let audit = self.revocation_audit(ctx, reason);
         let revoked = self
             .sessions
-            .revoke_user_sessions(&ctx.tenant_id, user, reason, keep, self.now())
+            .revoke_user_sessions(
+                &ctx.tenant_id,
+                user,
+                reason,
+                keep,
+                self.now(),
+                audit.for_store(),
+            )
             .await?;
         for s in &revoked {
             self.invalidate(&s.id);
         }
-        self.record_revocations(ctx, &revoked, reason).await?;
+        self.record_write(&audit, &revoked[..]).await?;
         Ok(revoked.len())
     }
 
-    async fn record_revocations(
+    /// A `session_revoked` event for each session a revocation ended.
+    fn revocation_audit(
         &self,
         ctx: &RequestContext,
-        revoked: &[Session],
         reason: RevokeReason,
-    ) -> CoreResult<()> {
-        if revoked.is_empty() {
-            return Ok(());
-        }
-        let events = revoked
-            .iter()
-            .map(|s| {
-                let mut e = self.event(
-                    ctx,
-                    AuditKind::SessionRevoked,
-                    Some(s.user_id),
-                    Some(s.id.clone()),
-                );
-                e.reason = Some(reason.as_str().into());
-                e
-            })
-            .collect();
-        self.record(events).await
+    ) -> WriteAudit<[Session]> {
+        let template = self.event(ctx, AuditKind::SessionRevoked, None, None);
+        self.write_audit(move |revoked: &[Session]| {
+            revoked
+                .iter()
+                .map(|s| {
+                    let why = Some(reason.as_str());
+                    about(&template, AuditKind::SessionRevoked, s.user_id, &s.id, why)
+                })
+                .collect()
+        })
     }
 
     pub async fn user_sessions(&self, auth: &Authenticated) -> CoreResult<Vec<Session>> {

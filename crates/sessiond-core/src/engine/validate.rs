@@ -106,12 +106,13 @@ impl Engine {
             self.sessions
                 .touch_session(&ctx.tenant_id, &session.id, now)
                 .await?;
-            session = self
-                .sessions
-                .get_session(&ctx.tenant_id, &session.id)
-                .await?
-                .ok_or(CoreError::TokenInvalid)?;
-            self.cache_session(session.clone(), epoch);
+            session = Arc::new(
+                self.sessions
+                    .get_session(&ctx.tenant_id, &session.id)
+                    .await?
+                    .ok_or(CoreError::TokenInvalid)?,
+            );
+            self.cache_shared(Arc::clone(&session), epoch);
             if !session.is_active_at(now) {
                 return Err(self.inactive(ctx, &session, now).await);
             }
@@ -124,7 +125,7 @@ impl Engine {
         tenant: &TenantId,
         id: &SessionId,
         epoch: u64,
-    ) -> CoreResult<Session> {
+    ) -> CoreResult<Arc<Session>> {
         let now = self.now();
         let cached = self.session_cache.get(id).filter(|_| self.caches_trusted());
         let session = match cached {
@@ -132,12 +133,13 @@ impl Engine {
             // cached last-seen time may have been used on another node since: read it again.
             Some(s) if s.state != SessionState::Active || s.is_active_at(now) => s,
             _ => {
-                let s = self
-                    .sessions
-                    .get_session(tenant, id)
-                    .await?
-                    .ok_or(CoreError::TokenInvalid)?;
-                self.cache_session(s.clone(), epoch);
+                let s = Arc::new(
+                    self.sessions
+                        .get_session(tenant, id)
+                        .await?
+                        .ok_or(CoreError::TokenInvalid)?,
+                );
+                self.cache_shared(Arc::clone(&s), epoch);
                 s
             }
         };
@@ -150,6 +152,10 @@ impl Engine {
     /// Caches a session read at invalidation epoch `epoch`, unless an invalidation has
     /// happened since (insert first, then re-check, so a concurrent invalidation always wins).
     pub(crate) fn cache_session(&self, s: Session, epoch: u64) {
+        self.cache_shared(Arc::new(s), epoch);
+    }
+
+    fn cache_shared(&self, s: Arc<Session>, epoch: u64) {
         self.session_cache.insert(s.id.clone(), s, epoch);
     }
 
@@ -174,21 +180,29 @@ impl Engine {
             SessionStatus::Active => CoreError::Internal("session unexpectedly active".into()),
             SessionStatus::Expired => {
                 if s.state == SessionState::Active {
-                    match self.sessions.mark_expired(&ctx.tenant_id, &s.id, now).await {
-                        Ok(true) => {
-                            self.invalidate(&s.id);
-                            let mut e = self.event(
-                                ctx,
-                                AuditKind::SessionExpired,
-                                Some(s.user_id),
-                                Some(s.id.clone()),
-                            );
-                            e.reason = Some(super::revoke::timeout_reason(s).into());
-                            if let Err(err) = self.record(vec![e]).await {
+                    let mut e = self.event(
+                        ctx,
+                        AuditKind::SessionExpired,
+                        Some(s.user_id),
+                        Some(s.id.clone()),
+                    );
+                    e.reason = Some(super::revoke::timeout_reason(s).into());
+                    let audit = self.write_audit(move |recorded: &bool| {
+                        recorded.then(|| e.clone()).into_iter().collect()
+                    });
+                    let marked = self
+                        .sessions
+                        .mark_expired(&ctx.tenant_id, &s.id, now, audit.for_store())
+                        .await;
+                    match marked {
+                        Ok(recorded) => {
+                            if recorded {
+                                self.invalidate(&s.id);
+                            }
+                            if let Err(err) = self.record_write(&audit, &recorded).await {
                                 return err;
                             }
                         }
-                        Ok(false) => {}
                         Err(err) => return err.into(),
                     }
                 }

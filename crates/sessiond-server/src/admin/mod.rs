@@ -184,7 +184,7 @@ async fn actor(parts: &Parts, state: &AppState, caller: &Caller) -> Result<Actor
     Ok(Actor {
         role,
         name: format!("operator:{}", user.username.as_deref().unwrap_or("?")),
-        operator: Some((user, auth.session.id)),
+        operator: Some((user, auth.session.id.clone())),
     })
 }
 

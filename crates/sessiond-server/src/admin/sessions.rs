@@ -98,7 +98,7 @@ pub(crate) async fn find_sessions(
     Ok(Json(SessionsResponse {
         sessions: sessions
             .into_iter()
-            .map(|s| session_view(s, now, None))
+            .map(|s| session_view(&s, now, None))
             .collect(),
         next_cursor: next,
     }))

@@ -130,3 +130,98 @@ async fn refresh_tokens_are_bound_to_their_tenant_and_profile() {
     // The token was not consumed by the refused attempts.
     assert_eq!(s.refresh("t1", &rt).await.status, 200);
 }
+
+/// One fsync per session write: a login, a refresh, a logout and an admin revocation each
+/// commit once — the session change, its change-log entry and its audit events in one
+/// SQLite transaction — and the events are in the trail all the same.
+#[tokio::test]
+async fn each_session_write_commits_once_with_its_audit_events() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("t1", "integration", json!({})).await;
+    let commits = || s.store.commits();
+
+    let before = commits();
+    let login = s.login_ok("t1", "alice").await;
+    assert_eq!(commits() - before, 1, "a login");
+    let sid = login.str("sessionId");
+
+    let before = commits();
+    let next = s.refresh("t1", &login.str("refreshToken")).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(commits() - before, 1, "a refresh");
+
+    let before = commits();
+    let out = s.logout("t1", &next.str("userSessionToken")).await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert_eq!(commits() - before, 1, "a logout");
+
+    // A user revoking their own session by id, and an admin revoking one.
+    let own = s.login_ok("t1", "alice").await;
+    let before = commits();
+    let revoked = TestServer::send(
+        s.api(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/sessions/{}", own.str("sessionId")),
+            "t1",
+        )
+        .bearer_auth(own.str("userSessionToken")),
+    )
+    .await;
+    assert_eq!(revoked.status, 204, "{}", revoked.body);
+    assert_eq!(commits() - before, 1, "a revocation of one's own session");
+
+    let other = s.login_ok("t1", "alice").await.str("sessionId");
+    let before = commits();
+    let revoked = TestServer::send(s.admin(
+        reqwest::Method::DELETE,
+        &format!("/admin/v1/tenants/t1/sessions/{other}"),
+    ))
+    .await;
+    assert_eq!(revoked.status, 204, "{}", revoked.body);
+    // The revocation commits once; the admin API then records the operator's action
+    // (`admin_action`) in a write of its own.
+    assert_eq!(commits() - before, 2, "an admin revocation");
+
+    let types = |events: Vec<serde_json::Value>| -> Vec<String> {
+        let mut t: Vec<String> = events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        t.reverse();
+        t
+    };
+    assert_eq!(
+        types(s.audit("t1", &format!("sessionId={sid}")).await),
+        [
+            "login_succeeded",
+            "session_created",
+            "session_refreshed",
+            "session_revoked"
+        ]
+    );
+    assert!(
+        types(s.audit("t1", &format!("sessionId={other}")).await)
+            .contains(&"session_revoked".to_owned())
+    );
+}
+
+/// A read that finds its session timed out records the timeout and its audit event in one
+/// commit (reads run without a task of their own: nothing may be left half done).
+#[tokio::test]
+async fn a_timeout_found_by_a_read_commits_once_with_its_audit_event() {
+    let s = TestServer::start().await;
+    s.tenant_with_user("prod", "production", json!({"httpsOnly": false}))
+        .await;
+    let login = s.login_ok("prod", "alice").await;
+    s.clock.advance(31 * 60);
+    let before = s.store.commits();
+    s.whoami("prod", &login.str("userSessionToken"))
+        .await
+        .problem(401, "session_expired");
+    assert_eq!(s.store.commits() - before, 1);
+    let events = s
+        .audit("prod", &format!("sessionId={}", login.str("sessionId")))
+        .await;
+    assert_eq!(events[0]["type"], "session_expired", "{events:?}");
+    assert_eq!(events[0]["reason"], "idle_timeout");
+}
