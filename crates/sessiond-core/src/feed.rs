@@ -277,8 +277,8 @@ pub struct Feed {
     clock: Arc<dyn Clock>,
     view: RwLock<View>,
     moved: tokio::sync::watch::Sender<u64>,
-    /// When the last complete sweep started.
-    swept: std::sync::Mutex<Option<Instant>>,
+    /// When the last complete sweep started; a new subscriber waits on it for its first read.
+    swept: tokio::sync::watch::Sender<Option<Instant>>,
     /// Woken by the node's own change-log follower, which holds the store's hints.
     poke: tokio::sync::Notify,
     /// Whether to wait on the logs' hints itself (no follower holds them).
@@ -310,7 +310,7 @@ impl Feed {
             clock,
             view: RwLock::new(View::default()),
             moved: tokio::sync::watch::channel(0).0,
-            swept: std::sync::Mutex::new(None),
+            swept: tokio::sync::watch::channel(None).0,
             poke: tokio::sync::Notify::new(),
             own_hints,
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -338,7 +338,7 @@ impl Feed {
 
     /// When the last complete sweep started.
     fn last_sweep(&self) -> Option<Instant> {
-        self.swept.lock().ok().and_then(|s| *s)
+        *self.swept.borrow()
     }
 
     fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
@@ -354,18 +354,29 @@ impl Feed {
     /// a sweep that started after the call), starts over (a reset). A cursor that a node which
     /// cannot read its logs has not reached within [`CATCH_UP_WAIT`] gives [`Behind`]:
     /// starting over from that node's older state would make the client forget what it has.
+    ///
+    /// The view is asked to read its logs now: the subscription's `synced` waits for a sweep
+    /// that started after this call (see [`Subscription::next`]).
     pub async fn subscribe(
         self: &Arc<Self>,
         tenant: String,
         cursor: Option<Cursor>,
     ) -> Result<Subscription, Behind> {
-        let mut moved = self.moved.subscribe();
+        let moved = self.moved.subscribe();
+        let mut swept = self.swept.subscribe();
         let began = Instant::now();
+        self.poke();
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         let resume = loop {
-            let r = match &cursor {
-                Some(c) => self.read_view().resumable(c),
-                None => Resume::No,
+            // Read before the view: what a sweep completed by then has read is in the view.
+            let swept_since = self.last_sweep().is_some_and(|t| t > began);
+            let (r, ready) = {
+                let v = self.read_view();
+                let r = match &cursor {
+                    Some(c) => v.resumable(c),
+                    None => Resume::No,
+                };
+                (r, v.ready)
             };
             if !matches!(r, Resume::Later) {
                 break r;
@@ -373,14 +384,14 @@ impl Feed {
             // A complete sweep that started after the client came and still did not reach
             // its cursor: the cursor is past the logs' head (another deployment, or a store
             // that lost entries), so the client starts over.
-            if self.read_view().ready && self.last_sweep().is_some_and(|t| t > began) {
+            if ready && swept_since {
                 break Resume::No;
             }
             // A node that cannot read its logs sends the client away instead.
             if tokio::time::Instant::now() >= deadline {
                 return Err(Behind);
             }
-            let _ = tokio::time::timeout(Duration::from_millis(50), moved.changed()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(50), swept.changed()).await;
         };
         let generation = self.read_view().generation;
         let cursor = match (resume, cursor) {
@@ -395,6 +406,8 @@ impl Feed {
             started: false,
             seen: None,
             moved,
+            began,
+            swept,
         })
     }
 
@@ -473,9 +486,7 @@ impl Feed {
             changed |= v.items.len() != before;
             v.ready = true;
         }
-        if let Ok(mut s) = self.swept.lock() {
-            *s = Some(started);
-        }
+        self.swept.send_replace(Some(started));
         Ok(changed)
     }
 
@@ -571,6 +582,9 @@ pub struct Subscription {
     /// The arrival number up to which the view has been looked at (after the first call).
     seen: Option<u64>,
     moved: tokio::sync::watch::Receiver<u64>,
+    /// When the client came: `synced` waits for a sweep that started after this.
+    began: Instant,
+    swept: tokio::sync::watch::Receiver<Option<Instant>>,
 }
 
 impl Subscription {
@@ -579,12 +593,19 @@ impl Subscription {
         self.feed.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// What the view holds for this subscriber now; `None` before the view is complete.
+    /// What the view holds for this subscriber now; `None` before the view is complete, and
+    /// on the first call, before a sweep that started after the client came.
     fn collect(&mut self) -> Option<Vec<(String, FeedEvent)>> {
+        // Read before the view: what a sweep completed by then has read is in the view.
+        let swept_since = self.feed.last_sweep().is_some_and(|t| t > self.began);
         let v = self.feed.read_view();
         // Nothing — not even `synced` — from a view that is incomplete or has not read its
-        // logs lately: the client must not take it for current.
-        if !v.ready || (!self.started && !self.feed.is_fresh()) {
+        // logs lately: the client must not take it for current. Nor before the view has read
+        // the logs since the client came: `synced` says that everything in force has been
+        // sent, which includes every entry committed before the stream opened, here or on
+        // another node.
+        let current = swept_since && self.feed.is_fresh();
+        if !v.ready || (!self.started && !current) {
             return None;
         }
         let mut out = Vec::new();
@@ -628,9 +649,12 @@ impl Subscription {
     }
 
     /// The next events with the cursor after each, waiting at most `heartbeat` for something
-    /// to happen. The first call answers at once: what came after the cursor, or a reset and
-    /// everything in force; then `synced`. A call on which nothing happened gives a heartbeat,
-    /// if the view is fresh — and nothing otherwise (a stale node falls silent).
+    /// to happen. The first call answers once the view has completed a read of its logs that
+    /// started after [`Feed::subscribe`] (at once, usually: the subscription asked for it):
+    /// what came after the cursor, or a reset and everything in force; then `synced`. So an
+    /// entry committed before the subscription, on any node, comes before `synced`. Until
+    /// then calls give nothing. A call on which nothing happened gives a heartbeat, if the
+    /// view is fresh — and nothing otherwise (a stale node falls silent).
     pub async fn next(&mut self, heartbeat: Duration) -> Vec<(String, FeedEvent)> {
         if self.started {
             let _ = tokio::time::timeout(heartbeat, self.moved.changed()).await;
@@ -638,8 +662,9 @@ impl Subscription {
         let now_ms = self.feed.clock.now() * 1000;
         let mut collected = self.collect();
         if collected.is_none() && !self.started {
-            // A new view: wait for its first read.
-            let _ = tokio::time::timeout(heartbeat, self.moved.changed()).await;
+            // Wait for a read of the logs that started after the client came (for a new
+            // view, its first read).
+            let _ = tokio::time::timeout(heartbeat, self.swept.changed()).await;
             collected = self.collect();
         }
         // Nothing to say before the view is complete, not even a heartbeat.
@@ -902,6 +927,56 @@ mod tests {
             sub.is_closed() && other.is_closed(),
             "shutdown ends every stream"
         );
+    }
+
+    /// `synced` comes after a read of the logs that started once the client came: an entry
+    /// committed before the subscription comes before it, though the view had not read it
+    /// yet (nothing pokes this view when something is logged: left alone, it reads every
+    /// 250 ms).
+    #[tokio::test]
+    async fn synced_comes_after_everything_committed_before_the_subscription() {
+        use crate::testkit::{Cluster, login_alice};
+        async fn first(sub: &mut Subscription) -> Vec<(String, FeedEvent)> {
+            for _ in 0..20 {
+                let got = sub.next(Duration::from_millis(300)).await;
+                if !got.is_empty() {
+                    return got;
+                }
+            }
+            panic!("nothing within 6 s");
+        }
+        let c = Cluster::start(1, None).await;
+        let ctx = c.with_alice().await;
+        let e = &c.nodes[0];
+        let feed = Feed::spawn(vec![c.store.clone()], c.clock.clone(), false, None);
+        let mut sub = feed.subscribe("t1".into(), None).await.unwrap();
+        let got = first(&mut sub).await;
+        let mut cursor = got.last().unwrap().0.clone();
+        for logouts in 1..=3 {
+            let issued = login_alice(e, &ctx).await;
+            e.logout(&ctx, &issued.session_token).await.unwrap();
+            let mut resumed = feed
+                .subscribe("t1".into(), Cursor::parse(&cursor))
+                .await
+                .unwrap();
+            let got = first(&mut resumed).await;
+            let events: Vec<FeedEvent> = got.iter().map(|(_, e)| e.clone()).collect();
+            assert_eq!(names(&events), ["session", "synced"], "resumed");
+            assert!(
+                matches!(&events[0], FeedEvent::Session(s) if s.sid == issued.session.id.as_str())
+            );
+            let issued = login_alice(e, &ctx).await;
+            e.logout(&ctx, &issued.session_token).await.unwrap();
+            let mut anew = feed.subscribe("t1".into(), None).await.unwrap();
+            let got = first(&mut anew).await;
+            let events: Vec<FeedEvent> = got.iter().map(|(_, e)| e.clone()).collect();
+            assert_eq!(events.len(), 2 * logouts + 2, "started over: {events:?}");
+            assert!(matches!(events.last(), Some(FeedEvent::Synced)));
+            assert!(
+                matches!(&events[events.len() - 2], FeedEvent::Session(s) if s.sid == issued.session.id.as_str())
+            );
+            cursor = got.last().unwrap().0.clone();
+        }
     }
 
     /// A change log that can be made to fail (the store going away).
