@@ -7,10 +7,9 @@
 use crate::AppState;
 use crate::error::ApiResult;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -111,12 +110,14 @@ async fn render(State(st): State<AppState>, headers: axum::http::HeaderMap) -> A
 }
 
 /// The metric handles of one (method, route, status), made once: the hot path then costs a
-/// read-locked map lookup, not a registry lookup with freshly allocated labels.
+/// read-locked map lookup (with no allocation), not a registry lookup with freshly allocated
+/// labels.
 type Handles = (metrics::Counter, metrics::Histogram);
-type HandleKey = (Method, Option<Box<str>>, u16);
+/// By route template (`""`: unmatched), then by method and status.
+type HandleMap = HashMap<Box<str>, HashMap<(Method, u16), Handles>>;
 
 fn handles(method: &Method, route: Option<&str>, status: u16) -> Option<Handles> {
-    static CACHE: OnceLock<RwLock<HashMap<HandleKey, Handles>>> = OnceLock::new();
+    static CACHE: OnceLock<RwLock<HandleMap>> = OnceLock::new();
     let cache = CACHE.get_or_init(RwLock::default);
     // Label values are bounded: known methods only, route templates (not paths), statuses.
     let method = if KNOWN_METHODS.contains(method) {
@@ -124,8 +125,9 @@ fn handles(method: &Method, route: Option<&str>, status: u16) -> Option<Handles>
     } else {
         Method::from_bytes(b"OTHER").ok()?
     };
-    let key = (method, route.map(Box::from), status);
-    if let Some(h) = cache.read().ok()?.get(&key) {
+    let route_key = route.unwrap_or("");
+    let key = (method, status);
+    if let Some(h) = cache.read().ok()?.get(route_key).and_then(|m| m.get(&key)) {
         return Some(h.clone());
     }
     let (m, r) = (
@@ -136,7 +138,12 @@ fn handles(method: &Method, route: Option<&str>, status: u16) -> Option<Handles>
         metrics::counter!("sessiond_http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status.to_string()),
         metrics::histogram!("sessiond_http_request_duration_seconds", "method" => m, "route" => r),
     );
-    cache.write().ok()?.insert(key, h.clone());
+    cache
+        .write()
+        .ok()?
+        .entry(route_key.into())
+        .or_default()
+        .insert(key, h.clone());
     Some(h)
 }
 
@@ -150,19 +157,10 @@ const KNOWN_METHODS: [Method; 7] = [
     Method::OPTIONS,
 ];
 
-/// Counts every request by method, route template and status, and times it.
-pub async fn track(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let res = next.run(req).await;
-    if let Some((count, time)) = handles(
-        &method,
-        route.as_ref().map(MatchedPath::as_str),
-        res.status().as_u16(),
-    ) {
+/// Counts a request by method, route template and status, and times it from `started`.
+pub fn observe(method: &Method, route: Option<&str>, status: u16, started: Instant) {
+    if let Some((count, time)) = handles(method, route, status) {
         count.increment(1);
         time.record(started.elapsed().as_secs_f64());
     }
-    res
 }
