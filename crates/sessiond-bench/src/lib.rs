@@ -3,12 +3,14 @@
 //! each scenario cannot avoid (Argon2id, an fsync'd SQLite insert) measured beside them.
 //! [`run`] returns a [`Report`]; [`Report::markdown`] and [`plot::draw`] render it.
 //! `--backends` adds sessiond on PostgreSQL and Redis beside their raw operations
-//! ([`backends`]).
+//! ([`backends`]). Where Node.js is available, node-oidc-provider's introspection runs beside
+//! sessiond's ([`peer`]).
 
 pub mod backends;
 pub mod baseline;
 pub mod load;
 pub mod memory;
+pub mod peer;
 pub mod plot;
 pub mod proxy;
 pub mod server;
@@ -78,6 +80,11 @@ pub struct Options {
     /// Concurrent failed logins of the login-memory measurement (0 skips it; it waits out the
     /// Argon2 pool's 30-second idle release).
     pub login_memory_burst: usize,
+    /// Run the optional peers: node-oidc-provider's introspection beside sessiond's (skipped,
+    /// with the reason in the report, where Node.js or its packages are not available).
+    pub peers: bool,
+    /// node-oidc-provider's directory (package.json, package-lock.json, server.js).
+    pub peer_dir: PathBuf,
 }
 
 impl Options {
@@ -126,6 +133,8 @@ impl Options {
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             cluster_masters: 3,
             login_memory_burst: 120,
+            peers: true,
+            peer_dir: peer::default_dir(),
         }
     }
 
@@ -165,6 +174,8 @@ impl Options {
             backend_concurrency: 4,
             bytes_sessions: 100,
             trip_requests: 20,
+            // tests/oidc_peer.rs tests the peer.
+            peers: false,
             ..Self::quick()
         }
     }
@@ -245,6 +256,36 @@ pub struct Leak {
     pub rss_after: [u64; 2],
 }
 
+/// The scenario name of node-oidc-provider's introspection rows.
+pub const PEER_SCENARIO: &str = "oidc-provider-introspect";
+/// Issue 13: sessiond's introspection at least this many times node-oidc-provider's.
+pub const PEER_TARGET: f64 = 15.0;
+
+/// What became of the node-oidc-provider comparison (absent when it was not asked for).
+#[derive(Debug, Clone)]
+pub enum PeerStatus {
+    /// Measured: the peer's rows are [`PEER_SCENARIO`]; its label, e.g. "node-oidc-provider
+    /// 8.8.1 on Node.js v20.20.2".
+    Measured(String),
+    /// Not measured, and why (one line).
+    NotMeasured(String),
+}
+
+impl PeerStatus {
+    fn not_measured(why: &anyhow::Error) -> Self {
+        // One table cell: no pipes, no line breaks, not too long.
+        let line = format!("{why:#}")
+            .replace('|', "/")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Self::NotMeasured(match line.char_indices().nth(400) {
+            Some((i, _)) => format!("{}…", &line[..i]),
+            None => line,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
@@ -268,6 +309,8 @@ pub struct Report {
     pub rss_start: u64,
     pub rss_end: u64,
     pub leak: Option<Leak>,
+    /// The node-oidc-provider comparison (`None`: not asked for).
+    pub peer: Option<PeerStatus>,
     pub options: Options,
     pub total_secs: f64,
 }
@@ -309,6 +352,7 @@ pub fn run(o: &Options) -> Result<Report> {
             rss_start: 0,
             rss_end: 0,
             leak: None,
+            peer: None,
             options: o.clone(),
             total_secs: 0.0,
         }
@@ -428,6 +472,24 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
         o.max_requests,
     ))?;
 
+    // node-oidc-provider, started (and warmed up) once; measured right after sessiond's
+    // introspection at each concurrency.
+    let mut peer_run = None;
+    let mut peer_status = None;
+    if o.peers && o.wants("introspect") {
+        match start_peer(o, client, maxc) {
+            Ok(p) => {
+                say!(o, "peer: {} on {}", p.peer.label, p.peer.addr);
+                peer_status = Some(PeerStatus::Measured(p.peer.label.clone()));
+                peer_run = Some(p);
+            }
+            Err(e) => {
+                say!(o, "node-oidc-provider not measured: {e:#}");
+                peer_status = Some(PeerStatus::not_measured(&e));
+            }
+        }
+    }
+
     let mut rows: Vec<Row> = Vec::new();
     let mut push =
         |scenario: &'static str, c: usize, r: &RunResult, base: Option<(String, f64)>| {
@@ -503,8 +565,29 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
                 &r,
                 Some(("ceiling-post".into(), ceil.rps())),
             );
+            if let Some(p) = &peer_run {
+                let failed = match run_op(p.workload.clone(), Op::PeerIntrospect, c) {
+                    Ok(r) if r.ok > 0 => {
+                        push(PEER_SCENARIO, c, &r, None);
+                        None
+                    }
+                    Ok(r) => Some(anyhow::anyhow!(
+                        "no answer at c={c}: {}; its stderr: {}",
+                        r.first_error.as_deref().unwrap_or("none"),
+                        p.peer.stderr_tail()
+                    )),
+                    Err(e) => Some(e.context(format!("at c={c}"))),
+                };
+                if let Some(e) = failed {
+                    say!(o, "node-oidc-provider not measured: {e:#}");
+                    peer_status = Some(PeerStatus::not_measured(&e));
+                    peer_run = None;
+                }
+            }
         }
     }
+    // Stops node (idle from here on).
+    drop(peer_run);
     for &c in o.concurrencies.iter().filter(|_| o.wants("login")) {
         // Raw hashing as fast as this machine hashes for c clients: c hashes at once up to
         // the hashing concurrency (more at once than cores only thrash the CPU caches with
@@ -597,9 +680,50 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
         rss_start: 0,
         rss_end: 0,
         leak,
+        peer: peer_status,
         options: o.clone(),
         total_secs: 0.0,
     })
+}
+
+/// node-oidc-provider with its token pool, warmed up.
+struct PeerRun {
+    peer: peer::OidcPeer,
+    workload: Arc<Workload>,
+}
+
+/// Starts node-oidc-provider, takes [`peer::POOL`] tokens from it and warms it up (V8's JIT
+/// included) at the highest concurrency. The error says why it cannot be measured.
+fn start_peer(o: &Options, client: &tokio::runtime::Runtime, maxc: usize) -> Result<PeerRun> {
+    let peer = peer::OidcPeer::start(&o.peer_dir, &|m| say!(o, "{m}"))?;
+    let tokens = client
+        .block_on(peer.tokens(peer::POOL, 8))
+        .context("cannot get its access tokens")?;
+    let workload = Arc::new(Workload {
+        addr: peer.addr,
+        tenant: String::new(),
+        basic_auth: peer.basic_auth(),
+        users: Vec::new(),
+        live: Arc::new(tokens),
+        spare: Mutex::new(Vec::new()),
+    });
+    let warm = client.block_on(load::run(
+        workload.clone(),
+        Op::PeerIntrospect,
+        maxc,
+        o.warmup,
+        o.max_requests,
+    ))?;
+    if warm.ok == 0 || warm.errors > 0 {
+        anyhow::bail!(
+            "its warm-up failed ({} answers, {} errors; first: {}); its stderr: {}",
+            warm.ok,
+            warm.errors,
+            warm.first_error.as_deref().unwrap_or("none"),
+            peer.stderr_tail()
+        );
+    }
+    Ok(PeerRun { peer, workload })
 }
 
 fn starvation(
@@ -749,6 +873,32 @@ impl Report {
             .find(|r| r.scenario == scenario && r.concurrency == c)
     }
 
+    /// sessiond's introspection against node-oidc-provider's, at each concurrency both ran:
+    /// (concurrency, sessiond's rate, the peer's rate).
+    pub fn peer_ratios(&self) -> Vec<(usize, f64, f64)> {
+        if !matches!(self.peer, Some(PeerStatus::Measured(_))) {
+            return Vec::new();
+        }
+        self.options
+            .concurrencies
+            .iter()
+            .filter_map(|&c| {
+                let ours = self.row("introspect", c)?.rps;
+                let theirs = self.row(PEER_SCENARIO, c)?.rps;
+                Some((c, ours, theirs))
+            })
+            .collect()
+    }
+
+    /// "25.1× at c=1, 30.2× at c=16, 28.0× at c=64".
+    fn peer_ratios_text(&self) -> String {
+        self.peer_ratios()
+            .iter()
+            .map(|(c, ours, theirs)| format!("{:.1}× at c={c}", ours / theirs.max(1e-9)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn evaluate(&self) -> Vec<Target> {
         let mut t = Vec::new();
         let maxc = self
@@ -792,6 +942,19 @@ impl Report {
                 c,
                 0.5,
             );
+        }
+        // node-oidc-provider's introspection, at the highest concurrency both ran.
+        let peer = self.peer_ratios();
+        if let Some(&(c, ours, theirs)) = peer.iter().find(|p| p.0 == maxc).or(peer.last()) {
+            let x = ours / theirs.max(1e-9);
+            t.push(Target {
+                name: format!("introspection ≥ {PEER_TARGET}× node-oidc-provider's introspection"),
+                measured: format!(
+                    "{x:.1}× at c={c} ({ours:.0}/s vs {theirs:.0}/s); all: {}",
+                    self.peer_ratios_text()
+                ),
+                met: x >= PEER_TARGET,
+            });
         }
         // Keycloak's sizing guide: 120 refreshes/s and 15 logins/s per vCPU.
         let cores = self.options.server_threads.max(1) as f64;
@@ -897,6 +1060,26 @@ impl Report {
                 r.scenario, r.concurrency, r.rps, r.p50_us, r.p99_us, r.errors
             );
         }
+        match &self.peer {
+            Some(PeerStatus::Measured(label)) => {
+                let _ = writeln!(
+                    m,
+                    "\nintrospection vs node-oidc-provider: {}, target ≥ {PEER_TARGET}× ({label}, \
+                     one process; {} opaque client_credentials tokens in its default in-memory \
+                     adapter, POST {} with client_secret_basic).",
+                    self.peer_ratios_text(),
+                    peer::POOL,
+                    peer::INTROSPECTION_PATH
+                );
+            }
+            Some(PeerStatus::NotMeasured(why)) => {
+                let _ = writeln!(
+                    m,
+                    "\nintrospection vs node-oidc-provider: not measured: {why}"
+                );
+            }
+            None => {}
+        }
         let _ = writeln!(m, "\n### Baselines\n");
         let _ = writeln!(m, "| operation | threads | ops | ops/s | p50 µs | p99 µs |");
         let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|");
@@ -976,6 +1159,13 @@ impl Report {
                 t.name,
                 t.measured,
                 if t.met { "yes" } else { "**no**" }
+            );
+        }
+        if let Some(PeerStatus::NotMeasured(why)) = &self.peer {
+            let _ = writeln!(
+                m,
+                "| introspection ≥ {PEER_TARGET}× node-oidc-provider's introspection | not \
+                 measured: {why} | — |"
             );
         }
     }

@@ -35,6 +35,8 @@ pub enum Op {
     CeilingGet,
     /// The bare axum server, with the request of introspection (POST, form body).
     CeilingPost,
+    /// node-oidc-provider's introspection ([`crate::peer`]), cycling through its tokens.
+    PeerIntrospect,
 }
 
 /// What the virtual users share: the server, the credentials and the pools of live tokens.
@@ -172,7 +174,8 @@ impl Vu {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(format!("token={token}"))))?;
         let body = self.send(req, StatusCode::OK).await?;
-        if path.starts_with("/oauth2") && !body.starts_with(b"{\"active\":true") {
+        // Every introspection must say active (the ceiling's fixed body is not one).
+        if path != "/ceiling" && !body.starts_with(b"{\"active\":true") {
             let v: serde_json::Value = serde_json::from_slice(&body)?;
             if v["active"] != true {
                 return Err(anyhow!("introspection said inactive: {v}"));
@@ -231,6 +234,10 @@ impl Vu {
                 .await
                 .map(|()| true),
             Op::CeilingPost => self.introspect(w, "/ceiling").await.map(|()| true),
+            Op::PeerIntrospect => self
+                .introspect(w, crate::peer::INTROSPECTION_PATH)
+                .await
+                .map(|()| true),
             Op::WhoamiCold => match w.take_spare() {
                 Some(s) => self
                     .whoami_with(w, "/api/v2/session", &s.session_token)

@@ -84,6 +84,12 @@ struct Args {
     /// Skip the leak check (two more identical mix runs).
     #[arg(long)]
     no_leak_check: bool,
+    /// Skip the optional peers: node-oidc-provider's introspection, otherwise run right after
+    /// sessiond's at each concurrency where `node` is on the PATH (its packages are installed
+    /// with `npm ci` in peers/oidc-provider when missing; without them the report says why it
+    /// was not measured).
+    #[arg(long)]
+    no_peers: bool,
     /// The scale check's session and verified-token cache capacity (default: sessiond's,
     /// 100000 each).
     #[arg(long)]
@@ -129,6 +135,7 @@ fn main() -> Result<()> {
         o.cold_pool = n;
     }
     o.leak_check = !a.no_leak_check;
+    o.peers = o.peers && !a.no_peers;
     o.cache_size = a.cache_size.or(o.cache_size);
     o.only = a.only;
     if let Some(b) = a.backends {

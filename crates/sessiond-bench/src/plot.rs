@@ -15,6 +15,7 @@ const SERIES: &[(&str, RGBColor)] = &[
     ("ceiling-post", RGBColor(90, 90, 90)),
     ("whoami", RGBColor(31, 119, 180)),
     ("introspect", RGBColor(255, 127, 14)),
+    (crate::PEER_SCENARIO, RGBColor(23, 190, 207)),
     ("mix", RGBColor(44, 160, 44)),
     ("refresh", RGBColor(214, 39, 40)),
     ("logout", RGBColor(148, 103, 189)),
