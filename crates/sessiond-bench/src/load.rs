@@ -294,7 +294,9 @@ pub async fn run(
                 .await
                 .with_context(|| format!("cannot connect to {}", w.addr))?,
             activity: uuid::Uuid::new_v4().to_string(),
-            cursor: (id * 7919) % live,
+            // Evenly spaced starts: n requests of the run, shared out, visit n distinct
+            // tokens (a warm-up over the whole pool visits each once).
+            cursor: (id * live / concurrency.max(1)) % live,
             rng: 0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 17),
             refresh: None,
             host: w.addr.to_string(),

@@ -90,8 +90,8 @@ struct Args {
     /// was not measured).
     #[arg(long)]
     no_peers: bool,
-    /// The scale check's session and verified-token cache capacity (default: sessiond's,
-    /// 100000 each).
+    /// The scale check's session and verified-token cache capacity (default: 2.5× the spread
+    /// tokens, at least 100000 — sessiond's own default — each).
     #[arg(long)]
     cache_size: Option<usize>,
     /// Also write the Markdown report here.
