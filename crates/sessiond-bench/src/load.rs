@@ -39,6 +39,9 @@ pub enum Op {
     PeerIntrospect,
 }
 
+/// node-oidc-provider's introspection endpoint (its default route; see [`crate::peer`]).
+pub const PEER_INTROSPECTION_PATH: &str = "/token/introspection";
+
 /// What the virtual users share: the server, the credentials and the pools of live tokens.
 pub struct Workload {
     pub addr: SocketAddr,
@@ -235,7 +238,7 @@ impl Vu {
                 .map(|()| true),
             Op::CeilingPost => self.introspect(w, "/ceiling").await.map(|()| true),
             Op::PeerIntrospect => self
-                .introspect(w, crate::peer::INTROSPECTION_PATH)
+                .introspect(w, PEER_INTROSPECTION_PATH)
                 .await
                 .map(|()| true),
             Op::WhoamiCold => match w.take_spare() {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// The provider's token endpoint (its default route).
 pub const TOKEN_PATH: &str = "/token";
 /// The provider's introspection endpoint (its default route).
-pub const INTROSPECTION_PATH: &str = "/token/introspection";
+pub use crate::load::PEER_INTROSPECTION_PATH as INTROSPECTION_PATH;
 /// Its in-memory adapter is an LRU of 1,000 entries: a larger pool would lose tokens.
 pub const POOL: usize = 1_000;
 /// How long `node server.js` may take to print `READY <port>`.
