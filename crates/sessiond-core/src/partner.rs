@@ -566,43 +566,36 @@ impl Engine {
 
 /// The RFC 7662 answer for a live token: `active`, its claims, `token_type: Bearer`.
 fn introspection(verified: &Verified) -> sessiond_proto::Introspection {
-    let base = sessiond_proto::Introspection {
-        active: true,
-        token_type: Some("Bearer".into()),
-        ..Default::default()
-    };
+    // The claims both kinds of token carry.
+    macro_rules! claims {
+        ($c:expr) => {
+            sessiond_proto::Introspection {
+                active: true,
+                iss: Some($c.iss.clone()),
+                aud: Some($c.aud.clone()),
+                sub: Some($c.sub),
+                sid: Some($c.sid.as_str().to_owned()),
+                tid: Some($c.tid.as_str().to_owned()),
+                cid: Some($c.cid),
+                scope: Some($c.scope.clone()),
+                jti: Some($c.jti.clone()),
+                iat: Some($c.iat),
+                nbf: Some($c.nbf),
+                exp: Some($c.exp),
+                auth_time: Some($c.auth_time),
+                token_type: Some("Bearer".into()),
+                ..Default::default()
+            }
+        };
+    }
     match verified {
         Verified::Session(c) => sessiond_proto::Introspection {
-            iss: Some(c.iss.clone()),
-            aud: Some(c.aud.clone()),
-            sub: Some(c.sub),
-            sid: Some(c.sid.as_str().to_owned()),
-            tid: Some(c.tid.as_str().to_owned()),
-            cid: Some(c.cid),
-            scope: Some(c.scope.clone()),
-            jti: Some(c.jti.clone()),
-            iat: Some(c.iat),
-            nbf: Some(c.nbf),
-            exp: Some(c.exp),
-            auth_time: Some(c.auth_time),
             amr: Some(c.amr.clone()),
-            ..base
+            ..claims!(c)
         },
         Verified::Internal(c) => sessiond_proto::Introspection {
-            iss: Some(c.iss.clone()),
-            aud: Some(c.aud.clone()),
-            sub: Some(c.sub),
-            sid: Some(c.sid.as_str().to_owned()),
-            tid: Some(c.tid.as_str().to_owned()),
-            cid: Some(c.cid),
             client_id: Some(c.client_id.clone()),
-            scope: Some(c.scope.clone()),
-            jti: Some(c.jti.clone()),
-            iat: Some(c.iat),
-            nbf: Some(c.nbf),
-            exp: Some(c.exp),
-            auth_time: Some(c.auth_time),
-            ..base
+            ..claims!(c)
         },
     }
 }

@@ -109,6 +109,7 @@ impl AppState {
 pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn router(state: AppState) -> Router {
+    let inline_reads = state.engine.audits_in_writes();
     Router::new()
         .merge(auth::router())
         .merge(sessions::router())
@@ -127,7 +128,9 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed",
             )
         })
-        .layer(axum::middleware::from_fn(middleware::run_to_completion))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::run_to_completion(inline_reads, req, next)
+        }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,

@@ -149,18 +149,22 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// A request still running after [`REQUEST_TIMEOUT`] is answered 503 at once; its work goes on
 /// to its end in the background, so nothing it committed is left half done.
 ///
-/// Reads (see [`only_reads`]) run inline, without a task of their own: a hang-up cancels
-/// nothing a read must finish. The one write a read makes — recording that a session it
-/// presented has timed out — commits with its audit event in one transaction, and the cache
-/// entry it would drop already reads as timed out.
+/// Requests that only read (see [`only_reads`]) run inline, without a task of their own: a
+/// hang-up cancels nothing they must finish. GET and HEAD are among them only when
+/// `inline_reads` (the session store keeps the audit trail: see
+/// `sessiond_core::Engine::audits_in_writes`): an authenticated GET records a timeout it
+/// finds, and only then does the timeout commit with its audit event in one transaction.
+/// When sessions and the audit trail live in two stores (sessions on Redis, say) the event is
+/// appended after the timeout is written; cut off in between, it would be lost for good (the
+/// timeout is recorded once), so those GETs run in a task of their own.
 ///
 /// Every request is also counted and timed here (see [`crate::metrics::observe`]): one layer
 /// less on every request.
-pub async fn run_to_completion(req: Request, next: Next) -> Response {
+pub async fn run_to_completion(inline_reads: bool, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let res = if only_reads(&req) {
+    let res = if only_reads(&req, inline_reads) {
         tokio::time::timeout(REQUEST_TIMEOUT, next.run(req))
             .await
             .unwrap_or_else(|_| timed_out())
@@ -180,12 +184,13 @@ pub async fn run_to_completion(req: Request, next: Next) -> Response {
     res
 }
 
-/// GET and HEAD requests, and RFC 7662 introspection (a POST that only reads).
-fn only_reads(req: &Request) -> bool {
+/// RFC 7662 introspection — it reads the client and the session, and records nothing (a
+/// timed-out session is answered `{"active": false}` without recording the timeout) — and,
+/// with `inline_reads`, GET and HEAD requests.
+fn only_reads(req: &Request, inline_reads: bool) -> bool {
     use axum::http::Method;
     let m = req.method();
-    *m == Method::GET
-        || *m == Method::HEAD
+    (inline_reads && (*m == Method::GET || *m == Method::HEAD))
         || (*m == Method::POST && req.uri().path() == "/oauth2/introspect")
 }
 

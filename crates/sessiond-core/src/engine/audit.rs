@@ -78,6 +78,13 @@ impl Engine {
         }
     }
 
+    /// Whether session writes commit their audit events in their own transaction: the
+    /// session store is the identity store too. Then nothing a request records is left half
+    /// done if the request is cut off (a hang-up), so reads need no task of their own.
+    pub fn audits_in_writes(&self) -> bool {
+        self.audit_in_writes
+    }
+
     /// The audit of a session write whose events `build` makes from its outcome (see
     /// [`WriteAudit`]).
     pub(crate) fn write_audit<T: ?Sized>(

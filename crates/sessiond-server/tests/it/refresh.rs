@@ -225,3 +225,231 @@ async fn a_timeout_found_by_a_read_commits_once_with_its_audit_event() {
     assert_eq!(events[0]["type"], "session_expired", "{events:?}");
     assert_eq!(events[0]["reason"], "idle_timeout");
 }
+
+/// Sessions in one store, the audit trail in another (as with Redis for sessions): a store
+/// that holds its answer to the first `mark_expired` — the timeout already written — until
+/// the test lets it go.
+struct HeldTimeout {
+    inner: std::sync::Arc<sessiond_store_sqlite::SqliteStore>,
+    /// Notified once the timeout is written and its answer held.
+    written: tokio::sync::Notify,
+    /// Lets the held answer go.
+    release: tokio::sync::Notify,
+    held: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl sessiond_store::SessionStore for HeldTimeout {
+    async fn create_session(
+        &self,
+        new: sessiond_store::NewSession,
+        limit: sessiond_store::SessionLimit,
+        now: sessiond_store::UnixTime,
+        audit: sessiond_store::AuditWith<[sessiond_store::SessionId]>,
+    ) -> sessiond_store::StoreResult<Vec<sessiond_store::SessionId>> {
+        self.inner.create_session(new, limit, now, audit).await
+    }
+    async fn get_session(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        id: &sessiond_store::SessionId,
+    ) -> sessiond_store::StoreResult<Option<sessiond_store::Session>> {
+        self.inner.get_session(tenant, id).await
+    }
+    async fn touch_session(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        id: &sessiond_store::SessionId,
+        now: sessiond_store::UnixTime,
+    ) -> sessiond_store::StoreResult<()> {
+        self.inner.touch_session(tenant, id, now).await
+    }
+    async fn rotate_refresh(
+        &self,
+        rotation: sessiond_store::Rotation,
+        audit: sessiond_store::AuditWith<sessiond_store::RotateOutcome>,
+    ) -> sessiond_store::StoreResult<sessiond_store::RotateOutcome> {
+        self.inner.rotate_refresh(rotation, audit).await
+    }
+    async fn revoke_session(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        id: &sessiond_store::SessionId,
+        reason: sessiond_store::RevokeReason,
+        now: sessiond_store::UnixTime,
+        audit: sessiond_store::AuditWith<[sessiond_store::Session]>,
+    ) -> sessiond_store::StoreResult<Option<sessiond_store::Session>> {
+        self.inner
+            .revoke_session(tenant, id, reason, now, audit)
+            .await
+    }
+    async fn revoke_user_sessions(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        user: &sessiond_store::UserId,
+        reason: sessiond_store::RevokeReason,
+        keep: Option<&sessiond_store::SessionId>,
+        now: sessiond_store::UnixTime,
+        audit: sessiond_store::AuditWith<[sessiond_store::Session]>,
+    ) -> sessiond_store::StoreResult<Vec<sessiond_store::Session>> {
+        self.inner
+            .revoke_user_sessions(tenant, user, reason, keep, now, audit)
+            .await
+    }
+    async fn reauthenticate(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        id: &sessiond_store::SessionId,
+        now: sessiond_store::UnixTime,
+    ) -> sessiond_store::StoreResult<Option<sessiond_store::Session>> {
+        self.inner.reauthenticate(tenant, id, now).await
+    }
+    async fn expire_sessions(
+        &self,
+        now: sessiond_store::UnixTime,
+        batch: usize,
+    ) -> sessiond_store::StoreResult<Vec<sessiond_store::Session>> {
+        self.inner.expire_sessions(now, batch).await
+    }
+    async fn mark_expired(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        id: &sessiond_store::SessionId,
+        now: sessiond_store::UnixTime,
+        audit: sessiond_store::AuditWith<bool>,
+    ) -> sessiond_store::StoreResult<bool> {
+        let recorded = self.inner.mark_expired(tenant, id, now, audit).await;
+        if !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.written.notify_one();
+            self.release.notified().await;
+        }
+        recorded
+    }
+    async fn find_sessions(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        query: &sessiond_store::SessionQuery,
+        now: sessiond_store::UnixTime,
+    ) -> sessiond_store::StoreResult<Vec<sessiond_store::Session>> {
+        self.inner.find_sessions(tenant, query, now).await
+    }
+    async fn consume_nonce(
+        &self,
+        tenant: &sessiond_store::TenantId,
+        nonce: &str,
+        expires_at: sessiond_store::UnixTime,
+        now: sessiond_store::UnixTime,
+    ) -> sessiond_store::StoreResult<bool> {
+        self.inner
+            .consume_nonce(tenant, nonce, expires_at, now)
+            .await
+    }
+    async fn count_active_sessions(
+        &self,
+        now: sessiond_store::UnixTime,
+    ) -> sessiond_store::StoreResult<u64> {
+        self.inner.count_active_sessions(now).await
+    }
+    async fn get_refresh(
+        &self,
+        hash: &sessiond_store::TokenHash,
+    ) -> sessiond_store::StoreResult<Option<sessiond_store::RefreshRecord>> {
+        self.inner.get_refresh(hash).await
+    }
+    async fn ping(&self) -> sessiond_store::StoreResult<()> {
+        self.inner.ping().await
+    }
+}
+
+/// A read that finds its session timed out writes: the timeout, then (sessions and audit
+/// trail in two stores, as with sessions on Redis) its audit event. A client that hangs up
+/// in between must not cut the event off: the timeout is recorded once, so an event lost
+/// then is lost for good.
+#[tokio::test]
+async fn a_timeout_found_by_a_read_is_audited_though_the_client_hangs_up() {
+    use sessiond_store::SessionStore as _;
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(sessiond_core::ManualClock::new(START));
+    let identity = std::sync::Arc::new(
+        sessiond_store_sqlite::SqliteStore::open(&dir.path().join("sessiond.db")).unwrap(),
+    );
+    let sessions = std::sync::Arc::new(HeldTimeout {
+        inner: identity.clone(),
+        written: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+        held: std::sync::atomic::AtomicBool::new(false),
+    });
+    let engine = sessiond_testkit::engine(
+        sessions.clone(),
+        identity.clone(),
+        clock.clone(),
+        sessiond_core::token::Alg::EdDSA,
+    )
+    .await;
+    let state = sessiond_testkit::state(engine);
+    let node = sessiond_testkit::Server::serve(state.clone()).await;
+    node.tenant_with_user("prod", "production", json!({"httpsOnly": false}))
+        .await;
+    let login = TestServer::send(
+        node.http
+            .post(format!("{}/api/v2/auth/login", node.base))
+            .header("X-Tenant-ID", "prod")
+            .header("X-Activity-ID", activity())
+            .json(&json!({"username": "alice", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let sid = login.str("sessionId");
+    clock.advance(31 * 60);
+
+    // The whoami, served as a connection serves it; the client hangs up (its future is
+    // dropped) once the timeout is written and before the answer.
+    let mut req = axum::http::Request::get("/api/v2/session")
+        .header("X-Tenant-ID", "prod")
+        .header("X-Activity-ID", activity())
+        .header(
+            "Authorization",
+            format!("Bearer {}", login.str("userSessionToken")),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let served = sessiond_server::router(state).oneshot(req);
+    tokio::select! {
+        _ = served => panic!("answered while the store held its answer"),
+        _ = sessions.written.notified() => {}
+    }
+    sessions.release.notify_one();
+
+    let session = sessiond_store::SessionId::parse(&sid).unwrap();
+    let tenant = sessiond_store::TenantId::parse("prod").unwrap();
+    let stored = identity
+        .get_session(&tenant, &session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(stored.state, sessiond_store::SessionState::Expired { .. }),
+        "the timeout is written: {:?}",
+        stored.state
+    );
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let r = TestServer::send(node.admin(
+            reqwest::Method::GET,
+            &format!("/admin/v1/tenants/prod/audit?sessionId={sid}&type=session_expired"),
+        ))
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        events = r.body["events"].as_array().unwrap().clone();
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(events.len(), 1, "the timeout's audit event: {events:?}");
+    assert_eq!(events[0]["reason"], "idle_timeout");
+}
