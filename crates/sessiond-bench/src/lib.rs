@@ -316,6 +316,8 @@ pub struct Report {
     pub leak: Option<Leak>,
     /// The node-oidc-provider comparison (`None`: not asked for).
     pub peer: Option<PeerStatus>,
+    /// Per login run: the concurrency and the Argon2 time per hash inside the server.
+    pub login_hash_ms: Vec<(usize, f64)>,
     pub options: Options,
     pub total_secs: f64,
 }
@@ -358,6 +360,7 @@ pub fn run(o: &Options) -> Result<Report> {
             rss_end: 0,
             leak: None,
             peer: None,
+            login_hash_ms: Vec::new(),
             options: o.clone(),
             total_secs: 0.0,
         }
@@ -593,6 +596,7 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
     }
     // Stops node (idle from here on).
     drop(peer_run);
+    let mut login_hash_ms = Vec::new();
     for &c in o.concurrencies.iter().filter(|_| o.wants("login")) {
         // Raw hashing as fast as this machine hashes for c clients: c hashes at once up to
         // the hashing concurrency (more at once than cores only thrash the CPU caches with
@@ -604,7 +608,16 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
             threads,
             &raw,
         );
+        let before = sd.engine().hashing_stats();
         let r = run_op(workload(Vec::new(), sd.addr), Op::Login, c)?;
+        let after = sd.engine().hashing_stats();
+        let count =
+            |s: &sessiond_core::password::HashingStats| -> u64 { s.verifications.values().sum() };
+        let hashes = count(&after).saturating_sub(count(&before));
+        if hashes > 0 {
+            let busy = after.busy.saturating_sub(before.busy);
+            login_hash_ms.push((c, busy.as_secs_f64() * 1e3 / hashes as f64));
+        }
         push("login", c, &r, Some((format!("argon2 c={c}"), rate)));
     }
     for &c in o.concurrencies.iter().filter(|_| o.wants("refresh")) {
@@ -686,6 +699,7 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
         rss_end: 0,
         leak,
         peer: peer_status,
+        login_hash_ms,
         options: o.clone(),
         total_secs: 0.0,
     })
@@ -1124,6 +1138,19 @@ impl Report {
                 m,
                 "| {} | {} | {} | {:.1} | {} | {} |",
                 b.name, b.threads, b.ops, b.per_sec, b.p50_us, b.p99_us
+            );
+        }
+        if !self.login_hash_ms.is_empty() {
+            let per_run: Vec<String> = self
+                .login_hash_ms
+                .iter()
+                .map(|(c, ms)| format!("{ms:.1} ms at c={c}"))
+                .collect();
+            let _ = writeln!(
+                m,
+                "\nArgon2 inside the server during the login runs (time computing, per \
+                 verification): {}.",
+                per_run.join(", ")
             );
         }
         if let Some(s) = &self.starvation {

@@ -61,6 +61,8 @@ pub struct HashingStats {
     pub buffers_allocated: u64,
     /// Bytes of Argon2 memory that exist now.
     pub buffer_bytes: usize,
+    /// Time spent computing Argon2 (hashes and verifications), on whichever threads ran them.
+    pub busy: Duration,
 }
 
 fn current_params() -> Result<Params, CoreError> {
@@ -86,6 +88,8 @@ pub struct Hasher {
     idle_release: Duration,
     verifications: Mutex<BTreeMap<Cost, u64>>,
     allocated: AtomicU64,
+    /// Nanoseconds spent in Argon2 (see [`HashingStats::busy`]).
+    busy_ns: AtomicU64,
 }
 
 #[derive(Default)]
@@ -121,6 +125,7 @@ impl Hasher {
             idle_release: idle,
             verifications: Mutex::default(),
             allocated: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
         }))
     }
 
@@ -220,7 +225,10 @@ impl Hasher {
             pool.lent += 1;
             pool.lent_bytes += mem.bytes();
         }
+        let started = Instant::now();
         let r = f(mem.blocks_mut(blocks));
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
         self.give_back(mem);
         Some(r)
     }
@@ -257,6 +265,7 @@ impl Hasher {
             buffers: pool.spare.len() + pool.lent,
             buffers_allocated: self.allocated.load(Ordering::Relaxed),
             buffer_bytes: pool.lent_bytes + pool.spare.iter().map(Memory::bytes).sum::<usize>(),
+            busy: Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed)),
         }
     }
 
