@@ -1,5 +1,6 @@
 //! The raw operations each scenario cannot avoid, measured in the same run.
 
+use crate::load::RunResult;
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use std::path::Path;
@@ -12,6 +13,14 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// Adds another slice of the same measurement.
+    pub fn absorb(&mut self, other: &Rate) -> Result<()> {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+        self.hist.add(&other.hist)?;
+        Ok(())
+    }
+
     pub fn per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -58,6 +67,47 @@ pub fn argon2(threads: usize, duration: Duration, max_ops: u64) -> Result<Rate> 
         hist.add(&h)?;
     }
     Ok(Rate { ops, elapsed, hist })
+}
+
+/// Runs `raw` and `run` in `slices` alternating turns each (raw, run, run, raw, raw, run, …), so
+/// that the machine speeding up or slowing down during the measurement (a shared VM does)
+/// weighs on both alike, and returns both merged: the baseline and the run it is compared
+/// with are taken over the same stretch of time.
+pub fn interleaved(
+    slices: u32,
+    mut raw: impl FnMut() -> Result<Rate>,
+    mut run: impl FnMut() -> Result<RunResult>,
+) -> Result<(Rate, RunResult)> {
+    let mut merged: (Option<Rate>, Option<RunResult>) = (None, None);
+    let mut raw_turn = |m: &mut (Option<Rate>, Option<RunResult>)| -> Result<()> {
+        let r = raw()?;
+        match &mut m.0 {
+            Some(all) => all.absorb(&r)?,
+            None => m.0 = Some(r),
+        }
+        Ok(())
+    };
+    let mut run_turn = |m: &mut (Option<Rate>, Option<RunResult>)| -> Result<()> {
+        let r = run()?;
+        match &mut m.1 {
+            Some(all) => all.absorb(&r)?,
+            None => m.1 = Some(r),
+        }
+        Ok(())
+    };
+    for i in 0..slices.max(1) {
+        if i % 2 == 0 {
+            raw_turn(&mut merged)?;
+            run_turn(&mut merged)?;
+        } else {
+            run_turn(&mut merged)?;
+            raw_turn(&mut merged)?;
+        }
+    }
+    match merged {
+        (Some(raw), Some(run)) => Ok((raw, run)),
+        _ => anyhow::bail!("no slice measured"),
+    }
 }
 
 /// A bare SQLite single-row INSERT of a refresh-token-sized row, one transaction (one fsync)

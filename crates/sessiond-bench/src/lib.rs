@@ -262,6 +262,20 @@ pub struct Leak {
 }
 
 /// The scenario name of node-oidc-provider's introspection rows.
+/// Where one login run's CPU went, per login.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginCpu {
+    pub concurrency: usize,
+    /// Time the server's Argon2 computed, per verification.
+    pub hash_ms: f64,
+    /// The process's CPU time (server and load generator) during the login slices, per login,
+    /// less the Argon2 time: everything a login costs besides hashing.
+    pub other_cpu_ms: f64,
+}
+
+/// Login and raw Argon2 are measured in this many alternating slices each (of `--duration`).
+pub const LOGIN_SLICES: u32 = 5;
+
 pub const PEER_SCENARIO: &str = "oidc-provider-introspect";
 /// Issue 13: sessiond's introspection at least this many times node-oidc-provider's.
 pub const PEER_TARGET: f64 = 15.0;
@@ -316,8 +330,8 @@ pub struct Report {
     pub leak: Option<Leak>,
     /// The node-oidc-provider comparison (`None`: not asked for).
     pub peer: Option<PeerStatus>,
-    /// Per login run: the concurrency and the Argon2 time per hash inside the server.
-    pub login_hash_ms: Vec<(usize, f64)>,
+    /// Per login run: where its CPU went.
+    pub login_cpu: Vec<LoginCpu>,
     pub options: Options,
     pub total_secs: f64,
 }
@@ -360,7 +374,7 @@ pub fn run(o: &Options) -> Result<Report> {
             rss_end: 0,
             leak: None,
             peer: None,
-            login_hash_ms: Vec::new(),
+            login_cpu: Vec::new(),
             options: o.clone(),
             total_secs: 0.0,
         }
@@ -596,27 +610,51 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
     }
     // Stops node (idle from here on).
     drop(peer_run);
-    let mut login_hash_ms = Vec::new();
+    let mut login_cpu_runs = Vec::new();
     for &c in o.concurrencies.iter().filter(|_| o.wants("login")) {
         // Raw hashing as fast as this machine hashes for c clients: c hashes at once up to
         // the hashing concurrency (more at once than cores only thrash the CPU caches with
         // 19 MiB blocks, which would flatter login).
+        // Both in alternating slices (see `baseline::interleaved`): the host's speed drifts
+        // by tens of percent over a minute, which compared one after the other moved the c = 1
+        // ratio between 0.72× and 0.92× from run to run.
         let threads = c.min(hash_threads).max(1);
-        let raw = baseline::argon2(threads, o.duration, base_ops)?;
+        let slice = o.duration / LOGIN_SLICES;
+        let before = sd.engine().hashing_stats();
+        let mut login_cpu = std::time::Duration::ZERO;
+        let (raw, r) = baseline::interleaved(
+            LOGIN_SLICES,
+            || baseline::argon2(threads, slice, base_ops),
+            || {
+                let cpu = server::cpu_time();
+                let r = client.block_on(load::run(
+                    workload(Vec::new(), sd.addr),
+                    Op::Login,
+                    c,
+                    slice,
+                    o.max_requests,
+                ));
+                login_cpu += server::cpu_time().saturating_sub(cpu);
+                r
+            },
+        )?;
+        let after = sd.engine().hashing_stats();
         let rate = note(
-            format!("Argon2id hash, {threads} at once (for c={c})"),
+            format!("Argon2id hash, {threads} at once (for c={c}; interleaved with login)"),
             threads,
             &raw,
         );
-        let before = sd.engine().hashing_stats();
-        let r = run_op(workload(Vec::new(), sd.addr), Op::Login, c)?;
-        let after = sd.engine().hashing_stats();
         let count =
             |s: &sessiond_core::password::HashingStats| -> u64 { s.verifications.values().sum() };
         let hashes = count(&after).saturating_sub(count(&before));
         if hashes > 0 {
             let busy = after.busy.saturating_sub(before.busy);
-            login_hash_ms.push((c, busy.as_secs_f64() * 1e3 / hashes as f64));
+            let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / hashes as f64;
+            login_cpu_runs.push(LoginCpu {
+                concurrency: c,
+                hash_ms: per(busy),
+                other_cpu_ms: per(login_cpu.saturating_sub(busy)),
+            });
         }
         push("login", c, &r, Some((format!("argon2 c={c}"), rate)));
     }
@@ -699,7 +737,7 @@ fn suite(o: &Options, client: &tokio::runtime::Runtime) -> Result<Report> {
         rss_end: 0,
         leak,
         peer: peer_status,
-        login_hash_ms,
+        login_cpu: login_cpu_runs,
         options: o.clone(),
         total_secs: 0.0,
     })
@@ -1140,16 +1178,22 @@ impl Report {
                 b.name, b.threads, b.ops, b.per_sec, b.p50_us, b.p99_us
             );
         }
-        if !self.login_hash_ms.is_empty() {
+        if !self.login_cpu.is_empty() {
             let per_run: Vec<String> = self
-                .login_hash_ms
+                .login_cpu
                 .iter()
-                .map(|(c, ms)| format!("{ms:.1} ms at c={c}"))
+                .map(|l| {
+                    format!(
+                        "{:.1} ms Argon2 + {:.1} ms other at c={}",
+                        l.hash_ms, l.other_cpu_ms, l.concurrency
+                    )
+                })
                 .collect();
             let _ = writeln!(
                 m,
-                "\nArgon2 inside the server during the login runs (time computing, per \
-                 verification): {}.",
+                "\nCPU per login during the login runs — Argon2 inside the server (time \
+                 computing, per verification) and everything else this process (server and \
+                 load generator) spent, per login: {}.",
                 per_run.join(", ")
             );
         }

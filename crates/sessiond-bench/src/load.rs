@@ -71,6 +71,18 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// Adds another slice of the same run (see [`crate::baseline::interleaved`]).
+    pub fn absorb(&mut self, other: &RunResult) -> Result<()> {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.hist.add(&other.hist)?;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+        Ok(())
+    }
+
     pub fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

@@ -541,3 +541,23 @@ pub fn rss_bytes() -> u64 {
         })
         .map_or(0, |kb| kb * 1024)
 }
+
+/// The CPU time this process (every thread: both servers and the load generator) has used,
+/// user and system, from `/proc/self/stat` (in clock ticks of 10 ms); zero where unreadable.
+pub fn cpu_time() -> std::time::Duration {
+    /// `USER_HZ`, fixed at 100 in Linux's user-space interface.
+    const TICKS_PER_SEC: u64 = 100;
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name (which may hold spaces) in parentheses:
+            // state is the first, utime the 12th, stime the 13th.
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let mut f = rest.split_whitespace().skip(11);
+            let utime = f.next()?.parse::<u64>().ok()?;
+            let stime = f.next()?.parse::<u64>().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ticks * 1000 / TICKS_PER_SEC)
+}
