@@ -852,37 +852,51 @@ pub(crate) async fn insert_audit_with<T: ?Sized>(
 
 /// Inserts audit events on `c`: one statement; ids are assigned in the order given.
 async fn insert_audit(c: &mut PgConnection, events: &[AuditEvent]) -> DbResult<()> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| audit_insert_sql(1));
     if events.is_empty() {
         return Ok(());
     }
-    let text = |f: fn(&AuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
-    // One statement; ids are assigned in the order given (ORDER BY the ordinality).
-    sqlx::query(
+    bind_audit(sqlx::query(&SQL), events).execute(c).await?;
+    Ok(())
+}
+
+/// `INSERT INTO audit_events …` of the events bound by [`bind_audit`] as parameters
+/// `$first` to `$first + 10`: a statement of its own, or a data-modifying `WITH` clause of a
+/// write's statement (its events then commit with it, without a round trip of their own).
+pub(crate) fn audit_insert_sql(first: usize) -> String {
+    let p: Vec<String> = (first..first + 11).map(|i| format!("${i}")).collect();
+    format!(
         "INSERT INTO audit_events (tenant_id, kind, user_id, session_id, activity_id,
                                    correlation_id, ip, user_agent, reason, at, actor)
          SELECT tenant_id, kind, user_id::uuid, session_id, activity_id, correlation_id,
                 ip, user_agent, reason, at, actor
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                     $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
-                     $11::text[])
+         FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[],
+                     {}::text[], {}::text[], {}::text[], {}::text[], {}::bigint[],
+                     {}::text[])
               WITH ORDINALITY AS e (tenant_id, kind, user_id, session_id, activity_id,
                                     correlation_id, ip, user_agent, reason, at, actor, ord)
          ORDER BY ord",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]
     )
-    .bind(text(|e| Some(e.tenant_id.as_str().to_owned())))
-    .bind(text(|e| Some(e.kind.as_str().to_owned())))
-    .bind(text(|e| e.user_id.map(|u| u.to_string())))
-    .bind(text(|e| {
-        e.session_id.as_ref().map(|s| s.as_str().to_owned())
-    }))
-    .bind(text(|e| Some(e.activity_id.clone())))
-    .bind(text(|e| e.correlation_id.clone()))
-    .bind(text(|e| e.ip.clone()))
-    .bind(text(|e| e.user_agent.clone()))
-    .bind(text(|e| e.reason.clone()))
-    .bind(events.iter().map(|e| e.at).collect::<Vec<i64>>())
-    .bind(text(|e| e.actor.clone()))
-    .execute(c)
-    .await?;
-    Ok(())
+}
+
+/// Binds `events` as the eleven arrays [`audit_insert_sql`] reads, after `q`'s parameters.
+pub(crate) fn bind_audit<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    events: &[AuditEvent],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let text = |f: fn(&AuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+    q.bind(text(|e| Some(e.tenant_id.as_str().to_owned())))
+        .bind(text(|e| Some(e.kind.as_str().to_owned())))
+        .bind(text(|e| e.user_id.map(|u| u.to_string())))
+        .bind(text(|e| {
+            e.session_id.as_ref().map(|s| s.as_str().to_owned())
+        }))
+        .bind(text(|e| Some(e.activity_id.clone())))
+        .bind(text(|e| e.correlation_id.clone()))
+        .bind(text(|e| e.ip.clone()))
+        .bind(text(|e| e.user_agent.clone()))
+        .bind(text(|e| e.reason.clone()))
+        .bind(events.iter().map(|e| e.at).collect::<Vec<i64>>())
+        .bind(text(|e| e.actor.clone()))
 }

@@ -13,7 +13,7 @@ use crate::PgStore;
 use crate::changes::{ended, timed_out};
 use crate::codec::{hash, parse_enum, seconds, tenant, uuid};
 use crate::error::{DbResult, bad_value};
-use crate::identity::insert_audit_with;
+use crate::identity::{bind_audit, insert_audit_with};
 use async_trait::async_trait;
 use sessiond_store::{
     AuditWith, AuthMethod, Change, DeviceInfo, NewSession, RefreshRecord, RevokeReason,
@@ -226,9 +226,14 @@ async fn revoke_one(
 }
 
 fn refresh_from_row(row: &PgRow) -> DbResult<RefreshRecord> {
-    let rotated_at: Option<i64> = row.try_get(4)?;
-    let successor: Option<Vec<u8>> = row.try_get(5)?;
-    let sealed: Option<Vec<u8>> = row.try_get(6)?;
+    refresh_from_columns(row, 0)
+}
+
+/// A refresh token from `refresh_columns!` starting at column `at` of `row`.
+fn refresh_from_columns(row: &PgRow, at: usize) -> DbResult<RefreshRecord> {
+    let rotated_at: Option<i64> = row.try_get(at + 4)?;
+    let successor: Option<Vec<u8>> = row.try_get(at + 5)?;
+    let sealed: Option<Vec<u8>> = row.try_get(at + 6)?;
     let rotated = match (rotated_at, successor, sealed) {
         (None, None, None) => None,
         (Some(at), Some(successor), Some(sealed_successor)) => Some(Rotated {
@@ -239,13 +244,46 @@ fn refresh_from_row(row: &PgRow) -> DbResult<RefreshRecord> {
         _ => return Err(bad_value("rotation", "partial")),
     };
     Ok(RefreshRecord {
-        hash: hash(row.try_get(0)?)?,
-        tenant_id: tenant(row.try_get(1)?)?,
-        session_id: SessionId::from_generated(row.try_get(2)?),
-        expires_at: row.try_get(3)?,
+        hash: hash(row.try_get(at)?)?,
+        tenant_id: tenant(row.try_get(at + 1)?)?,
+        session_id: SessionId::from_generated(row.try_get(at + 2)?),
+        expires_at: row.try_get(at + 3)?,
         rotated,
     })
 }
+
+/// How many columns `session_columns!` names.
+const SESSION_COLUMNS: usize = 16;
+
+/// A rotation's write ($1 successor hash, $2 tenant, $3 session, $4 successor expiry, $5 now,
+/// $6 sealed successor, $7 presented hash): the successor's row, the presented token marked
+/// rotated and the session's activity, in one statement returning the session.
+macro_rules! rotate_sql {
+    ($audit:expr) => {
+        concat!(
+            "WITH successor AS (
+                 INSERT INTO refresh_tokens (hash, tenant_id, session_id, expires_at)
+                 VALUES ($1, $2, $3, $4)
+             ), presented AS (
+                 UPDATE refresh_tokens
+                 SET rotated_at = $5, successor = $1, sealed_successor = $6
+                 WHERE hash = $7
+             )",
+            $audit,
+            " UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $5)
+             WHERE id = $3 RETURNING ",
+            session_columns!()
+        )
+    };
+}
+const ROTATE: &str = rotate_sql!("");
+/// [`ROTATE`] with the rotation's audit events bound as $8 to $18 (see `bind_audit`).
+static ROTATE_AUDITED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    rotate_sql!("{audit}").replace(
+        "{audit}",
+        &format!(", audit AS ({})", crate::identity::audit_insert_sql(8)),
+    )
+});
 
 /// The columns `refresh_from_row` reads, in its order.
 macro_rules! refresh_columns {
@@ -373,32 +411,26 @@ impl PgStore {
         audit: AuditWith<RotateOutcome>,
     ) -> DbResult<RotateOutcome> {
         let mut tx = self.pool().begin().await?;
-        // The token row is locked first (then its session): racing rotations of one token
-        // take turns, and each decides on what the previous one committed.
+        // One statement reads and locks the token row and then its session's (the planner
+        // pulls both sub-selects up into one join, whose row locks are taken in the order of
+        // its tables): racing rotations of one token take turns, and each decides on what
+        // the previous one committed. A token whose session is gone reads as no token.
         let row = sqlx::query(concat!(
-            "SELECT ",
+            "SELECT s.*, t.* FROM (SELECT ",
             refresh_columns!(),
-            " FROM refresh_tokens WHERE hash = $1 FOR NO KEY UPDATE"
+            " FROM refresh_tokens WHERE hash = $1) t JOIN (SELECT ",
+            session_columns!(),
+            " FROM sessions) s ON s.id = t.session_id FOR NO KEY UPDATE"
         ))
         .bind(r.presented.0.as_slice())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(presented) = row.as_ref().map(refresh_from_row).transpose()? else {
+        let Some(row) = row else {
             tx.rollback().await?;
             return Ok(RotateOutcome::Invalid);
         };
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = $1 FOR NO KEY UPDATE"
-        ))
-        .bind(presented.session_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(session) = row.as_ref().map(session_from_row).transpose()? else {
-            tx.rollback().await?;
-            return Ok(RotateOutcome::Invalid);
-        };
+        let session = session_from_row(&row)?;
+        let presented = refresh_from_columns(&row, SESSION_COLUMNS)?;
         let successor_is_current = match &presented.rotated {
             None => false,
             Some(rotated) => {
@@ -418,31 +450,33 @@ impl PgStore {
             }
             RotationStep::Rotate => {
                 // One statement: store the successor (a taken hash conflicts and rolls back),
-                // mark the presented token rotated, and count the rotation as activity.
-                let row = sqlx::query(concat!(
-                    "WITH successor AS (
-                         INSERT INTO refresh_tokens (hash, tenant_id, session_id, expires_at)
-                         VALUES ($1, $2, $3, $4)
-                     ), presented AS (
-                         UPDATE refresh_tokens
-                         SET rotated_at = $5, successor = $1, sealed_successor = $6
-                         WHERE hash = $7
-                     )
-                     UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $5)
-                     WHERE id = $3 RETURNING ",
-                    session_columns!()
-                ))
-                .bind(r.successor.hash.0.as_slice())
-                .bind(r.tenant_id.as_str())
-                .bind(session.id.as_str())
-                .bind(r.successor.expires_at)
-                .bind(r.now)
-                .bind(r.sealed_successor.as_slice())
-                .bind(r.presented.0.as_slice())
-                .fetch_one(&mut *tx)
-                .await?;
+                // mark the presented token rotated, count the rotation as activity, and
+                // append the rotation's audit events (built from the outcome the update
+                // gives: the session with `last_seen_at` moved forward).
+                let mut after = session;
+                after.last_seen_at = after.last_seen_at.max(r.now);
+                let outcome = RotateOutcome::Rotated { session: after };
+                let events = audit.as_ref().map(|build| build(&outcome));
+                let sql = match &events {
+                    Some(e) if !e.is_empty() => &**ROTATE_AUDITED,
+                    _ => ROTATE,
+                };
+                let q = sqlx::query(sql)
+                    .bind(r.successor.hash.0.as_slice())
+                    .bind(r.tenant_id.as_str())
+                    .bind(presented.session_id.as_str())
+                    .bind(r.successor.expires_at)
+                    .bind(r.now)
+                    .bind(r.sealed_successor.as_slice())
+                    .bind(r.presented.0.as_slice());
+                let q = match &events {
+                    Some(e) if !e.is_empty() => bind_audit(q, e),
+                    _ => q,
+                };
+                let row = q.fetch_one(&mut *tx).await?;
                 let session = session_from_row(&row)?;
-                (RotateOutcome::Rotated { session }, Vec::new())
+                self.commit_logged(tx, &[]).await?;
+                return Ok(RotateOutcome::Rotated { session });
             }
             RotationStep::Replay => (
                 RotateOutcome::Replayed {
