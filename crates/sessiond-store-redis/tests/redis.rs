@@ -1002,3 +1002,58 @@ async fn writes_handed_audit_events_are_refused_and_write_nothing() {
     let kept = store.get_session(&tenant(), &s.id).await.unwrap().unwrap();
     assert_eq!(kept.state, SessionState::Active);
 }
+
+/// A login without a session limit looks at a few of the user's oldest index members, not at
+/// all of them: its cost does not grow with the user's sessions (a script blocks all of
+/// Redis while it runs). The index still sheds members whose record is gone from its old
+/// end; a create under a limit, which must count, still prunes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_without_a_limit_does_not_scan_the_users_sessions() {
+    let url = standalone_url();
+    let prefix = prefix();
+    let store = open(&url, &prefix).await;
+    let user = uuid::Uuid::new_v4();
+    let sessions: Vec<Session> = (0..40).map(|i| session(user, NOW + i)).collect();
+    for s in &sessions {
+        create(&store, s).await;
+    }
+    let route = sessions[0].id.route().0;
+    let index = format!("{prefix}{{r{route}}}:u:{}:{user}", tenant());
+    let gone = |s: &Session| {
+        redis::cmd("DEL")
+            .arg(format!("{prefix}{{r{route}}}:s:{}", s.id))
+            .clone()
+    };
+    // Records gone (as if expired): the two oldest and two in the middle.
+    for s in [&sessions[0], &sessions[1], &sessions[20], &sessions[21]] {
+        let n: i64 = raw(&url, &gone(s)).await;
+        assert_eq!(n, 1);
+    }
+    let members = |url: String, index: String| async move {
+        raw::<Vec<String>>(&url, redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1)).await
+    };
+    create(&store, &session(user, NOW + 100)).await;
+    let left = members(url.clone(), index.clone()).await;
+    assert_eq!(left.len(), 41 - 2, "the gone oldest members are pruned");
+    for (s, kept) in [
+        (&sessions[0], false),
+        (&sessions[1], false),
+        (&sessions[20], true),
+    ] {
+        assert_eq!(left.contains(&s.id.as_str().to_owned()), kept, "{}", s.id);
+    }
+
+    // Under a limit every member is looked at: the gone ones in the middle go too.
+    let new = NewSession {
+        session: session(user, NOW + 101),
+        refresh: None,
+    };
+    store
+        .create_session(new, SessionLimit::EvictOldest(1000), NOW + 101, None)
+        .await
+        .unwrap();
+    let left = members(url.clone(), index.clone()).await;
+    assert_eq!(left.len(), 42 - 4);
+    assert!(!left.contains(&sessions[20].id.as_str().to_owned()));
+    assert!(!left.contains(&sessions[21].id.as_str().to_owned()));
+}

@@ -26,14 +26,27 @@ if rkey and redis.call('EXISTS', rkey) == 1 then
   return {'conflict'}
 end
 
--- The user's active sessions, oldest first; members whose session is gone are pruned.
+-- Under a limit: the user's active sessions, oldest first; members whose session is gone are
+-- pruned. Without one there is nothing to count, and a login must not cost more for a user
+-- with thousands of sessions (a script blocks the whole Redis): only the oldest few members
+-- are looked at, and pruned if their record is gone. Records go away about in the order
+-- they were made (each expires a day after its absolute expiry), so the index still sheds
+-- its dead members at least as fast as a user logs in.
 local active = {}
-for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  local k = base .. 's:' .. id
-  if redis.call('EXISTS', k) == 0 then
-    redis.call('ZREM', index, id)
-  elseif active_at(k, now) then
-    active[#active + 1] = id
+if kind == 'u' then
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, 3)) do
+    if redis.call('EXISTS', base .. 's:' .. id) == 0 then
+      redis.call('ZREM', index, id)
+    end
+  end
+else
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local k = base .. 's:' .. id
+    if redis.call('EXISTS', k) == 0 then
+      redis.call('ZREM', index, id)
+    elseif active_at(k, now) then
+      active[#active + 1] = id
+    end
   end
 end
 
