@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use sessiond_store::{
     AuditCount, AuditEvent, AuditKind, AuditQuery, AuditWith, Change, IdentityStore, KeyState,
     PartnerSecret, PolicyOverrides, Profile, Role, ServiceClient, SessionId, SsoSettings,
-    StoreResult, StoredKey, Tenant, TenantId, UnixTime, User, UserId, UserQuery, UserStatus,
+    StoreError, StoreResult, StoredKey, Tenant, TenantId, UnixTime, User, UserId, UserQuery,
+    UserStatus,
 };
 use sqlx::postgres::{PgConnection, PgRow, Postgres};
 use sqlx::{QueryBuilder, Row};
@@ -574,6 +575,21 @@ impl PgStore {
         Ok(())
     }
 
+    /// Writes every append waiting now as one batch (nothing if an earlier batch took them).
+    async fn write_audit_batch(&self) {
+        let _turn = self.inner.audit.turn.lock().await;
+        let batch = std::mem::take(&mut *lock(&self.inner.audit.waiting));
+        if batch.is_empty() {
+            return;
+        }
+        let (events, waiting): (Vec<Vec<AuditEvent>>, Vec<_>) = batch.into_iter().unzip();
+        let outcome = self.run(self.append_audit_db(events.concat())).await;
+        for done in waiting {
+            // A caller that went away does not read its outcome: nothing to do for it.
+            let _ = done.send(outcome.clone());
+        }
+    }
+
     async fn append_audit_db(&self, events: Vec<AuditEvent>) -> DbResult<()> {
         if events.is_empty() {
             return Ok(());
@@ -810,8 +826,24 @@ impl IdentityStore for PgStore {
         self.run(self.replace_keys_db(keys)).await
     }
 
+    /// Group commit: the appends that arrive while a batch is being written wait, and the
+    /// next batch writes them all in one statement (one commit), in the order they came;
+    /// each caller returns once its events are committed, with the batch's outcome. One batch
+    /// is written at a time, by a task of its own, so a caller that goes away (a dropped
+    /// request) takes no one's events with it.
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
-        self.run(self.append_audit_db(events)).await
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        lock(&self.inner.audit.waiting).push((events, done));
+        let store = self.clone();
+        tokio::spawn(async move { store.write_audit_batch().await });
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the audit batch was not written (shutting down)".into(),
+            ))
+        })
     }
 
     async fn purge_audit(&self, before: UnixTime) -> StoreResult<u64> {
@@ -836,6 +868,23 @@ impl IdentityStore for PgStore {
         self.run(self.count_audit_db(tenant, since, until, bucket))
             .await
     }
+}
+
+/// Audit appends waiting to be written, each with the channel its outcome goes back on, and
+/// the turn of the one batch being written.
+#[derive(Default)]
+pub(crate) struct AuditQueue {
+    waiting: std::sync::Mutex<Vec<AuditAppend>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+type AuditAppend = (
+    Vec<AuditEvent>,
+    tokio::sync::oneshot::Sender<StoreResult<()>>,
+);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Appends the events `audit` builds from a write's outcome, in the write's transaction.

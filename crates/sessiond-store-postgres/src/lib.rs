@@ -78,6 +78,8 @@ struct Inner {
     /// The newest sequence number committed through this store, for the hint sender task.
     hints: tokio::sync::watch::Sender<u64>,
     listener: tokio::sync::Mutex<Option<PgListener>>,
+    /// Audit appends waiting for their batch (see `PgStore::append_audit`).
+    audit: identity::AuditQueue,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -168,6 +170,7 @@ impl PgStore {
                     + Duration::from_secs(1),
                 hints,
                 listener: tokio::sync::Mutex::new(None),
+                audit: identity::AuditQueue::default(),
             }),
         };
         if opts.migrate {

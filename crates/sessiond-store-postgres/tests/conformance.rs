@@ -1000,3 +1000,56 @@ async fn an_unreachable_server_is_named() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.contains("unavailable"), "{err}");
 }
+
+/// Audit appends that arrive together commit together (group commit): 64 concurrent appends
+/// of two events each are all stored, each append's events next to each other and in their
+/// order, in far fewer transactions than appends (rows written by one transaction share its
+/// `xmin`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_audit_appends_commit_in_batches() {
+    let schema = unique_schema();
+    let store = store_in(&schema).await;
+    let event = |n: usize, second: bool| sessiond_store::AuditEvent {
+        id: 0,
+        kind: sessiond_store::AuditKind::LoginFailed,
+        tenant_id: tenant_a(),
+        user_id: None,
+        session_id: None,
+        activity_id: format!("append-{n}"),
+        correlation_id: None,
+        ip: None,
+        user_agent: None,
+        reason: Some(if second { "second" } else { "first" }.into()),
+        at: NOW,
+        actor: None,
+    };
+    let appends: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            let events = vec![event(n, false), event(n, true)];
+            tokio::spawn(async move { store.append_audit(events).await })
+        })
+        .collect();
+    for a in appends {
+        a.await.unwrap().expect("append");
+    }
+    let mut conn = admin().await;
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(&format!(
+        "SELECT id, activity_id, reason, xmin::text FROM \"{schema}\".audit_events ORDER BY id"
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 128, "every event is stored");
+    for pair in rows.chunks(2) {
+        assert_eq!(pair[0].1, pair[1].1, "one append's events are adjacent");
+        assert_eq!((pair[0].2.as_str(), pair[1].2.as_str()), ("first", "second"));
+    }
+    let transactions: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.3.as_str()).collect();
+    assert!(
+        transactions.len() <= 32,
+        "64 concurrent appends took {} transactions",
+        transactions.len()
+    );
+}

@@ -11,7 +11,7 @@ pub use model::*;
 pub use traits::*;
 
 /// Errors a store reports. Backends map their own failures to `Backend`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("already exists")]
     Conflict,
