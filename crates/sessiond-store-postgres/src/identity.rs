@@ -575,10 +575,23 @@ impl PgStore {
         Ok(())
     }
 
-    /// Writes every append waiting now as one batch (nothing if an earlier batch took them).
+    /// Writes the appends waiting now, up to [`AUDIT_BATCH`] events, as one batch (nothing if
+    /// earlier batches took them all). What it leaves waits for the next turn: every append
+    /// spawned a writer, so a turn comes for each.
     async fn write_audit_batch(&self) {
         let _turn = self.inner.audit.turn.lock().await;
-        let batch = std::mem::take(&mut *lock(&self.inner.audit.waiting));
+        let batch: Vec<AuditAppend> = {
+            let mut waiting = lock(&self.inner.audit.waiting);
+            let mut events = 0;
+            let take = waiting
+                .iter()
+                .take_while(|(e, _)| {
+                    events += e.len();
+                    events <= AUDIT_BATCH || events == e.len()
+                })
+                .count();
+            waiting.drain(..take).collect()
+        };
         if batch.is_empty() {
             return;
         }
@@ -839,11 +852,18 @@ impl IdentityStore for PgStore {
         lock(&self.inner.audit.waiting).push((events, done));
         let store = self.clone();
         tokio::spawn(async move { store.write_audit_batch().await });
-        outcome.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
+        // The batch before this one and this one each take at most the deadline: past it,
+        // answer as any operation that took too long does (the events may still commit).
+        match tokio::time::timeout(self.inner.deadline, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(StoreError::Unavailable(
                 "the audit batch was not written (shutting down)".into(),
-            ))
-        })
+            )),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "audit events not committed within {:?}",
+                self.inner.deadline
+            ))),
+        }
     }
 
     async fn purge_audit(&self, before: UnixTime) -> StoreResult<u64> {
@@ -869,6 +889,10 @@ impl IdentityStore for PgStore {
             .await
     }
 }
+
+/// At most this many audit events go in one batch (one append's events are never split): a
+/// slow server's backlog is written in statements of bounded size.
+const AUDIT_BATCH: usize = 1024;
 
 /// Audit appends waiting to be written, each with the channel its outcome goes back on, and
 /// the turn of the one batch being written.

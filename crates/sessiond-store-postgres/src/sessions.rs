@@ -28,9 +28,45 @@ use sqlx::{PgConnection, QueryBuilder, Row};
 /// `auth_time`: it is its `created_at`.
 macro_rules! session_columns {
     () => {
-        "id, tenant_id, user_id::text, customer_id::text, auth_method, created_at, \
-         last_seen_at, absolute_expires_at, idle_ttl, user_agent, ip, label, state, \
-         revoke_reason, state_at, COALESCE(auth_time, created_at)"
+        session_columns!("")
+    };
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id, ",
+            $t,
+            "tenant_id, ",
+            $t,
+            "user_id::text, ",
+            $t,
+            "customer_id::text, ",
+            $t,
+            "auth_method, ",
+            $t,
+            "created_at, ",
+            $t,
+            "last_seen_at, ",
+            $t,
+            "absolute_expires_at, ",
+            $t,
+            "idle_ttl, ",
+            $t,
+            "user_agent, ",
+            $t,
+            "ip, ",
+            $t,
+            "label, ",
+            $t,
+            "state, ",
+            $t,
+            "revoke_reason, ",
+            $t,
+            "state_at, COALESCE(",
+            $t,
+            "auth_time, ",
+            $t,
+            "created_at)"
+        )
     };
 }
 
@@ -288,7 +324,25 @@ static ROTATE_AUDITED: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 /// The columns `refresh_from_row` reads, in its order.
 macro_rules! refresh_columns {
     () => {
-        "hash, tenant_id, session_id, expires_at, rotated_at, successor, sealed_successor"
+        refresh_columns!("")
+    };
+    ($t:literal) => {
+        concat!(
+            $t,
+            "hash, ",
+            $t,
+            "tenant_id, ",
+            $t,
+            "session_id, ",
+            $t,
+            "expires_at, ",
+            $t,
+            "rotated_at, ",
+            $t,
+            "successor, ",
+            $t,
+            "sealed_successor"
+        )
     };
 }
 
@@ -411,16 +465,17 @@ impl PgStore {
         audit: AuditWith<RotateOutcome>,
     ) -> DbResult<RotateOutcome> {
         let mut tx = self.pool().begin().await?;
-        // One statement reads and locks the token row and then its session's (the planner
-        // pulls both sub-selects up into one join, whose row locks are taken in the order of
-        // its tables): racing rotations of one token take turns, and each decides on what
-        // the previous one committed. A token whose session is gone reads as no token.
+        // One statement reads and locks the token row and then its session's (row locks are
+        // taken in the order of the FROM list): racing rotations of one token take turns, and
+        // each decides on what the previous one committed. A token has a session (a foreign
+        // key): no row is no token.
         let row = sqlx::query(concat!(
-            "SELECT s.*, t.* FROM (SELECT ",
-            refresh_columns!(),
-            " FROM refresh_tokens WHERE hash = $1) t JOIN (SELECT ",
-            session_columns!(),
-            " FROM sessions) s ON s.id = t.session_id FOR NO KEY UPDATE"
+            "SELECT ",
+            session_columns!("s."),
+            ", ",
+            refresh_columns!("t."),
+            " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+             WHERE t.hash = $1 FOR NO KEY UPDATE OF t, s"
         ))
         .bind(r.presented.0.as_slice())
         .fetch_optional(&mut *tx)
@@ -918,5 +973,30 @@ impl SessionStore for PgStore {
 
     async fn purge_expired(&self, now: UnixTime, batch: usize) -> StoreResult<u64> {
         self.run(self.purge_expired_db(now, batch)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The columns of a list, counting only the commas outside parentheses.
+    fn columns(list: &str) -> usize {
+        let mut depth = 0i32;
+        let mut n = 1;
+        for c in list.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => n += 1,
+                _ => {}
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn the_rotation_reads_its_columns_where_they_are() {
+        assert_eq!(columns(session_columns!()), super::SESSION_COLUMNS);
+        assert_eq!(columns(session_columns!("s.")), super::SESSION_COLUMNS);
+        assert_eq!(columns(refresh_columns!("t.")), 7);
     }
 }

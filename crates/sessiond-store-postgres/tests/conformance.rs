@@ -1043,7 +1043,10 @@ async fn concurrent_audit_appends_commit_in_batches() {
     assert_eq!(rows.len(), 128, "every event is stored");
     for pair in rows.chunks(2) {
         assert_eq!(pair[0].1, pair[1].1, "one append's events are adjacent");
-        assert_eq!((pair[0].2.as_str(), pair[1].2.as_str()), ("first", "second"));
+        assert_eq!(
+            (pair[0].2.as_str(), pair[1].2.as_str()),
+            ("first", "second")
+        );
     }
     let transactions: std::collections::BTreeSet<&str> =
         rows.iter().map(|r| r.3.as_str()).collect();

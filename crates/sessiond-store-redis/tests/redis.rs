@@ -1003,57 +1003,70 @@ async fn writes_handed_audit_events_are_refused_and_write_nothing() {
     assert_eq!(kept.state, SessionState::Active);
 }
 
-/// A login without a session limit looks at a few of the user's oldest index members, not at
-/// all of them: its cost does not grow with the user's sessions (a script blocks all of
-/// Redis while it runs). The index still sheds members whose record is gone from its old
-/// end; a create under a limit, which must count, still prunes them all.
+/// A login without a session limit looks at a few of the user's index members (the oldest
+/// four, four at random), not at all of them: its cost does not grow with the user's sessions
+/// (a script blocks all of Redis while it runs). The index still sheds members whose record is
+/// gone: the oldest at once, the others over the following logins; a create under a limit,
+/// which must count, prunes them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_without_a_limit_does_not_scan_the_users_sessions() {
     let url = standalone_url();
     let prefix = prefix();
     let store = open(&url, &prefix).await;
     let user = uuid::Uuid::new_v4();
-    let sessions: Vec<Session> = (0..40).map(|i| session(user, NOW + i)).collect();
+    let sessions: Vec<Session> = (0..400).map(|i| session(user, NOW + i)).collect();
     for s in &sessions {
         create(&store, s).await;
     }
     let route = sessions[0].id.route().0;
     let index = format!("{prefix}{{r{route}}}:u:{}:{user}", tenant());
-    let gone = |s: &Session| {
-        redis::cmd("DEL")
-            .arg(format!("{prefix}{{r{route}}}:s:{}", s.id))
-            .clone()
-    };
-    // Records gone (as if expired): the two oldest and two in the middle.
-    for s in [&sessions[0], &sessions[1], &sessions[20], &sessions[21]] {
-        let n: i64 = raw(&url, &gone(s)).await;
+    // Records gone (as if expired): the two oldest and 100 in the middle.
+    let middle = &sessions[100..200];
+    for s in sessions[..2].iter().chain(middle) {
+        let key = format!("{prefix}{{r{route}}}:s:{}", s.id);
+        let n: i64 = raw(&url, redis::cmd("DEL").arg(&key)).await;
         assert_eq!(n, 1);
     }
-    let members = |url: String, index: String| async move {
+    let members = || async {
         raw::<Vec<String>>(&url, redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1)).await
     };
-    create(&store, &session(user, NOW + 100)).await;
-    let left = members(url.clone(), index.clone()).await;
-    assert_eq!(left.len(), 41 - 2, "the gone oldest members are pruned");
-    for (s, kept) in [
-        (&sessions[0], false),
-        (&sessions[1], false),
-        (&sessions[20], true),
-    ] {
-        assert_eq!(left.contains(&s.id.as_str().to_owned()), kept, "{}", s.id);
+    let gone_in_middle = |left: &[String]| {
+        middle
+            .iter()
+            .filter(|s| left.contains(&s.id.as_str().to_owned()))
+            .count()
+    };
+    let mut at = NOW + 1_000;
+    create(&store, &session(user, at)).await;
+    let left = members().await;
+    for s in &sessions[..2] {
+        assert!(
+            !left.contains(&s.id.as_str().to_owned()),
+            "the gone oldest are pruned"
+        );
     }
+    assert!(
+        gone_in_middle(&left) >= 96,
+        "one create looks at four members at random, not at all of them: {} of 100 left",
+        gone_in_middle(&left)
+    );
+    // Over the next logins the random picks find the others (about 0.9% of them a login).
+    for _ in 0..300 {
+        at += 1;
+        create(&store, &session(user, at)).await;
+    }
+    let left = gone_in_middle(&members().await);
+    assert!(left <= 40, "{left} of 100 gone members still indexed");
 
-    // Under a limit every member is looked at: the gone ones in the middle go too.
+    // Under a limit every member is looked at: all the gone ones go.
     let new = NewSession {
-        session: session(user, NOW + 101),
+        session: session(user, at + 1),
         refresh: None,
     };
     store
-        .create_session(new, SessionLimit::EvictOldest(1000), NOW + 101, None)
+        .create_session(new, SessionLimit::EvictOldest(10_000), at + 1, None)
         .await
         .unwrap();
-    let left = members(url.clone(), index.clone()).await;
-    assert_eq!(left.len(), 42 - 4);
-    assert!(!left.contains(&sessions[20].id.as_str().to_owned()));
-    assert!(!left.contains(&sessions[21].id.as_str().to_owned()));
+    assert_eq!(gone_in_middle(&members().await), 0);
+    assert_eq!(members().await.len(), 400 - 102 + 302);
 }
