@@ -13,14 +13,6 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// Adds another slice of the same measurement.
-    pub fn absorb(&mut self, other: &Rate) -> Result<()> {
-        self.ops += other.ops;
-        self.elapsed += other.elapsed;
-        self.hist.add(&other.hist)?;
-        Ok(())
-    }
-
     pub fn per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -78,35 +70,43 @@ pub fn interleaved(
     mut raw: impl FnMut() -> Result<Rate>,
     mut run: impl FnMut() -> Result<RunResult>,
 ) -> Result<(Rate, RunResult)> {
-    let mut merged: (Option<Rate>, Option<RunResult>) = (None, None);
-    let mut raw_turn = |m: &mut (Option<Rate>, Option<RunResult>)| -> Result<()> {
-        let r = raw()?;
-        match &mut m.0 {
-            Some(all) => all.absorb(&r)?,
-            None => m.0 = Some(r),
-        }
-        Ok(())
-    };
-    let mut run_turn = |m: &mut (Option<Rate>, Option<RunResult>)| -> Result<()> {
-        let r = run()?;
-        match &mut m.1 {
-            Some(all) => all.absorb(&r)?,
-            None => m.1 = Some(r),
-        }
-        Ok(())
-    };
+    let (mut raws, mut runs) = (Vec::new(), Vec::new());
     for i in 0..slices.max(1) {
         if i % 2 == 0 {
-            raw_turn(&mut merged)?;
-            run_turn(&mut merged)?;
+            raws.push(raw()?);
+            runs.push(run()?);
         } else {
-            run_turn(&mut merged)?;
-            raw_turn(&mut merged)?;
+            runs.push(run()?);
+            raws.push(raw()?);
         }
     }
-    match merged {
-        (Some(raw), Some(run)) => Ok((raw, run)),
-        _ => anyhow::bail!("no slice measured"),
+    Ok((merged(raws)?, merged(runs)?))
+}
+
+/// A measurement taken in slices, which add up.
+pub trait Slices: Sized {
+    /// Adds another slice of the same measurement.
+    fn absorb(&mut self, other: &Self) -> Result<()>;
+}
+
+/// The slices of one measurement, added up.
+fn merged<T: Slices>(slices: Vec<T>) -> Result<T> {
+    let mut slices = slices.into_iter();
+    let mut all = slices
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no slice measured"))?;
+    for s in slices {
+        all.absorb(&s)?;
+    }
+    Ok(all)
+}
+
+impl Slices for Rate {
+    fn absorb(&mut self, other: &Rate) -> Result<()> {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+        self.hist.add(&other.hist)?;
+        Ok(())
     }
 }
 
@@ -545,5 +545,53 @@ return 1
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn hist(v: u64) -> Histogram<u64> {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        h.record(v).unwrap();
+        h
+    }
+
+    /// The turns alternate (raw, run, run, raw, raw, run) and the slices add up.
+    #[test]
+    fn slices_alternate_and_add_up() {
+        let order = RefCell::new(String::new());
+        let (raw, run) = interleaved(
+            3,
+            || {
+                order.borrow_mut().push('r');
+                Ok(Rate {
+                    ops: 2,
+                    elapsed: Duration::from_millis(10),
+                    hist: hist(5),
+                })
+            },
+            || {
+                order.borrow_mut().push('R');
+                Ok(RunResult {
+                    ok: 3,
+                    errors: 1,
+                    elapsed: Duration::from_millis(20),
+                    hist: hist(7),
+                    first_error: None,
+                })
+            },
+        )
+        .unwrap();
+        assert_eq!(order.into_inner(), "rRRrrR");
+        assert_eq!(
+            (raw.ops, raw.elapsed, raw.hist.len()),
+            (6, Duration::from_millis(30), 3)
+        );
+        assert_eq!((run.ok, run.errors, run.hist.len()), (9, 3, 3));
+        assert_eq!(run.elapsed, Duration::from_millis(60));
     }
 }

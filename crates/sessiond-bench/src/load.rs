@@ -70,9 +70,8 @@ pub struct RunResult {
     pub first_error: Option<String>,
 }
 
-impl RunResult {
-    /// Adds another slice of the same run (see [`crate::baseline::interleaved`]).
-    pub fn absorb(&mut self, other: &RunResult) -> Result<()> {
+impl crate::baseline::Slices for RunResult {
+    fn absorb(&mut self, other: &RunResult) -> Result<()> {
         self.ok += other.ok;
         self.errors += other.errors;
         self.elapsed += other.elapsed;
@@ -82,7 +81,9 @@ impl RunResult {
         }
         Ok(())
     }
+}
 
+impl RunResult {
     pub fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
