@@ -101,6 +101,19 @@ fn merged<T: Slices>(slices: Vec<T>) -> Result<T> {
     Ok(all)
 }
 
+impl Slices for RunResult {
+    fn absorb(&mut self, other: &RunResult) -> Result<()> {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.hist.add(&other.hist)?;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+        Ok(())
+    }
+}
+
 impl Slices for Rate {
     fn absorb(&mut self, other: &Rate) -> Result<()> {
         self.ops += other.ops;

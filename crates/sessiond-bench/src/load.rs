@@ -70,19 +70,6 @@ pub struct RunResult {
     pub first_error: Option<String>,
 }
 
-impl crate::baseline::Slices for RunResult {
-    fn absorb(&mut self, other: &RunResult) -> Result<()> {
-        self.ok += other.ok;
-        self.errors += other.errors;
-        self.elapsed += other.elapsed;
-        self.hist.add(&other.hist)?;
-        if self.first_error.is_none() {
-            self.first_error.clone_from(&other.first_error);
-        }
-        Ok(())
-    }
-}
-
 impl RunResult {
     pub fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
