@@ -582,14 +582,15 @@ impl PgStore {
         let _turn = self.inner.audit.turn.lock().await;
         let batch: Vec<AuditAppend> = {
             let mut waiting = lock(&self.inner.audit.waiting);
-            let mut events = 0;
-            let take = waiting
-                .iter()
-                .take_while(|(e, _)| {
-                    events += e.len();
-                    events <= AUDIT_BATCH || events == e.len()
-                })
-                .count();
+            let (mut take, mut events) = (0, 0);
+            for (e, _) in waiting.iter() {
+                // The first append goes whatever its size; the others while they fit.
+                if take > 0 && events + e.len() > AUDIT_BATCH {
+                    break;
+                }
+                events += e.len();
+                take += 1;
+            }
             waiting.drain(..take).collect()
         };
         if batch.is_empty() {

@@ -293,31 +293,28 @@ const SESSION_COLUMNS: usize = 16;
 
 /// A rotation's write ($1 successor hash, $2 tenant, $3 session, $4 successor expiry, $5 now,
 /// $6 sealed successor, $7 presented hash): the successor's row, the presented token marked
-/// rotated and the session's activity, in one statement returning the session.
-macro_rules! rotate_sql {
-    ($audit:expr) => {
-        concat!(
-            "WITH successor AS (
-                 INSERT INTO refresh_tokens (hash, tenant_id, session_id, expires_at)
-                 VALUES ($1, $2, $3, $4)
-             ), presented AS (
-                 UPDATE refresh_tokens
-                 SET rotated_at = $5, successor = $1, sealed_successor = $6
-                 WHERE hash = $7
-             )",
-            $audit,
-            " UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $5)
-             WHERE id = $3 RETURNING ",
-            session_columns!()
-        )
-    };
-}
-const ROTATE: &str = rotate_sql!("");
+/// rotated and the session's activity, in one statement returning the session. Its `WITH`
+/// clauses, which [`ROTATE_AUDITED`] extends, and its final update.
+const ROTATE_WITH: &str = "WITH successor AS (
+         INSERT INTO refresh_tokens (hash, tenant_id, session_id, expires_at)
+         VALUES ($1, $2, $3, $4)
+     ), presented AS (
+         UPDATE refresh_tokens
+         SET rotated_at = $5, successor = $1, sealed_successor = $6
+         WHERE hash = $7
+     )";
+const ROTATE_UPDATE: &str = concat!(
+    " UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $5)
+     WHERE id = $3 RETURNING ",
+    session_columns!()
+);
+static ROTATE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{ROTATE_WITH}{ROTATE_UPDATE}"));
 /// [`ROTATE`] with the rotation's audit events bound as $8 to $18 (see `bind_audit`).
 static ROTATE_AUDITED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    rotate_sql!("{audit}").replace(
-        "{audit}",
-        &format!(", audit AS ({})", crate::identity::audit_insert_sql(8)),
+    format!(
+        "{ROTATE_WITH}, audit AS ({}){ROTATE_UPDATE}",
+        crate::identity::audit_insert_sql(8)
     )
 });
 
@@ -514,7 +511,7 @@ impl PgStore {
                 let events = audit.as_ref().map(|build| build(&outcome));
                 let sql = match &events {
                     Some(e) if !e.is_empty() => &**ROTATE_AUDITED,
-                    _ => ROTATE,
+                    _ => &**ROTATE,
                 };
                 let q = sqlx::query(sql)
                     .bind(r.successor.hash.0.as_slice())
