@@ -183,6 +183,8 @@ pub enum SessionsCommand {
     Revoke {
         #[arg(long)]
         tenant: String,
+        /// Random base64url: it may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
         session_id: String,
     },
 }
@@ -198,6 +200,7 @@ pub enum PartnerSecretCommand {
     Revoke {
         #[arg(long)]
         tenant: String,
+        #[arg(allow_hyphen_values = true)]
         secret_id: String,
     },
 }
@@ -254,7 +257,8 @@ pub enum KeysCommand {
     /// Revoke a (leaked) key at once: its tokens are refused and it leaves the JWKS; a
     /// revoked signing or next key is replaced.
     Revoke {
-        /// The key's id (`kid`, see `keys list`).
+        /// The key's id (`kid`, see `keys list`; random base64url, which may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }

@@ -98,3 +98,42 @@ fn run(args: Args) -> Result<()> {
         Command::Admin(cmd) => rt.block_on(cli::run(&cfg, args.url.as_deref(), cmd)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Key, session and secret ids are random base64url and may begin with `-`: the
+    /// commands that take one accept it as the id, not as an option.
+    #[test]
+    fn ids_beginning_with_a_hyphen_are_ids() {
+        for args in [
+            &["sessiond", "keys", "revoke", "-fAbc"][..],
+            &["sessiond", "sessions", "revoke", "--tenant", "t1", "-fAbc"],
+            &[
+                "sessiond",
+                "partner-secret",
+                "revoke",
+                "--tenant",
+                "t1",
+                "-fAbc",
+            ],
+        ] {
+            let parsed = Args::try_parse_from(args);
+            let id = match parsed.map(|a| a.command) {
+                Ok(Command::Admin(cli::AdminCommand::Keys {
+                    command: cli::KeysCommand::Revoke { kid },
+                })) => kid,
+                Ok(Command::Admin(cli::AdminCommand::Sessions {
+                    command: cli::SessionsCommand::Revoke { session_id, .. },
+                })) => session_id,
+                Ok(Command::Admin(cli::AdminCommand::PartnerSecret {
+                    command: cli::PartnerSecretCommand::Revoke { secret_id, .. },
+                })) => secret_id,
+                Ok(_) => panic!("{args:?}: another command"),
+                Err(e) => panic!("{args:?}: {e}"),
+            };
+            assert_eq!(id, "-fAbc", "{args:?}");
+        }
+    }
+}
